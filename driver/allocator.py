@@ -1,0 +1,229 @@
+"""Address math: which addresses a subnet offers, and how free ranges are split and merged.
+
+Pure logic over netaddr and the standard library; no Flask, no SQLAlchemy. Addresses are plain
+ints here. The free addresses of a subnet are kept as disjoint, non-adjacent ``(first, last)``
+ranges behind the :class:`FreeRangeBook` protocol, so that finding the lowest free address, taking
+a static one or giving one back costs a few index lookups whatever the size of the subnet or the
+number of leases. The storage layer implements the book with database rows; the unit tests with
+a sorted list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import netaddr
+
+from driver.errors import InvalidRequest
+
+Range = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Subnet:
+    """A masked CIDR and the bounds of the addresses it can hand out."""
+
+    network: netaddr.IPNetwork
+
+    @property
+    def version(self) -> int:
+        return int(self.network.version)
+
+    @property
+    def prefixlen(self) -> int:
+        return int(self.network.prefixlen)
+
+    @property
+    def first(self) -> int:
+        return int(self.network.first)
+
+    @property
+    def last(self) -> int:
+        return int(self.network.last)
+
+    @property
+    def cidr(self) -> str:
+        return str(self.network.cidr)
+
+    def reserved(self, address: int) -> str | None:
+        """Why ``address`` is never handed out, or None when it may be.
+
+        As the built-in IPAM: IPv4 reserves the network and broadcast addresses except in /31
+        and /32 (RFC 3021); IPv6 reserves the first address (the subnet-router anycast address).
+        """
+        if self.version == 4:
+            if self.prefixlen >= 31:
+                return None
+            if address == self.first:
+                return "the network address"
+            if address == self.last:
+                return "the broadcast address"
+            return None
+        if address == self.first:
+            return "the subnet-router anycast address"
+        return None
+
+    def allocatable(self) -> Range | None:
+        """The one range of addresses that starts out free, or None when there is none."""
+        first, last = self.first, self.last
+        if self.reserved(first):
+            first += 1
+        if self.reserved(last):
+            last -= 1
+        return (first, last) if first <= last else None
+
+    def contains(self, address: int) -> bool:
+        return self.first <= address <= self.last
+
+    def format(self, address: int) -> str:
+        """The address in CIDR form with this subnet's prefix length, as Docker wants it."""
+        return f"{netaddr.IPAddress(address, self.version)}/{self.prefixlen}"
+
+    def contains_subnet(self, other: Subnet) -> bool:
+        return (self.version == other.version
+                and self.first <= other.first <= other.last <= self.last)
+
+
+def parse_cidr(text: object, what: str) -> netaddr.IPNetwork:
+    """A CIDR such as ``192.0.2.0/24``, masked; host bits are dropped as Docker's own IPAM does."""
+    if not isinstance(text, str) or "/" not in text:
+        raise InvalidRequest(f"invalid {what} {text!r}: expected a CIDR such as 192.0.2.0/24")
+    address, _, length = text.partition("/")
+    ip = parse_address(address, what)
+    bits = 32 if ip.version == 4 else 128
+    if not length.isdigit() or len(length) > 3 or int(length) > bits:
+        raise InvalidRequest(f"invalid {what} {text!r}: bad prefix length {length!r}")
+    return netaddr.IPNetwork(f"{ip}/{int(length)}").cidr
+
+
+def parse_address(text: object, what: str = "address") -> netaddr.IPAddress:
+    """A plain IPv4 or IPv6 address: no mask, no zone, no shorthand such as ``10.1``."""
+    if not isinstance(text, str) or not text or len(text) > 45 or text != text.strip():
+        raise InvalidRequest(f"invalid {what} {text!r}: expected a plain IP address")
+    if "%" in text or "/" in text:
+        raise InvalidRequest(f"invalid {what} {text!r}: expected a plain IP address, "
+                             "without a zone or a prefix length")
+    try:
+        return netaddr.IPAddress(text, flags=netaddr.INET_PTON)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        raise InvalidRequest(f"invalid {what} {text!r}: expected a plain IP address") from None
+
+
+def is_size_only(network: netaddr.IPNetwork) -> bool:
+    """Docker 29's "any subnet of this size" form: ``0.0.0.0/24`` or ``::/56``."""
+    return int(network.first) == 0 and network.prefixlen > 0
+
+
+class FreeRangeBook(Protocol):
+    """The free ranges of one subnet: disjoint, never adjacent, ordered by address."""
+
+    def first_ending_at_or_after(self, address: int) -> Range | None:
+        """The lowest range whose last address is ``>= address``."""
+
+    def containing(self, address: int) -> Range | None: ...
+
+    def ending_at(self, address: int) -> Range | None: ...
+
+    def starting_at(self, address: int) -> Range | None: ...
+
+    def add(self, free: Range) -> None: ...
+
+    def remove(self, free: Range) -> None: ...
+
+
+def take_lowest(book: FreeRangeBook, lo: int, hi: int) -> int | None:
+    """Take the lowest free address in ``[lo, hi]``; None when there is none."""
+    free = book.first_ending_at_or_after(lo)
+    if free is None:
+        return None
+    address = max(free[0], lo)
+    if address > hi:
+        return None
+    _split(book, free, address)
+    return address
+
+
+def take_next(book: FreeRangeBook, lo: int, hi: int, cursor: int) -> int | None:
+    """Next-fit: the lowest free address at or after ``cursor``, wrapping round to ``lo``."""
+    if lo <= cursor <= hi:
+        address = take_lowest(book, cursor, hi)
+        if address is not None:
+            return address
+    return take_lowest(book, lo, hi)
+
+
+def take(book: FreeRangeBook, address: int) -> bool:
+    """Take one given address; False when it is not free."""
+    free = book.containing(address)
+    if free is None:
+        return False
+    _split(book, free, address)
+    return True
+
+
+def give_back(book: FreeRangeBook, address: int) -> None:
+    """Make a taken address free again, merging it with the free ranges on either side."""
+    before = book.ending_at(address - 1)
+    after = book.starting_at(address + 1)
+    first, last = address, address
+    if before is not None:
+        book.remove(before)
+        first = before[0]
+    if after is not None:
+        book.remove(after)
+        last = after[1]
+    book.add((first, last))
+
+
+def _split(book: FreeRangeBook, free: Range, address: int) -> None:
+    book.remove(free)
+    if free[0] < address:
+        book.add((free[0], address - 1))
+    if address < free[1]:
+        book.add((address + 1, free[1]))
+
+
+@dataclass(frozen=True)
+class DefaultPool:
+    """One entry of ``default-address-pools``: carve subnets of ``size`` out of ``base``."""
+
+    base: netaddr.IPNetwork
+    size: int
+
+    @property
+    def version(self) -> int:
+        return int(self.base.version)
+
+
+class HeldSubnets(Protocol):
+    """The subnets already held in one address space and family."""
+
+    def first_overlapping(self, first: int, last: int) -> Range | None:
+        """The lowest held subnet that overlaps ``[first, last]``, as its address range."""
+
+
+def pick_default_subnet(
+    defaults: Iterable[DefaultPool], version: int, size: int | None, held: HeldSubnets
+) -> netaddr.IPNetwork | None:
+    """The lowest subnet of the default pools that overlaps nothing held.
+
+    ``size`` None means each default pool's own size. Each step skips a whole held subnet, so the
+    cost grows with the number of pools held, never with the size of the address space.
+    """
+    bits = 32 if version == 4 else 128
+    for default in defaults:
+        if default.version != version:
+            continue
+        length = default.size if size is None else size
+        if length < default.base.prefixlen or length > bits:
+            continue
+        block = 1 << (bits - length)
+        candidate, end = int(default.base.first), int(default.base.last)
+        while candidate + block - 1 <= end:
+            blocker = held.first_overlapping(candidate, candidate + block - 1)
+            if blocker is None:
+                return netaddr.IPNetwork(f"{netaddr.IPAddress(candidate, version)}/{length}")
+            candidate = -(-(blocker[1] + 1) // block) * block
+    return None

@@ -1,0 +1,115 @@
+"""Settings: read from the environment here and nowhere else."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import netaddr
+
+from driver.allocator import DefaultPool, parse_cidr
+from driver.errors import InvalidRequest
+
+DEFAULT_SOCKET = "/run/docker/plugins/ipledger.sock"
+DEFAULT_DB = "sqlite:////var/lib/ipledger/ipledger.db"
+# Outside Docker's own defaults (172.17.0.0/16-172.31.0.0/16, 192.168.0.0/16) so that networks
+# of both kinds can live side by side; the IPv6 base is a unique local (RFC 4193) prefix.
+DEFAULT_POOLS = '[{"base":"10.128.0.0/9","size":24},{"base":"fd42:1edb::/32","size":64}]'
+
+
+class SettingsError(ValueError):
+    """A setting that does not parse; the message names it."""
+
+
+def parse_default_pools(text: str) -> tuple[DefaultPool, ...]:
+    """Parse pools in the format of Docker's ``default-address-pools``."""
+    try:
+        entries = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SettingsError(f"IPLEDGER_DEFAULT_POOLS is not JSON: {e}") from None
+    if not isinstance(entries, list) or not entries:
+        raise SettingsError("IPLEDGER_DEFAULT_POOLS must be a non-empty JSON list")
+    pools = []
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) != {"base", "size"}:
+            raise SettingsError(
+                f"IPLEDGER_DEFAULT_POOLS entry {entry!r} must be {{\"base\": CIDR, \"size\": N}}"
+            )
+        try:
+            base = parse_cidr(entry["base"], "default pool base")
+        except InvalidRequest as e:
+            raise SettingsError(f"IPLEDGER_DEFAULT_POOLS: {e.message}") from None
+        size = entry["size"]
+        bits = 32 if base.version == 4 else 128
+        if type(size) is not int or not base.prefixlen <= size <= bits:
+            raise SettingsError(
+                f"IPLEDGER_DEFAULT_POOLS entry {entry!r}: size must be an integer between "
+                f"{base.prefixlen} and {bits}"
+            )
+        pools.append(DefaultPool(base=netaddr.IPNetwork(str(base)), size=size))
+    return tuple(pools)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ipledger can be told; built once, by :meth:`from_env` or by a test."""
+
+    socket: str = DEFAULT_SOCKET
+    db_url: str = DEFAULT_DB
+    workers: int = 2
+    threads: int = 4
+    log_level: str = "info"
+    default_pools: tuple[DefaultPool, ...] = field(
+        default_factory=lambda: parse_default_pools(DEFAULT_POOLS)
+    )
+    sqlite_synchronous: str = "NORMAL"
+    busy_timeout_ms: int = 5000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``IPLEDGER_*`` variables; non-None ``overrides`` (CLI flags) win."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        if "IPLEDGER_SOCKET" in env:
+            values["socket"] = env["IPLEDGER_SOCKET"]
+        if "IPLEDGER_DB" in env:
+            values["db_url"] = env["IPLEDGER_DB"]
+        for name, key in (("workers", "IPLEDGER_WORKERS"), ("threads", "IPLEDGER_THREADS"),
+                          ("busy_timeout_ms", "IPLEDGER_BUSY_TIMEOUT_MS")):
+            if key in env:
+                values[name] = _positive_int(key, env[key])
+        if "IPLEDGER_LOG_LEVEL" in env:
+            values["log_level"] = env["IPLEDGER_LOG_LEVEL"]
+        if "IPLEDGER_DEFAULT_POOLS" in env:
+            values["default_pools"] = parse_default_pools(env["IPLEDGER_DEFAULT_POOLS"])
+        if "IPLEDGER_SQLITE_SYNCHRONOUS" in env:
+            values["sqlite_synchronous"] = env["IPLEDGER_SQLITE_SYNCHRONOUS"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).validated()
+
+    def validated(self) -> Settings:
+        level = self.log_level.lower()
+        if level not in ("debug", "info", "warning", "error", "critical"):
+            raise SettingsError(f"IPLEDGER_LOG_LEVEL {self.log_level!r} is not a log level")
+        sync = self.sqlite_synchronous.upper()
+        if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise SettingsError(f"IPLEDGER_SQLITE_SYNCHRONOUS {self.sqlite_synchronous!r} "
+                                "must be OFF, NORMAL, FULL or EXTRA")
+        if not self.socket:
+            raise SettingsError("IPLEDGER_SOCKET must not be empty")
+        return replace(self, log_level=level, sqlite_synchronous=sync)
+
+    @property
+    def driver_name(self) -> str:
+        """The name Docker knows the plugin by: the socket's file name without ``.sock``."""
+        name = os.path.basename(self.socket)
+        return name.removesuffix(".sock")
+
+
+def _positive_int(key: str, text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise SettingsError(f"{key} must be a positive integer, not {text!r}")
+    return int(text)

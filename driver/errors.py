@@ -1,0 +1,79 @@
+"""Every error ipledger reports to Docker.
+
+The tree, with the HTTP status each one is answered with::
+
+    IpamError (500)
+    ├── InvalidRequest (400)         a body Docker would never send, or a value that does not parse
+    ├── PoolNotFound (404)           a PoolID this ledger does not hold
+    ├── PoolOverlap (409)            an explicit pool that overlaps one already held
+    ├── PoolsExhausted (409)         no default subnet of the asked size is left
+    ├── AddressInUse (409)           a static address that is leased or reserved
+    ├── AddressOutOfRange (400)      an address outside the pool
+    ├── NoAvailableAddress (409)     the pool (or its ip-range) is full
+    └── StorageUnavailable (503)     the database cannot be read or written right now
+
+The messages of AddressInUse, AddressOutOfRange, NoAvailableAddress and PoolOverlap start with
+the built-in IPAM's own words, so that users can search for them.
+"""
+
+from __future__ import annotations
+
+
+class IpamError(Exception):
+    """Base of every error that is answered to Docker as ``{"Err": message}``."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(IpamError):
+    status = 400
+
+
+class PoolNotFound(IpamError):
+    status = 404
+
+    def __init__(self, pool_id: str) -> None:
+        super().__init__(f"pool {pool_id!r} not found")
+
+
+class PoolOverlap(IpamError):
+    status = 409
+
+    def __init__(self, pool: str, other: str, space: str) -> None:
+        super().__init__(
+            f"Pool overlaps with other one on this address space: {pool} overlaps {other} "
+            f"in address space {space}"
+        )
+
+
+class PoolsExhausted(IpamError):
+    status = 409
+
+
+class AddressInUse(IpamError):
+    status = 409
+
+    def __init__(self, address: str, why: str) -> None:
+        super().__init__(f"Address already in use: {address} ({why})")
+
+
+class AddressOutOfRange(IpamError):
+    status = 400
+
+    def __init__(self, address: str, pool: str) -> None:
+        super().__init__(f"requested address is out of range: {address} is not in pool {pool}")
+
+
+class NoAvailableAddress(IpamError):
+    status = 409
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"no available addresses on this pool: {where} is full")
+
+
+class StorageUnavailable(IpamError):
+    status = 503

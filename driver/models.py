@@ -1,0 +1,81 @@
+"""The ledger's tables.
+
+Addresses are stored as 16-byte big-endian blobs (IPv4 too), so that both families sort and
+compare correctly with a plain index on SQLite and PostgreSQL alike.
+
+- ``subnets``: one address set per (address space, CIDR); sub-pools of one subnet share it.
+- ``pools``: what Docker knows by a PoolID: a subnet and the range dynamic requests draw from.
+- ``free_ranges``: the free addresses of each subnet as disjoint ranges; the lowest free address
+  is one index lookup away.
+- ``leases``: every address handed out; its primary key is the last guard against a double lease.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, LargeBinary, String, Table, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+Address = LargeBinary(16)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SubnetRow(Base):
+    __tablename__ = "subnets"
+    __table_args__ = (Index("ix_subnets_space_first", "space", "version", "first", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    space: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    cidr: Mapped[str] = mapped_column(String(64))
+    first: Mapped[bytes] = mapped_column(Address)
+    last: Mapped[bytes] = mapped_column(Address)
+    refs: Mapped[int] = mapped_column(Integer)
+    cursor: Mapped[bytes | None] = mapped_column(Address, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PoolRow(Base):
+    __tablename__ = "pools"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    subnet_id: Mapped[int] = mapped_column(ForeignKey("subnets.id"), index=True)
+    space: Mapped[str] = mapped_column(String(64))
+    cidr: Mapped[str] = mapped_column(String(64))
+    subpool: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    range_first: Mapped[bytes] = mapped_column(Address)
+    range_last: Mapped[bytes] = mapped_column(Address)
+    options: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FreeRangeRow(Base):
+    __tablename__ = "free_ranges"
+    __table_args__ = (Index("ix_free_ranges_last", "subnet_id", "last", unique=True),)
+
+    subnet_id: Mapped[int] = mapped_column(ForeignKey("subnets.id"), primary_key=True)
+    first: Mapped[bytes] = mapped_column(Address, primary_key=True)
+    last: Mapped[bytes] = mapped_column(Address)
+
+
+class LeaseRow(Base):
+    __tablename__ = "leases"
+
+    subnet_id: Mapped[int] = mapped_column(ForeignKey("subnets.id"), primary_key=True)
+    address: Mapped[bytes] = mapped_column(Address, primary_key=True)
+    pool_id: Mapped[str] = mapped_column(String(200), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    mac: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+subnets = cast(Table, SubnetRow.__table__)
+pools = cast(Table, PoolRow.__table__)
+free_ranges = cast(Table, FreeRangeRow.__table__)
+leases = cast(Table, LeaseRow.__table__)

@@ -1,0 +1,328 @@
+"""Storage: the engine, one transaction per plugin call, and the queries the use cases need.
+
+Everything here speaks SQLAlchemy Core on the hot path; rows come back as small records with
+addresses as ints. On SQLite every transaction starts with ``BEGIN IMMEDIATE``, so writers queue
+on the database lock (up to the busy timeout) instead of failing half-way through.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import netaddr
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from driver.allocator import Range, Subnet
+from driver.errors import StorageUnavailable
+from driver.models import free_ranges, leases, pools, subnets
+
+log = logging.getLogger(__name__)
+
+
+def pack(address: int) -> bytes:
+    return address.to_bytes(16, "big")
+
+
+def unpack(blob: bytes) -> int:
+    return int.from_bytes(blob, "big")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def masked_url(url: str) -> str:
+    """The database URL with any password hidden, for logs and errors."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def prepare_sqlite_file(url: str) -> None:
+    """Create the database's directory (0700) and file (0600) before SQLite does it with 0644."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    directory = os.path.dirname(os.path.abspath(database))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd = os.open(database, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+
+
+def make_engine(url: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, ``BEGIN IMMEDIATE`` and a busy timeout."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    prepare_sqlite_file(url)
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event, not the driver, open transactions (see "begin" below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # Take the write lock up front: two allocations can never interleave their reads.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+@dataclass(frozen=True)
+class PoolRecord:
+    id: str
+    subnet_id: int
+    space: str
+    subnet: Subnet
+    subpool: str | None
+    range_first: int
+    range_last: int
+    cursor: int | None
+    refs: int
+
+
+@dataclass(frozen=True)
+class SubnetRecord:
+    id: int
+    cidr: str
+    refs: int
+
+
+class Store:
+    """The database behind the ledger: hands out one :class:`Ledger` per transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[Ledger]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        try:
+            with self.engine.begin() as connection:
+                yield Ledger(connection)
+        except (OperationalError, DBAPIError) as e:
+            if getattr(e, "connection_invalidated", False) or isinstance(e, OperationalError):
+                raise StorageUnavailable(f"database unavailable: {_reason(e)}") from e
+            raise
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _reason(error: DBAPIError) -> str:
+    return str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+
+
+class Ledger:
+    """The queries of one transaction."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    # --- subnets -------------------------------------------------------------------------
+
+    def subnet_at(self, space: str, subnet: Subnet) -> SubnetRecord | None:
+        row = self.connection.execute(
+            select(subnets.c.id, subnets.c.cidr, subnets.c.refs).where(
+                subnets.c.space == space,
+                subnets.c.version == subnet.version,
+                subnets.c.first == pack(subnet.first),
+                subnets.c.last == pack(subnet.last),
+            )
+        ).first()
+        return SubnetRecord(row.id, row.cidr, row.refs) if row else None
+
+    def held_subnets(self, space: str, version: int) -> HeldSubnets:
+        return HeldSubnets(self.connection, space, version)
+
+    def add_subnet(self, space: str, subnet: Subnet) -> int:
+        subnet_id: int = self.connection.execute(
+            insert(subnets)
+            .values(space=space, version=subnet.version, cidr=subnet.cidr,
+                    first=pack(subnet.first), last=pack(subnet.last), refs=1, cursor=None,
+                    created_at=now())
+            .returning(subnets.c.id)
+        ).scalar_one()
+        allocatable = subnet.allocatable()
+        if allocatable is not None:
+            self.book(subnet_id).add(allocatable)
+        return subnet_id
+
+    def change_refs(self, subnet_id: int, delta: int) -> None:
+        self.connection.execute(
+            update(subnets).where(subnets.c.id == subnet_id).values(refs=subnets.c.refs + delta)
+        )
+
+    def drop_subnet(self, subnet_id: int) -> None:
+        """Drop a subnet with all its leases and free ranges (set-based, no per-row loop)."""
+        for table in (leases, free_ranges):
+            self.connection.execute(delete(table).where(table.c.subnet_id == subnet_id))
+        self.connection.execute(delete(subnets).where(subnets.c.id == subnet_id))
+
+    def set_cursor(self, subnet_id: int, cursor: int) -> None:
+        self.connection.execute(
+            update(subnets).where(subnets.c.id == subnet_id).values(cursor=pack(cursor))
+        )
+
+    # --- pools ---------------------------------------------------------------------------
+
+    def pool(self, pool_id: str, *, for_update: bool = False) -> PoolRecord | None:
+        query = (
+            select(pools.c.id, pools.c.subnet_id, pools.c.space, pools.c.subpool,
+                   pools.c.range_first, pools.c.range_last, subnets.c.cidr, subnets.c.cursor,
+                   subnets.c.refs)
+            .join(subnets, subnets.c.id == pools.c.subnet_id)
+            .where(pools.c.id == pool_id)
+        )
+        if for_update:
+            # Serialises allocations in one subnet on PostgreSQL; SQLite holds the database lock.
+            query = query.with_for_update(of=subnets)
+        row = self.connection.execute(query).first()
+        if row is None:
+            return None
+        return PoolRecord(
+            id=row.id, subnet_id=row.subnet_id, space=row.space,
+            subnet=Subnet(netaddr.IPNetwork(row.cidr)), subpool=row.subpool,
+            range_first=unpack(row.range_first), range_last=unpack(row.range_last),
+            cursor=unpack(row.cursor) if row.cursor is not None else None, refs=row.refs,
+        )
+
+    def add_pool(self, pool_id: str, subnet_id: int, space: str, cidr: str,
+                 subpool: str | None, bounds: Range, options: str) -> None:
+        self.connection.execute(
+            insert(pools).values(
+                id=pool_id, subnet_id=subnet_id, space=space, cidr=cidr, subpool=subpool,
+                range_first=pack(bounds[0]), range_last=pack(bounds[1]), options=options,
+                created_at=now(),
+            )
+        )
+
+    def drop_pool(self, pool_id: str) -> None:
+        self.connection.execute(delete(pools).where(pools.c.id == pool_id))
+
+    # --- leases --------------------------------------------------------------------------
+
+    def book(self, subnet_id: int) -> FreeRanges:
+        return FreeRanges(self.connection, subnet_id)
+
+    def add_lease(self, subnet_id: int, address: int, pool_id: str, kind: str,
+                  mac: str | None, name: str | None) -> None:
+        self.connection.execute(
+            insert(leases).values(subnet_id=subnet_id, address=pack(address), pool_id=pool_id,
+                                  kind=kind, mac=mac, name=name, created_at=now())
+        )
+
+    def drop_lease(self, subnet_id: int, address: int) -> bool:
+        """Delete a lease; False when there was none."""
+        result = self.connection.execute(
+            delete(leases).where(leases.c.subnet_id == subnet_id,
+                                 leases.c.address == pack(address))
+        )
+        return bool(result.rowcount)
+
+    def leased_addresses_of_pool(self, pool_id: str) -> list[tuple[int, int]]:
+        rows = self.connection.execute(
+            select(leases.c.subnet_id, leases.c.address).where(leases.c.pool_id == pool_id)
+        )
+        return [(row.subnet_id, unpack(row.address)) for row in rows]
+
+    def count_leases(self) -> int:
+        return int(self.connection.execute(select(func.count()).select_from(leases)).scalar_one())
+
+
+class FreeRanges:
+    """The :class:`driver.allocator.FreeRangeBook` of one subnet, as rows of ``free_ranges``."""
+
+    def __init__(self, connection: Connection, subnet_id: int) -> None:
+        self.connection = connection
+        self.subnet_id = subnet_id
+
+    def _one(self, query: Any) -> Range | None:
+        row = self.connection.execute(query.limit(1)).first()
+        return (unpack(row.first), unpack(row.last)) if row else None
+
+    def _select(self) -> Any:
+        return select(free_ranges.c.first, free_ranges.c.last).where(
+            free_ranges.c.subnet_id == self.subnet_id
+        )
+
+    def first_ending_at_or_after(self, address: int) -> Range | None:
+        return self._one(
+            self._select().where(free_ranges.c.last >= pack(address)).order_by(free_ranges.c.last)
+        )
+
+    def containing(self, address: int) -> Range | None:
+        found = self.first_ending_at_or_after(address)
+        return found if found is not None and found[0] <= address else None
+
+    def ending_at(self, address: int) -> Range | None:
+        if address < 0:
+            return None
+        return self._one(self._select().where(free_ranges.c.last == pack(address)))
+
+    def starting_at(self, address: int) -> Range | None:
+        if address >= 1 << 128:
+            return None
+        return self._one(self._select().where(free_ranges.c.first == pack(address)))
+
+    def add(self, free: Range) -> None:
+        self.connection.execute(
+            insert(free_ranges).values(subnet_id=self.subnet_id, first=pack(free[0]),
+                                       last=pack(free[1]))
+        )
+
+    def remove(self, free: Range) -> None:
+        self.connection.execute(
+            delete(free_ranges).where(free_ranges.c.subnet_id == self.subnet_id,
+                                      free_ranges.c.first == pack(free[0]))
+        )
+
+
+class HeldSubnets:
+    """The :class:`driver.allocator.HeldSubnets` of one address space and family."""
+
+    def __init__(self, connection: Connection, space: str, version: int) -> None:
+        self.connection = connection
+        self.space = space
+        self.version = version
+
+    def first_overlapping(self, first: int, last: int) -> Range | None:
+        base = select(subnets.c.first, subnets.c.last).where(
+            subnets.c.space == self.space, subnets.c.version == self.version
+        )
+        # Held subnets never overlap each other, so the only one that can start before `first`
+        # and still reach into the range is the one that starts last before it.
+        before = self.connection.execute(
+            base.where(subnets.c.first <= pack(first)).order_by(subnets.c.first.desc()).limit(1)
+        ).first()
+        if before is not None and unpack(before.last) >= first:
+            return unpack(before.first), unpack(before.last)
+        after = self.connection.execute(
+            base.where(subnets.c.first > pack(first), subnets.c.first <= pack(last))
+            .order_by(subnets.c.first).limit(1)
+        ).first()
+        return (unpack(after.first), unpack(after.last)) if after is not None else None
