@@ -184,7 +184,8 @@ class Ipam:
                 if why is not None:
                     raise AddressInUse(str(wanted), f"{why} of {subnet.cidr} is reserved")
                 if not allocator.take(book, value):
-                    raise AddressInUse(str(wanted), f"already leased in {subnet.cidr}")
+                    holder = ledger.lease_holder(record.subnet_id, value) or "another lease"
+                    raise AddressInUse(str(wanted), f"held by {holder} in {subnet.cidr}")
             else:
                 lo, hi = record.range_first, record.range_last
                 if serial:

@@ -244,6 +244,19 @@ class Ledger:
         )
         return bool(result.rowcount)
 
+    def lease_holder(self, subnet_id: int, address: int) -> str | None:
+        """Who holds a leased address, in words for an error message; None when nobody does."""
+        row = self.connection.execute(
+            select(leases.c.kind, leases.c.mac, leases.c.name).where(
+                leases.c.subnet_id == subnet_id, leases.c.address == pack(address))
+        ).first()
+        if row is None:
+            return None
+        who = {"gateway": "the gateway", "aux": "an auxiliary address",
+               "endpoint": "an endpoint"}.get(row.kind, "an earlier request")
+        details = ", ".join(f"{k} {v}" for k, v in (("name", row.name), ("mac", row.mac)) if v)
+        return f"{who} ({details})" if details else who
+
     def leased_addresses_of_pool(self, pool_id: str) -> list[tuple[int, int]]:
         rows = self.connection.execute(
             select(leases.c.subnet_id, leases.c.address).where(leases.c.pool_id == pool_id)

@@ -1,0 +1,193 @@
+import subprocess
+import sys
+
+import netaddr
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from driver import allocator
+from driver.allocator import DefaultPool, Subnet
+from driver.errors import InvalidRequest
+from tests.memory_book import MemoryBook, MemoryHeld
+
+
+def subnet(cidr: str) -> Subnet:
+    return Subnet(netaddr.IPNetwork(cidr))
+
+
+def ip(text: str) -> int:
+    return int(netaddr.IPAddress(text))
+
+
+def book_for(cidr: str) -> MemoryBook:
+    bounds = subnet(cidr).allocatable()
+    return MemoryBook(bounds) if bounds else MemoryBook()
+
+
+def test_the_allocator_imports_neither_flask_nor_sqlalchemy():
+    code = "import sys, driver.allocator; print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'sqlalchemy', 'werkzeug')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("cidr", "first", "last"),
+    [
+        ("192.0.2.0/24", "192.0.2.1", "192.0.2.254"),
+        ("192.0.2.0/30", "192.0.2.1", "192.0.2.2"),
+        ("192.0.2.0/31", "192.0.2.0", "192.0.2.1"),
+        ("192.0.2.7/32", "192.0.2.7", "192.0.2.7"),
+        ("2001:db8::/64", "2001:db8::1", "2001:db8::ffff:ffff:ffff:ffff"),
+        ("2001:db8::/127", "2001:db8::1", "2001:db8::1"),
+        ("2001:db8::/32", "2001:db8::1", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"),
+    ],
+)
+def test_a_subnet_offers_everything_but_its_reserved_addresses(cidr, first, last):
+    assert subnet(cidr).allocatable() == (ip(first), ip(last))
+
+
+def test_an_ipv6_slash_128_offers_nothing():
+    assert subnet("2001:db8::5/128").allocatable() is None
+
+
+@pytest.mark.parametrize(
+    ("cidr", "address", "reason"),
+    [
+        ("192.0.2.0/24", "192.0.2.0", "the network address"),
+        ("192.0.2.0/24", "192.0.2.255", "the broadcast address"),
+        ("2001:db8::/64", "2001:db8::", "the subnet-router anycast address"),
+        ("192.0.2.0/31", "192.0.2.0", None),
+        ("192.0.2.0/24", "192.0.2.1", None),
+    ],
+)
+def test_reserved_addresses_follow_the_builtin_ipam(cidr, address, reason):
+    assert subnet(cidr).reserved(ip(address)) == reason
+
+
+@pytest.mark.parametrize("cidr", ["192.0.2.0/24", "2001:db8::/64", "2001:db8::/32", "2001:db8::/48"])
+def test_dynamic_allocation_hands_out_the_lowest_free_address_in_any_pool_size(cidr):
+    s = subnet(cidr)
+    book = book_for(cidr)
+    got = [allocator.take_lowest(book, s.first, s.last) for _ in range(3)]
+    assert got == [s.first + 1, s.first + 2, s.first + 3]
+    allocator.give_back(book, s.first + 2)
+    assert allocator.take_lowest(book, s.first, s.last) == s.first + 2
+    # the free set is still one hole-free range after the head
+    assert len(book.ranges) == 1
+
+
+def test_dynamic_allocation_stays_inside_the_sub_range():
+    book = book_for("192.0.2.0/24")
+    lo, hi = ip("192.0.2.128"), ip("192.0.2.129")
+    assert allocator.take_lowest(book, lo, hi) == lo
+    assert allocator.take_lowest(book, lo, hi) == hi
+    assert allocator.take_lowest(book, lo, hi) is None
+    assert allocator.take_lowest(book, ip("192.0.2.0"), ip("192.0.2.255")) == ip("192.0.2.1")
+
+
+def test_a_taken_static_address_cannot_be_taken_again_until_given_back():
+    book = book_for("192.0.2.0/29")
+    assert allocator.take(book, ip("192.0.2.3"))
+    assert not allocator.take(book, ip("192.0.2.3"))
+    assert book.ranges == [(ip("192.0.2.1"), ip("192.0.2.2")), (ip("192.0.2.4"), ip("192.0.2.6"))]
+    allocator.give_back(book, ip("192.0.2.3"))
+    assert book.ranges == [(ip("192.0.2.1"), ip("192.0.2.6"))]
+
+
+def test_reserved_addresses_are_never_in_the_free_book():
+    book = book_for("192.0.2.0/24")
+    assert not allocator.take(book, ip("192.0.2.0"))
+    assert not allocator.take(book, ip("192.0.2.255"))
+
+
+def test_exhaustion_of_a_slash_30_and_recovery_after_a_release():
+    s = subnet("192.0.2.0/30")
+    book = book_for("192.0.2.0/30")
+    assert allocator.take_lowest(book, s.first, s.last) == ip("192.0.2.1")
+    assert allocator.take_lowest(book, s.first, s.last) == ip("192.0.2.2")
+    assert allocator.take_lowest(book, s.first, s.last) is None
+    allocator.give_back(book, ip("192.0.2.1"))
+    assert allocator.take_lowest(book, s.first, s.last) == ip("192.0.2.1")
+
+
+def test_serial_allocation_moves_on_from_the_cursor_and_wraps_round():
+    s = subnet("192.0.2.0/29")
+    book = book_for("192.0.2.0/29")
+    lo, hi = s.first, s.last
+    assert allocator.take_next(book, lo, hi, lo) == ip("192.0.2.1")
+    assert allocator.take_next(book, lo, hi, ip("192.0.2.2")) == ip("192.0.2.2")
+    allocator.give_back(book, ip("192.0.2.1"))
+    # next-fit: the freed .1 waits until the cursor comes round again
+    for address in ("192.0.2.3", "192.0.2.4", "192.0.2.5", "192.0.2.6"):
+        assert allocator.take_next(book, lo, hi, ip(address)) == ip(address)
+    assert allocator.take_next(book, lo, hi, ip("192.0.2.7")) == ip("192.0.2.1")
+    assert allocator.take_next(book, lo, hi, ip("192.0.2.2")) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["dyn", "static", "release"]), st.integers(0, 15)), max_size=60))
+def test_the_free_book_always_agrees_with_a_naive_set_of_free_addresses(steps):
+    s = subnet("192.0.2.0/28")
+    book = book_for("192.0.2.0/28")
+    free = set(range(s.first + 1, s.last))
+    for op, offset in steps:
+        address = s.first + offset
+        if op == "dyn":
+            got = allocator.take_lowest(book, s.first, s.last)
+            assert got == (min(free) if free else None)
+            free.discard(got)
+        elif op == "static":
+            assert allocator.take(book, address) == (address in free)
+            free.discard(address)
+        elif address not in free and s.reserved(address) is None:
+            allocator.give_back(book, address)
+            free.add(address)
+        assert book.addresses() == free
+        # ranges stay disjoint and never touch: the book is canonical
+        for (_, a_last), (b_first, _) in zip(book.ranges, book.ranges[1:], strict=False):
+            assert a_last + 1 < b_first
+
+
+def test_the_default_subnet_is_the_lowest_one_that_overlaps_nothing_held():
+    defaults = [DefaultPool(netaddr.IPNetwork("10.128.0.0/9"), 24)]
+    held = MemoryHeld((ip("10.128.0.0"), ip("10.128.0.255")), (ip("10.128.2.0"), ip("10.128.3.255")))
+    assert str(allocator.pick_default_subnet(defaults, 4, None, held)) == "10.128.1.0/24"
+    held.held.insert(1, (ip("10.128.1.0"), ip("10.128.1.255")))
+    assert str(allocator.pick_default_subnet(defaults, 4, None, held)) == "10.128.4.0/24"
+
+
+def test_a_size_only_request_carves_a_subnet_of_that_size():
+    defaults = [DefaultPool(netaddr.IPNetwork("fd42:1edb::/32"), 64)]
+    held = MemoryHeld((ip("fd42:1edb::"), ip("fd42:1edb::ffff:ffff:ffff:ffff")))
+    assert str(allocator.pick_default_subnet(defaults, 6, 56, held)) == "fd42:1edb:0:100::/56"
+
+
+def test_default_pools_run_out_cleanly():
+    defaults = [DefaultPool(netaddr.IPNetwork("192.0.2.0/23"), 24)]
+    held = MemoryHeld((ip("192.0.2.0"), ip("192.0.3.255")))
+    assert allocator.pick_default_subnet(defaults, 4, None, held) is None
+    assert allocator.pick_default_subnet(defaults, 6, None, MemoryHeld()) is None
+
+
+@pytest.mark.parametrize(
+    "text", ["10.1", "192.0.2.1/24", "fe80::1%eth0", " 192.0.2.1", "", "192.0.2.256", "x" * 100, 5, None]
+)
+def test_only_plain_addresses_parse(text):
+    with pytest.raises(InvalidRequest):
+        allocator.parse_address(text)
+
+
+def test_cidrs_are_masked_like_the_builtin_ipam_does():
+    assert str(allocator.parse_cidr("192.0.2.77/24", "pool")) == "192.0.2.0/24"
+    assert str(allocator.parse_cidr("2001:db8::1/64", "pool")) == "2001:db8::/64"
+
+
+@pytest.mark.parametrize("text", ["192.0.2.0", "192.0.2.0/33", "192.0.2.0/", "2001:db8::/129", "192.0.2.0/-1", "/24"])
+def test_malformed_cidrs_are_refused(text):
+    with pytest.raises(InvalidRequest):
+        allocator.parse_cidr(text, "pool")
+
+
+def test_addresses_format_with_the_pools_prefix_length():
+    assert subnet("2001:db8::/64").format(ip("2001:db8::2")) == "2001:db8::2/64"
