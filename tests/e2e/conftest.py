@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.harness import DockerDaemon, PluginProcess
+
+
+def _need(condition: bool, why: str) -> None:
+    if condition:
+        return
+    # In CI the real parts must be there: a missing one fails instead of skipping.
+    if os.environ.get("CI"):
+        pytest.fail(f"end-to-end prerequisite missing in CI: {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[DockerDaemon]:
+    _need(os.geteuid() == 0, "needs root to run dockerd")
+    binary = shutil.which("dockerd")
+    _need(binary is not None, "dockerd not installed (apt-get install docker.io)")
+    _need(os.path.exists("/bin/busybox"), "busybox-static not installed")
+    daemon = DockerDaemon(binary, "2010")
+    daemon.start()
+    daemon.make_busybox_image()
+    yield daemon
+    daemon.stop()
+    daemon.cleanup()
+
+
+@pytest.fixture
+def plugin(tmp_path) -> Iterator[PluginProcess]:
+    name = f"ipl-{uuid.uuid4().hex[:8]}"
+    server = PluginProcess(name, f"sqlite:///{tmp_path}/ledger.db", tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def names(dockerd: DockerDaemon) -> Iterator[str]:
+    """A unique prefix for one test's networks and containers, all removed after the test.
+
+    Ask for it after `plugin`, so that the cleanup runs while the plugin still serves.
+    """
+    yield f"t{uuid.uuid4().hex[:6]}"
+    dockerd.remove_all()
