@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install everything the tests need (Debian packages, the package with its test extras),
+# then run the linters and the whole test suite, end-to-end tests against a real dockerd included.
+# Usage: bash tests/run.sh [pytest arguments...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "tests/run.sh must run as root: the end-to-end tests start dockerd" >&2
+    exit 1
+fi
+
+need=()
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v iptables >/dev/null || need+=(iptables)
+[ -x /bin/busybox ] || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test,postgres]'
+
+# End-to-end tests fail rather than skip when a real part is missing.
+export IPLEDGER_REQUIRE_E2E=1
+
+ruff check .
+mypy
+python3 -m pytest "$@"
