@@ -20,11 +20,14 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test,postgres]'
+# A virtual environment of the checkout's own, so that several checkouts never share an install.
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,postgres]'
+export PATH="$PWD/.venv/bin:$PATH"
 
 # End-to-end tests fail rather than skip when a real part is missing.
 export IPLEDGER_REQUIRE_E2E=1
 
 ruff check .
 mypy
-python3 -m pytest "$@"
+python -m pytest "$@"

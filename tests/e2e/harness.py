@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -171,10 +172,8 @@ class PluginProcess:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole server, master and workers alike."""
         assert self.process is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
         self.process.wait(30)
         self.process = None
 
