@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.engines import VERSIONS, engine
 from tests.e2e.harness import DockerDaemon, PluginProcess
 
 
@@ -19,13 +21,18 @@ def _need(condition: bool, why: str) -> None:
     pytest.skip(why)
 
 
-@pytest.fixture(scope="session")
-def dockerd() -> Iterator[DockerDaemon]:
+@pytest.fixture(scope="session", params=VERSIONS, ids=lambda v: f"docker-{v}")
+def dockerd(request: pytest.FixtureRequest) -> Iterator[DockerDaemon]:
+    """A real dockerd of each tested version in turn (one at a time: pytest groups by param)."""
     _need(os.geteuid() == 0, "needs root to run dockerd")
-    binary = shutil.which("dockerd")
-    _need(binary is not None, "dockerd not installed (apt-get install docker.io)")
+    _need(shutil.which("dockerd") is not None, "dockerd not installed (apt-get install docker.io)")
     _need(os.path.exists("/bin/busybox"), "busybox-static not installed")
-    daemon = DockerDaemon(binary, "2010")
+    try:
+        found = engine(request.param)
+    except (OSError, subprocess.CalledProcessError) as e:
+        _need(False, f"Docker {request.param} could not be fetched: {e}")
+        raise
+    daemon = DockerDaemon(found)
     daemon.start()
     daemon.make_busybox_image()
     yield daemon

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, select
 from driver.client import PluginClient
 from driver.models import leases, pools
 from driver.store import unpack
+from tests.e2e.engines import Engine
 
 PLUGIN_DIR = Path("/run/docker/plugins")
 
@@ -26,23 +27,29 @@ PLUGIN_DIR = Path("/run/docker/plugins")
 class DockerDaemon:
     """A dockerd with its own roots and socket, started and stopped by the tests."""
 
-    def __init__(self, dockerd: str, name: str, env_path: str | None = None) -> None:
-        self.dockerd = dockerd
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.version = engine.version
         # unix socket paths are limited to 107 bytes: keep the root short
-        self.root = Path(tempfile.mkdtemp(prefix=f"dk-{name}-", dir="/tmp"))
+        self.root = Path(tempfile.mkdtemp(prefix=f"dk-{engine.short}-", dir="/tmp"))
         self.socket = self.root / "docker.sock"
         self.log_path = self.root / "dockerd.log"
-        self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.socket}")
-        if env_path:
-            self.env["PATH"] = env_path
+        # the engine's own helpers (docker-proxy) first, then bookworm's containerd and runc
+        path = os.pathsep.join([os.path.dirname(engine.dockerd), os.environ.get("PATH", "")])
+        self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.socket}", PATH=path)
         self.process: subprocess.Popen[bytes] | None = None
-        self.cli_binary = shutil.which("docker") or "docker"
+        self.cli_binary = engine.cli
+
+    @property
+    def major_minor(self) -> tuple[int, int]:
+        major, minor = self.version.split(".")[:2]
+        return int(major), int(minor)
 
     def start(self) -> None:
         r = self.root
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [self.dockerd, "--data-root", f"{r}/data", "--exec-root", f"{r}/exec",
+                [self.engine.dockerd, "--data-root", f"{r}/data", "--exec-root", f"{r}/exec",
                  "--pidfile", f"{r}/pid", "-H", f"unix://{self.socket}",
                  "--storage-driver", "vfs", "--iptables=false", "--ip-masq=false",
                  "--bridge=none"],

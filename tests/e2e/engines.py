@@ -1,0 +1,75 @@
+"""The Docker engines the end-to-end tests run against, fetched and cached on first use.
+
+20.10.24 is Debian bookworm's `docker.io` (installed by tests/run.sh). 26.1.5 and 28.5.2 are the
+`dockerd` binaries from Debian trixie's and sid's `docker.io` packages, unpacked with `dpkg -x`
+into a cache and run on bookworm's containerd and runc; the CLI for all of them is sid's
+`docker-cli` (28.5.2), which negotiates the API version down for older daemons. Nothing is
+installed into the system's package state.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+CACHE = Path(os.environ.get("IPLEDGER_TEST_CACHE", "/var/cache/ipledger-tests"))
+
+
+@dataclass(frozen=True)
+class Engine:
+    version: str
+    dockerd: str
+    cli: str
+
+    @property
+    def short(self) -> str:
+        return self.version.replace(".", "")[:4]
+
+
+def _unpacked(suite: str, packages: tuple[str, ...]) -> Path:
+    """Download and unpack `packages` from Debian `suite` into the cache, once."""
+    directory = CACHE / f"docker-{suite}"
+    root = directory / "root"
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        missing = [p for p in packages if not list(directory.glob(f"{p}_*.deb"))]
+        if missing:
+            (directory / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+            sources = directory / "sources.list"
+            sources.write_text(f"deb http://deb.debian.org/debian {suite} main\n")
+            options = ["-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
+                       "-o", f"Dir::State::Lists={directory / 'lists'}"]
+            subprocess.run(["apt-get", *options, "-qq", "update"], check=True, capture_output=True)
+            subprocess.run(["apt-get", *options, "-qq", "download", *missing], cwd=directory,
+                           check=True, capture_output=True)
+        for package in packages:
+            marker = directory / f".unpacked-{package}"
+            if not marker.exists():
+                deb = sorted(directory.glob(f"{package}_*.deb"))[-1]
+                subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
+                marker.touch()
+    return root
+
+
+def cli() -> str:
+    return str(_unpacked("sid", ("docker.io", "docker-cli")) / "usr" / "bin" / "docker")
+
+
+def engine(version: str) -> Engine:
+    """The engine of that version, fetching it first if it is not cached yet."""
+    if version == "20.10":
+        dockerd = shutil.which("dockerd")
+        if dockerd is None:
+            raise FileNotFoundError("dockerd 20.10 missing: apt-get install docker.io")
+        return Engine("20.10.24", dockerd, cli())
+    suite, full = {"26.1": ("trixie", "26.1.5"), "28.5": ("sid", "28.5.2")}[version]
+    root = _unpacked(suite, ("docker.io",))
+    return Engine(full, str(root / "usr" / "sbin" / "dockerd"), cli())
+
+
+VERSIONS = ("20.10", "26.1", "28.5")
