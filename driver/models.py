@@ -65,10 +65,11 @@ class FreeRangeRow(Base):
 
 class LeaseRow(Base):
     __tablename__ = "leases"
+    __table_args__ = (Index("ix_leases_pool_id", "pool_id", "kind", "mac"),)
 
     subnet_id: Mapped[int] = mapped_column(ForeignKey("subnets.id"), primary_key=True)
     address: Mapped[bytes] = mapped_column(Address, primary_key=True)
-    pool_id: Mapped[str] = mapped_column(String(200), index=True)
+    pool_id: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))
     mac: Mapped[str | None] = mapped_column(String(32), nullable=True)
     name: Mapped[str | None] = mapped_column(String(255), nullable=True)

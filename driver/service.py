@@ -175,6 +175,11 @@ class Ipam:
             if record is None:
                 raise PoolNotFound(pool_id)
             subnet = record.subnet
+            repeated = self._repeated(ledger, pool_id, kind, mac, wanted)
+            if repeated is not None:
+                log.info("address %s already leased in pool %s to this %s%s: answering it again",
+                         subnet.format(repeated), pool_id, kind, f" (mac {mac})" if mac else "")
+                return subnet.format(repeated)
             book = ledger.book(record.subnet_id)
             if wanted is not None:
                 value = int(wanted)
@@ -206,6 +211,26 @@ class Ipam:
         log.info("address %s leased in pool %s (%s%s%s)", answer, pool_id, kind,
                  f", mac {mac}" if mac else "", f", name {name}" if name else "")
         return answer
+
+    @staticmethod
+    def _repeated(ledger: Ledger, pool_id: str, kind: str, mac: str | None,
+                  wanted: netaddr.IPAddress | None) -> int | None:
+        """The lease a repeated request already got, so that it is answered, not doubled.
+
+        Docker's plugin client re-sends a request whose answer it did not get (ipledger died
+        after the commit, say). A pool has one gateway, and an endpoint is known by the MAC
+        address Docker sends (RequiresMACAddress): a second request of the same gateway or of
+        the same endpoint in the same pool is that retry.
+        """
+        if kind == "gateway":
+            held = ledger.held_by(pool_id, "gateway", None)
+        elif kind == "endpoint" and mac:
+            held = ledger.held_by(pool_id, "endpoint", mac)
+        else:
+            return None
+        if held is None or (wanted is not None and int(wanted) != held):
+            return None
+        return held
 
     def release_address(self, pool_id: str, address: str) -> None:
         wanted = allocator.parse_address(address)

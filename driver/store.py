@@ -244,6 +244,15 @@ class Ledger:
         )
         return bool(result.rowcount)
 
+    def held_by(self, pool_id: str, kind: str, mac: str | None) -> int | None:
+        """The address this pool already leased to that kind of holder (and MAC), if any."""
+        row = self.connection.execute(
+            select(leases.c.address).where(leases.c.pool_id == pool_id, leases.c.kind == kind,
+                                           leases.c.mac == mac if mac else leases.c.mac.is_(None))
+            .limit(1)
+        ).first()
+        return unpack(row.address) if row else None
+
     def lease_holder(self, subnet_id: int, address: int) -> str | None:
         """Who holds a leased address, in words for an error message; None when nobody does."""
         row = self.connection.execute(

@@ -63,7 +63,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(255), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
-    op.create_index("ix_leases_pool_id", "leases", ["pool_id"])
+    op.create_index("ix_leases_pool_id", "leases", ["pool_id", "kind", "mac"])
 
 
 def downgrade() -> None:
