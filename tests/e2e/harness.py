@@ -64,10 +64,11 @@ class DockerDaemon:
             time.sleep(0.3)
         raise RuntimeError(f"dockerd did not answer within 60 s: {self.log_tail()}")
 
-    def stop(self) -> None:
+    def stop(self, clean: bool = True) -> None:
         if self.process is None:
             return
-        self.remove_all()
+        if clean:
+            self.remove_all()
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(30)
@@ -90,7 +91,8 @@ class DockerDaemon:
             self.docker("network", "rm", *networks, check=False)
 
     def restart(self) -> None:
-        self.stop()
+        """Stop and start the daemon, keeping its containers and networks."""
+        self.stop(clean=False)
         self.start()
 
     def docker(self, *args: str, check: bool = True, timeout: float = 120
@@ -124,6 +126,11 @@ class DockerDaemon:
         """network name -> (IPv4 address, IPv6 address) as Docker has them."""
         out = self.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", container).stdout
         return {name: (n["IPAddress"], n["GlobalIPv6Address"]) for name, n in json.loads(out).items()}
+
+    def running_addresses(self, network: str) -> dict[str, str]:
+        """container name -> IPv4 address, for the running containers on `network`."""
+        out = self.docker("network", "inspect", "-f", "{{json .Containers}}", network).stdout
+        return {c["Name"]: c["IPv4Address"].split("/")[0] for c in json.loads(out).values()}
 
     def network_ipam(self, network: str) -> list[dict[str, str]]:
         out = self.docker("network", "inspect", "-f", "{{json .IPAM.Config}}", network).stdout
