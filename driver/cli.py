@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -18,8 +21,10 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(),
-                        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    from driver.server import LOG_FORMAT
+
+    # stdout: Docker logs a managed plugin's stderr as errors
+    logging.basicConfig(level=level.upper(), stream=sys.stdout, format=LOG_FORMAT)
 
 
 @click.group()
@@ -47,3 +52,27 @@ def serve(socket: str | None, db_url: str | None, workers: int | None, threads: 
                          log_level=log_level)
     _configure_logging(settings.log_level)
     run(settings)
+
+
+@main.command("install-service")
+@click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("/etc/systemd/system"), show_default=True,
+              help="Where to put ipledger.socket and ipledger.service.")
+@click.option("--start/--no-start", default=True, show_default=True,
+              help="Reload systemd and enable --now ipledger.socket, when systemd runs.")
+def install_service(unit_dir: Path, start: bool) -> None:
+    """Install ipledger as a systemd service, socket-activated and ordered before Docker."""
+    from driver.install import install_units
+
+    for path in install_units(unit_dir):
+        click.echo(f"wrote {path}")
+    if not start:
+        return
+    if not Path("/run/systemd/system").is_dir():
+        click.echo("systemd is not running here: run 'systemctl daemon-reload && "
+                   "systemctl enable --now ipledger.socket' on the host that boots with it")
+        return
+    for command in (["systemctl", "daemon-reload"],
+                    ["systemctl", "enable", "--now", "ipledger.socket"]):
+        subprocess.run(command, check=True)
+        click.echo(" ".join(command))

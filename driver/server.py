@@ -17,6 +17,31 @@ from driver.store import make_engine, masked_url
 log = logging.getLogger(__name__)
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """One format, on stdout, for ipledger's and gunicorn's own messages alike.
+
+    stdout because Docker logs everything a managed plugin writes to stderr as an error.
+    """
+    handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
+               "formatter": "plain"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": LOG_FORMAT}},
+        "handlers": {"stdout": handler},
+        "root": {"level": level.upper(), "handlers": ["stdout"]},
+        "loggers": {
+            "gunicorn.error": {"level": level.upper(), "handlers": [], "propagate": True},
+            # one access line per call only when debugging: the state changes are logged anyway
+            "gunicorn.access": {"level": "DEBUG" if level == "debug" else "WARNING",
+                                "handlers": [], "propagate": True},
+        },
+    }
+
+
 class PluginServer(BaseApplication):  # type: ignore[misc]
     """gunicorn's arbiter and workers around :func:`driver.api.create_app`."""
 
@@ -35,7 +60,7 @@ class PluginServer(BaseApplication):  # type: ignore[misc]
             "timeout": 30,
             "graceful_timeout": 10,
             "loglevel": self.settings.log_level,
-            "accesslog": "-" if self.settings.log_level == "debug" else None,
+            "logconfig_dict": logging_config(self.settings.log_level),
             "proc_name": f"ipledger:{self.settings.driver_name}",
         }
         # gunicorn 23+ opens a control socket under $HOME by default; ipledger listens nowhere
@@ -67,8 +92,11 @@ def serve(settings: Settings) -> None:
                          busy_timeout_ms=settings.busy_timeout_ms)
     migrate(engine)
     engine.dispose()
-    if "LISTEN_FDS" not in os.environ:
+    if "LISTEN_FDS" in os.environ:
+        where = "the socket systemd passed (LISTEN_FDS)"
+    else:
         prepare_socket_path(settings.socket)
-    log.info("ipledger serving driver %r on %s with database %s", settings.driver_name,
-             settings.socket, masked_url(settings.db_url))
+        where = settings.socket
+    log.info("ipledger serving driver %r on %s with database %s", settings.driver_name, where,
+             masked_url(settings.db_url))
     PluginServer(settings).run()

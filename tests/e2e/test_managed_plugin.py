@@ -1,0 +1,130 @@
+"""ipledger as a managed plugin: built with plugin/build.sh, installed, set, enabled, upgraded.
+
+Runs on the newest tested engine (28.5.2). There is no registry here, so the base image is made
+from Debian packages by plugin/base-image.sh, and the upgrade is the registry-less one that
+plugin/build.sh --replace does.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.e2e.conftest import _need
+from tests.e2e.engines import engine
+from tests.e2e.harness import DockerDaemon
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+NAME = "ipledger-e2e:v1"
+IMAGE = "busybox-local:latest"
+
+
+class PluginBuilder:
+    def __init__(self, daemon: DockerDaemon) -> None:
+        self.daemon = daemon
+        bin_dir = daemon.root / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        if not (bin_dir / "docker").exists():
+            (bin_dir / "docker").symlink_to(daemon.cli_binary)
+        self.env = dict(daemon.env, PATH=f"{bin_dir}:{daemon.env['PATH']}")
+
+    def run(self, *args: str) -> str:
+        result = subprocess.run(args, cwd=REPO, env=self.env, capture_output=True, text=True,
+                                timeout=900)
+        assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout.strip()
+
+    def base_image(self) -> str:
+        return self.run("bash", "plugin/base-image.sh")
+
+    def build(self, base: str, *flags: str) -> None:
+        self.run("bash", "plugin/build.sh", "--base", base, *flags, NAME)
+
+
+@pytest.fixture(scope="module")
+def newest() -> Iterator[DockerDaemon]:
+    _need(os.geteuid() == 0, "needs root to run dockerd")
+    daemon = DockerDaemon(engine("28.5"))
+    daemon.start()
+    daemon.make_busybox_image()
+    yield daemon
+    daemon.docker("swarm", "leave", "--force", check=False)
+    daemon.stop()
+    daemon.cleanup()
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ledger(data: Path) -> list[tuple[str, str]]:
+    """(pool id, kind) of every lease in the plugin's database on the host."""
+    db = create_engine(f"sqlite:///{data}/ipledger.db")
+    with db.connect() as c:
+        rows = c.execute(text("SELECT pool_id, kind FROM leases ORDER BY pool_id, kind")).all()
+    db.dispose()
+    return [tuple(r) for r in rows]
+
+
+def test_the_managed_plugin_installs_serves_and_upgrades_without_losing_a_lease(newest, tmp_path):
+    builder = PluginBuilder(newest)
+    base = builder.base_image()
+    builder.build(base)
+    data = tmp_path / "data"
+    data.mkdir()
+    newest.docker("plugin", "set", NAME, f"data.source={data}", "IPLEDGER_WORKERS=1")
+    started = time.monotonic()
+    newest.docker("plugin", "enable", NAME)
+    enable_seconds = time.monotonic() - started
+    assert enable_seconds < 9.5
+
+    newest.docker("network", "create", "--ipam-driver", NAME, "--subnet", "198.51.100.0/24", "mp")
+    newest.docker("run", "-d", "--name", "mp-a", "--network", "mp", IMAGE, "sleep", "600")
+    newest.docker("run", "-d", "--name", "mp-b", "--network", "mp", "--ip", "198.51.100.77", IMAGE,
+                  "sleep", "600")
+    before = newest.running_addresses("mp")
+    assert before == {"mp-a": "198.51.100.2", "mp-b": "198.51.100.77"}
+    assert (data / "ipledger.db").stat().st_mode & 0o077 == 0
+    assert len(ledger(data)) == 3
+
+    # disable (forced: a network uses it), rebuild, replace, set again, enable
+    newest.docker("plugin", "disable", "-f", NAME)
+    error = newest.fails("run", "--rm", "--network", "mp", IMAGE, "true")
+    assert NAME in error or "plugin" in error.lower()
+    builder.build(base, "--replace")
+    newest.docker("plugin", "set", NAME, f"data.source={data}")
+    newest.docker("plugin", "enable", NAME)
+
+    assert newest.running_addresses("mp") == before
+    assert len(ledger(data)) == 3
+    newest.docker("run", "-d", "--name", "mp-c", "--network", "mp", IMAGE, "sleep", "600")
+    assert newest.running_addresses("mp")["mp-c"] == "198.51.100.3"
+    newest.docker("rm", "-f", "mp-a")
+    newest.docker("run", "-d", "--name", "mp-d", "--network", "mp", IMAGE, "sleep", "600")
+    assert newest.running_addresses("mp")["mp-d"] == "198.51.100.2"
+
+    # swarm: the manager allocates in the global address space, the node in the local one
+    # ports of their own, so that the test never meets another swarm on this machine
+    newest.docker("swarm", "init", "--advertise-addr", "127.0.0.1",
+                  "--listen-addr", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
+                  "--data-path-port", str(free_port(socket.SOCK_DGRAM)))
+    newest.docker("network", "create", "-d", "overlay", "--attachable", "--ipam-driver", NAME,
+                  "--subnet", "203.0.113.0/24", "ov")
+    newest.docker("run", "-d", "--name", "ov-a", "--network", "ov", IMAGE, "sleep", "600")
+    spaces = {pool_id.split("/")[0] for pool_id, _ in ledger(data) if "203.0.113.0/24" in pool_id}
+    assert spaces == {"GlobalDefault", "LocalDefault"}
+    assert newest.container_addresses("ov-a")["ov"][0].startswith("203.0.113.")
+    newest.docker("rm", "-f", "ov-a")
+    newest.docker("network", "rm", "ov")
+    newest.docker("swarm", "leave", "--force")
