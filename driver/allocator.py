@@ -132,6 +132,9 @@ class FreeRangeBook(Protocol):
 
     def remove(self, free: Range) -> None: ...
 
+    def replace(self, old: Range, new: Range) -> None:
+        """Turn range ``old`` into ``new`` (one row update, where the book is a table)."""
+
 
 def take_lowest(book: FreeRangeBook, lo: int, hi: int) -> int | None:
     """Take the lowest free address in ``[lo, hi]``; None when there is none."""
@@ -167,22 +170,28 @@ def give_back(book: FreeRangeBook, address: int) -> None:
     """Make a taken address free again, merging it with the free ranges on either side."""
     before = book.ending_at(address - 1)
     after = book.starting_at(address + 1)
-    first, last = address, address
-    if before is not None:
-        book.remove(before)
-        first = before[0]
-    if after is not None:
+    if before is not None and after is not None:
         book.remove(after)
-        last = after[1]
-    book.add((first, last))
+        book.replace(before, (before[0], after[1]))
+    elif before is not None:
+        book.replace(before, (before[0], address))
+    elif after is not None:
+        book.replace(after, (address, after[1]))
+    else:
+        book.add((address, address))
 
 
 def _split(book: FreeRangeBook, free: Range, address: int) -> None:
-    book.remove(free)
-    if free[0] < address:
-        book.add((free[0], address - 1))
-    if address < free[1]:
-        book.add((address + 1, free[1]))
+    first, last = free
+    if first == address == last:
+        book.remove(free)
+    elif address == first:
+        book.replace(free, (address + 1, last))
+    elif address == last:
+        book.replace(free, (first, address - 1))
+    else:
+        book.replace(free, (first, address - 1))
+        book.add((address + 1, last))
 
 
 @dataclass(frozen=True)

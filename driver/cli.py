@@ -76,3 +76,13 @@ def install_service(unit_dir: Path, start: bool) -> None:
                     ["systemctl", "enable", "--now", "ipledger.socket"]):
         subprocess.run(command, check=True)
         click.echo(" ".join(command))
+
+
+@main.command()
+@click.option("--quick", is_flag=True,
+              help="Small counts (1,000 and 10,000 leases), as CI runs it.")
+def bench(quick: bool) -> None:
+    """Measure the real server under a Docker-like client and print the tables."""
+    from driver.bench import run
+
+    run(quick)

@@ -19,6 +19,7 @@ import netaddr
 from sqlalchemy import (
     Connection,
     Engine,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -137,6 +138,68 @@ def _reason(error: DBAPIError) -> str:
     return str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
 
 
+# The hot path's statements are built once, here: building a statement costs more than running
+# it on SQLite, while running a prebuilt one hits SQLAlchemy's compiled cache.
+_POOL = (
+    select(pools.c.id, pools.c.subnet_id, pools.c.space, pools.c.subpool, pools.c.range_first,
+           pools.c.range_last, subnets.c.cidr, subnets.c.cursor, subnets.c.refs)
+    .join(subnets, subnets.c.id == pools.c.subnet_id)
+    .where(pools.c.id == bindparam("pool_id"))
+)
+# Serialises allocations in one subnet on PostgreSQL; SQLite holds the database lock anyway.
+_POOL_FOR_UPDATE = _POOL.with_for_update(of=subnets)
+_HELD_BY = (
+    select(leases.c.address)
+    .where(leases.c.pool_id == bindparam("pool_id"), leases.c.kind == bindparam("kind"),
+           leases.c.mac == bindparam("mac"))
+    .limit(1)
+)
+_HELD_BY_NO_MAC = (
+    select(leases.c.address)
+    .where(leases.c.pool_id == bindparam("pool_id"), leases.c.kind == bindparam("kind"),
+           leases.c.mac.is_(None))
+    .limit(1)
+)
+_LEASE = select(leases.c.kind, leases.c.mac, leases.c.name).where(
+    leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
+)
+_ADD_LEASE = insert(leases)
+_DROP_LEASE = delete(leases).where(
+    leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
+)
+_SET_CURSOR = update(subnets).where(subnets.c.id == bindparam("subnet_id")).values(
+    cursor=bindparam("cursor")
+)
+_FREE = select(free_ranges.c.first, free_ranges.c.last).where(
+    free_ranges.c.subnet_id == bindparam("subnet_id")
+)
+_FREE_ENDING_AT_OR_AFTER = (
+    _FREE.where(free_ranges.c.last >= bindparam("address")).order_by(free_ranges.c.last).limit(1)
+)
+_FREE_ENDING_AT = _FREE.where(free_ranges.c.last == bindparam("address"))
+_FREE_STARTING_AT = _FREE.where(free_ranges.c.first == bindparam("address"))
+_FREE_ADD = insert(free_ranges)
+_FREE_REMOVE = delete(free_ranges).where(
+    free_ranges.c.subnet_id == bindparam("subnet_id"), free_ranges.c.first == bindparam("old")
+)
+_FREE_REPLACE = (
+    update(free_ranges)
+    .where(free_ranges.c.subnet_id == bindparam("b_subnet_id"),
+           free_ranges.c.first == bindparam("old"))
+    .values(first=bindparam("new_first"), last=bindparam("new_last"))
+)
+_HELD = select(subnets.c.first, subnets.c.last).where(
+    subnets.c.space == bindparam("space"), subnets.c.version == bindparam("version")
+)
+_HELD_BEFORE = (
+    _HELD.where(subnets.c.first <= bindparam("first")).order_by(subnets.c.first.desc()).limit(1)
+)
+_HELD_AFTER = (
+    _HELD.where(subnets.c.first > bindparam("first"), subnets.c.first <= bindparam("last"))
+    .order_by(subnets.c.first).limit(1)
+)
+
+
 class Ledger:
     """The queries of one transaction."""
 
@@ -184,24 +247,13 @@ class Ledger:
         self.connection.execute(delete(subnets).where(subnets.c.id == subnet_id))
 
     def set_cursor(self, subnet_id: int, cursor: int) -> None:
-        self.connection.execute(
-            update(subnets).where(subnets.c.id == subnet_id).values(cursor=pack(cursor))
-        )
+        self.connection.execute(_SET_CURSOR, {"subnet_id": subnet_id, "cursor": pack(cursor)})
 
     # --- pools ---------------------------------------------------------------------------
 
     def pool(self, pool_id: str, *, for_update: bool = False) -> PoolRecord | None:
-        query = (
-            select(pools.c.id, pools.c.subnet_id, pools.c.space, pools.c.subpool,
-                   pools.c.range_first, pools.c.range_last, subnets.c.cidr, subnets.c.cursor,
-                   subnets.c.refs)
-            .join(subnets, subnets.c.id == pools.c.subnet_id)
-            .where(pools.c.id == pool_id)
-        )
-        if for_update:
-            # Serialises allocations in one subnet on PostgreSQL; SQLite holds the database lock.
-            query = query.with_for_update(of=subnets)
-        row = self.connection.execute(query).first()
+        query = _POOL_FOR_UPDATE if for_update else _POOL
+        row = self.connection.execute(query, {"pool_id": pool_id}).first()
         if row is None:
             return None
         return PoolRecord(
@@ -232,32 +284,30 @@ class Ledger:
     def add_lease(self, subnet_id: int, address: int, pool_id: str, kind: str,
                   mac: str | None, name: str | None) -> None:
         self.connection.execute(
-            insert(leases).values(subnet_id=subnet_id, address=pack(address), pool_id=pool_id,
-                                  kind=kind, mac=mac, name=name, created_at=now())
+            _ADD_LEASE,
+            {"subnet_id": subnet_id, "address": pack(address), "pool_id": pool_id, "kind": kind,
+             "mac": mac, "name": name, "created_at": now()},
         )
 
     def drop_lease(self, subnet_id: int, address: int) -> bool:
         """Delete a lease; False when there was none."""
         result = self.connection.execute(
-            delete(leases).where(leases.c.subnet_id == subnet_id,
-                                 leases.c.address == pack(address))
+            _DROP_LEASE, {"subnet_id": subnet_id, "address": pack(address)}
         )
         return bool(result.rowcount)
 
     def held_by(self, pool_id: str, kind: str, mac: str | None) -> int | None:
         """The address this pool already leased to that kind of holder (and MAC), if any."""
+        query = _HELD_BY if mac else _HELD_BY_NO_MAC
         row = self.connection.execute(
-            select(leases.c.address).where(leases.c.pool_id == pool_id, leases.c.kind == kind,
-                                           leases.c.mac == mac if mac else leases.c.mac.is_(None))
-            .limit(1)
+            query, {"pool_id": pool_id, "kind": kind, "mac": mac}
         ).first()
         return unpack(row.address) if row else None
 
     def lease_holder(self, subnet_id: int, address: int) -> str | None:
         """Who holds a leased address, in words for an error message; None when nobody does."""
         row = self.connection.execute(
-            select(leases.c.kind, leases.c.mac, leases.c.name).where(
-                leases.c.subnet_id == subnet_id, leases.c.address == pack(address))
+            _LEASE, {"subnet_id": subnet_id, "address": pack(address)}
         ).first()
         if row is None:
             return None
@@ -283,44 +333,39 @@ class FreeRanges:
         self.connection = connection
         self.subnet_id = subnet_id
 
-    def _one(self, query: Any) -> Range | None:
-        row = self.connection.execute(query.limit(1)).first()
+    def _one(self, query: Any, address: int) -> Range | None:
+        row = self.connection.execute(
+            query, {"subnet_id": self.subnet_id, "address": pack(address)}
+        ).first()
         return (unpack(row.first), unpack(row.last)) if row else None
 
-    def _select(self) -> Any:
-        return select(free_ranges.c.first, free_ranges.c.last).where(
-            free_ranges.c.subnet_id == self.subnet_id
-        )
-
     def first_ending_at_or_after(self, address: int) -> Range | None:
-        return self._one(
-            self._select().where(free_ranges.c.last >= pack(address)).order_by(free_ranges.c.last)
-        )
+        return self._one(_FREE_ENDING_AT_OR_AFTER, address)
 
     def containing(self, address: int) -> Range | None:
         found = self.first_ending_at_or_after(address)
         return found if found is not None and found[0] <= address else None
 
     def ending_at(self, address: int) -> Range | None:
-        if address < 0:
-            return None
-        return self._one(self._select().where(free_ranges.c.last == pack(address)))
+        return None if address < 0 else self._one(_FREE_ENDING_AT, address)
 
     def starting_at(self, address: int) -> Range | None:
-        if address >= 1 << 128:
-            return None
-        return self._one(self._select().where(free_ranges.c.first == pack(address)))
+        return None if address >= 1 << 128 else self._one(_FREE_STARTING_AT, address)
 
     def add(self, free: Range) -> None:
         self.connection.execute(
-            insert(free_ranges).values(subnet_id=self.subnet_id, first=pack(free[0]),
-                                       last=pack(free[1]))
+            _FREE_ADD,
+            {"subnet_id": self.subnet_id, "first": pack(free[0]), "last": pack(free[1])},
         )
 
     def remove(self, free: Range) -> None:
+        self.connection.execute(_FREE_REMOVE, {"subnet_id": self.subnet_id, "old": pack(free[0])})
+
+    def replace(self, old: Range, new: Range) -> None:
         self.connection.execute(
-            delete(free_ranges).where(free_ranges.c.subnet_id == self.subnet_id,
-                                      free_ranges.c.first == pack(free[0]))
+            _FREE_REPLACE,
+            {"b_subnet_id": self.subnet_id, "old": pack(old[0]), "new_first": pack(new[0]),
+             "new_last": pack(new[1])},
         )
 
 
@@ -329,22 +374,14 @@ class HeldSubnets:
 
     def __init__(self, connection: Connection, space: str, version: int) -> None:
         self.connection = connection
-        self.space = space
-        self.version = version
+        self.params = {"space": space, "version": version}
 
     def first_overlapping(self, first: int, last: int) -> Range | None:
-        base = select(subnets.c.first, subnets.c.last).where(
-            subnets.c.space == self.space, subnets.c.version == self.version
-        )
+        params = {**self.params, "first": pack(first), "last": pack(last)}
         # Held subnets never overlap each other, so the only one that can start before `first`
         # and still reach into the range is the one that starts last before it.
-        before = self.connection.execute(
-            base.where(subnets.c.first <= pack(first)).order_by(subnets.c.first.desc()).limit(1)
-        ).first()
+        before = self.connection.execute(_HELD_BEFORE, params).first()
         if before is not None and unpack(before.last) >= first:
             return unpack(before.first), unpack(before.last)
-        after = self.connection.execute(
-            base.where(subnets.c.first > pack(first), subnets.c.first <= pack(last))
-            .order_by(subnets.c.first).limit(1)
-        ).first()
+        after = self.connection.execute(_HELD_AFTER, params).first()
         return (unpack(after.first), unpack(after.last)) if after is not None else None

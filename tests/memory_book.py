@@ -35,6 +35,10 @@ class MemoryBook:
     def remove(self, free: Range) -> None:
         self.ranges.remove(free)
 
+    def replace(self, old: Range, new: Range) -> None:
+        self.remove(old)
+        self.add(new)
+
     def addresses(self) -> set[int]:
         return {a for first, last in self.ranges for a in range(first, last + 1)}
 
