@@ -93,7 +93,7 @@ def parse_cidr(text: object, what: str) -> netaddr.IPNetwork:
     address, _, length = text.partition("/")
     ip = parse_address(address, what)
     bits = 32 if ip.version == 4 else 128
-    if not length.isdigit() or len(length) > 3 or int(length) > bits:
+    if not (length.isascii() and length.isdigit()) or len(length) > 3 or int(length) > bits:
         raise InvalidRequest(f"invalid {what} {text!r}: bad prefix length {length!r}")
     return netaddr.IPNetwork(f"{ip}/{int(length)}").cidr
 

@@ -191,3 +191,8 @@ def test_malformed_cidrs_are_refused(text):
 
 def test_addresses_format_with_the_pools_prefix_length():
     assert subnet("2001:db8::/64").format(ip("2001:db8::2")) == "2001:db8::2/64"
+
+
+def test_prefix_lengths_must_be_ascii_digits():
+    with pytest.raises(InvalidRequest, match="bad prefix length"):
+        allocator.parse_cidr("192.0.2.0/\u0662\u0664", "pool")
