@@ -123,12 +123,19 @@ class Store:
     def transaction(self) -> Iterator[Ledger]:
         """One transaction: committed when the block ends, rolled back if it raises."""
         try:
-            with self.engine.begin() as connection:
+            connection = self.engine.connect()
+        except DBAPIError as e:
+            raise StorageUnavailable(f"database unavailable: {_reason(e)}") from e
+        try:
+            with connection.begin():
                 yield Ledger(connection)
-        except (OperationalError, DBAPIError) as e:
-            if getattr(e, "connection_invalidated", False) or isinstance(e, OperationalError):
-                raise StorageUnavailable(f"database unavailable: {_reason(e)}") from e
-            raise
+        except OperationalError as e:
+            # A connection that met a storage fault (disk full or read-only, the server gone)
+            # may keep a stale state: drop it, so that the next call starts afresh.
+            connection.invalidate()
+            raise StorageUnavailable(f"database unavailable: {_reason(e)}") from e
+        finally:
+            connection.close()
 
     def dispose(self) -> None:
         self.engine.dispose()
