@@ -8,6 +8,7 @@ import stat
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from sqlalchemy.exc import DBAPIError
 
 from driver.api import create_app
 from driver.config import Settings
@@ -90,8 +91,13 @@ def serve(settings: Settings) -> None:
     """Migrate the database, then serve until SIGTERM/SIGINT."""
     engine = make_engine(settings.db_url, synchronous=settings.sqlite_synchronous,
                          busy_timeout_ms=settings.busy_timeout_ms)
-    migrate(engine)
-    engine.dispose()
+    try:
+        migrate(engine)
+    except DBAPIError as e:
+        raise SystemExit(f"ipledger: database unavailable at {masked_url(settings.db_url)}: "
+                         f"{str(e.orig).strip().splitlines()[0] if e.orig else e}") from None
+    finally:
+        engine.dispose()
     if "LISTEN_FDS" in os.environ:
         where = "the socket systemd passed (LISTEN_FDS)"
     else:
