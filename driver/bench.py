@@ -156,7 +156,7 @@ def server(workdir: Path, db_url: str, workers: int) -> Iterator[Server]:
 
 def sequential(sock: str, pool_id: str, rounds: int) -> tuple[list[float], list[float]]:
     """RequestAddress then ReleaseAddress, one after the other; their latencies in ms."""
-    client = PluginClient(sock)
+    client = PluginClient(sock, keepalive=True)
     requests, releases = [], []
     for _ in range(rounds):
         t0 = time.perf_counter()
@@ -175,7 +175,7 @@ def sequential(sock: str, pool_id: str, rounds: int) -> tuple[list[float], list[
 
 def _allocate(args: tuple[str, str, int]) -> tuple[list[str], list[float]]:
     sock, pool_id, count = args
-    client = PluginClient(sock)
+    client = PluginClient(sock, keepalive=True)
     got, latencies = [], []
     for _ in range(count):
         t0 = time.perf_counter()

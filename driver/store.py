@@ -7,6 +7,7 @@ on the database lock (up to the busy timeout) instead of failing half-way throug
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterator
@@ -91,6 +92,12 @@ def make_engine(url: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int =
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+@functools.lru_cache(maxsize=4096)
+def _subnet(cidr: str) -> Subnet:
+    """Parsing a CIDR costs more than the query that found it; pools are few and immutable."""
+    return Subnet(netaddr.IPNetwork(cidr))
 
 
 @dataclass(frozen=True)
@@ -265,7 +272,7 @@ class Ledger:
             return None
         return PoolRecord(
             id=row.id, subnet_id=row.subnet_id, space=row.space,
-            subnet=Subnet(netaddr.IPNetwork(row.cidr)), subpool=row.subpool,
+            subnet=_subnet(row.cidr), subpool=row.subpool,
             range_first=unpack(row.range_first), range_last=unpack(row.range_last),
             cursor=unpack(row.cursor) if row.cursor is not None else None, refs=row.refs,
         )
