@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from driver.config import Settings
 from driver.errors import InvalidRequest, IpamError
 from driver.service import GLOBAL_SPACE, LOCAL_SPACE, Ipam
-from driver.store import Store, make_engine
+from driver.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,9 @@ CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
 def create_app(settings: Settings, ipam: Ipam | None = None) -> Flask:
     """Build the WSGI app; the engine is made here, never at import time."""
     if ipam is None:
-        engine = make_engine(settings.db_url, synchronous=settings.sqlite_synchronous,
-                             busy_timeout_ms=settings.busy_timeout_ms)
-        ipam = Ipam(Store(engine), settings.default_pools)
+        store = open_store(settings.db_url, synchronous=settings.sqlite_synchronous,
+                           busy_timeout_ms=settings.busy_timeout_ms)
+        ipam = Ipam(store, settings.default_pools)
     app = Flask("ipledger")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["ipledger"] = ipam

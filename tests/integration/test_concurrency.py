@@ -10,13 +10,13 @@ from sqlalchemy import func, select
 from driver.config import Settings
 from driver.models import leases
 from driver.service import Ipam
-from driver.store import Store, make_engine
+from driver.store import open_store
 
 
 def allocate_and_release(db_url: str, pool_id: str, count: int) -> list[str]:
     """Take `count` addresses, giving every third back at once; return those kept."""
-    engine = make_engine(db_url)
-    ipam = Ipam(Store(engine), Settings().default_pools)
+    store = open_store(db_url)
+    ipam = Ipam(store, Settings().default_pools)
     kept = []
     for i in range(count):
         address = ipam.request_address(pool_id, "", {})
@@ -24,7 +24,7 @@ def allocate_and_release(db_url: str, pool_id: str, count: int) -> list[str]:
             ipam.release_address(pool_id, address.split("/")[0])
         else:
             kept.append(address)
-    engine.dispose()
+    store.dispose()
     return kept
 
 
