@@ -154,6 +154,17 @@ def server(workdir: Path, db_url: str, workers: int) -> Iterator[Server]:
 # --- the measurements ----------------------------------------------------------------------
 
 
+def floor(sock: str, rounds: int) -> list[float]:
+    """Latencies (ms) of /Plugin.Activate, which touches no database: the transport's floor."""
+    client = PluginClient(sock, keepalive=True)
+    latencies = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        client.call("/Plugin.Activate")
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return latencies
+
+
 def sequential(sock: str, pool_id: str, rounds: int) -> tuple[list[float], list[float]]:
     """RequestAddress then ReleaseAddress, one after the other; their latencies in ms."""
     client = PluginClient(sock, keepalive=True)
@@ -227,6 +238,11 @@ def run(quick: bool, out: Callable[[str], None] = print) -> dict[str, object]:
                 pool_id = prefill(engine, cidr, count)
                 engine.dispose()
                 with server(workdir, f"sqlite:///{db}", 1) as s:
+                    if not seq:
+                        base = floor(s.socket, rounds)
+                        results["floor_p50"] = statistics.median(base)
+                        out(f"{'(no database)':<16}{'Activate':>14}{statistics.median(base):>10.3f}"
+                            f"{percentile(base, 99):>10.3f}")
                     requests, releases = sequential(s.socket, pool_id, rounds)
                     rss = max(s.worker_rss_mb())
                     p50 = statistics.median(requests)
