@@ -123,7 +123,10 @@ def test_sixteen_clients_over_four_workers_never_lose_or_double_a_lease(tmp_path
     assert in_db == set(held), "the ledger and the acknowledged answers disagree"
     own = {p for r in results for p in r["own_pools"]}
     assert own <= pools
-    assert sum(r["calls"] for r in results) > 16 * 10
+    calls = sum(r["calls"] for r in results)
+    assert calls > 16 * 10
+    print(f"stress: {calls} calls from 16 clients over 4 workers in {STRESS_SECONDS:.0f} s, "
+          f"{len(held)} leases held at the end, all in the ledger, none twice")
 
 
 @pytest.mark.slow
@@ -157,6 +160,8 @@ def test_sigkill_of_the_whole_server_at_random_moments_loses_nothing(tmp_path):
         assert len(in_db - acked) <= unknown_total
         acked |= in_db & uncertain
     plugin.stop()
+    print(f"crash: {CRASH_ROUNDS} SIGKILL rounds, {len(acked)} acknowledged leases all kept, "
+          f"{unknown_total} calls cut off mid-flight, integrity_check ok every round")
 
 
 def test_sigterm_lets_in_flight_requests_finish_and_exits_within_seconds(tmp_path):
