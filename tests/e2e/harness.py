@@ -150,9 +150,9 @@ class PluginProcess:
     """`ipledger serve` under gunicorn, as a legacy plugin at /run/docker/plugins/NAME.sock."""
 
     def __init__(self, name: str, db_url: str, workdir: Path, workers: int = 2,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, socket: str | None = None) -> None:
         self.name = name
-        self.socket = str(PLUGIN_DIR / f"{name}.sock")
+        self.socket = socket or str(PLUGIN_DIR / f"{name}.sock")
         self.db_url = db_url
         self.log_path = workdir / f"{name}.log"
         self.workers = workers

@@ -25,9 +25,8 @@ def test_a_failing_database_url_never_prints_its_password(tmp_path):
 
 
 def test_the_server_listens_on_its_unix_socket_and_nowhere_else(tmp_path):
-    server = PluginProcess("ipl-sec", f"sqlite:///{tmp_path}/l.db", tmp_path)
-    server.socket = str(tmp_path / "sec.sock")
-    server.client.socket_path = server.socket
+    server = PluginProcess("ipl-sec", f"sqlite:///{tmp_path}/l.db", tmp_path,
+        socket=str(tmp_path / "sec.sock"))
     server.start()
     try:
         pids = {str(server.process.pid), *subprocess.run(
@@ -41,9 +40,8 @@ def test_the_server_listens_on_its_unix_socket_and_nowhere_else(tmp_path):
 
 
 def test_request_bodies_are_not_logged_at_info(tmp_path):
-    server = PluginProcess("ipl-log", f"sqlite:///{tmp_path}/l.db", tmp_path)
-    server.socket = str(tmp_path / "log.sock")
-    server.client.socket_path = server.socket
+    server = PluginProcess("ipl-log", f"sqlite:///{tmp_path}/l.db", tmp_path,
+        socket=str(tmp_path / "log.sock"))
     server.start()
     server.client.call("RequestPool", {"AddressSpace": "LocalDefault", "Pool": "192.0.2.0/24",
                                        "Options": {"secret-looking": "zz-top-secret-zz"}})

@@ -13,9 +13,8 @@ from tests.e2e.harness import PluginProcess
 @pytest.fixture
 def server(tmp_path):
     sock_dir = tmp_path / "plugins"
-    process = PluginProcess("ipl-test", f"sqlite:///{tmp_path}/var/lib/ledger.db", tmp_path)
-    process.socket = str(sock_dir / "ipl-test.sock")
-    process.client.socket_path = process.socket
+    process = PluginProcess("ipl-test", f"sqlite:///{tmp_path}/var/lib/ledger.db", tmp_path,
+        socket=str(sock_dir / "ipl-test.sock"))
     yield process
     process.stop()
 

@@ -132,9 +132,8 @@ def test_sixteen_clients_over_four_workers_never_lose_or_double_a_lease(tmp_path
 @pytest.mark.slow
 def test_sigkill_of_the_whole_server_at_random_moments_loses_nothing(tmp_path):
     db = tmp_path / "ledger.db"
-    plugin = PluginProcess("ipl-crash", f"sqlite:///{db}", tmp_path, workers=2)
-    plugin.socket = str(tmp_path / "crash.sock")
-    plugin.client.socket_path = plugin.socket
+    plugin = PluginProcess("ipl-crash", f"sqlite:///{db}", tmp_path, workers=2,
+        socket=str(tmp_path / "crash.sock"))
     plugin.start()
     create_shared_pools(plugin.socket)
     rng = random.Random(7)
@@ -165,9 +164,8 @@ def test_sigkill_of_the_whole_server_at_random_moments_loses_nothing(tmp_path):
 
 
 def test_sigterm_lets_in_flight_requests_finish_and_exits_within_seconds(tmp_path):
-    plugin = PluginProcess("ipl-term", f"sqlite:///{tmp_path}/l.db", tmp_path, workers=2)
-    plugin.socket = str(tmp_path / "term.sock")
-    plugin.client.socket_path = plugin.socket
+    plugin = PluginProcess("ipl-term", f"sqlite:///{tmp_path}/l.db", tmp_path, workers=2,
+        socket=str(tmp_path / "term.sock"))
     plugin.start()
     create_shared_pools(plugin.socket)
     with multiprocessing.get_context("fork").Pool(4) as pool:
