@@ -156,18 +156,23 @@ def server(workdir: Path, db_url: str, workers: int) -> Iterator[Server]:
 
 def floor(sock: str, rounds: int) -> list[float]:
     """Latencies (ms) of /Plugin.Activate, which touches no database: the transport's floor."""
-    client = PluginClient(sock, keepalive=True)
     latencies = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        client.call("/Plugin.Activate")
-        latencies.append((time.perf_counter() - t0) * 1000)
+    with PluginClient(sock, keepalive=True) as client:
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            client.call("/Plugin.Activate")
+            latencies.append((time.perf_counter() - t0) * 1000)
     return latencies
 
 
 def sequential(sock: str, pool_id: str, rounds: int) -> tuple[list[float], list[float]]:
     """RequestAddress then ReleaseAddress, one after the other; their latencies in ms."""
-    client = PluginClient(sock, keepalive=True)
+    with PluginClient(sock, keepalive=True) as client:
+        return _request_release(client, pool_id, rounds)
+
+
+def _request_release(client: PluginClient, pool_id: str, rounds: int
+                     ) -> tuple[list[float], list[float]]:
     requests, releases = [], []
     for _ in range(rounds):
         t0 = time.perf_counter()
@@ -186,7 +191,12 @@ def sequential(sock: str, pool_id: str, rounds: int) -> tuple[list[float], list[
 
 def _allocate(args: tuple[str, str, int]) -> tuple[list[str], list[float]]:
     sock, pool_id, count = args
-    client = PluginClient(sock, keepalive=True)
+    with PluginClient(sock, keepalive=True) as client:
+        return _allocations(client, pool_id, count)
+
+
+def _allocations(client: PluginClient, pool_id: str, count: int
+                 ) -> tuple[list[str], list[float]]:
     got, latencies = [], []
     for _ in range(count):
         t0 = time.perf_counter()

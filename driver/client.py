@@ -70,6 +70,12 @@ class PluginClient:
                 connection.close()
                 self._connection = None
 
+    def __enter__(self) -> PluginClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()

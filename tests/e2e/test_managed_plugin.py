@@ -7,7 +7,9 @@ plugin/build.sh --replace does.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -77,10 +79,17 @@ def ledger(data: Path) -> list[tuple[str, str]]:
     return [tuple(r) for r in rows]
 
 
-def test_the_managed_plugin_installs_serves_and_upgrades_without_losing_a_lease(newest, tmp_path):
+@pytest.fixture(scope="module")
+def built(newest: DockerDaemon) -> tuple[PluginBuilder, str]:
+    """The plugin built once from a debootstrapped base: (builder, base image)."""
     builder = PluginBuilder(newest)
     base = builder.base_image()
     builder.build(base)
+    return builder, base
+
+
+def test_the_managed_plugin_installs_serves_and_upgrades_without_losing_a_lease(newest, built, tmp_path):
+    builder, base = built
     data = tmp_path / "data"
     data.mkdir()
     newest.docker("plugin", "set", NAME, f"data.source={data}", "IPLEDGER_WORKERS=1")
@@ -128,3 +137,64 @@ def test_the_managed_plugin_installs_serves_and_upgrades_without_losing_a_lease(
     newest.docker("rm", "-f", "ov-a")
     newest.docker("network", "rm", "ov")
     newest.docker("swarm", "leave", "--force")
+
+
+@pytest.fixture
+def registry(tmp_path) -> Iterator[str]:
+    """Debian's docker-registry on a loopback port of its own (Docker trusts 127.0.0.0/8)."""
+    binary = shutil.which("docker-registry")
+    _need(binary is not None, "docker-registry not installed (tests/run.sh installs it)")
+    port = free_port(socket.SOCK_STREAM)
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/registry\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.mark.usefixtures("built")
+def test_install_from_a_registry_asks_for_its_privileges_and_upgrades_in_place(newest, registry, tmp_path):
+    plugin_dir = REPO / "plugin" / "build" / "plugin"
+    v1, v2 = f"{registry}/ipledger:v1", f"{registry}/ipledger:v2"
+    newest.docker("plugin", "create", v1, str(plugin_dir))
+    newest.docker("plugin", "push", v1)
+    config = json.loads((plugin_dir / "config.json").read_text())
+    config["description"] += " (v2)"
+    (plugin_dir / "config.json").write_text(json.dumps(config))
+    newest.docker("plugin", "create", v2, str(plugin_dir))
+    newest.docker("plugin", "push", v2)
+    newest.docker("plugin", "rm", v1, v2)
+
+    data = tmp_path / "data"
+    data.mkdir()
+    prompt = subprocess.run([newest.cli_binary, "plugin", "install", v1, f"data.source={data}"],
+                            input="y\n", env=newest.env, capture_output=True, text=True, timeout=300)
+    assert prompt.returncode == 0, prompt.stderr
+    print(prompt.stdout)
+    assert f'Plugin "{v1}" is requesting the following privileges:' in prompt.stdout
+    assert " - network: [host]" in prompt.stdout
+    assert " - mount: [/var/lib/ipledger]" in prompt.stdout
+
+    newest.docker("network", "create", "--ipam-driver", v1, "--subnet", "203.0.113.0/24", "rg")
+    newest.docker("run", "-d", "--name", "rg-a", "--network", "rg", IMAGE, "sleep", "600")
+    before = newest.running_addresses("rg")
+    newest.docker("plugin", "disable", "-f", v1)
+    newest.docker("plugin", "upgrade", "--grant-all-permissions", v1, v2)
+    newest.docker("plugin", "enable", v1)
+    assert "(v2)" in newest.docker("plugin", "inspect", "-f", "{{.Config.Description}}", v1).stdout
+    assert newest.running_addresses("rg") == before
+    newest.docker("run", "-d", "--name", "rg-b", "--network", "rg", IMAGE, "sleep", "600")
+    assert newest.running_addresses("rg")["rg-b"] == "203.0.113.3"
+    newest.docker("rm", "-f", "rg-a", "rg-b")
+    newest.docker("network", "rm", "rg")
+    newest.docker("plugin", "disable", v1)
+    newest.docker("plugin", "rm", v1)
