@@ -23,7 +23,7 @@ from driver.errors import (
     PoolOverlap,
     PoolsExhausted,
 )
-from driver.store import Ledger, Store
+from driver.store import Ledger, PoolRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -180,37 +180,48 @@ class Ipam:
                 log.info("address %s already leased in pool %s to this %s%s: answering it again",
                          subnet.format(repeated), pool_id, kind, f" (mac {mac})" if mac else "")
                 return subnet.format(repeated)
-            book = ledger.book(record.subnet_id)
             if wanted is not None:
-                value = int(wanted)
-                if wanted.version != subnet.version or not subnet.contains(value):
-                    raise AddressOutOfRange(str(wanted), subnet.cidr)
-                why = subnet.reserved(value)
-                if why is not None:
-                    raise AddressInUse(str(wanted), f"{why} of {subnet.cidr} is reserved")
-                if not allocator.take(book, value):
-                    holder = ledger.lease_holder(record.subnet_id, value) or "another lease"
-                    raise AddressInUse(str(wanted), f"held by {holder} in {subnet.cidr}")
+                value = self._take_static(ledger, record, wanted)
             else:
-                lo, hi = record.range_first, record.range_last
-                if serial:
-                    cursor = record.cursor if record.cursor is not None else lo
-                    taken = allocator.take_next(book, lo, hi, cursor)
-                else:
-                    taken = allocator.take_lowest(book, lo, hi)
-                if taken is None:
-                    raise NoAvailableAddress(
-                        f"ip-range {record.subpool} of pool {subnet.cidr}" if record.subpool
-                        else f"pool {subnet.cidr}"
-                    )
-                value = taken
-                if serial:
-                    ledger.set_cursor(record.subnet_id, value + 1)
+                value = self._take_dynamic(ledger, record, serial)
             ledger.add_lease(record.subnet_id, value, pool_id, kind, mac, name)
         answer = subnet.format(value)
         log.info("address %s leased in pool %s (%s%s%s)", answer, pool_id, kind,
                  f", mac {mac}" if mac else "", f", name {name}" if name else "")
         return answer
+
+    @staticmethod
+    def _take_static(ledger: Ledger, record: PoolRecord, wanted: netaddr.IPAddress) -> int:
+        """Take a given address anywhere in the subnet (also outside the ip-range)."""
+        subnet, value = record.subnet, int(wanted)
+        if wanted.version != subnet.version or not subnet.contains(value):
+            raise AddressOutOfRange(str(wanted), subnet.cidr)
+        why = subnet.reserved(value)
+        if why is not None:
+            raise AddressInUse(str(wanted), f"{why} of {subnet.cidr} is reserved")
+        if not allocator.take(ledger.book(record.subnet_id), value):
+            holder = ledger.lease_holder(record.subnet_id, value) or "another lease"
+            raise AddressInUse(str(wanted), f"held by {holder} in {subnet.cidr}")
+        return value
+
+    @staticmethod
+    def _take_dynamic(ledger: Ledger, record: PoolRecord, serial: bool) -> int:
+        """Take the lowest free address of the pool's range, or the next one after the cursor."""
+        book = ledger.book(record.subnet_id)
+        lo, hi = record.range_first, record.range_last
+        if serial:
+            cursor = record.cursor if record.cursor is not None else lo
+            taken = allocator.take_next(book, lo, hi, cursor)
+        else:
+            taken = allocator.take_lowest(book, lo, hi)
+        if taken is None:
+            raise NoAvailableAddress(
+                f"ip-range {record.subpool} of pool {record.subnet.cidr}" if record.subpool
+                else f"pool {record.subnet.cidr}"
+            )
+        if serial:
+            ledger.set_cursor(record.subnet_id, taken + 1)
+        return taken
 
     @staticmethod
     def _repeated(ledger: Ledger, pool_id: str, kind: str, mac: str | None,
