@@ -26,7 +26,6 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
-    func,
     insert,
     select,
     update,
@@ -399,9 +398,6 @@ class Ledger:
             select(leases.c.subnet_id, leases.c.address).where(leases.c.pool_id == pool_id)
         )
         return [(row.subnet_id, unpack(row.address)) for row in rows]
-
-    def count_leases(self) -> int:
-        return int(self.connection.execute(select(func.count()).select_from(leases)).scalar_one())
 
 
 class FreeRanges:
