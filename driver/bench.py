@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import netaddr
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, delete, insert, select
 
 from driver.client import PluginClient
 from driver.config import Settings
-from driver.models import free_ranges, leases
+from driver.models import free_ranges, leases, pools
 from driver.schema import migrate
 from driver.service import Ipam
 from driver.store import Store, make_engine, pack
@@ -70,10 +70,6 @@ def prefill(engine: Engine, cidr: str, count: int, filler_base: str = "10.0.0.0/
 
 def _fill(engine: Engine, pool_id: str, network: netaddr.IPNetwork, count: int) -> None:
     """Lease ``count`` addresses from the bottom of the pool, leaving regular holes."""
-    from sqlalchemy import delete, select
-
-    from driver.models import pools
-
     first = int(network.first) + 1
     with engine.begin() as c:
         subnet_id = c.execute(select(pools.c.subnet_id).where(pools.c.id == pool_id)).scalar_one()
@@ -171,21 +167,26 @@ def sequential(sock: str, pool_id: str, rounds: int) -> tuple[list[float], list[
         return _request_release(client, pool_id, rounds)
 
 
+def _timed_request(client: PluginClient, pool_id: str) -> tuple[str, float]:
+    """One dynamic RequestAddress: the CIDR answer and its latency in ms."""
+    t0 = time.perf_counter()
+    status, answer = client.call("RequestAddress", {"PoolID": pool_id, "Address": "",
+                                                    "Options": {}})
+    elapsed = (time.perf_counter() - t0) * 1000
+    if status != 200:
+        raise RuntimeError(f"RequestAddress failed: {answer}")
+    return str(answer["Address"]), elapsed
+
+
 def _request_release(client: PluginClient, pool_id: str, rounds: int
                      ) -> tuple[list[float], list[float]]:
     requests, releases = [], []
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        status, answer = client.call("RequestAddress", {"PoolID": pool_id, "Address": "",
-                                                        "Options": {}})
+        address, elapsed = _timed_request(client, pool_id)
         t1 = time.perf_counter()
-        if status != 200:
-            raise RuntimeError(f"RequestAddress failed: {answer}")
-        address = answer["Address"].split("/")[0]
-        client.call("ReleaseAddress", {"PoolID": pool_id, "Address": address})
-        t2 = time.perf_counter()
-        requests.append((t1 - t0) * 1000)
-        releases.append((t2 - t1) * 1000)
+        client.call("ReleaseAddress", {"PoolID": pool_id, "Address": address.split("/")[0]})
+        releases.append((time.perf_counter() - t1) * 1000)
+        requests.append(elapsed)
     return requests, releases
 
 
@@ -199,13 +200,9 @@ def _allocations(client: PluginClient, pool_id: str, count: int
                  ) -> tuple[list[str], list[float]]:
     got, latencies = [], []
     for _ in range(count):
-        t0 = time.perf_counter()
-        status, answer = client.call("RequestAddress", {"PoolID": pool_id, "Address": "",
-                                                        "Options": {}})
-        latencies.append((time.perf_counter() - t0) * 1000)
-        if status != 200:
-            raise RuntimeError(f"RequestAddress failed: {answer}")
-        got.append(answer["Address"])
+        address, elapsed = _timed_request(client, pool_id)
+        got.append(address)
+        latencies.append(elapsed)
     return got, latencies
 
 
