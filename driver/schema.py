@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
-
-log = logging.getLogger(__name__)
 
 
 def _config() -> Config:
