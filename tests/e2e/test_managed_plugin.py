@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -70,6 +71,23 @@ def free_port(kind: int) -> int:
         return int(s.getsockname()[1])
 
 
+def free_data_path_port() -> int:
+    """A free UDP port that Docker accepts as a VXLAN data path port (1024-49151).
+
+    The kernel's ephemeral ports run above 49151, so free_port() cannot be used here.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 49152)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free UDP port between 20000 and 49151")
+
+
 def ledger(data: Path) -> list[tuple[str, str]]:
     """(pool id, kind) of every lease in the plugin's database on the host."""
     db = create_engine(f"sqlite:///{data}/ipledger.db")
@@ -129,7 +147,7 @@ def test_the_managed_plugin_installs_serves_and_upgrades_without_losing_a_lease(
     # ports of their own, so that the test never meets another swarm on this machine
     newest.docker("swarm", "init", "--advertise-addr", "127.0.0.1",
                   "--listen-addr", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
-                  "--data-path-port", str(free_port(socket.SOCK_DGRAM)))
+                  "--data-path-port", str(free_data_path_port()))
     newest.docker("network", "create", "-d", "overlay", "--attachable", "--ipam-driver", NAME,
                   "--subnet", "203.0.113.0/24", "ov")
     newest.docker("run", "-d", "--name", "ov-a", "--network", "ov", IMAGE, "sleep", "600")
