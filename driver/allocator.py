@@ -166,19 +166,105 @@ def take(book: FreeRangeBook, address: int) -> bool:
     return True
 
 
+def take_range(book: FreeRangeBook, first: int, last: int) -> int:
+    """Take every free address in ``[first, last]``; returns how many free ranges it touched."""
+    touched = 0
+    while (free := book.first_ending_at_or_after(first)) is not None and free[0] <= last:
+        touched += 1
+        lo, hi = free
+        if first <= lo and hi <= last:
+            book.remove(free)
+        elif lo < first and last < hi:
+            book.replace(free, (lo, first - 1))
+            book.add((last + 1, hi))
+        elif lo < first:
+            book.replace(free, (lo, first - 1))
+        else:
+            book.replace(free, (last + 1, hi))
+        if hi >= last:
+            break
+        first = hi + 1
+    return touched
+
+
 def give_back(book: FreeRangeBook, address: int) -> None:
     """Make a taken address free again, merging it with the free ranges on either side."""
-    before = book.ending_at(address - 1)
-    after = book.starting_at(address + 1)
+    give_back_range(book, address, address)
+
+
+def give_back_range(book: FreeRangeBook, first: int, last: int) -> None:
+    """Make ``[first, last]``, none of it free now, free again, merged with its neighbours."""
+    before = book.ending_at(first - 1)
+    after = book.starting_at(last + 1)
     if before is not None and after is not None:
         book.remove(after)
         book.replace(before, (before[0], after[1]))
     elif before is not None:
-        book.replace(before, (before[0], address))
+        book.replace(before, (before[0], last))
     elif after is not None:
-        book.replace(after, (address, after[1]))
+        book.replace(after, (first, after[1]))
     else:
-        book.add((address, address))
+        book.add((first, last))
+
+
+def gaps(bounds: Range, taken: Iterable[Range]) -> list[Range]:
+    """The parts of ``bounds`` that no range of ``taken`` (sorted by first) covers."""
+    lo, hi = bounds
+    free: list[Range] = []
+    cursor = lo
+    for first, last in taken:
+        if last < cursor:
+            continue
+        if first > hi:
+            break
+        if first > cursor:
+            free.append((cursor, first - 1))
+        cursor = max(cursor, last + 1)
+        if cursor > hi:
+            break
+    if cursor <= hi:
+        free.append((cursor, hi))
+    return free
+
+
+def merge(ranges: Iterable[Range]) -> list[Range]:
+    """Sorted ranges with overlapping or adjacent ones joined."""
+    merged: list[Range] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def parse_range(text: str, what: str = "range") -> tuple[netaddr.IPAddress, netaddr.IPAddress]:
+    """``ADDRESS``, ``FIRST-LAST`` or a CIDR, as its first and last address."""
+    if "/" in text:
+        network = parse_cidr(text, what)
+        return network[0], network[-1]
+    first_text, sep, last_text = text.partition("-")
+    first = parse_address(first_text.strip(), what)
+    last = parse_address(last_text.strip(), what) if sep else first
+    if first.version != last.version or int(last) < int(first):
+        raise InvalidRequest(f"invalid {what} {text!r}: the last address must follow the first, "
+                             "in the same family")
+    return first, last
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, what: str) -> int:
+    """Seconds from ``90``, ``90s``, ``15m``, ``2h`` or ``7d``."""
+    value = text.strip().lower()
+    unit = 1
+    if value[-1:] in _DURATION_UNITS:
+        value, unit = value[:-1], _DURATION_UNITS[value[-1]]
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:
+        raise InvalidRequest(f"invalid {what} {text!r}: expected a duration such as 60s, 15m, "
+                             "2h or 7d")
+    return int(value) * unit
 
 
 def _split(book: FreeRangeBook, free: Range, address: int) -> None:

@@ -31,7 +31,7 @@ def create_app(settings: Settings, ipam: Ipam | None = None) -> Flask:
     if ipam is None:
         store = open_store(settings.db_url, synchronous=settings.sqlite_synchronous,
                            busy_timeout_ms=settings.busy_timeout_ms)
-        ipam = Ipam(store, settings.default_pools)
+        ipam = Ipam(store, settings.default_pools, settings.host_id)
     app = Flask("ipledger")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["ipledger"] = ipam

@@ -67,6 +67,11 @@ class Settings:
     )
     sqlite_synchronous: str = "NORMAL"
     busy_timeout_ms: int = 5000
+    # Recorded on pools, leases and history; several hosts may share one PostgreSQL ledger.
+    host_id: str = field(default_factory=lambda: default_host_id())
+    log_format: str = "text"
+    # host:port (a bare port means 127.0.0.1) for Prometheus; None keeps metrics off.
+    metrics_addr: tuple[str, int] | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -87,6 +92,13 @@ class Settings:
             values["default_pools"] = parse_default_pools(env["IPLEDGER_DEFAULT_POOLS"])
         if "IPLEDGER_SQLITE_SYNCHRONOUS" in env:
             values["sqlite_synchronous"] = env["IPLEDGER_SQLITE_SYNCHRONOUS"]
+        if env.get("IPLEDGER_HOST_ID"):
+            values["host_id"] = env["IPLEDGER_HOST_ID"]
+        if "IPLEDGER_LOG_FORMAT" in env:
+            values["log_format"] = env["IPLEDGER_LOG_FORMAT"]
+        if env.get("IPLEDGER_METRICS_ADDR"):
+            values["metrics_addr"] = parse_listen_addr("IPLEDGER_METRICS_ADDR",
+                                                       env["IPLEDGER_METRICS_ADDR"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).validated()
 
@@ -100,13 +112,42 @@ class Settings:
                                 "must be OFF, NORMAL, FULL or EXTRA")
         if not self.socket:
             raise SettingsError("IPLEDGER_SOCKET must not be empty")
-        return replace(self, log_level=level, sqlite_synchronous=sync)
+        log_format = self.log_format.lower()
+        if log_format not in ("text", "json"):
+            raise SettingsError(f"IPLEDGER_LOG_FORMAT {self.log_format!r} must be text or json")
+        if not self.host_id or len(self.host_id) > 64:
+            raise SettingsError("IPLEDGER_HOST_ID must be 1 to 64 characters")
+        return replace(self, log_level=level, sqlite_synchronous=sync, log_format=log_format)
 
     @property
     def driver_name(self) -> str:
         """The name Docker knows the plugin by: the socket's file name without ``.sock``."""
         name = os.path.basename(self.socket)
         return name.removesuffix(".sock")
+
+
+def default_host_id() -> str:
+    """The machine id (as systemd keeps it), else the host name."""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            with open(path) as f:
+                machine_id = f.read().strip()
+        except OSError:
+            continue
+        if machine_id:
+            return machine_id
+    return os.uname().nodename or "localhost"
+
+
+def parse_listen_addr(key: str, text: str) -> tuple[str, int]:
+    """``PORT`` (on 127.0.0.1), ``HOST:PORT`` or ``[V6]:PORT``."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep:
+        host = "127.0.0.1"
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"{key} {text!r} must be PORT or HOST:PORT with a port 1-65535")
+    return host, int(port)
 
 
 def _positive_int(key: str, text: str) -> int:

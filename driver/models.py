@@ -8,6 +8,11 @@ compare correctly with a plain index on SQLite and PostgreSQL alike.
 - ``free_ranges``: the free addresses of each subnet as disjoint ranges; the lowest free address
   is one index lookup away.
 - ``leases``: every address handed out; its primary key is the last guard against a double lease.
+- ``reservations``: ranges an operator set aside with a label; never handed out dynamically.
+- ``parked``: released addresses kept back for a while (``ipledger.quarantine``) or for the
+  container that had them (``ipledger.hold``); not free until ``until`` (epoch seconds).
+- ``history``: every allocation, release and reservation, for ``ipledger history``.
+- ``findings``: what the last ``ipledger gc`` found leaking, for the metrics.
 """
 
 from __future__ import annotations
@@ -15,7 +20,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, LargeBinary, String, Table, Text
+from sqlalchemy import (
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 Address = LargeBinary(16)
@@ -38,6 +53,8 @@ class SubnetRow(Base):
     refs: Mapped[int] = mapped_column(Integer)
     cursor: Mapped[bytes | None] = mapped_column(Address, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # How many reservations the subnet has: a release looks for one only when there are any.
+    reservations: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class PoolRow(Base):
@@ -52,6 +69,10 @@ class PoolRow(Base):
     range_last: Mapped[bytes] = mapped_column(Address)
     options: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reuse: Mapped[str] = mapped_column(String(16), server_default="lowest")
+    quarantine_s: Mapped[int] = mapped_column(Integer, server_default="0")
+    hold_s: Mapped[int] = mapped_column(Integer, server_default="0")
+    host_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class FreeRangeRow(Base):
@@ -74,9 +95,70 @@ class LeaseRow(Base):
     mac: Mapped[str | None] = mapped_column(String(32), nullable=True)
     name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    host_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class ReservationRow(Base):
+    __tablename__ = "reservations"
+
+    subnet_id: Mapped[int] = mapped_column(ForeignKey("subnets.id"), primary_key=True)
+    first: Mapped[bytes] = mapped_column(Address, primary_key=True)
+    last: Mapped[bytes] = mapped_column(Address)
+    label: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ParkedRow(Base):
+    __tablename__ = "parked"
+    __table_args__ = (
+        Index("ix_parked_until", "subnet_id", "until"),
+        Index("ix_parked_mac", "pool_id", "mac"),
+        Index("ix_parked_name", "pool_id", "name"),
+    )
+
+    subnet_id: Mapped[int] = mapped_column(ForeignKey("subnets.id"), primary_key=True)
+    address: Mapped[bytes] = mapped_column(Address, primary_key=True)
+    pool_id: Mapped[str] = mapped_column(String(200))
+    mac: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    until: Mapped[float] = mapped_column(Float)
+
+
+class HistoryRow(Base):
+    __tablename__ = "history"
+    __table_args__ = (
+        Index("ix_history_address", "address", "id"),
+        Index("ix_history_pool", "pool_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    host_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    pool_id: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    mac: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    detail: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class FindingRow(Base):
+    __tablename__ = "findings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    what: Mapped[str] = mapped_column(String(16))
+    pool_id: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    detail: Mapped[str] = mapped_column(String(255))
 
 
 subnets = cast(Table, SubnetRow.__table__)
 pools = cast(Table, PoolRow.__table__)
 free_ranges = cast(Table, FreeRangeRow.__table__)
 leases = cast(Table, LeaseRow.__table__)
+reservations = cast(Table, ReservationRow.__table__)
+parked = cast(Table, ParkedRow.__table__)
+history = cast(Table, HistoryRow.__table__)
+findings = cast(Table, FindingRow.__table__)

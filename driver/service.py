@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from driver.errors import (
     PoolOverlap,
     PoolsExhausted,
 )
-from driver.store import Ledger, PoolRecord, Store
+from driver.store import Lease, Ledger, PoolRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,40 @@ REQUEST_ADDRESS_TYPE = "RequestAddressType"
 MAC_OPTION = "com.docker.network.endpoint.macaddress"
 NAME_OPTION = "com.docker.network.endpoint.name"
 SERIAL_OPTION = "com.docker.network.ipam.serial"
+
+# ipledger's own network options (docker network create --ipam-opt ...)
+REUSE_OPTION = "ipledger.reuse"
+QUARANTINE_OPTION = "ipledger.quarantine"
+HOLD_OPTION = "ipledger.hold"
+OWN_OPTIONS = (REUSE_OPTION, QUARANTINE_OPTION, HOLD_OPTION)
+# Expired parked addresses freed per allocation: bounds the cost of one call after a long pause.
+EXPIRE_BATCH = 32
+
+
+@dataclass(frozen=True)
+class ReusePolicy:
+    """How a pool hands released addresses out again."""
+
+    reuse: str = "lowest"
+    quarantine_s: int = 0
+    hold_s: int = 0
+
+
+def reuse_policy(options: Mapping[str, str]) -> ReusePolicy:
+    """The ``ipledger.*`` options of a pool; anything unknown or malformed is refused."""
+    unknown = sorted(k for k in options if k.startswith("ipledger.") and k not in OWN_OPTIONS)
+    if unknown:
+        raise InvalidRequest(f"unknown option {unknown[0]!r:.80}: ipledger's options are "
+                             f"{', '.join(OWN_OPTIONS)}")
+    reuse = options.get(REUSE_OPTION, "lowest").strip().lower()
+    if str(options.get(SERIAL_OPTION, "")).lower() == "true":
+        reuse = "serial"
+    if reuse not in ("lowest", "serial"):
+        raise InvalidRequest(f"invalid {REUSE_OPTION} {options[REUSE_OPTION]!r:.40}: "
+                             "expected lowest or serial")
+    durations = [allocator.parse_duration(options[key], key) if key in options else 0
+                 for key in (QUARANTINE_OPTION, HOLD_OPTION)]
+    return ReusePolicy(reuse, *durations)
 
 
 @dataclass(frozen=True)
@@ -52,9 +87,11 @@ def pool_id_for(space: str, cidr: str, subpool: str | None) -> str:
 class Ipam:
     """Docker's IPAM calls as use cases over one :class:`Store`."""
 
-    def __init__(self, store: Store, default_pools: tuple[DefaultPool, ...]) -> None:
+    def __init__(self, store: Store, default_pools: tuple[DefaultPool, ...],
+                 host_id: str = "local") -> None:
         self.store = store
         self.default_pools = default_pools
+        self.host_id = host_id
 
     # --- pools ---------------------------------------------------------------------------
 
@@ -77,19 +114,33 @@ class Ipam:
             version = 6 if v6 else 4
         if sub is not None and network is None:
             raise InvalidRequest(f"ip-range (SubPool) {subpool} given without a pool (subnet)")
+        policy = reuse_policy(options)
         encoded_options = json.dumps(dict(options), sort_keys=True)
 
         with self.store.transaction() as ledger:
             if network is None:
-                grant = self._new_default_pool(ledger, space, version, size, encoded_options)
+                grant = self._new_default_pool(ledger, space, version, size, encoded_options,
+                                               policy)
             else:
                 grant = self._new_explicit_pool(ledger, space, Subnet(network), sub,
-                                                encoded_options)
-        log.info("pool %s granted (%s)", grant.pool_id, grant.pool)
+                                                encoded_options, policy)
+            ledger.record(self.host_id, "pool-create", grant.pool_id, grant.pool,
+                          detail=_describe(policy))
+        log.info("pool %s granted (%s)", grant.pool_id, grant.pool,
+                 extra={"event": "pool-create", "pool": grant.pool_id, "subnet": grant.pool})
         return grant
 
+    def _add_pool(self, ledger: Ledger, pool_id: str, subnet_id: int, space: str,
+                  subnet: Subnet, subrange: Subnet | None, options: str,
+                  policy: ReusePolicy) -> None:
+        bounds = (subrange.first, subrange.last) if subrange else (subnet.first, subnet.last)
+        ledger.add_pool(pool_id, subnet_id, space, subnet.cidr,
+                        subrange.cidr if subrange else None, bounds, options,
+                        reuse=policy.reuse, quarantine_s=policy.quarantine_s,
+                        hold_s=policy.hold_s, host_id=self.host_id)
+
     def _new_default_pool(self, ledger: Ledger, space: str, version: int, size: int | None,
-                          options: str) -> PoolGrant:
+                          options: str, policy: ReusePolicy) -> PoolGrant:
         held = ledger.held_subnets(space, version)
         network = allocator.pick_default_subnet(self.default_pools, version, size, held)
         if network is None:
@@ -102,12 +153,12 @@ class Ipam:
         subnet = Subnet(network)
         subnet_id = ledger.add_subnet(space, subnet)
         pool_id = pool_id_for(space, subnet.cidr, None)
-        ledger.add_pool(pool_id, subnet_id, space, subnet.cidr, None,
-                        (subnet.first, subnet.last), options)
+        self._add_pool(ledger, pool_id, subnet_id, space, subnet, None, options, policy)
         return PoolGrant(pool_id, subnet.cidr)
 
     def _new_explicit_pool(self, ledger: Ledger, space: str, subnet: Subnet,
-                           sub: netaddr.IPNetwork | None, options: str) -> PoolGrant:
+                           sub: netaddr.IPNetwork | None, options: str,
+                           policy: ReusePolicy) -> PoolGrant:
         subrange: Subnet | None = None
         if sub is not None:
             subrange = Subnet(sub)
@@ -132,9 +183,7 @@ class Ipam:
                 other = netaddr.IPRange(blocker[0], blocker[1]).cidrs()[0]
                 raise PoolOverlap(subnet.cidr, str(other), space)
             subnet_id = ledger.add_subnet(space, subnet)
-        bounds = (subrange.first, subrange.last) if subrange else (subnet.first, subnet.last)
-        ledger.add_pool(pool_id, subnet_id, space, subnet.cidr,
-                        subrange.cidr if subrange else None, bounds, options)
+        self._add_pool(ledger, pool_id, subnet_id, space, subnet, subrange, options, policy)
         return PoolGrant(pool_id, subnet.cidr)
 
     def release_pool(self, pool_id: str) -> None:
@@ -149,11 +198,15 @@ class Ipam:
                 ledger.change_refs(record.subnet_id, -1)
                 # Docker releases every address before the pool; whatever it left behind in
                 # this pool goes back to the subnet that the other pools still share.
-                book = ledger.book(record.subnet_id)
-                for subnet_id, address in ledger.leased_addresses_of_pool(pool_id):
-                    if ledger.drop_lease(subnet_id, address):
-                        allocator.give_back(book, address)
-        log.info("pool %s released", pool_id)
+                for address in ledger.parked_of_pool(pool_id):
+                    ledger.unpark(record.subnet_id, address)
+                    self._free(ledger, record, address)
+                for address in ledger.leased_addresses_of_pool(pool_id):
+                    if ledger.drop_lease(record.subnet_id, address):
+                        self._free(ledger, record, address)
+            ledger.record(self.host_id, "pool-release", pool_id, record.subnet.cidr)
+        log.info("pool %s released", pool_id,
+                 extra={"event": "pool-release", "pool": pool_id, "subnet": record.subnet.cidr})
 
     # --- addresses -----------------------------------------------------------------------
 
@@ -169,6 +222,7 @@ class Ipam:
         else:
             kind = "aux" if wanted is not None else "other"
         serial = str(options.get(SERIAL_OPTION, "")).lower() == "true"
+        lease = Lease(kind, mac, name)
 
         with self.store.transaction() as ledger:
             record = ledger.pool(pool_id, for_update=True)
@@ -183,37 +237,69 @@ class Ipam:
             if wanted is not None:
                 value = self._take_static(ledger, record, wanted)
             else:
-                value = self._take_dynamic(ledger, record, serial)
-            ledger.add_lease(record.subnet_id, value, pool_id, kind, mac, name)
+                value = self._take_dynamic(ledger, record, lease,
+                                           serial or record.reuse == "serial")
+            ledger.add_lease(record.subnet_id, value, pool_id, kind, mac, name, self.host_id)
+            address = str(netaddr.IPAddress(value, subnet.version))
+            ledger.record(self.host_id, "allocate", pool_id, address, lease)
         answer = subnet.format(value)
         log.info("address %s leased in pool %s (%s%s%s)", answer, pool_id, kind,
-                 f", mac {mac}" if mac else "", f", name {name}" if name else "")
+                 f", mac {mac}" if mac else "", f", name {name}" if name else "",
+                 extra={"event": "allocate", "pool": pool_id, "address": address,
+                        "kind": kind, "mac": mac, "endpoint": name})
         return answer
 
     @staticmethod
     def _take_static(ledger: Ledger, record: PoolRecord, wanted: netaddr.IPAddress) -> int:
-        """Take a given address anywhere in the subnet (also outside the ip-range)."""
+        """Take a given address anywhere in the subnet (also outside the ip-range).
+
+        A parked address (quarantined or held) and an address an operator reserved may be
+        asked for by name: reservations only keep addresses from dynamic requests.
+        """
         subnet, value = record.subnet, int(wanted)
         if wanted.version != subnet.version or not subnet.contains(value):
             raise AddressOutOfRange(str(wanted), subnet.cidr)
         why = subnet.reserved(value)
         if why is not None:
             raise AddressInUse(str(wanted), f"{why} of {subnet.cidr} is reserved")
-        if not allocator.take(ledger.book(record.subnet_id), value):
-            holder = ledger.lease_holder(record.subnet_id, value) or "another lease"
-            raise AddressInUse(str(wanted), f"held by {holder} in {subnet.cidr}")
-        return value
+        if allocator.take(ledger.book(record.subnet_id), value):
+            return value
+        holder = ledger.lease_holder(record.subnet_id, value)
+        if holder is None and ledger.unpark(record.subnet_id, value):
+            return value
+        if holder is None and record.reservations and ledger.reservation_at(record.subnet_id,
+                                                                             value):
+            return value
+        raise AddressInUse(str(wanted), f"held by {holder or 'another lease'} in {subnet.cidr}")
 
-    @staticmethod
-    def _take_dynamic(ledger: Ledger, record: PoolRecord, serial: bool) -> int:
-        """Take the lowest free address of the pool's range, or the next one after the cursor."""
+    def _take_dynamic(self, ledger: Ledger, record: PoolRecord, lease: Lease,
+                      serial: bool) -> int:
+        """Take the lowest free address of the pool's range, or the next one after the cursor.
+
+        In a pool that parks released addresses: an endpoint that had an address within the
+        hold time gets it back; expired parked addresses are freed first; and when nothing is
+        free, the parked address due soonest is handed out rather than failing.
+        """
         book = ledger.book(record.subnet_id)
         lo, hi = record.range_first, record.range_last
+        if record.parks:
+            at = time.time()
+            if record.hold_s and lease.kind == "endpoint" and (lease.mac or lease.name):
+                held = ledger.parked_for(record.id, lease.mac, lease.name, at)
+                if held is not None and ledger.unpark(record.subnet_id, held):
+                    return held
+            for address in ledger.expired_parked(record.subnet_id, at, EXPIRE_BATCH):
+                ledger.unpark(record.subnet_id, address)
+                self._free(ledger, record, address)
         if serial:
             cursor = record.cursor if record.cursor is not None else lo
             taken = allocator.take_next(book, lo, hi, cursor)
         else:
             taken = allocator.take_lowest(book, lo, hi)
+        if taken is None:
+            taken = ledger.soonest_parked(record.subnet_id, lo, hi)
+            if taken is not None:
+                ledger.unpark(record.subnet_id, taken)
         if taken is None:
             raise NoAvailableAddress(
                 f"ip-range {record.subpool} of pool {record.subnet.cidr}" if record.subpool
@@ -252,11 +338,41 @@ class Ipam:
             value = int(wanted)
             if wanted.version != record.subnet.version or not record.subnet.contains(value):
                 raise AddressOutOfRange(str(wanted), record.subnet.cidr)
-            released = ledger.drop_lease(record.subnet_id, value)
-            if released:
-                allocator.give_back(ledger.book(record.subnet_id), value)
-        if released:
-            log.info("address %s released in pool %s", wanted, pool_id)
+            lease = ledger.drop_lease(record.subnet_id, value)
+            if lease is not None:
+                keep = record.quarantine_s
+                if lease.mac or lease.name:
+                    keep = max(keep, record.hold_s)
+                if keep and not (record.reservations
+                                 and ledger.reservation_at(record.subnet_id, value)):
+                    ledger.park(record.subnet_id, value, pool_id, lease, time.time() + keep)
+                else:
+                    self._free(ledger, record, value)
+                ledger.record(self.host_id, "release", pool_id, str(wanted), lease,
+                              detail=f"parked for {keep}s" if keep else None)
+        if lease is not None:
+            log.info("address %s released in pool %s%s", wanted, pool_id,
+                     f" (parked for {keep}s)" if keep else "",
+                     extra={"event": "release", "pool": pool_id, "address": str(wanted),
+                            "kind": lease.kind, "mac": lease.mac, "endpoint": lease.name})
         else:
             log.info("address %s was not leased in pool %s: nothing to release", wanted, pool_id)
+
+    @staticmethod
+    def _free(ledger: Ledger, record: PoolRecord, address: int) -> None:
+        """Return an address to the free ranges, unless an operator reserved it meanwhile."""
+        if record.reservations and ledger.reservation_at(record.subnet_id, address):
+            return
+        allocator.give_back(ledger.book(record.subnet_id), address)
+
+
+def _describe(policy: ReusePolicy) -> str | None:
+    if policy == ReusePolicy():
+        return None
+    parts = [f"reuse={policy.reuse}"]
+    if policy.quarantine_s:
+        parts.append(f"quarantine={policy.quarantine_s}s")
+    if policy.hold_s:
+        parts.append(f"hold={policy.hold_s}s")
+    return " ".join(parts)
 

@@ -35,7 +35,15 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from driver.allocator import Range, Subnet
 from driver.errors import StorageUnavailable
-from driver.models import free_ranges, leases, pools, subnets
+from driver.models import (
+    free_ranges,
+    history,
+    leases,
+    parked,
+    pools,
+    reservations,
+    subnets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +120,22 @@ class PoolRecord:
     range_last: int
     cursor: int | None
     refs: int
+    reuse: str = "lowest"
+    quarantine_s: int = 0
+    hold_s: int = 0
+    reservations: int = 0
+
+    @property
+    def parks(self) -> bool:
+        """Whether released addresses of this pool are parked rather than freed at once."""
+        return self.quarantine_s > 0 or self.hold_s > 0
+
+
+@dataclass(frozen=True)
+class Lease:
+    kind: str
+    mac: str | None
+    name: str | None
 
 
 @dataclass(frozen=True)
@@ -219,7 +243,8 @@ def _reason(error: DBAPIError) -> str:
 # it on SQLite, while running a prebuilt one hits SQLAlchemy's compiled cache.
 _POOL = (
     select(pools.c.id, pools.c.subnet_id, pools.c.space, pools.c.subpool, pools.c.range_first,
-           pools.c.range_last, subnets.c.cidr, subnets.c.cursor, subnets.c.refs)
+           pools.c.range_last, pools.c.reuse, pools.c.quarantine_s, pools.c.hold_s,
+           subnets.c.cidr, subnets.c.cursor, subnets.c.refs, subnets.c.reservations)
     .join(subnets, subnets.c.id == pools.c.subnet_id)
     .where(pools.c.id == bindparam("pool_id"))
 )
@@ -241,8 +266,47 @@ _LEASE = select(leases.c.kind, leases.c.mac, leases.c.name).where(
     leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
 )
 _ADD_LEASE = insert(leases)
-_DROP_LEASE = delete(leases).where(
-    leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
+_DROP_LEASE = (
+    delete(leases)
+    .where(leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address"))
+    .returning(leases.c.kind, leases.c.mac, leases.c.name)
+)
+_RECORD = insert(history)
+_RESERVATION = (
+    select(reservations.c.first, reservations.c.last, reservations.c.label)
+    .where(reservations.c.subnet_id == bindparam("subnet_id"),
+           reservations.c.first <= bindparam("address"))
+    .order_by(reservations.c.first.desc())
+    .limit(1)
+)
+_PARK = insert(parked)
+_UNPARK = delete(parked).where(
+    parked.c.subnet_id == bindparam("subnet_id"), parked.c.address == bindparam("address")
+)
+_PARKED_EXPIRED = (
+    select(parked.c.address)
+    .where(parked.c.subnet_id == bindparam("subnet_id"), parked.c.until <= bindparam("now"))
+    .order_by(parked.c.until)
+    .limit(bindparam("limit"))
+)
+_PARKED_SOONEST = (
+    select(parked.c.address)
+    .where(parked.c.subnet_id == bindparam("subnet_id"),
+           parked.c.address >= bindparam("lo"), parked.c.address <= bindparam("hi"))
+    .order_by(parked.c.until)
+    .limit(1)
+)
+_PARKED_FOR_MAC = (
+    select(parked.c.address, parked.c.until)
+    .where(parked.c.pool_id == bindparam("pool_id"), parked.c.mac == bindparam("mac"))
+    .order_by(parked.c.until.desc())
+    .limit(1)
+)
+_PARKED_FOR_NAME = (
+    select(parked.c.address, parked.c.until)
+    .where(parked.c.pool_id == bindparam("pool_id"), parked.c.name == bindparam("name"))
+    .order_by(parked.c.until.desc())
+    .limit(1)
 )
 _SET_CURSOR = update(subnets).where(subnets.c.id == bindparam("subnet_id")).values(
     cursor=bindparam("cursor")
@@ -319,7 +383,7 @@ class Ledger:
 
     def drop_subnet(self, subnet_id: int) -> None:
         """Drop a subnet with all its leases and free ranges (set-based, no per-row loop)."""
-        for table in (leases, free_ranges):
+        for table in (leases, free_ranges, reservations, parked):
             self.connection.execute(delete(table).where(table.c.subnet_id == subnet_id))
         self.connection.execute(delete(subnets).where(subnets.c.id == subnet_id))
 
@@ -338,15 +402,19 @@ class Ledger:
             subnet=_subnet(row.cidr), subpool=row.subpool,
             range_first=unpack(row.range_first), range_last=unpack(row.range_last),
             cursor=unpack(row.cursor) if row.cursor is not None else None, refs=row.refs,
+            reuse=row.reuse, quarantine_s=row.quarantine_s, hold_s=row.hold_s,
+            reservations=row.reservations,
         )
 
     def add_pool(self, pool_id: str, subnet_id: int, space: str, cidr: str,
-                 subpool: str | None, bounds: Range, options: str) -> None:
+                 subpool: str | None, bounds: Range, options: str, *, reuse: str = "lowest",
+                 quarantine_s: int = 0, hold_s: int = 0, host_id: str | None = None) -> None:
         self.connection.execute(
             insert(pools).values(
                 id=pool_id, subnet_id=subnet_id, space=space, cidr=cidr, subpool=subpool,
                 range_first=pack(bounds[0]), range_last=pack(bounds[1]), options=options,
-                created_at=now(),
+                created_at=now(), reuse=reuse, quarantine_s=quarantine_s, hold_s=hold_s,
+                host_id=host_id,
             )
         )
 
@@ -359,19 +427,77 @@ class Ledger:
         return FreeRanges(self.connection, subnet_id)
 
     def add_lease(self, subnet_id: int, address: int, pool_id: str, kind: str,
-                  mac: str | None, name: str | None) -> None:
+                  mac: str | None, name: str | None, host_id: str | None = None) -> None:
         self.connection.execute(
             _ADD_LEASE,
             {"subnet_id": subnet_id, "address": pack(address), "pool_id": pool_id, "kind": kind,
-             "mac": mac, "name": name, "created_at": now()},
+             "mac": mac, "name": name, "created_at": now(), "host_id": host_id},
         )
 
-    def drop_lease(self, subnet_id: int, address: int) -> bool:
-        """Delete a lease; False when there was none."""
-        result = self.connection.execute(
+    def drop_lease(self, subnet_id: int, address: int) -> Lease | None:
+        """Delete a lease and say what it was; None when there was none."""
+        row = self.connection.execute(
             _DROP_LEASE, {"subnet_id": subnet_id, "address": pack(address)}
+        ).first()
+        return Lease(row.kind, row.mac, row.name) if row else None
+
+    def record(self, host_id: str, action: str, pool_id: str, address: str,
+               lease: Lease | None = None, detail: str | None = None) -> None:
+        """One line of the audit history."""
+        self.connection.execute(_RECORD, {
+            "at": now(), "host_id": host_id, "action": action, "pool_id": pool_id,
+            "address": address, "kind": lease.kind if lease else None,
+            "mac": lease.mac if lease else None, "name": lease.name if lease else None,
+            "detail": detail,
+        })
+
+    # --- reservations and parked addresses -----------------------------------------------
+
+    def reservation_at(self, subnet_id: int, address: int) -> tuple[Range, str] | None:
+        """The reservation that covers ``address``, with its label."""
+        row = self.connection.execute(
+            _RESERVATION, {"subnet_id": subnet_id, "address": pack(address)}
+        ).first()
+        if row is None or unpack(row.last) < address:
+            return None
+        return (unpack(row.first), unpack(row.last)), row.label
+
+    def park(self, subnet_id: int, address: int, pool_id: str, lease: Lease,
+             until: float) -> None:
+        self.connection.execute(_PARK, {
+            "subnet_id": subnet_id, "address": pack(address), "pool_id": pool_id,
+            "mac": lease.mac, "name": lease.name, "until": until,
+        })
+
+    def unpark(self, subnet_id: int, address: int) -> bool:
+        result = self.connection.execute(
+            _UNPARK, {"subnet_id": subnet_id, "address": pack(address)}
         )
         return bool(result.rowcount)
+
+    def expired_parked(self, subnet_id: int, at: float, limit: int) -> list[int]:
+        rows = self.connection.execute(
+            _PARKED_EXPIRED, {"subnet_id": subnet_id, "now": at, "limit": limit}
+        )
+        return [unpack(row.address) for row in rows]
+
+    def soonest_parked(self, subnet_id: int, lo: int, hi: int) -> int | None:
+        """The parked address in ``[lo, hi]`` that would be freed first."""
+        row = self.connection.execute(
+            _PARKED_SOONEST, {"subnet_id": subnet_id, "lo": pack(lo), "hi": pack(hi)}
+        ).first()
+        return unpack(row.address) if row else None
+
+    def parked_for(self, pool_id: str, mac: str | None, name: str | None,
+                   at: float) -> int | None:
+        """The address held for the endpoint with this MAC (or else this name), if unexpired."""
+        for query, key, value in ((_PARKED_FOR_MAC, "mac", mac), (_PARKED_FOR_NAME, "name", name)):
+            if not value:
+                continue
+            row = self.connection.execute(query, {"pool_id": pool_id, key: value}).first()
+            if row is not None and row.until > at:
+                return unpack(row.address)
+        return None
 
     def held_by(self, pool_id: str, kind: str, mac: str | None) -> int | None:
         """The address this pool already leased to that kind of holder (and MAC), if any."""
@@ -393,11 +519,15 @@ class Ledger:
         details = ", ".join(f"{k} {v}" for k, v in (("name", row.name), ("mac", row.mac)) if v)
         return f"{who} ({details})" if details else who
 
-    def leased_addresses_of_pool(self, pool_id: str) -> list[tuple[int, int]]:
+    def leased_addresses_of_pool(self, pool_id: str) -> list[int]:
         rows = self.connection.execute(
-            select(leases.c.subnet_id, leases.c.address).where(leases.c.pool_id == pool_id)
+            select(leases.c.address).where(leases.c.pool_id == pool_id)
         )
-        return [(row.subnet_id, unpack(row.address)) for row in rows]
+        return [unpack(row.address) for row in rows]
+
+    def parked_of_pool(self, pool_id: str) -> list[int]:
+        rows = self.connection.execute(select(parked.c.address).where(parked.c.pool_id == pool_id))
+        return [unpack(row.address) for row in rows]
 
 
 class FreeRanges:
