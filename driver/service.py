@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import netaddr
 
@@ -191,22 +192,35 @@ class Ipam:
             record = ledger.pool(pool_id, for_update=True)
             if record is None:
                 raise PoolNotFound(pool_id)
-            ledger.drop_pool(pool_id)
-            if record.refs <= 1:
-                ledger.drop_subnet(record.subnet_id)
-            else:
-                ledger.change_refs(record.subnet_id, -1)
-                # Docker releases every address before the pool; whatever it left behind in
-                # this pool goes back to the subnet that the other pools still share.
-                for address in ledger.parked_of_pool(pool_id):
-                    ledger.unpark(record.subnet_id, address)
+            self._release_pool(ledger, record, "pool-release")
+
+    def reclaim_pool(self, pool_id: str, created_before: datetime) -> bool:
+        """Release a leaked pool (``ipledger gc``), unless it was made again meanwhile."""
+        with self.store.transaction() as ledger:
+            record = ledger.pool(pool_id, for_update=True)
+            created = ledger.pool_created_at(pool_id)
+            if record is None or created is None or created > created_before:
+                return False
+            self._release_pool(ledger, record, "gc-pool-release")
+        return True
+
+    def _release_pool(self, ledger: Ledger, record: PoolRecord, action: str) -> None:
+        ledger.drop_pool(record.id)
+        if record.refs <= 1:
+            ledger.drop_subnet(record.subnet_id)
+        else:
+            ledger.change_refs(record.subnet_id, -1)
+            # Docker releases every address before the pool; whatever it left behind in
+            # this pool goes back to the subnet that the other pools still share.
+            for address in ledger.parked_of_pool(record.id):
+                ledger.unpark(record.subnet_id, address)
+                self._free(ledger, record, address)
+            for address in ledger.leased_addresses_of_pool(record.id):
+                if ledger.drop_lease(record.subnet_id, address):
                     self._free(ledger, record, address)
-                for address in ledger.leased_addresses_of_pool(pool_id):
-                    if ledger.drop_lease(record.subnet_id, address):
-                        self._free(ledger, record, address)
-            ledger.record(self.host_id, "pool-release", pool_id, record.subnet.cidr)
-        log.info("pool %s released", pool_id,
-                 extra={"event": "pool-release", "pool": pool_id, "subnet": record.subnet.cidr})
+        ledger.record(self.host_id, action, record.id, record.subnet.cidr)
+        log.info("pool %s released%s", record.id, " by gc" if action.startswith("gc") else "",
+                 extra={"event": action, "pool": record.id, "subnet": record.subnet.cidr})
 
     # --- addresses -----------------------------------------------------------------------
 
@@ -332,31 +346,50 @@ class Ipam:
     def release_address(self, pool_id: str, address: str) -> None:
         wanted = allocator.parse_address(address)
         with self.store.transaction() as ledger:
-            record = ledger.pool(pool_id, for_update=True)
-            if record is None:
-                raise PoolNotFound(pool_id)
-            value = int(wanted)
-            if wanted.version != record.subnet.version or not record.subnet.contains(value):
-                raise AddressOutOfRange(str(wanted), record.subnet.cidr)
-            lease = ledger.drop_lease(record.subnet_id, value)
-            if lease is not None:
-                keep = record.quarantine_s
-                if lease.mac or lease.name:
-                    keep = max(keep, record.hold_s)
-                if keep and not (record.reservations
-                                 and ledger.reservation_at(record.subnet_id, value)):
-                    ledger.park(record.subnet_id, value, pool_id, lease, time.time() + keep)
-                else:
-                    self._free(ledger, record, value)
-                ledger.record(self.host_id, "release", pool_id, str(wanted), lease,
-                              detail=f"parked for {keep}s" if keep else None)
-        if lease is not None:
-            log.info("address %s released in pool %s%s", wanted, pool_id,
-                     f" (parked for {keep}s)" if keep else "",
-                     extra={"event": "release", "pool": pool_id, "address": str(wanted),
-                            "kind": lease.kind, "mac": lease.mac, "endpoint": lease.name})
-        else:
+            record = self._pool_of(ledger, pool_id, wanted)
+            released = self._release(ledger, record, int(wanted), "release")
+        if not released:
             log.info("address %s was not leased in pool %s: nothing to release", wanted, pool_id)
+
+    def reclaim_address(self, pool_id: str, address: str, leased_before: datetime) -> bool:
+        """Release a leaked lease (``ipledger gc``), unless it was leased again meanwhile."""
+        wanted = allocator.parse_address(address)
+        with self.store.transaction() as ledger:
+            record = self._pool_of(ledger, pool_id, wanted)
+            leased = ledger.lease_created_at(record.subnet_id, int(wanted))
+            if leased is None or leased > leased_before:
+                return False
+            return self._release(ledger, record, int(wanted), "gc-release")
+
+    @staticmethod
+    def _pool_of(ledger: Ledger, pool_id: str, wanted: netaddr.IPAddress) -> PoolRecord:
+        record = ledger.pool(pool_id, for_update=True)
+        if record is None:
+            raise PoolNotFound(pool_id)
+        if wanted.version != record.subnet.version or not record.subnet.contains(int(wanted)):
+            raise AddressOutOfRange(str(wanted), record.subnet.cidr)
+        return record
+
+    def _release(self, ledger: Ledger, record: PoolRecord, value: int, action: str) -> bool:
+        """Drop a lease; park the address or free it. False when it was not leased."""
+        lease = ledger.drop_lease(record.subnet_id, value)
+        if lease is None:
+            return False
+        keep = record.quarantine_s
+        if lease.mac or lease.name:
+            keep = max(keep, record.hold_s)
+        if keep and not (record.reservations and ledger.reservation_at(record.subnet_id, value)):
+            ledger.park(record.subnet_id, value, record.id, lease, time.time() + keep)
+        else:
+            self._free(ledger, record, value)
+        address = str(netaddr.IPAddress(value, record.subnet.version))
+        ledger.record(self.host_id, action, record.id, address, lease,
+                      detail=f"parked for {keep}s" if keep else None)
+        log.info("address %s released in pool %s%s", address, record.id,
+                 f" (parked for {keep}s)" if keep else "",
+                 extra={"event": action, "pool": record.id, "address": address,
+                        "kind": lease.kind, "mac": lease.mac, "endpoint": lease.name})
+        return True
 
     @staticmethod
     def _free(ledger: Ledger, record: PoolRecord, address: int) -> None:

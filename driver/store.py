@@ -60,6 +60,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone; they were written in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def masked_url(url: str) -> str:
     """The database URL with any password hidden, for logs and errors."""
     return make_url(url).render_as_string(hide_password=True)
@@ -418,6 +423,11 @@ class Ledger:
             )
         )
 
+    def pool_created_at(self, pool_id: str) -> datetime | None:
+        created = self.connection.execute(
+            select(pools.c.created_at).where(pools.c.id == pool_id)).scalar()
+        return as_utc(created) if created is not None else None
+
     def drop_pool(self, pool_id: str) -> None:
         self.connection.execute(delete(pools).where(pools.c.id == pool_id))
 
@@ -440,6 +450,12 @@ class Ledger:
             _DROP_LEASE, {"subnet_id": subnet_id, "address": pack(address)}
         ).first()
         return Lease(row.kind, row.mac, row.name) if row else None
+
+    def lease_created_at(self, subnet_id: int, address: int) -> datetime | None:
+        created = self.connection.execute(
+            select(leases.c.created_at).where(leases.c.subnet_id == subnet_id,
+                                              leases.c.address == pack(address))).scalar()
+        return as_utc(created) if created is not None else None
 
     def record(self, host_id: str, action: str, pool_id: str, address: str,
                lease: Lease | None = None, detail: str | None = None) -> None:

@@ -1,0 +1,379 @@
+"""Operator use cases behind the ``ipledger`` CLI: report, reserve, export, import and check.
+
+Each call is one transaction on the same :class:`driver.store.Store` the plugin uses, so it may
+run while the plugin serves Docker. Results are plain records; ``cli.py`` renders them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import netaddr
+
+from driver import allocator
+from driver.allocator import Range, Subnet
+from driver.errors import InvalidRequest, PoolNotFound
+from driver.inventory import Inventory, PoolRow, Usage, allocatable_in
+from driver.models import free_ranges, history, leases, parked, pools, reservations
+from driver.service import LOCAL_SPACE, pool_id_for
+from driver.store import Store, as_utc, pack
+
+EXPORT_FORMAT = "ipledger-export/1"
+
+
+def show(address: int, version: int) -> str:
+    return str(netaddr.IPAddress(address, version))
+
+
+def show_range(first: int, last: int, version: int) -> str:
+    return show(first, version) if first == last else \
+        f"{show(first, version)}-{show(last, version)}"
+
+
+@dataclass(frozen=True)
+class PoolReport:
+    pool: PoolRow
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class AddressLine:
+    """One address (or reserved range) of a pool, in any state but free."""
+
+    address: str
+    state: str          # leased, reserved, quarantined, held
+    kind: str | None
+    mac: str | None
+    name: str | None
+    since: datetime | None
+    detail: str | None
+    host_id: str | None
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    subnets: int
+    leases: int
+    problems: list[str]
+
+
+class Admin:
+    def __init__(self, store: Store, host_id: str = "local") -> None:
+        self.store = store
+        self.host_id = host_id
+
+    # --- reports -------------------------------------------------------------------------
+
+    def pools(self) -> list[PoolReport]:
+        with self.store.transaction() as ledger:
+            inventory = Inventory(ledger.connection)
+            return [PoolReport(p, inventory.usage(p.subnet_id, p.subnet, p.range_first,
+                                                  p.range_last))
+                    for p in inventory.pools()]
+
+    def subnets(self) -> list[tuple[str, Subnet, int, Usage]]:
+        """(space, subnet, pools sharing it, usage over the whole subnet) for every subnet."""
+        with self.store.transaction() as ledger:
+            inventory = Inventory(ledger.connection)
+            return [(s.space, s.subnet, s.refs,
+                     inventory.usage(s.id, s.subnet, s.subnet.first, s.subnet.last))
+                    for s in inventory.subnets()]
+
+    def addresses(self, pool_id: str) -> list[AddressLine]:
+        """What a pool's subnet holds: leases, reservations and parked addresses, in order."""
+        with self.store.transaction() as ledger:
+            inventory = Inventory(ledger.connection)
+            found = inventory.pools(pool_id)
+            if not found:
+                raise PoolNotFound(pool_id)
+            pool = found[0]
+            version = pool.subnet.version
+            lines: list[tuple[int, AddressLine]] = []
+            for row in inventory.leases(pool.subnet_id):
+                lines.append((row.address, AddressLine(
+                    show(row.address, version), "leased", row.kind, row.mac, row.name,
+                    as_utc(row.created_at), None if row.pool_id == pool_id else row.pool_id,
+                    row.host_id)))
+            for r in inventory.reservation_rows(pool.subnet_id):
+                lines.append((r.first, AddressLine(
+                    show_range(r.first, r.last, version), "reserved", None, None, None,
+                    as_utc(r.created_at), r.label, None)))
+            for p in inventory.parked(pool.subnet_id):
+                state = "held" if pool.hold_s and (p.mac or p.name) else "quarantined"
+                until = datetime.fromtimestamp(p.until, UTC).isoformat(timespec="seconds")
+                lines.append((p.address, AddressLine(
+                    show(p.address, version), state, None, p.mac, p.name, None,
+                    f"until {until}", None)))
+            return [line for _, line in sorted(lines, key=lambda item: item[0])]
+
+    def history(self, *, address: str | None = None, pool_id: str | None = None,
+                limit: int = 50) -> list[Any]:
+        if address is not None:
+            address = str(allocator.parse_address(address))
+        with self.store.transaction() as ledger:
+            return Inventory(ledger.connection).history(address=address, pool_id=pool_id,
+                                                        limit=limit)
+
+    def findings(self) -> list[Any]:
+        with self.store.transaction() as ledger:
+            return Inventory(ledger.connection).findings()
+
+    # --- reservations --------------------------------------------------------------------
+
+    def reserve(self, range_text: str, label: str, space: str = LOCAL_SPACE) -> str:
+        """Set addresses aside; leased ones stay leased and are not freed when released."""
+        if not label.strip():
+            raise InvalidRequest("a reservation needs a label (--label)")
+        first, last = allocator.parse_range(range_text, "range to reserve")
+        with self.store.transaction() as ledger:
+            inventory = Inventory(ledger.connection)
+            held = self._subnet_of(inventory, space, first, last)
+            bounds = allocatable_in(held.subnet, int(first), int(last))
+            if bounds is None:
+                raise InvalidRequest(f"{range_text} holds only addresses {held.subnet.cidr} "
+                                     "never hands out")
+            for r_first, r_last, r_label in inventory.reservations(held.id):
+                if r_first <= bounds[1] and bounds[0] <= r_last:
+                    raise InvalidRequest(
+                        f"{range_text} overlaps the reservation "
+                        f"{show_range(r_first, r_last, first.version)} ({r_label})")
+            allocator.take_range(ledger.book(held.id), *bounds)
+            inventory.add_reservation(held.id, bounds, label)
+            shown = show_range(*bounds, first.version)
+            ledger.record(self.host_id, "reserve", pool_id_for(space, held.subnet.cidr, None),
+                          shown, detail=label)
+        return shown
+
+    def unreserve(self, range_text: str, space: str = LOCAL_SPACE) -> str:
+        """Drop the reservation that starts at the range's first address; free what is free."""
+        first, last = allocator.parse_range(range_text, "reservation")
+        with self.store.transaction() as ledger:
+            inventory = Inventory(ledger.connection)
+            held = self._subnet_of(inventory, space, first, last)
+            match = [r for r in inventory.reservations(held.id)
+                     if r[0] <= int(first) <= r[1] and ("-" not in range_text or
+                                                       (r[0], r[1]) == (int(first), int(last)))]
+            if not match:
+                raise InvalidRequest(f"no reservation in {held.subnet.cidr} covers {range_text}")
+            r_first, r_last, label = match[0]
+            inventory.drop_reservation(held.id, r_first)
+            book = ledger.book(held.id)
+            taken = inventory.taken_between(held.id, r_first, r_last)
+            for gap in allocator.gaps((r_first, r_last), taken):
+                allocator.give_back_range(book, *gap)
+            shown = show_range(r_first, r_last, first.version)
+            ledger.record(self.host_id, "unreserve", pool_id_for(space, held.subnet.cidr, None),
+                          shown, detail=label)
+        return shown
+
+    @staticmethod
+    def _subnet_of(inventory: Inventory, space: str, first: netaddr.IPAddress,
+                   last: netaddr.IPAddress) -> Any:
+        held = inventory.subnet_containing(space, first.version, int(first))
+        if held is None or not held.subnet.contains(int(last)):
+            raise InvalidRequest(f"{first} is not in a subnet of a network in {space}: "
+                                 "create the network first, or check --space")
+        return held
+
+    # --- export and import ---------------------------------------------------------------
+
+    def export(self, progress: Callable[[int], None] = lambda _n: None) -> dict[str, Any]:
+        """The whole state as JSON-ready data; free ranges are implied, not exported."""
+        with self.store.transaction() as ledger:
+            inventory = Inventory(ledger.connection)
+            pools_by_subnet: dict[int, list[PoolRow]] = {}
+            for p in inventory.pools():
+                pools_by_subnet.setdefault(p.subnet_id, []).append(p)
+            out = []
+            for s in inventory.subnets():
+                v = s.subnet.version
+                out.append({
+                    "space": s.space, "cidr": s.subnet.cidr,
+                    "cursor": show(s.cursor, v) if s.cursor is not None else None,
+                    "created_at": as_utc(s.created_at).isoformat(),
+                    "pools": [{
+                        "id": p.id, "subpool": p.subpool, "options": json.loads(p.options),
+                        "reuse": p.reuse, "quarantine_s": p.quarantine_s, "hold_s": p.hold_s,
+                        "host_id": p.host_id, "created_at": as_utc(p.created_at).isoformat(),
+                    } for p in pools_by_subnet.get(s.id, [])],
+                    "leases": [{
+                        "address": show(r.address, v), "pool_id": r.pool_id, "kind": r.kind,
+                        "mac": r.mac, "name": r.name, "host_id": r.host_id,
+                        "created_at": as_utc(r.created_at).isoformat(),
+                    } for r in inventory.leases(s.id)],
+                    "reservations": [{
+                        "first": show(r.first, v), "last": show(r.last, v), "label": r.label,
+                        "created_at": as_utc(r.created_at).isoformat(),
+                    } for r in inventory.reservation_rows(s.id)],
+                    "parked": [{
+                        "address": show(r.address, v), "pool_id": r.pool_id, "mac": r.mac,
+                        "name": r.name, "until": r.until,
+                    } for r in inventory.parked(s.id)],
+                })
+                progress(1)
+            events = [{
+                "at": as_utc(h.at).isoformat(), "host_id": h.host_id, "action": h.action,
+                "pool_id": h.pool_id, "address": h.address, "kind": h.kind, "mac": h.mac,
+                "name": h.name, "detail": h.detail,
+            } for h in inventory.all_history()]
+        return {"format": EXPORT_FORMAT, "exported_at": datetime.now(UTC).isoformat(),
+                "subnets": out, "history": events}
+
+    def import_(self, data: Any, progress: Callable[[int], None] = lambda _n: None) -> int:
+        """Load an export into an empty ledger, rebuilding the free ranges; returns leases."""
+        if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+            raise InvalidRequest(f"not an ipledger export: expected \"format\": "
+                                 f"\"{EXPORT_FORMAT}\"")
+        count = 0
+        with self.store.transaction() as ledger:
+            inventory = Inventory(ledger.connection)
+            if not inventory.is_empty():
+                raise InvalidRequest("the target ledger is not empty: import only into a new one")
+            try:
+                for entry in data["subnets"]:
+                    count += self._import_subnet(inventory, entry)
+                    progress(1)
+                inventory.insert_rows(history, [
+                    {**h, "at": datetime.fromisoformat(h["at"])} for h in data["history"]])
+            except (KeyError, TypeError, ValueError) as e:
+                raise InvalidRequest(f"malformed export: {type(e).__name__} {e}") from None
+        return count
+
+    @staticmethod
+    def _import_subnet(inventory: Inventory, entry: dict[str, Any]) -> int:
+        subnet = Subnet(allocator.parse_cidr(entry["cidr"], "subnet"))
+
+        def address(text: str) -> int:
+            value = int(allocator.parse_address(text))
+            if not subnet.contains(value) or subnet.reserved(value):
+                raise InvalidRequest(f"malformed export: {text} cannot be held in {subnet.cidr}")
+            return value
+
+        subnet_id = inventory.add_subnet_row({
+            "space": entry["space"], "version": subnet.version, "cidr": subnet.cidr,
+            "first": pack(subnet.first), "last": pack(subnet.last), "refs": len(entry["pools"]),
+            "cursor": pack(int(allocator.parse_address(entry["cursor"])))
+            if entry["cursor"] else None,
+            "created_at": datetime.fromisoformat(entry["created_at"]),
+            "reservations": len(entry["reservations"]),
+        })
+        rows = []
+        for p in entry["pools"]:
+            sub = Subnet(allocator.parse_cidr(p["subpool"], "ip-range")) if p["subpool"] else None
+            bounds = (sub.first, sub.last) if sub else (subnet.first, subnet.last)
+            rows.append({
+                "id": p["id"], "subnet_id": subnet_id, "space": entry["space"],
+                "cidr": subnet.cidr, "subpool": p["subpool"], "range_first": pack(bounds[0]),
+                "range_last": pack(bounds[1]), "options": json.dumps(p["options"],
+                                                                      sort_keys=True),
+                "reuse": p["reuse"], "quarantine_s": p["quarantine_s"], "hold_s": p["hold_s"],
+                "host_id": p["host_id"], "created_at": datetime.fromisoformat(p["created_at"]),
+            })
+        inventory.insert_rows(pools, rows)
+        taken: list[Range] = []
+        lease_rows = []
+        for lease in entry["leases"]:
+            value = address(lease["address"])
+            taken.append((value, value))
+            lease_rows.append({**lease, "subnet_id": subnet_id, "address": pack(value),
+                               "created_at": datetime.fromisoformat(lease["created_at"])})
+        inventory.insert_rows(leases, lease_rows)
+        parked_rows = []
+        for p in entry["parked"]:
+            value = address(p["address"])
+            taken.append((value, value))
+            parked_rows.append({**p, "subnet_id": subnet_id, "address": pack(value)})
+        inventory.insert_rows(parked, parked_rows)
+        reservation_rows = []
+        for r in entry["reservations"]:
+            first, last = address(r["first"]), address(r["last"])
+            taken.append((first, last))
+            reservation_rows.append({"subnet_id": subnet_id, "first": pack(first),
+                                     "last": pack(last), "label": r["label"],
+                                     "created_at": datetime.fromisoformat(r["created_at"])})
+        inventory.insert_rows(reservations, reservation_rows)
+        allocatable = subnet.allocatable()
+        if allocatable is not None:
+            inventory.insert_rows(free_ranges, [
+                {"subnet_id": subnet_id, "first": pack(a), "last": pack(b)}
+                for a, b in allocator.gaps(allocatable, allocator.merge(taken))])
+        return len(lease_rows)
+
+    # --- check ---------------------------------------------------------------------------
+
+    def check(self, progress: Callable[[int], None] = lambda _n: None) -> CheckReport:
+        """Every invariant the allocator relies on, subnet by subnet; problems in words."""
+        problems: list[str] = []
+        lease_count = 0
+        with self.store.transaction() as ledger:
+            inventory = Inventory(ledger.connection)
+            problems += inventory.sqlite_problems()
+            all_pools = inventory.pools()
+            subnet_rows = inventory.subnets()
+            for s in subnet_rows:
+                found, count = self._check_subnet(inventory, s,
+                                                  [p for p in all_pools if p.subnet_id == s.id])
+                problems += found
+                lease_count += count
+                progress(1)
+        return CheckReport(len(subnet_rows), lease_count, problems)
+
+    @staticmethod
+    def _check_subnet(inventory: Inventory, s: Any, subnet_pools: list[PoolRow]
+                      ) -> tuple[list[str], int]:
+        subnet, v = s.subnet, s.subnet.version
+        where = f"{s.space} {subnet.cidr}"
+        problems: list[str] = []
+        if s.refs != len(subnet_pools):
+            problems.append(f"{where}: {len(subnet_pools)} pools use it but its count says "
+                            f"{s.refs}")
+        pool_ids = {p.id for p in subnet_pools}
+        for p in subnet_pools:
+            if not subnet.first <= p.range_first <= p.range_last <= subnet.last:
+                problems.append(f"{where}: pool {p.id} draws from outside the subnet")
+        taken: list[Range] = []
+        seen: set[int] = set()
+        count = 0
+        for row in inventory.leases(s.id):
+            count += 1
+            if not subnet.contains(row.address) or subnet.reserved(row.address):
+                problems.append(f"{where}: lease {show(row.address, v)} cannot be in it")
+            if row.pool_id not in pool_ids:
+                problems.append(f"{where}: lease {show(row.address, v)} names pool "
+                                f"{row.pool_id!r}, which is not a pool of this subnet")
+            seen.add(row.address)
+            taken.append((row.address, row.address))
+        for p in inventory.parked(s.id):
+            if p.address in seen:
+                problems.append(f"{where}: {show(p.address, v)} is both leased and parked")
+            taken.append((p.address, p.address))
+        reservation_list = inventory.reservations(s.id)
+        if len(reservation_list) != s.reservations:
+            problems.append(f"{where}: {len(reservation_list)} reservations but its count says "
+                            f"{s.reservations}")
+        for i, (first, last, label) in enumerate(reservation_list):
+            if i and first <= reservation_list[i - 1][1]:
+                problems.append(f"{where}: reservation {label!r} overlaps the one before it")
+            taken.append((first, last))
+        allocatable = subnet.allocatable()
+        expected = allocator.gaps(allocatable, allocator.merge(taken)) if allocatable else []
+        actual = inventory.free_ranges(s.id)
+        if actual != expected:
+            free_now = set(actual)
+            should = set(expected)
+            extra = sorted(free_now - should)
+            missing = sorted(should - free_now)
+            detail = []
+            if extra:
+                detail.append("marked free but not expected: " + ", ".join(
+                    show_range(a, b, v) for a, b in extra[:3]))
+            if missing:
+                detail.append("expected free but not marked: " + ", ".join(
+                    show_range(a, b, v) for a, b in missing[:3]))
+            problems.append(f"{where}: the free ranges do not match the leases, reservations "
+                            f"and parked addresses ({'; '.join(detail)})")
+        return problems, count

@@ -1,0 +1,146 @@
+"""Reconcile the ledger with Docker: leaked leases and pools, and endpoints the ledger lacks.
+
+:func:`reconcile` is pure: it compares what the ledger holds with what Docker reports and says
+what is wrong. :func:`apply` acts on it through the use cases, one transaction per repair, and
+only on what is older than the grace period, so that an allocation Docker has asked for but not
+yet attached to an endpoint is never taken for a leak.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from driver import allocator
+from driver.docker_state import DockerNetwork
+from driver.errors import AddressInUse, IpamError
+from driver.service import (
+    GATEWAY_TYPE,
+    GLOBAL_SPACE,
+    LOCAL_SPACE,
+    MAC_OPTION,
+    REQUEST_ADDRESS_TYPE,
+    Ipam,
+    pool_id_for,
+)
+from driver.store import as_utc
+
+
+@dataclass(frozen=True)
+class LedgerPool:
+    id: str
+    space: str
+    host_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class LedgerLease:
+    pool_id: str
+    address: str
+    kind: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Finding:
+    """``pool``: no Docker network uses it; ``lease``: no endpoint, gateway or auxiliary
+    address uses it; ``missing``: Docker uses an address the ledger does not hold."""
+
+    what: str
+    pool_id: str
+    address: str | None
+    detail: str
+    due: bool           # old enough to repair (leaks) or always (missing)
+    kind: str | None = None
+    mac: str | None = None
+
+
+Used = dict[str, tuple[str, str | None]]   # address -> (kind, MAC)
+
+
+def _pool_ids(network: DockerNetwork) -> dict[str, Used]:
+    """The ledger PoolIDs a Docker network stands for, each with the addresses it uses."""
+    space = LOCAL_SPACE if network.scope == "local" else GLOBAL_SPACE
+    found: dict[str, Used] = {}
+    for config in network.configs:
+        subnet = allocator.Subnet(allocator.parse_cidr(config.subnet, "subnet"))
+        subrange = (str(allocator.parse_cidr(config.ip_range, "ip-range"))
+                    if config.ip_range else None)
+        used: Used = {}
+        for endpoint in network.endpoints:
+            address = allocator.parse_address(endpoint.address)
+            if address.version == subnet.version and subnet.contains(int(address)):
+                used[str(address)] = ("endpoint", endpoint.mac)
+        for aux in config.aux.values():
+            used[str(allocator.parse_address(aux))] = ("aux", None)
+        if config.gateway:
+            used[str(allocator.parse_address(config.gateway))] = ("gateway", None)
+        found[pool_id_for(space, subnet.cidr, subrange)] = used
+    return found
+
+
+def reconcile(pools: Iterable[LedgerPool], leases: Iterable[LedgerLease],
+              networks: Iterable[DockerNetwork], *, host_id: str, now: datetime,
+              grace: timedelta) -> list[Finding]:
+    """What is leaking or missing; only this host's pools in LocalDefault are judged."""
+    cutoff = now - grace
+    in_docker: dict[str, Used] = {}
+    for network in networks:
+        in_docker.update(_pool_ids(network))
+    mine = {p.id: p for p in pools
+            if p.space == LOCAL_SPACE and p.host_id in (None, host_id)}
+    findings: list[Finding] = []
+    for pool in mine.values():
+        if pool.id not in in_docker:
+            findings.append(Finding("pool", pool.id, None, "no Docker network uses this pool",
+                                    as_utc(pool.created_at) <= cutoff))
+    held: dict[str, set[str]] = {}
+    for lease in leases:
+        if lease.pool_id not in mine:
+            continue
+        held.setdefault(lease.pool_id, set()).add(lease.address)
+        if lease.pool_id in in_docker and lease.address not in in_docker[lease.pool_id]:
+            findings.append(Finding("lease", lease.pool_id, lease.address,
+                                    f"no endpoint, gateway or auxiliary address of the "
+                                    f"network uses this {lease.kind} lease",
+                                    as_utc(lease.created_at) <= cutoff, lease.kind))
+    for pool_id, used in in_docker.items():
+        if pool_id not in mine:
+            continue
+        for address, (kind, mac) in sorted(used.items()):
+            if address not in held.get(pool_id, set()):
+                findings.append(Finding("missing", pool_id, address,
+                                        f"Docker uses this address ({kind}) but the ledger "
+                                        "holds no lease", True, kind, mac))
+    return findings
+
+
+def apply(ipam: Ipam, findings: Iterable[Finding], *, now: datetime, grace: timedelta,
+          progress: Callable[[int], None] = lambda _n: None) -> list[tuple[Finding, str]]:
+    """Repair what is due; returns each finding with what was done about it."""
+    cutoff = now - grace
+    done = []
+    for finding in findings:
+        progress(1)
+        if not finding.due:
+            done.append((finding, "kept: younger than the grace period"))
+            continue
+        try:
+            if finding.what == "pool":
+                ok = ipam.reclaim_pool(finding.pool_id, cutoff)
+                done.append((finding, "released" if ok else "kept: changed meanwhile"))
+            elif finding.what == "lease" and finding.address:
+                ok = ipam.reclaim_address(finding.pool_id, finding.address, cutoff)
+                done.append((finding, "released" if ok else "kept: changed meanwhile"))
+            elif finding.what == "missing" and finding.address:
+                options = ({REQUEST_ADDRESS_TYPE: GATEWAY_TYPE} if finding.kind == "gateway"
+                           else {MAC_OPTION: finding.mac} if finding.mac else {})
+                ipam.request_address(finding.pool_id, finding.address, options)
+                done.append((finding, "recorded in the ledger"))
+        except AddressInUse:
+            done.append((finding, "kept: leased meanwhile"))
+        except IpamError as e:
+            done.append((finding, f"failed: {e.message}"))
+    return done

@@ -1,0 +1,243 @@
+"""Storage for operators: the ledger read whole, counted, exported and imported.
+
+Nothing here is on Docker's request path; queries are built inline. Addresses come back as ints,
+as in :mod:`driver.store`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, text, update
+
+from driver.allocator import Range, Subnet
+from driver.models import findings, free_ranges, history, leases, parked, pools, reservations
+from driver.models import subnets as subnets_table
+from driver.store import _subnet, now, pack, unpack
+
+
+@dataclass(frozen=True)
+class PoolRow:
+    id: str
+    subnet_id: int
+    space: str
+    subnet: Subnet
+    subpool: str | None
+    range_first: int
+    range_last: int
+    options: str
+    reuse: str
+    quarantine_s: int
+    hold_s: int
+    host_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SubnetRow:
+    id: int
+    space: str
+    subnet: Subnet
+    refs: int
+    cursor: int | None
+    reservations: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The addresses of one range, by state; they add up to ``size``."""
+
+    size: int
+    leased: int
+    reserved: int
+    parked: int
+
+    @property
+    def free(self) -> int:
+        return self.size - self.leased - self.reserved - self.parked
+
+    @property
+    def utilisation(self) -> float:
+        return 1 - self.free / self.size if self.size else 1.0
+
+
+def allocatable_in(subnet: Subnet, lo: int, hi: int) -> Range | None:
+    """The addresses of ``[lo, hi]`` that the subnet may hand out at all."""
+    bounds = subnet.allocatable()
+    if bounds is None:
+        return None
+    first, last = max(lo, bounds[0]), min(hi, bounds[1])
+    return (first, last) if first <= last else None
+
+
+class Inventory:
+    """Operator queries over one connection (inside a :class:`driver.store.Store` transaction)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    # --- reading -------------------------------------------------------------------------
+
+    def subnets(self) -> list[SubnetRow]:
+        rows = self.connection.execute(
+            select(subnets_table).order_by(subnets_table.c.space, subnets_table.c.version,
+                                           subnets_table.c.first)
+        )
+        return [SubnetRow(r.id, r.space, _subnet(r.cidr), r.refs,
+                          unpack(r.cursor) if r.cursor is not None else None, r.reservations,
+                          r.created_at) for r in rows]
+
+    def pools(self, pool_id: str | None = None) -> list[PoolRow]:
+        query = (select(pools, subnets_table.c.cidr.label("subnet_cidr"))
+                 .join(subnets_table, subnets_table.c.id == pools.c.subnet_id)
+                 .order_by(pools.c.space, subnets_table.c.version, subnets_table.c.first,
+                           pools.c.id))
+        if pool_id is not None:
+            query = query.where(pools.c.id == pool_id)
+        return [PoolRow(r.id, r.subnet_id, r.space, _subnet(r.subnet_cidr), r.subpool,
+                        unpack(r.range_first), unpack(r.range_last), r.options, r.reuse,
+                        r.quarantine_s, r.hold_s, r.host_id, r.created_at)
+                for r in self.connection.execute(query)]
+
+    def usage(self, subnet_id: int, subnet: Subnet, lo: int, hi: int) -> Usage:
+        """Counts over ``[lo, hi]`` of one subnet: leased, reserved (not leased), parked, free."""
+        bounds = allocatable_in(subnet, lo, hi)
+        if bounds is None:
+            return Usage(0, 0, 0, 0)
+        first, last = bounds
+        leased = self._count(leases, leases.c.address, subnet_id, first, last)
+        parked_count = self._count(parked, parked.c.address, subnet_id, first, last)
+        reserved = 0
+        for r_first, r_last, _label in self.reservations(subnet_id):
+            a, b = max(first, r_first), min(last, r_last)
+            if a <= b:
+                reserved += b - a + 1 - self._count(leases, leases.c.address, subnet_id, a, b)
+        return Usage(last - first + 1, leased, reserved, parked_count)
+
+    def _count(self, table: Any, column: Any, subnet_id: int, first: int, last: int) -> int:
+        return int(self.connection.execute(
+            select(func.count()).select_from(table).where(
+                table.c.subnet_id == subnet_id, column >= pack(first), column <= pack(last))
+        ).scalar_one())
+
+    def leases(self, subnet_id: int) -> Iterator[Any]:
+        """The subnet's leases in address order; ``address`` is an int."""
+        rows = self.connection.execute(
+            select(leases).where(leases.c.subnet_id == subnet_id).order_by(leases.c.address)
+        )
+        for row in rows:
+            yield row._replace(address=unpack(row.address))
+
+    def parked(self, subnet_id: int) -> list[Any]:
+        rows = self.connection.execute(
+            select(parked).where(parked.c.subnet_id == subnet_id).order_by(parked.c.address)
+        )
+        return [row._replace(address=unpack(row.address)) for row in rows]
+
+    def reservations(self, subnet_id: int) -> list[tuple[int, int, str]]:
+        rows = self.connection.execute(
+            select(reservations).where(reservations.c.subnet_id == subnet_id)
+            .order_by(reservations.c.first)
+        )
+        return [(unpack(r.first), unpack(r.last), r.label) for r in rows]
+
+    def reservation_rows(self, subnet_id: int) -> list[Any]:
+        rows = self.connection.execute(
+            select(reservations).where(reservations.c.subnet_id == subnet_id)
+            .order_by(reservations.c.first)
+        )
+        return [r._replace(first=unpack(r.first), last=unpack(r.last)) for r in rows]
+
+    def free_ranges(self, subnet_id: int) -> list[Range]:
+        rows = self.connection.execute(
+            select(free_ranges.c.first, free_ranges.c.last)
+            .where(free_ranges.c.subnet_id == subnet_id).order_by(free_ranges.c.first)
+        )
+        return [(unpack(r.first), unpack(r.last)) for r in rows]
+
+    def subnet_containing(self, space: str, version: int, address: int) -> SubnetRow | None:
+        row = self.connection.execute(
+            select(subnets_table.c.id).where(
+                subnets_table.c.space == space, subnets_table.c.version == version,
+                subnets_table.c.first <= pack(address), subnets_table.c.last >= pack(address))
+        ).first()
+        if row is None:
+            return None
+        return next(s for s in self.subnets() if s.id == row.id)
+
+    def history(self, *, address: str | None = None, pool_id: str | None = None,
+                limit: int = 50) -> list[Any]:
+        query = select(history).order_by(history.c.id.desc()).limit(limit)
+        if address is not None:
+            query = query.where(history.c.address == address)
+        if pool_id is not None:
+            query = query.where(history.c.pool_id == pool_id)
+        return list(reversed(self.connection.execute(query).all()))
+
+    def all_history(self) -> list[Any]:
+        return list(self.connection.execute(select(history).order_by(history.c.id)))
+
+    def findings(self) -> list[Any]:
+        return list(self.connection.execute(select(findings).order_by(findings.c.id)))
+
+    def is_empty(self) -> bool:
+        return self.connection.execute(select(func.count()).select_from(subnets_table)
+                                       ).scalar_one() == 0
+
+    def sqlite_problems(self) -> list[str]:
+        """SQLite's own integrity and foreign key checks; nothing on other databases."""
+        if self.connection.dialect.name != "sqlite":
+            return []
+        problems = [row[0] for row in self.connection.execute(text("PRAGMA integrity_check"))
+                    if row[0] != "ok"]
+        problems += [f"foreign key: {tuple(row)}" for row in
+                     self.connection.execute(text("PRAGMA foreign_key_check"))]
+        return problems
+
+    # --- writing -------------------------------------------------------------------------
+
+    def add_reservation(self, subnet_id: int, bounds: Range, label: str) -> None:
+        self.connection.execute(insert(reservations).values(
+            subnet_id=subnet_id, first=pack(bounds[0]), last=pack(bounds[1]), label=label,
+            created_at=now()))
+        self._count_reservations(subnet_id, +1)
+
+    def drop_reservation(self, subnet_id: int, first: int) -> None:
+        self.connection.execute(delete(reservations).where(
+            reservations.c.subnet_id == subnet_id, reservations.c.first == pack(first)))
+        self._count_reservations(subnet_id, -1)
+
+    def _count_reservations(self, subnet_id: int, delta: int) -> None:
+        self.connection.execute(
+            update(subnets_table).where(subnets_table.c.id == subnet_id)
+            .values(reservations=subnets_table.c.reservations + delta))
+
+    def replace_findings(self, rows: list[dict[str, Any]]) -> None:
+        self.connection.execute(delete(findings))
+        if rows:
+            self.connection.execute(insert(findings), [{**r, "found_at": now()} for r in rows])
+
+    def insert_rows(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        """A bulk insert (one executemany); used by import."""
+        if rows:
+            self.connection.execute(insert(table), rows)
+
+    def add_subnet_row(self, values: dict[str, Any]) -> int:
+        subnet_id: int = self.connection.execute(
+            insert(subnets_table).values(**values).returning(subnets_table.c.id)
+        ).scalar_one()
+        return subnet_id
+
+    def taken_between(self, subnet_id: int, first: int, last: int) -> list[Range]:
+        """Leased and parked addresses of ``[first, last]``, as sorted one-address ranges."""
+        found: list[int] = []
+        for table in (leases, parked):
+            found += [unpack(r.address) for r in self.connection.execute(
+                select(table.c.address).where(table.c.subnet_id == subnet_id,
+                                              table.c.address >= pack(first),
+                                              table.c.address <= pack(last)))]
+        return [(a, a) for a in sorted(found)]
