@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from driver.config import Settings
@@ -20,24 +21,48 @@ from driver.errors import InvalidRequest, IpamError
 from driver.service import GLOBAL_SPACE, LOCAL_SPACE, Ipam
 from driver.store import open_store
 
+if TYPE_CHECKING:
+    from driver.metrics import Metrics
+
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
 
 
-def create_app(settings: Settings, ipam: Ipam | None = None) -> Flask:
+def create_app(settings: Settings, ipam: Ipam | None = None,
+               metrics: Metrics | None = None) -> Flask:
     """Build the WSGI app; the engine is made here, never at import time."""
     if ipam is None:
         store = open_store(settings.db_url, synchronous=settings.sqlite_synchronous,
                            busy_timeout_ms=settings.busy_timeout_ms)
         ipam = Ipam(store, settings.default_pools, settings.host_id)
+    if metrics is None and settings.metrics_addr is not None:
+        # imported here: prometheus-client reads PROMETHEUS_MULTIPROC_DIR when first imported
+        from driver.metrics import Metrics
+
+        metrics = Metrics()
     app = Flask("ipledger")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["ipledger"] = ipam
-    _routes(app, ipam)
-    _error_handlers(app)
+    _routes(app, ipam, metrics)
+    _error_handlers(app, metrics)
+    if metrics is not None:
+        _timing(app, metrics)
     return app
+
+
+def _timing(app: Flask, metrics: Metrics) -> None:
+    @app.before_request
+    def start() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def observe(response: Response) -> Response:
+        started = g.get("started")
+        if started is not None:
+            metrics.observe(request.path, time.perf_counter() - started)
+        return response
 
 
 def _reply(payload: dict[str, Any], status: int = 200) -> Response:
@@ -101,7 +126,7 @@ def _show(value: Any) -> str:
     return f"{type(value).__name__} {json.dumps(value)[:60]}"
 
 
-def _routes(app: Flask, ipam: Ipam) -> None:
+def _routes(app: Flask, ipam: Ipam, metrics: Metrics | None) -> None:
     @app.post("/Plugin.Activate")
     def activate() -> Response:
         _body(required=False)
@@ -136,27 +161,31 @@ def _routes(app: Flask, ipam: Ipam) -> None:
     @app.post("/IpamDriver.RequestAddress")
     def request_address() -> Response:
         body = _body(required=True)
-        address = ipam.request_address(
-            _text(body, "PoolID", required=True), _text(body, "Address"), _options(body)
-        )
+        pool_id = _text(body, "PoolID", required=True)
+        address = ipam.request_address(pool_id, _text(body, "Address"), _options(body))
+        if metrics is not None:
+            metrics.allocations.labels(pool_id).inc()
         return _reply({"Address": address, "Data": {}})
 
     @app.post("/IpamDriver.ReleaseAddress")
     def release_address() -> Response:
         body = _body(required=True)
-        ipam.release_address(_text(body, "PoolID", required=True),
-                             _text(body, "Address", required=True))
+        pool_id = _text(body, "PoolID", required=True)
+        if ipam.release_address(pool_id, _text(body, "Address", required=True)) and metrics:
+            metrics.releases.labels(pool_id).inc()
         return _reply({})
 
 
-def _error_handlers(app: Flask) -> None:
-    def error(message: str, status: int) -> Response:
+def _error_handlers(app: Flask, metrics: Metrics | None) -> None:
+    def error(message: str, status: int, kind: str) -> Response:
+        if metrics is not None:
+            metrics.error(request.path, kind)
         return _reply({"Err": message, "Error": message}, status)
 
     @app.errorhandler(IpamError)
     def ipam_error(e: IpamError) -> Response:
         log.warning("%s rejected: %s", request.path, e.message)
-        return error(e.message, e.status)
+        return error(e.message, e.status, type(e).__name__)
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> Response:
@@ -170,10 +199,10 @@ def _error_handlers(app: Flask) -> None:
         else:
             message = f"{e.name}: {e.description}"
         log.warning("%s rejected: %s", request.path, message)
-        return error(message, status)
+        return error(message, status, f"HTTP{status}")
 
     @app.errorhandler(Exception)
     def unexpected(e: Exception) -> Response:
         log.error("%s failed", request.path, exc_info=e)
         return error(f"internal error in ipledger ({type(e).__name__}); see the plugin's log",
-                     500)
+                     500, "InternalError")

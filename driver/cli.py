@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +18,12 @@ def _settings(**overrides: Any) -> Settings:
         raise click.ClickException(str(e)) from None
 
 
-def _configure_logging(level: str) -> None:
-    from driver.server import LOG_FORMAT
+def _configure_logging(settings: Settings) -> None:
+    import logging.config
 
-    # stdout: Docker logs a managed plugin's stderr as errors
-    logging.basicConfig(level=level.upper(), stream=sys.stdout, format=LOG_FORMAT)
+    from driver.logs import logging_config
+
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
 
 
 @click.group()
@@ -50,7 +49,7 @@ def serve(socket: str | None, db_url: str | None, workers: int | None, threads: 
 
     settings = _settings(socket=socket, db_url=db_url, workers=workers, threads=threads,
                          log_level=log_level)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     run(settings)
 
 

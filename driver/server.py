@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import stat
+import tempfile
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -12,35 +14,11 @@ from sqlalchemy.exc import DBAPIError
 
 from driver.api import create_app
 from driver.config import Settings
+from driver.logs import logging_config
 from driver.schema import migrate
 from driver.store import make_engine, masked_url
 
 log = logging.getLogger(__name__)
-
-
-LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
-
-
-def logging_config(level: str) -> dict[str, Any]:
-    """One format, on stdout, for ipledger's and gunicorn's own messages alike.
-
-    stdout because Docker logs everything a managed plugin writes to stderr as an error.
-    """
-    handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
-               "formatter": "plain"}
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": LOG_FORMAT}},
-        "handlers": {"stdout": handler},
-        "root": {"level": level.upper(), "handlers": ["stdout"]},
-        "loggers": {
-            "gunicorn.error": {"level": level.upper(), "handlers": [], "propagate": True},
-            # one access line per call only when debugging: the state changes are logged anyway
-            "gunicorn.access": {"level": "DEBUG" if level == "debug" else "WARNING",
-                                "handlers": [], "propagate": True},
-        },
-    }
 
 
 class PluginServer(BaseApplication):  # type: ignore[misc]
@@ -61,7 +39,8 @@ class PluginServer(BaseApplication):  # type: ignore[misc]
             "timeout": 30,
             "graceful_timeout": 10,
             "loglevel": self.settings.log_level,
-            "logconfig_dict": logging_config(self.settings.log_level),
+            "logconfig_dict": logging_config(self.settings.log_level,
+                                             self.settings.log_format),
             "proc_name": f"ipledger:{self.settings.driver_name}",
         }
         # gunicorn 23+ opens a control socket under $HOME by default; ipledger listens nowhere
@@ -71,8 +50,36 @@ class PluginServer(BaseApplication):  # type: ignore[misc]
         for key, value in options.items():
             self.cfg.set(key, value)
 
+        if self.settings.metrics_addr is not None:
+            self.cfg.set("when_ready", _start_metrics_listener(self.settings))
+            self.cfg.set("child_exit", _forget_worker_metrics)
+
     def load(self) -> Any:
         return create_app(self.settings)
+
+
+def _start_metrics_listener(settings: Settings) -> Any:
+    def when_ready(_arbiter: Any) -> None:
+        from prometheus_client import start_http_server
+
+        from driver.admin import Admin
+        from driver.metrics import scrape_registry
+        from driver.store import open_store
+
+        assert settings.metrics_addr is not None
+        host, port = settings.metrics_addr
+        store = open_store(settings.db_url, synchronous=settings.sqlite_synchronous,
+                           busy_timeout_ms=settings.busy_timeout_ms)
+        start_http_server(port, host, registry=scrape_registry(Admin(store, settings.host_id)))
+        log.info("metrics on http://%s:%d/metrics", host, port)
+
+    return when_ready
+
+
+def _forget_worker_metrics(_arbiter: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 def prepare_socket_path(path: str) -> None:
@@ -105,4 +112,13 @@ def serve(settings: Settings) -> None:
         where = settings.socket
     log.info("ipledger serving driver %r on %s with database %s", settings.driver_name, where,
              masked_url(settings.db_url))
-    PluginServer(settings).run()
+    metrics_dir = None
+    if settings.metrics_addr is not None:
+        # before prometheus-client is imported anywhere: it reads this once, on import
+        metrics_dir = tempfile.mkdtemp(prefix="ipledger-metrics.")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        PluginServer(settings).run()
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -343,13 +343,15 @@ class Ipam:
             return None
         return held
 
-    def release_address(self, pool_id: str, address: str) -> None:
+    def release_address(self, pool_id: str, address: str) -> bool:
+        """Release a lease; False (not an error) when the address was not leased."""
         wanted = allocator.parse_address(address)
         with self.store.transaction() as ledger:
             record = self._pool_of(ledger, pool_id, wanted)
             released = self._release(ledger, record, int(wanted), "release")
         if not released:
             log.info("address %s was not leased in pool %s: nothing to release", wanted, pool_id)
+        return released
 
     def reclaim_address(self, pool_id: str, address: str, leased_before: datetime) -> bool:
         """Release a leaked lease (``ipledger gc``), unless it was leased again meanwhile."""

@@ -1,0 +1,123 @@
+"""Prometheus metrics: what the workers count, and what the ledger holds, on one listener.
+
+Counters and latencies come from every gunicorn worker through prometheus-client's multiprocess
+mode (``PROMETHEUS_MULTIPROC_DIR``, set by ``driver.server`` before this module is first
+imported); pool usage and leak candidates are read from the database at scrape time, so they are
+right whichever worker changed them, and on every host that shares the ledger. The listener runs
+in gunicorn's master process, never in a worker serving Docker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from driver.admin import Admin
+from driver.errors import IpamError
+
+log = logging.getLogger(__name__)
+
+# Docker's own calls; anything else is counted as "other" so that a scanner cannot blow up the
+# label set.
+ENDPOINTS = frozenset({
+    "/Plugin.Activate", "/IpamDriver.GetCapabilities", "/IpamDriver.GetDefaultAddressSpaces",
+    "/IpamDriver.RequestPool", "/IpamDriver.ReleasePool", "/IpamDriver.RequestAddress",
+    "/IpamDriver.ReleaseAddress",
+})
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class Metrics:
+    """The instruments a worker updates on each call."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        kwargs: dict[str, Any] = {"registry": registry} if registry is not None else {}
+        self.latency = Histogram("ipledger_request_duration_seconds",
+                                 "Time to answer one plugin call", ["endpoint"],
+                                 buckets=LATENCY_BUCKETS, **kwargs)
+        self.allocations = Counter("ipledger_allocations",
+                                   "Addresses handed out", ["pool"], **kwargs)
+        self.releases = Counter("ipledger_releases", "Leases released", ["pool"], **kwargs)
+        self.errors = Counter("ipledger_errors", "Calls answered with an error",
+                              ["endpoint", "error"], **kwargs)
+
+    @staticmethod
+    def endpoint(path: str) -> str:
+        return path.lstrip("/") if path in ENDPOINTS else "other"
+
+    def observe(self, path: str, seconds: float) -> None:
+        self.latency.labels(self.endpoint(path)).observe(seconds)
+
+    def error(self, path: str, name: str) -> None:
+        self.errors.labels(self.endpoint(path), name).inc()
+
+
+class LedgerCollector(Collector):
+    """Pool usage and gc's findings, read from the ledger at each scrape."""
+
+    def __init__(self, admin: Admin) -> None:
+        self.admin = admin
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["pool", "subnet", "range"]
+        families = {
+            "size": GaugeMetricFamily("ipledger_pool_size_addresses",
+                                      "Addresses the pool can hand out", labels=labels),
+            "leased": GaugeMetricFamily("ipledger_pool_leased_addresses",
+                                        "Addresses leased in the pool's range", labels=labels),
+            "reserved": GaugeMetricFamily("ipledger_pool_reserved_addresses",
+                                          "Addresses reserved by an operator and not leased",
+                                          labels=labels),
+            "parked": GaugeMetricFamily("ipledger_pool_parked_addresses",
+                                        "Released addresses in quarantine or held",
+                                        labels=labels),
+            "free": GaugeMetricFamily("ipledger_pool_free_addresses",
+                                      "Addresses a dynamic request can get now", labels=labels),
+            "utilisation": GaugeMetricFamily("ipledger_pool_utilisation_ratio",
+                                             "1 - free/size", labels=labels),
+        }
+        leaks = GaugeMetricFamily("ipledger_leak_candidates",
+                                  "Leases and pools that the last ipledger gc found unused "
+                                  "by Docker", labels=["pool", "what"])
+        up = GaugeMetricFamily("ipledger_ledger_up", "1 when the ledger could be read")
+        try:
+            reports = self.admin.pools()
+            found = self.admin.findings()
+        except IpamError as e:
+            log.warning("metrics: the ledger cannot be read: %s", e.message)
+            up.add_metric([], 0)
+            yield up
+            return
+        for report in reports:
+            pool, usage = report.pool, report.usage
+            values = [pool.id, pool.subnet.cidr, pool.subpool or pool.subnet.cidr]
+            families["size"].add_metric(values, usage.size)
+            families["leased"].add_metric(values, usage.leased)
+            families["reserved"].add_metric(values, usage.reserved)
+            families["parked"].add_metric(values, usage.parked)
+            families["free"].add_metric(values, usage.free)
+            families["utilisation"].add_metric(values, usage.utilisation)
+        counts: dict[tuple[str, str], int] = {}
+        for finding in found:
+            if finding.what in ("pool", "lease"):
+                key = (finding.pool_id, finding.what)
+                counts[key] = counts.get(key, 0) + 1
+        for (pool_id, what), count in sorted(counts.items()):
+            leaks.add_metric([pool_id, what], count)
+        up.add_metric([], 1)
+        yield from families.values()
+        yield leaks
+        yield up
+
+
+def scrape_registry(admin: Admin) -> CollectorRegistry:
+    """What the listener serves: every worker's counters, and the ledger's gauges."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(LedgerCollector(admin))
+    return registry
