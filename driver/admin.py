@@ -17,6 +17,7 @@ import netaddr
 from driver import allocator
 from driver.allocator import Range, Subnet
 from driver.errors import InvalidRequest, PoolNotFound
+from driver.gc import LedgerLease, LedgerPool
 from driver.inventory import Inventory, PoolRow, Usage, allocatable_in
 from driver.models import free_ranges, history, leases, parked, pools, reservations
 from driver.service import LOCAL_SPACE, pool_id_for
@@ -121,6 +122,27 @@ class Admin:
     def findings(self) -> list[Any]:
         with self.store.transaction() as ledger:
             return Inventory(ledger.connection).findings()
+
+    def gc_inputs(self) -> tuple[list[LedgerPool], list[LedgerLease]]:
+        """Every pool and lease, in the shape :func:`driver.gc.reconcile` compares."""
+        with self.store.transaction() as ledger:
+            inventory = Inventory(ledger.connection)
+            all_pools = inventory.pools()
+            found = [LedgerPool(p.id, p.space, p.host_id, as_utc(p.created_at))
+                     for p in all_pools]
+            subnet_versions = {p.subnet_id: p.subnet.version for p in all_pools}
+            held = [LedgerLease(row.pool_id, show(row.address, version), row.kind,
+                                as_utc(row.created_at))
+                    for subnet_id, version in subnet_versions.items()
+                    for row in inventory.leases(subnet_id)]
+        return found, held
+
+    def record_findings(self, found: list[Any]) -> None:
+        """Keep what gc found and left alone, for the leak-candidate metrics."""
+        with self.store.transaction() as ledger:
+            Inventory(ledger.connection).replace_findings([
+                {"what": f.what, "pool_id": f.pool_id, "address": f.address,
+                 "detail": f.detail[:255]} for f in found])
 
     # --- reservations --------------------------------------------------------------------
 

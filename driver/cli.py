@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from driver.cli_ops import register
 from driver.config import Settings, SettingsError
 
 
@@ -85,3 +86,6 @@ def bench(quick: bool) -> None:
     from driver.bench import run
 
     run(quick)
+
+
+register(main)

@@ -9,9 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import docker
-from docker.errors import DockerException
-
 
 class DockerUnavailable(Exception):
     """Docker's API could not be read; the message says why."""
@@ -47,6 +44,9 @@ def _plain(address: str | None) -> str | None:
 def read_networks(base_url: str | None, drivers: set[str],
                   progress: Any = None) -> list[DockerNetwork]:
     """The networks whose IPAM driver is one of ``drivers``, with their endpoints' addresses."""
+    import docker
+    from docker.errors import DockerException
+
     try:
         client = docker.APIClient(base_url=base_url) if base_url else \
             docker.from_env().api

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, text, update
@@ -63,6 +64,11 @@ class Usage:
     @property
     def utilisation(self) -> float:
         return 1 - self.free / self.size if self.size else 1.0
+
+
+def _with(row: Any, **changes: Any) -> SimpleNamespace:
+    """A row as a plain record, with some columns decoded."""
+    return SimpleNamespace(**{**row._asdict(), **changes})
 
 
 def allocatable_in(subnet: Subnet, lo: int, hi: int) -> Range | None:
@@ -130,13 +136,13 @@ class Inventory:
             select(leases).where(leases.c.subnet_id == subnet_id).order_by(leases.c.address)
         )
         for row in rows:
-            yield row._replace(address=unpack(row.address))
+            yield _with(row, address=unpack(row.address))
 
     def parked(self, subnet_id: int) -> list[Any]:
         rows = self.connection.execute(
             select(parked).where(parked.c.subnet_id == subnet_id).order_by(parked.c.address)
         )
-        return [row._replace(address=unpack(row.address)) for row in rows]
+        return [_with(row, address=unpack(row.address)) for row in rows]
 
     def reservations(self, subnet_id: int) -> list[tuple[int, int, str]]:
         rows = self.connection.execute(
@@ -150,7 +156,7 @@ class Inventory:
             select(reservations).where(reservations.c.subnet_id == subnet_id)
             .order_by(reservations.c.first)
         )
-        return [r._replace(first=unpack(r.first), last=unpack(r.last)) for r in rows]
+        return [_with(r, first=unpack(r.first), last=unpack(r.last)) for r in rows]
 
     def free_ranges(self, subnet_id: int) -> list[Range]:
         rows = self.connection.execute(

@@ -1,0 +1,319 @@
+"""The operator commands of ``ipledger``: see, reserve, move and reclaim addresses.
+
+A thin click layer: each command calls :mod:`driver.admin` or :mod:`driver.gc` and renders what
+comes back. They work on the database the plugin uses (``--db`` or ``IPLEDGER_DB``), also while it
+serves Docker.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+
+from driver.config import Settings, SettingsError
+from driver.errors import IpamError
+from driver.service import LOCAL_SPACE, SPACES
+
+DB_HELP = "SQLAlchemy database URL [IPLEDGER_DB; default sqlite:////var/lib/ipledger/ipledger.db]"
+BAR_WIDTH = 20
+
+
+def db_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--db", "db_url", help=DB_HELP)(command)
+
+
+def space_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--space", type=click.Choice(SPACES), default=LOCAL_SPACE,
+                        show_default=True, help="Address space of the network.")(command)
+
+
+@contextmanager
+def admin(db_url: str | None) -> Iterator[Any]:
+    """The :class:`driver.admin.Admin` of the configured database, migrated to the newest schema."""
+    from sqlalchemy.exc import DBAPIError
+
+    from driver.admin import Admin
+    from driver.schema import migrate
+    from driver.store import masked_url, open_store
+
+    try:
+        settings = Settings.from_env(db_url=db_url)
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from None
+    store = open_store(settings.db_url, synchronous=settings.sqlite_synchronous,
+                       busy_timeout_ms=settings.busy_timeout_ms)
+    try:
+        migrate(store.engine)
+        yield Admin(store, settings.host_id)
+    except DBAPIError as e:
+        raise click.ClickException(f"database unavailable at {masked_url(settings.db_url)}: "
+                                   f"{str(e.orig).strip().splitlines()[0]}") from None
+    except IpamError as e:
+        raise click.ClickException(e.message) from None
+    finally:
+        store.dispose()
+
+
+@contextmanager
+def progress(length: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (shown on a terminal), advanced by the callback."""
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def count(n: int) -> str:
+    """Counts as they read: exact up to a billion, then in powers (IPv6 pools are vast)."""
+    return f"{n:,}" if n < 10**9 else f"{n:.2e}"
+
+
+def bar(ratio: float) -> str:
+    filled = round(ratio * BAR_WIDTH)
+    if ratio > 0 and filled == 0:
+        filled = 1
+    return "[" + "#" * filled + "." * (BAR_WIDTH - filled) + f"] {ratio * 100:5.1f}%"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    for line in [headers, *rows]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))
+                   .rstrip())
+
+
+def when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+def register(main: click.Group) -> None:
+    for command in (pools, leases, usage, history, reserve, unreserve, export, import_, check,
+                    gc):
+        main.add_command(command)
+
+
+@click.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def pools(db_url: str | None, as_json: bool) -> None:
+    """Every pool (one per Docker network subnet) with its usage."""
+    with admin(db_url) as a:
+        reports = a.pools()
+    if as_json:
+        click.echo(json.dumps([{
+            "pool": r.pool.id, "subnet": r.pool.subnet.cidr, "range": r.pool.subpool,
+            "size": r.usage.size, "leased": r.usage.leased, "reserved": r.usage.reserved,
+            "parked": r.usage.parked, "free": r.usage.free,
+            "utilisation": round(r.usage.utilisation, 6), "reuse": r.pool.reuse,
+            "quarantine_s": r.pool.quarantine_s, "hold_s": r.pool.hold_s,
+            "host": r.pool.host_id} for r in reports], indent=2))
+        return
+    if not reports:
+        click.echo("no pools: no network uses ipledger yet")
+        return
+    table(["POOL", "SIZE", "LEASED", "RESERVED", "PARKED", "FREE", "UTILISATION"],
+          [[r.pool.id, count(r.usage.size), count(r.usage.leased), count(r.usage.reserved),
+            count(r.usage.parked), count(r.usage.free), bar(r.usage.utilisation)]
+           for r in reports])
+
+
+@click.command()
+@db_option
+@click.argument("pool_id")
+def leases(db_url: str | None, pool_id: str) -> None:
+    """What POOL_ID's subnet holds: leases, reservations, parked addresses."""
+    with admin(db_url) as a:
+        lines = a.addresses(pool_id)
+    if not lines:
+        click.echo(f"{pool_id}: nothing leased, reserved or parked")
+        return
+    table(["ADDRESS", "STATE", "KIND", "MAC", "NAME", "SINCE", "DETAIL"],
+          [[line.address, line.state, line.kind or "-", line.mac or "-", line.name or "-",
+            when(line.since), line.detail or ""] for line in lines])
+
+
+@click.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--warn", type=click.FloatRange(0, 100), default=80, show_default=True,
+              help="Flag subnets used at or above this percentage.")
+def usage(db_url: str | None, as_json: bool, warn: float) -> None:
+    """Usage per subnet (shared by its ip-range pools) and per address space."""
+    with admin(db_url) as a:
+        rows = a.subnets()
+    if as_json:
+        click.echo(json.dumps([{
+            "space": space, "subnet": subnet.cidr, "pools": refs, "size": u.size,
+            "leased": u.leased, "reserved": u.reserved, "parked": u.parked, "free": u.free,
+            "utilisation": round(u.utilisation, 6)} for space, subnet, refs, u in rows],
+            indent=2))
+        return
+    table(["SPACE", "SUBNET", "POOLS", "SIZE", "LEASED", "RESERVED", "PARKED", "FREE",
+           "UTILISATION", ""],
+          [[space, subnet.cidr, str(refs), count(u.size), count(u.leased), count(u.reserved),
+            count(u.parked), count(u.free), bar(u.utilisation),
+            "<- running out" if u.utilisation * 100 >= warn else ""]
+           for space, subnet, refs, u in rows])
+    for space in SPACES:
+        for version in (4, 6):
+            mine = [u for s, subnet, _, u in rows if s == space and subnet.version == version]
+            if mine:
+                leased = sum(u.leased for u in mine)
+                click.echo(f"{space} IPv{version}: {len(mine)} subnets, {count(leased)} leased, "
+                           f"{count(sum(u.reserved for u in mine))} reserved, "
+                           f"{count(sum(u.parked for u in mine))} parked")
+
+
+@click.command()
+@db_option
+@click.argument("address", required=False)
+@click.option("--pool", "pool_id", help="Only this pool's events.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="The newest N events.")
+def history(db_url: str | None, address: str | None, pool_id: str | None, limit: int) -> None:
+    """Who had ADDRESS (or what happened in --pool) and when: allocations, releases, gc."""
+    if address is None and pool_id is None:
+        raise click.UsageError("give an ADDRESS, --pool POOL_ID, or both")
+    with admin(db_url) as a:
+        events = a.history(address=address, pool_id=pool_id, limit=limit)
+    if not events:
+        click.echo("no history for that")
+        return
+    table(["WHEN", "HOST", "ACTION", "ADDRESS", "POOL", "KIND", "MAC", "NAME", "DETAIL"],
+          [[when(e.at.replace(tzinfo=e.at.tzinfo or UTC)), e.host_id[:12], e.action, e.address,
+            e.pool_id, e.kind or "-", e.mac or "-", e.name or "-", e.detail or ""]
+           for e in events])
+
+
+@click.command()
+@db_option
+@space_option
+@click.argument("addresses")
+@click.option("--label", required=True, help="Why the addresses are set aside.")
+def reserve(db_url: str | None, space: str, addresses: str, label: str) -> None:
+    """Keep ADDRESSES (an address, FIRST-LAST or a CIDR) from dynamic requests.
+
+    Docker can still get them with --ip; a leased one stays leased, and is kept back when
+    released.
+    """
+    with admin(db_url) as a:
+        shown = a.reserve(addresses, label, space)
+    click.echo(f"reserved {shown} ({label})")
+
+
+@click.command()
+@db_option
+@space_option
+@click.argument("addresses")
+def unreserve(db_url: str | None, space: str, addresses: str) -> None:
+    """Drop the reservation covering ADDRESSES; its unleased addresses become free."""
+    with admin(db_url) as a:
+        shown = a.unreserve(addresses, space)
+    click.echo(f"unreserved {shown}")
+
+
+@click.command()
+@db_option
+@click.option("-o", "--output", type=click.File("w"), default="-",
+              help="Where to write the JSON [stdout].")
+def export(db_url: str | None, output: Any) -> None:
+    """The whole ledger as JSON: subnets, pools, leases, reservations, parked, history."""
+    with admin(db_url) as a:
+        subnets = a.subnets()
+        with progress(len(subnets), "exporting subnets") as step:
+            data = a.export(step)
+    json.dump(data, output, indent=1)
+    output.write("\n")
+    leased = sum(len(s["leases"]) for s in data["subnets"])
+    click.echo(f"exported {len(data['subnets'])} subnets, {leased} leases, "
+               f"{len(data['history'])} history events", err=True)
+
+
+@click.command("import")
+@db_option
+@click.argument("source", type=click.File("r"))
+def import_(db_url: str | None, source: Any) -> None:
+    """Load an export (SOURCE, or - for stdin) into an empty ledger."""
+    try:
+        data = json.load(source)
+    except ValueError as e:
+        raise click.ClickException(f"{source.name} is not JSON: {e}") from None
+    subnets = data.get("subnets", []) if isinstance(data, dict) else []
+    with admin(db_url) as a, progress(len(subnets), "importing subnets") as step:
+        leased = a.import_(data, step)
+    click.echo(f"imported {len(subnets)} subnets and {leased} leases")
+
+
+@click.command()
+@db_option
+def check(db_url: str | None) -> None:
+    """Check the ledger's consistency: free ranges, leases, reservations, counts, the file."""
+    with admin(db_url) as a:
+        subnets = a.subnets()
+        with progress(len(subnets), "checking subnets") as step:
+            report = a.check(step)
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+    if report.problems:
+        raise click.ClickException(f"{len(report.problems)} problems in {report.subnets} "
+                                   "subnets")
+    click.echo(f"ok: {report.subnets} subnets and {report.leases} leases are consistent")
+
+
+@click.command()
+@db_option
+@click.option("--docker-host", envvar="DOCKER_HOST",
+              help="Docker's API [DOCKER_HOST; default unix:///var/run/docker.sock]")
+@click.option("--driver", "drivers", multiple=True,
+              help="IPAM driver name the networks use [the name of IPLEDGER_SOCKET: ipledger]; "
+                   "repeat for several (a managed plugin: NAME:TAG).")
+@click.option("--grace", default="10m", show_default=True,
+              help="Only leases and pools older than this are reclaimed.")
+@click.option("--apply", is_flag=True, help="Release the leaks found (default: only report).")
+def gc(db_url: str | None, docker_host: str | None, drivers: tuple[str, ...], grace: str,
+       apply: bool) -> None:
+    """Find leases and pools no Docker network uses, and addresses Docker uses unrecorded."""
+    from driver import allocator
+    from driver import gc as reconciler
+    from driver.docker_state import DockerUnavailable, read_networks
+    from driver.service import Ipam
+
+    try:
+        grace_s = allocator.parse_duration(grace, "--grace")
+        settings = Settings.from_env(db_url=db_url)
+    except (IpamError, SettingsError) as e:
+        raise click.ClickException(getattr(e, "message", str(e))) from None
+    names = set(drivers) or {settings.driver_name}
+    try:
+        networks = read_networks(docker_host, names)
+    except DockerUnavailable as e:
+        raise click.ClickException(str(e)) from None
+    now = datetime.now(UTC)
+    with admin(db_url) as a:
+        ledger_pools, ledger_leases = a.gc_inputs()
+        findings = reconciler.reconcile(ledger_pools, ledger_leases, networks,
+                                        host_id=a.host_id, now=now,
+                                        grace=timedelta(seconds=grace_s))
+        outcome = {f: "reported" for f in findings}
+        if apply and findings:
+            ipam = Ipam(a.store, settings.default_pools, a.host_id)
+            with progress(len(findings), "reclaiming") as step:
+                outcome.update(reconciler.apply(ipam, findings, now=now,
+                                                grace=timedelta(seconds=grace_s),
+                                                progress=step))
+        a.record_findings([f for f, done in outcome.items()
+                           if not done.startswith(("released", "recorded"))])
+    click.echo(f"{len(networks)} Docker networks use {', '.join(sorted(names))}; "
+               f"{len(ledger_pools)} pools and {len(ledger_leases)} leases in the ledger")
+    if not findings:
+        click.echo("no leaks: the ledger and Docker agree")
+        return
+    table(["WHAT", "POOL", "ADDRESS", "OLD ENOUGH", "OUTCOME", "WHY"],
+          [[f.what, f.pool_id, f.address or "-", "yes" if f.due else "no", outcome[f],
+            f.detail] for f in findings])
+    if not apply:
+        click.echo(f"report only: run with --apply to reclaim what is older than {grace}")
