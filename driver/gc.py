@@ -60,24 +60,33 @@ class Finding:
 Used = dict[str, tuple[str, str | None]]   # address -> (kind, MAC)
 
 
-def _pool_ids(network: DockerNetwork) -> dict[str, Used]:
+@dataclass(frozen=True)
+class PoolUse:
+    """What one Docker network uses of a pool. Docker shows a gateway it did not get from the
+    user only on some versions; when it shows none, the pool's gateway lease is taken as used."""
+
+    addresses: Used
+    gateway_shown: bool
+
+
+def _pool_ids(network: DockerNetwork) -> dict[str, PoolUse]:
     """The ledger PoolIDs a Docker network stands for, each with the addresses it uses."""
     space = LOCAL_SPACE if network.scope == "local" else GLOBAL_SPACE
-    found: dict[str, Used] = {}
+    found: dict[str, PoolUse] = {}
     for config in network.configs:
         subnet = allocator.Subnet(allocator.parse_cidr(config.subnet, "subnet"))
         subrange = (str(allocator.parse_cidr(config.ip_range, "ip-range"))
                     if config.ip_range else None)
         used: Used = {}
         for endpoint in network.endpoints:
-            address = allocator.parse_address(endpoint.address)
+            address = allocator.parse_address(endpoint.address.split("/")[0])
             if address.version == subnet.version and subnet.contains(int(address)):
                 used[str(address)] = ("endpoint", endpoint.mac)
         for aux in config.aux.values():
             used[str(allocator.parse_address(aux))] = ("aux", None)
         if config.gateway:
             used[str(allocator.parse_address(config.gateway))] = ("gateway", None)
-        found[pool_id_for(space, subnet.cidr, subrange)] = used
+        found[pool_id_for(space, subnet.cidr, subrange)] = PoolUse(used, bool(config.gateway))
     return found
 
 
@@ -86,7 +95,7 @@ def reconcile(pools: Iterable[LedgerPool], leases: Iterable[LedgerLease],
               grace: timedelta) -> list[Finding]:
     """What is leaking or missing; only this host's pools in LocalDefault are judged."""
     cutoff = now - grace
-    in_docker: dict[str, Used] = {}
+    in_docker: dict[str, PoolUse] = {}
     for network in networks:
         in_docker.update(_pool_ids(network))
     mine = {p.id: p for p in pools
@@ -101,15 +110,18 @@ def reconcile(pools: Iterable[LedgerPool], leases: Iterable[LedgerLease],
         if lease.pool_id not in mine:
             continue
         held.setdefault(lease.pool_id, set()).add(lease.address)
-        if lease.pool_id in in_docker and lease.address not in in_docker[lease.pool_id]:
+        use = in_docker.get(lease.pool_id)
+        if use is None or (lease.kind == "gateway" and not use.gateway_shown):
+            continue
+        if lease.address not in use.addresses:
             findings.append(Finding("lease", lease.pool_id, lease.address,
                                     f"no endpoint, gateway or auxiliary address of the "
                                     f"network uses this {lease.kind} lease",
                                     as_utc(lease.created_at) <= cutoff, lease.kind))
-    for pool_id, used in in_docker.items():
+    for pool_id, use in in_docker.items():
         if pool_id not in mine:
             continue
-        for address, (kind, mac) in sorted(used.items()):
+        for address, (kind, mac) in sorted(use.addresses.items()):
             if address not in held.get(pool_id, set()):
                 findings.append(Finding("missing", pool_id, address,
                                         f"Docker uses this address ({kind}) but the ledger "

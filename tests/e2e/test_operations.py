@@ -1,0 +1,122 @@
+"""Operators' tools against a real dockerd: gc of leaks made on purpose, stable and quarantined addresses."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.docker
+
+IMAGE = "busybox-local"
+
+
+def ipledger(plugin, dockerd, *args: str, ok: bool = True) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "driver", *args[:1], "--db", plugin.db_url, *args[1:]],
+        capture_output=True, text=True, timeout=120,
+        env={**plugin.env, "DOCKER_HOST": f"unix://{dockerd.socket}"})
+    assert (result.returncode == 0) == ok, result.stdout + result.stderr
+    return result.stdout if ok else result.stdout + result.stderr
+
+
+def gc(plugin, dockerd, *args: str) -> list[list[str]]:
+    """gc's table, as rows of (what, pool, address, old enough, outcome)."""
+    out = ipledger(plugin, dockerd, "gc", "--driver", plugin.name, *args)
+    lines = out.splitlines()
+    if not any(line.startswith("WHAT") for line in lines):
+        return []
+    start = next(i for i, line in enumerate(lines) if line.startswith("WHAT"))
+    return [line.split()[:5] for line in lines[start + 1:] if line and not line.startswith("report only")]
+
+
+def test_gc_finds_a_lease_leaked_while_ipledger_was_down_and_reclaims_it_only_with_apply(dockerd, plugin, names):
+    net = f"{names}-n"
+    dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "198.51.100.0/24", net)
+    for c in ("a", "b"):
+        dockerd.docker("run", "-d", "--name", f"{names}-{c}", "--network", net, IMAGE, "sleep", "600")
+    addresses = dockerd.running_addresses(net)
+    leaked = addresses[f"{names}-a"]
+
+    plugin.kill(signal.SIGKILL)
+    # Docker removes the container even though it cannot tell the IPAM driver: the lease leaks
+    dockerd.docker("rm", "-f", f"{names}-a", timeout=180)
+    plugin.start()
+    pool = "LocalDefault/198.51.100.0/24"
+    assert leaked in plugin.leases()["198.51.100.0/24"]
+
+    assert gc(plugin, dockerd) == [["lease", pool, leaked, "no", "reported"]]
+    assert gc(plugin, dockerd, "--grace", "0s") == [["lease", pool, leaked, "yes", "reported"]]
+    assert leaked in plugin.leases()["198.51.100.0/24"], "without --apply nothing changes"
+    assert gc(plugin, dockerd, "--grace", "0s", "--apply") == [["lease", pool, leaked, "yes", "released"]]
+    assert plugin.leases()["198.51.100.0/24"] == {"198.51.100.1", addresses[f"{names}-b"]}
+    assert gc(plugin, dockerd, "--grace", "0s") == []
+    history = ipledger(plugin, dockerd, "history", leaked)
+    assert "gc-release" in history
+    # the reclaimed address is handed out again
+    dockerd.docker("run", "-d", "--name", f"{names}-c", "--network", net, IMAGE, "sleep", "600")
+    assert dockerd.running_addresses(net)[f"{names}-c"] == leaked
+    assert "consistent" in ipledger(plugin, dockerd, "check")
+
+
+def test_gc_reclaims_the_pool_of_a_network_removed_while_ipledger_was_down(dockerd, plugin, names):
+    net = f"{names}-gone"
+    dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "203.0.113.0/24", net)
+    plugin.kill(signal.SIGKILL)
+    dockerd.docker("network", "rm", net, timeout=180)
+    plugin.start()
+    pool = "LocalDefault/203.0.113.0/24"
+    assert gc(plugin, dockerd, "--grace", "0s", "--apply") == [["pool", pool, "-", "yes", "released"]]
+    assert plugin.leases() == {}
+    # the subnet can be used again
+    dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "203.0.113.0/24", net)
+
+
+def run_with_mac(dockerd, name: str, net: str, mac: str) -> None:
+    if dockerd.major_minor >= (25, 0):
+        dockerd.docker("run", "-d", "--name", name, "--network", net, "--mac-address", mac, IMAGE, "sleep", "600")
+        return
+    # sid's CLI sends --mac-address per network, which needs API 1.44; Debian's own 20.10 CLI
+    # sends it the way a 20.10 daemon takes it
+    subprocess.run(["/usr/bin/docker", "run", "-d", "--name", name, "--network", net, "--mac-address", mac,
+                    IMAGE, "sleep", "600"], env=dockerd.env, check=True, capture_output=True, timeout=120)
+
+
+def test_a_container_recreated_with_its_mac_within_the_hold_time_gets_its_address_back(dockerd, plugin, names):
+    net = f"{names}-hold"
+    dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "198.51.100.0/24",
+                   "--ipam-opt", "ipledger.hold=10m", net)
+    mac = "02:42:c6:33:64:aa"
+    run_with_mac(dockerd, f"{names}-db", net, mac)
+    first = dockerd.running_addresses(net)[f"{names}-db"]
+    dockerd.docker("rm", "-f", f"{names}-db")
+    # another container meanwhile: the held address is not handed to it
+    dockerd.docker("run", "-d", "--name", f"{names}-web", "--network", net, IMAGE, "sleep", "600")
+    assert dockerd.running_addresses(net)[f"{names}-web"] != first
+    run_with_mac(dockerd, f"{names}-db", net, mac)
+    assert dockerd.running_addresses(net)[f"{names}-db"] == first
+    rows = ipledger(plugin, dockerd, "leases", "LocalDefault/198.51.100.0/24")
+    assert [first, "leased", "endpoint", mac] in [line.split()[:4] for line in rows.splitlines()]
+
+
+def test_with_a_quarantine_docker_does_not_get_a_just_released_address_again(dockerd, plugin, names):
+    net = f"{names}-q"
+    dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "203.0.113.0/24",
+                   "--ipam-opt", "ipledger.quarantine=1h", net)
+    dockerd.docker("run", "-d", "--name", f"{names}-1", "--network", net, IMAGE, "sleep", "600")
+    first = dockerd.running_addresses(net)[f"{names}-1"]
+    dockerd.docker("rm", "-f", f"{names}-1")
+    dockerd.docker("run", "-d", "--name", f"{names}-2", "--network", net, IMAGE, "sleep", "600")
+    assert dockerd.running_addresses(net)[f"{names}-2"] != first
+    parked = json.loads(ipledger(plugin, dockerd, "pools", "--json"))
+    assert [(p["leased"], p["parked"]) for p in parked] == [(2, 1)]
+
+
+def test_a_bad_ipledger_option_fails_docker_network_create_with_its_name(dockerd, plugin, names):
+    error = dockerd.fails("network", "create", "--ipam-driver", plugin.name, "--subnet", "198.51.100.0/24",
+                          "--ipam-opt", "ipledger.reuse=random", f"{names}-bad")
+    assert "invalid ipledger.reuse 'random': expected lowest or serial" in error
+    assert plugin.leases() == {}

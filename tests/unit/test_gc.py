@@ -1,0 +1,76 @@
+"""gc's reconciliation: what the ledger holds against what Docker reports (pure, no Docker)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from driver.docker_state import DockerNetwork, Endpoint, IpamConfig
+from driver.gc import LedgerLease, LedgerPool, reconcile
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+OLD = NOW - timedelta(hours=1)
+NEW = NOW - timedelta(seconds=30)
+POOL = "LocalDefault/198.51.100.0/24"
+
+
+def network(*endpoints: tuple[str, str], subnet="198.51.100.0/24", ip_range=None, scope="local"):
+    return DockerNetwork("web", scope, [IpamConfig(subnet, ip_range, "198.51.100.1", {"r": "198.51.100.250"})],
+                         [Endpoint(name, address, "02:00:00:00:00:01") for name, address in endpoints])
+
+
+def lease(address: str, created=OLD, pool=POOL, kind="endpoint") -> LedgerLease:
+    return LedgerLease(pool, address, kind, created)
+
+
+def judge(pools, leases, networks, host="me"):
+    return [(f.what, f.pool_id, f.address, f.due)
+            for f in reconcile(pools, leases, networks, host_id=host, now=NOW, grace=timedelta(minutes=10))]
+
+
+def test_a_lease_that_no_endpoint_gateway_or_aux_address_uses_is_a_leak():
+    found = judge([LedgerPool(POOL, "LocalDefault", "me", OLD)],
+                  [lease("198.51.100.1", kind="gateway"), lease("198.51.100.250", kind="aux"),
+                   lease("198.51.100.2"), lease("198.51.100.3")],
+                  [network(("a", "198.51.100.2/24"))])
+    assert found == [("lease", POOL, "198.51.100.3", True)]
+
+
+def test_a_leak_younger_than_the_grace_period_is_reported_but_not_due():
+    found = judge([LedgerPool(POOL, "LocalDefault", "me", OLD)],
+                  [lease("198.51.100.1"), lease("198.51.100.250"), lease("198.51.100.7", created=NEW)],
+                  [network()])
+    assert found == [("lease", POOL, "198.51.100.7", False)]
+
+
+def test_a_pool_that_no_docker_network_uses_is_a_leak_and_so_are_its_leases_not():
+    found = judge([LedgerPool(POOL, "LocalDefault", "me", OLD)], [lease("198.51.100.5")], [])
+    assert found == [("pool", POOL, None, True)]
+
+
+def test_an_endpoint_docker_uses_without_a_lease_is_reported_missing():
+    found = judge([LedgerPool(POOL, "LocalDefault", "me", OLD)],
+                  [lease("198.51.100.1"), lease("198.51.100.250")],
+                  [network(("a", "198.51.100.9/24"))])
+    assert found == [("missing", POOL, "198.51.100.9", True)]
+
+
+def test_ip_range_networks_map_to_their_own_pool_ids():
+    sub = "LocalDefault/198.51.100.0/24/198.51.100.128/25"
+    found = judge([LedgerPool(sub, "LocalDefault", "me", OLD)],
+                  [lease("198.51.100.1", pool=sub), lease("198.51.100.250", pool=sub), lease("198.51.100.129", pool=sub)],
+                  [network(("a", "198.51.100.129/24"), ip_range="198.51.100.128/25")])
+    assert found == []
+
+
+def test_pools_of_other_hosts_and_of_the_global_space_are_not_judged():
+    found = judge([LedgerPool(POOL, "LocalDefault", "other-host", OLD),
+                   LedgerPool("GlobalDefault/203.0.113.0/24", "GlobalDefault", "me", OLD)],
+                  [lease("198.51.100.5")], [])
+    assert found == []
+
+
+def test_the_gateway_lease_is_not_a_leak_when_docker_does_not_show_the_gateway():
+    quiet = DockerNetwork("web", "local", [IpamConfig("198.51.100.0/24", None, None, {})], [])
+    found = judge([LedgerPool(POOL, "LocalDefault", "me", OLD)],
+                  [lease("198.51.100.1", kind="gateway"), lease("198.51.100.4")], [quiet])
+    assert found == [("lease", POOL, "198.51.100.4", True)]
