@@ -23,6 +23,18 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# promtool checks the example alert rules: unpacked from Debian's prometheus package rather than
+# installed, so that no Prometheus server is set up on the machine
+promtool_dir=/var/cache/ipledger-tests/prometheus
+if ! command -v promtool >/dev/null && [ ! -x "$promtool_dir/usr/bin/promtool" ]; then
+    mkdir -p "$promtool_dir"
+    download=$(mktemp -d)
+    (cd "$download" && { apt-get download prometheus 2>/dev/null ||
+        { apt-get update -qq && apt-get download prometheus; }; } &&
+        dpkg -x prometheus_*.deb "$promtool_dir")
+    rm -rf "$download"
+fi
+
 # A virtual environment of the checkout's own, so that several checkouts never share an install.
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,postgres]'
