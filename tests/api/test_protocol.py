@@ -86,3 +86,23 @@ def test_an_unexpected_failure_is_a_500_without_a_traceback(plugin, monkeypatch,
     status, body = plugin.call("RequestPool", POOL)
     assert (status, body) == (500, err("internal error in ipledger (ZeroDivisionError); see the plugin's log"))
     assert "Traceback" in caplog.text  # the log has it, Docker does not
+
+
+def test_a_recreated_endpoint_with_the_same_docker_29_name_gets_its_address_back_within_the_hold(plugin):
+    pool = {**POOL, "Options": {"ipledger.hold": "10m"}}
+    pool_id = plugin.call("RequestPool", pool)[1]["PoolID"]
+
+    def request(mac, name):
+        options = {"com.docker.network.endpoint.macaddress": mac, "com.docker.network.endpoint.name": name}
+        return plugin.call("RequestAddress", {"PoolID": pool_id, "Address": "", "Options": options})[1]["Address"]
+
+    db = request("02:00:00:00:00:01", "db")
+    assert plugin.call("ReleaseAddress", {"PoolID": pool_id, "Address": db.split("/")[0]}) == (200, {})
+    assert request("02:00:00:00:00:02", "web") != db
+    assert request("02:00:00:00:00:03", "db") == db
+
+
+def test_a_bad_reuse_option_is_answered_with_an_error_naming_it(plugin):
+    status, body = plugin.call("RequestPool", {**POOL, "Options": {"ipledger.quarantine": "a while"}})
+    assert status == 400
+    assert body["Err"] == "invalid ipledger.quarantine 'a while': expected a duration such as 60s, 15m, 2h or 7d"
