@@ -62,7 +62,10 @@ def admin(db_url: str | None) -> Iterator[Any]:
 
 @contextmanager
 def progress(length: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr (shown on a terminal), advanced by the callback."""
+    """A progress bar on stderr when it is a terminal, advanced by the callback."""
+    if not sys.stderr.isatty():
+        yield lambda _n: None
+        return
     with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
         yield bar.update
 
