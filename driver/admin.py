@@ -20,8 +20,8 @@ from driver.errors import InvalidRequest, PoolNotFound
 from driver.gc import LedgerLease, LedgerPool
 from driver.inventory import Inventory, PoolRow, Usage, allocatable_in
 from driver.models import free_ranges, history, leases, parked, pools, reservations
-from driver.service import LOCAL_SPACE, pool_id_for
-from driver.store import Store, as_utc, pack
+from driver.service import LOCAL_OWNER, LOCAL_SPACE, SHARED_PREFIX, pool_id_for
+from driver.store import SHARED, Store, as_utc, pack
 
 EXPORT_FORMAT = "ipledger-export/1"
 
@@ -66,6 +66,8 @@ class Admin:
     def __init__(self, store: Store, host_id: str = "local") -> None:
         self.store = store
         self.host_id = host_id
+        # as in driver.service.Ipam: this host's own plan
+        self.owner = host_id if store.shared else LOCAL_OWNER
 
     # --- reports -------------------------------------------------------------------------
 
@@ -88,7 +90,8 @@ class Admin:
         """What a pool's subnet holds: leases, reservations and parked addresses, in order."""
         with self.store.transaction() as ledger:
             inventory = Inventory(ledger.connection)
-            found = inventory.pools(pool_id)
+            found = inventory.pools(pool_id, SHARED if pool_id.startswith(SHARED_PREFIX)
+                                    else self.owner)
             if not found:
                 raise PoolNotFound(pool_id)
             pool = found[0]
@@ -124,15 +127,16 @@ class Admin:
             return Inventory(ledger.connection).findings()
 
     def gc_inputs(self) -> tuple[list[LedgerPool], list[LedgerLease]]:
-        """Every pool and lease, in the shape :func:`driver.gc.reconcile` compares."""
+        """This host's and the shared pools with their leases, as :func:`driver.gc.reconcile`
+        compares them (other hosts' pools may have the same PoolIDs)."""
         with self.store.transaction() as ledger:
             inventory = Inventory(ledger.connection)
-            all_pools = inventory.pools()
-            found = [LedgerPool(p.id, p.space, p.host_id, as_utc(p.created_at))
+            all_pools = [p for p in inventory.pools() if p.owner in (self.owner, SHARED)]
+            found = [LedgerPool(p.id, p.space, p.owner, as_utc(p.created_at))
                      for p in all_pools]
             subnet_versions = {p.subnet_id: p.subnet.version for p in all_pools}
             held = [LedgerLease(row.pool_id, show(row.address, version), row.kind,
-                                as_utc(row.created_at))
+                                as_utc(row.created_at), row.host_id)
                     for subnet_id, version in subnet_versions.items()
                     for row in inventory.leases(subnet_id)]
         return found, held
@@ -146,14 +150,17 @@ class Admin:
 
     # --- reservations --------------------------------------------------------------------
 
-    def reserve(self, range_text: str, label: str, space: str = LOCAL_SPACE) -> str:
+    def reserve(self, range_text: str, label: str, space: str = LOCAL_SPACE,
+                shared: bool = False) -> str:
         """Set addresses aside; leased ones stay leased and are not freed when released."""
         if not label.strip():
             raise InvalidRequest("a reservation needs a label (--label)")
         first, last = allocator.parse_range(range_text, "range to reserve")
         with self.store.transaction() as ledger:
             inventory = Inventory(ledger.connection)
-            held = self._subnet_of(inventory, space, first, last)
+            held = self._subnet_of(inventory, SHARED if shared else self.owner, space, first,
+                                   last)
+            ledger.lock_subnet(held.id)
             bounds = allocatable_in(held.subnet, int(first), int(last))
             if bounds is None:
                 raise InvalidRequest(f"{range_text} holds only addresses {held.subnet.cidr} "
@@ -170,12 +177,14 @@ class Admin:
                           shown, detail=label)
         return shown
 
-    def unreserve(self, range_text: str, space: str = LOCAL_SPACE) -> str:
+    def unreserve(self, range_text: str, space: str = LOCAL_SPACE, shared: bool = False) -> str:
         """Drop the reservation that starts at the range's first address; free what is free."""
         first, last = allocator.parse_range(range_text, "reservation")
         with self.store.transaction() as ledger:
             inventory = Inventory(ledger.connection)
-            held = self._subnet_of(inventory, space, first, last)
+            held = self._subnet_of(inventory, SHARED if shared else self.owner, space, first,
+                                   last)
+            ledger.lock_subnet(held.id)
             match = [r for r in inventory.reservations(held.id)
                      if r[0] <= int(first) <= r[1] and ("-" not in range_text or
                                                        (r[0], r[1]) == (int(first), int(last)))]
@@ -193,9 +202,9 @@ class Admin:
         return shown
 
     @staticmethod
-    def _subnet_of(inventory: Inventory, space: str, first: netaddr.IPAddress,
+    def _subnet_of(inventory: Inventory, owner: str, space: str, first: netaddr.IPAddress,
                    last: netaddr.IPAddress) -> Any:
-        held = inventory.subnet_containing(space, first.version, int(first))
+        held = inventory.subnet_containing(owner, space, first.version, int(first))
         if held is None or not held.subnet.contains(int(last)):
             raise InvalidRequest(f"{first} is not in a subnet of a network in {space}: "
                                  "create the network first, or check --space")
@@ -214,7 +223,7 @@ class Admin:
             for s in inventory.subnets():
                 v = s.subnet.version
                 out.append({
-                    "space": s.space, "cidr": s.subnet.cidr,
+                    "owner": s.owner, "space": s.space, "cidr": s.subnet.cidr,
                     "cursor": show(s.cursor, v) if s.cursor is not None else None,
                     "created_at": as_utc(s.created_at).isoformat(),
                     "pools": [{
@@ -246,17 +255,25 @@ class Admin:
                 "subnets": out, "history": events}
 
     def import_(self, data: Any, progress: Callable[[int], None] = lambda _n: None) -> int:
-        """Load an export into an empty ledger, rebuilding the free ranges; returns leases."""
+        """Load an export, rebuilding the free ranges; returns how many leases it held.
+
+        An SQLite ledger's own pools (owner ``local``) become this host's; the target must not
+        hold pools of any owner the export brings (so one host's ledger is imported once).
+        """
         if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
             raise InvalidRequest(f"not an ipledger export: expected \"format\": "
                                  f"\"{EXPORT_FORMAT}\"")
         count = 0
         with self.store.transaction() as ledger:
             inventory = Inventory(ledger.connection)
-            if not inventory.is_empty():
-                raise InvalidRequest("the target ledger is not empty: import only into a new one")
             try:
-                for entry in data["subnets"]:
+                entries = [{**e, "owner": self._owner_for(e.get("owner", LOCAL_OWNER))}
+                           for e in data["subnets"]]
+                for owner in sorted({e["owner"] for e in entries}):
+                    if inventory.holds_owner(owner):
+                        raise InvalidRequest(f"the target ledger already holds pools of "
+                                             f"{owner!r}: import a host's ledger only once")
+                for entry in entries:
                     count += self._import_subnet(inventory, entry)
                     progress(1)
                 inventory.insert_rows(history, [
@@ -264,6 +281,12 @@ class Admin:
             except (KeyError, TypeError, ValueError) as e:
                 raise InvalidRequest(f"malformed export: {type(e).__name__} {e}") from None
         return count
+
+    def _owner_for(self, owner: str) -> str:
+        """An exported owner in this ledger: ``local`` is whichever host imports it."""
+        if owner == LOCAL_OWNER or (not self.store.shared and owner != SHARED):
+            return self.owner
+        return owner
 
     @staticmethod
     def _import_subnet(inventory: Inventory, entry: dict[str, Any]) -> int:
@@ -276,7 +299,8 @@ class Admin:
             return value
 
         subnet_id = inventory.add_subnet_row({
-            "space": entry["space"], "version": subnet.version, "cidr": subnet.cidr,
+            "owner": entry["owner"], "space": entry["space"], "version": subnet.version,
+            "cidr": subnet.cidr,
             "first": pack(subnet.first), "last": pack(subnet.last), "refs": len(entry["pools"]),
             "cursor": pack(int(allocator.parse_address(entry["cursor"])))
             if entry["cursor"] else None,
@@ -288,7 +312,8 @@ class Admin:
             sub = Subnet(allocator.parse_cidr(p["subpool"], "ip-range")) if p["subpool"] else None
             bounds = (sub.first, sub.last) if sub else (subnet.first, subnet.last)
             rows.append({
-                "id": p["id"], "subnet_id": subnet_id, "space": entry["space"],
+                "owner": entry["owner"], "id": p["id"], "subnet_id": subnet_id,
+                "space": entry["space"],
                 "cidr": subnet.cidr, "subpool": p["subpool"], "range_first": pack(bounds[0]),
                 "range_last": pack(bounds[1]), "options": json.dumps(p["options"],
                                                                       sort_keys=True),

@@ -299,7 +299,7 @@ def gc(db_url: str | None, docker_host: str | None, drivers: tuple[str, ...], gr
     with admin(db_url) as a:
         ledger_pools, ledger_leases = a.gc_inputs()
         findings = reconciler.reconcile(ledger_pools, ledger_leases, networks,
-                                        host_id=a.host_id, now=now,
+                                        owner=a.owner, host_id=a.host_id, now=now,
                                         grace=timedelta(seconds=grace_s))
         outcome = {f: "reported" for f in findings}
         if apply and findings:

@@ -24,14 +24,14 @@ from driver.service import (
     Ipam,
     pool_id_for,
 )
-from driver.store import as_utc
+from driver.store import SHARED, as_utc
 
 
 @dataclass(frozen=True)
 class LedgerPool:
     id: str
     space: str
-    host_id: str | None
+    owner: str
     created_at: datetime
 
 
@@ -41,6 +41,7 @@ class LedgerLease:
     address: str
     kind: str
     created_at: datetime
+    host_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,23 +92,25 @@ def _pool_ids(network: DockerNetwork) -> dict[str, PoolUse]:
 
 
 def reconcile(pools: Iterable[LedgerPool], leases: Iterable[LedgerLease],
-              networks: Iterable[DockerNetwork], *, host_id: str, now: datetime,
+              networks: Iterable[DockerNetwork], *, owner: str, host_id: str, now: datetime,
               grace: timedelta) -> list[Finding]:
-    """What is leaking or missing; only this host's pools in LocalDefault are judged."""
+    """What is leaking or missing in this host's LocalDefault pools (``owner``), and in the
+    shared pools its networks use, where only the leases this host made are judged."""
     cutoff = now - grace
     in_docker: dict[str, PoolUse] = {}
     for network in networks:
         in_docker.update(_pool_ids(network))
-    mine = {p.id: p for p in pools
-            if p.space == LOCAL_SPACE and p.host_id in (None, host_id)}
+    mine = {p.id: p for p in pools if p.space == LOCAL_SPACE and (
+        p.owner == owner or (p.owner == SHARED and p.id in in_docker))}
     findings: list[Finding] = []
     for pool in mine.values():
-        if pool.id not in in_docker:
+        if pool.id not in in_docker and pool.owner != SHARED:
             findings.append(Finding("pool", pool.id, None, "no Docker network uses this pool",
                                     as_utc(pool.created_at) <= cutoff))
     held: dict[str, set[str]] = {}
     for lease in leases:
-        if lease.pool_id not in mine:
+        judged = mine.get(lease.pool_id)
+        if judged is None or (judged.owner == SHARED and lease.host_id != host_id):
             continue
         held.setdefault(lease.pool_id, set()).add(lease.address)
         use = in_docker.get(lease.pool_id)
@@ -119,7 +122,7 @@ def reconcile(pools: Iterable[LedgerPool], leases: Iterable[LedgerLease],
                                     f"network uses this {lease.kind} lease",
                                     as_utc(lease.created_at) <= cutoff, lease.kind))
     for pool_id, use in in_docker.items():
-        if pool_id not in mine:
+        if pool_id not in mine or mine[pool_id].owner == SHARED:
             continue
         for address, (kind, mac) in sorted(use.addresses.items()):
             if address not in held.get(pool_id, set()):

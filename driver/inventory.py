@@ -22,6 +22,7 @@ from driver.store import _subnet, now, pack, unpack
 
 @dataclass(frozen=True)
 class PoolRow:
+    owner: str
     id: str
     subnet_id: int
     space: str
@@ -39,6 +40,7 @@ class PoolRow:
 
 @dataclass(frozen=True)
 class SubnetRow:
+    owner: str
     id: int
     space: str
     subnet: Subnet
@@ -93,18 +95,20 @@ class Inventory:
             select(subnets_table).order_by(subnets_table.c.space, subnets_table.c.version,
                                            subnets_table.c.first)
         )
-        return [SubnetRow(r.id, r.space, _subnet(r.cidr), r.refs,
+        return [SubnetRow(r.owner, r.id, r.space, _subnet(r.cidr), r.refs,
                           unpack(r.cursor) if r.cursor is not None else None, r.reservations,
                           r.created_at) for r in rows]
 
-    def pools(self, pool_id: str | None = None) -> list[PoolRow]:
+    def pools(self, pool_id: str | None = None, owner: str | None = None) -> list[PoolRow]:
         query = (select(pools, subnets_table.c.cidr.label("subnet_cidr"))
                  .join(subnets_table, subnets_table.c.id == pools.c.subnet_id)
                  .order_by(pools.c.space, subnets_table.c.version, subnets_table.c.first,
                            pools.c.id))
         if pool_id is not None:
             query = query.where(pools.c.id == pool_id)
-        return [PoolRow(r.id, r.subnet_id, r.space, _subnet(r.subnet_cidr), r.subpool,
+        if owner is not None:
+            query = query.where(pools.c.owner == owner)
+        return [PoolRow(r.owner, r.id, r.subnet_id, r.space, _subnet(r.subnet_cidr), r.subpool,
                         unpack(r.range_first), unpack(r.range_last), r.options, r.reuse,
                         r.quarantine_s, r.hold_s, r.host_id, r.created_at)
                 for r in self.connection.execute(query)]
@@ -165,10 +169,12 @@ class Inventory:
         )
         return [(unpack(r.first), unpack(r.last)) for r in rows]
 
-    def subnet_containing(self, space: str, version: int, address: int) -> SubnetRow | None:
+    def subnet_containing(self, owner: str, space: str, version: int,
+                          address: int) -> SubnetRow | None:
         row = self.connection.execute(
             select(subnets_table.c.id).where(
-                subnets_table.c.space == space, subnets_table.c.version == version,
+                subnets_table.c.owner == owner, subnets_table.c.space == space,
+                subnets_table.c.version == version,
                 subnets_table.c.first <= pack(address), subnets_table.c.last >= pack(address))
         ).first()
         if row is None:
@@ -190,9 +196,9 @@ class Inventory:
     def findings(self) -> list[Any]:
         return list(self.connection.execute(select(findings).order_by(findings.c.id)))
 
-    def is_empty(self) -> bool:
-        return self.connection.execute(select(func.count()).select_from(subnets_table)
-                                       ).scalar_one() == 0
+    def holds_owner(self, owner: str) -> bool:
+        return self.connection.execute(select(func.count()).select_from(subnets_table).where(
+            subnets_table.c.owner == owner)).scalar_one() > 0
 
     def sqlite_problems(self) -> list[str]:
         """SQLite's own integrity and foreign key checks; nothing on other databases."""

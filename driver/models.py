@@ -13,6 +13,7 @@ compare correctly with a plain index on SQLite and PostgreSQL alike.
   container that had them (``ipledger.hold``); not free until ``until`` (epoch seconds).
 - ``history``: every allocation, release and reservation, for ``ipledger history``.
 - ``findings``: what the last ``ipledger gc`` found leaking, for the metrics.
+- ``attachments``: which hosts use each shared pool (``ipledger.shared``).
 """
 
 from __future__ import annotations
@@ -42,9 +43,14 @@ class Base(DeclarativeBase):
 
 class SubnetRow(Base):
     __tablename__ = "subnets"
-    __table_args__ = (Index("ix_subnets_space_first", "space", "version", "first", unique=True),)
+    __table_args__ = (
+        Index("ix_subnets_owner_space_first", "owner", "space", "version", "first", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Whose address plan the subnet is in: "local" in an SQLite ledger (one host), the host id in
+    # a shared PostgreSQL ledger, "shared" for pools that several hosts share.
+    owner: Mapped[str] = mapped_column(String(64), server_default="local")
     space: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer)
     cidr: Mapped[str] = mapped_column(String(64))
@@ -60,6 +66,7 @@ class SubnetRow(Base):
 class PoolRow(Base):
     __tablename__ = "pools"
 
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     subnet_id: Mapped[int] = mapped_column(ForeignKey("subnets.id"), index=True)
     space: Mapped[str] = mapped_column(String(64))
@@ -143,6 +150,16 @@ class HistoryRow(Base):
     detail: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
+class AttachmentRow(Base):
+    """The hosts that use a shared pool; it is released when the last one lets go."""
+
+    __tablename__ = "attachments"
+
+    pool_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attached_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class FindingRow(Base):
     __tablename__ = "findings"
 
@@ -162,3 +179,4 @@ reservations = cast(Table, ReservationRow.__table__)
 parked = cast(Table, ParkedRow.__table__)
 history = cast(Table, HistoryRow.__table__)
 findings = cast(Table, FindingRow.__table__)
+attachments = cast(Table, AttachmentRow.__table__)

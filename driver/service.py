@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,13 +26,14 @@ from driver.errors import (
     PoolOverlap,
     PoolsExhausted,
 )
-from driver.store import Lease, Ledger, PoolRecord, Store
+from driver.store import SHARED, Lease, Ledger, PoolRecord, Store, retrying
 
 log = logging.getLogger(__name__)
 
 LOCAL_SPACE = "LocalDefault"
 GLOBAL_SPACE = "GlobalDefault"
 SPACES = (LOCAL_SPACE, GLOBAL_SPACE)
+LOCAL_OWNER = "local"
 
 GATEWAY_TYPE = "com.docker.network.gateway"
 REQUEST_ADDRESS_TYPE = "RequestAddressType"
@@ -43,7 +45,10 @@ SERIAL_OPTION = "com.docker.network.ipam.serial"
 REUSE_OPTION = "ipledger.reuse"
 QUARANTINE_OPTION = "ipledger.quarantine"
 HOLD_OPTION = "ipledger.hold"
-OWN_OPTIONS = (REUSE_OPTION, QUARANTINE_OPTION, HOLD_OPTION)
+SHARED_OPTION = "ipledger.shared"
+OWN_OPTIONS = (REUSE_OPTION, QUARANTINE_OPTION, HOLD_OPTION, SHARED_OPTION)
+SHARED_PREFIX = "shared/"
+_SHARED_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Expired parked addresses freed per allocation: bounds the cost of one call after a long pause.
 EXPIRE_BATCH = 32
 
@@ -80,9 +85,22 @@ class PoolGrant:
     pool: str
 
 
-def pool_id_for(space: str, cidr: str, subpool: str | None) -> str:
-    """Deterministic, like the built-in ``LocalDefault/172.28.0.0/16/172.28.5.0/24``."""
-    return f"{space}/{cidr}" + (f"/{subpool}" if subpool else "")
+def pool_id_for(space: str, cidr: str, subpool: str | None, shared: str | None = None) -> str:
+    """Deterministic, like the built-in ``LocalDefault/172.28.0.0/16/172.28.5.0/24``; a shared
+    pool's starts with ``shared/NAME/``."""
+    pool_id = f"{space}/{cidr}" + (f"/{subpool}" if subpool else "")
+    return f"{SHARED_PREFIX}{shared}/{pool_id}" if shared is not None else pool_id
+
+
+def shared_name(options: Mapping[str, str]) -> str | None:
+    """The ``ipledger.shared`` name, checked: letters, digits, ``.``, ``_`` and ``-``."""
+    name = options.get(SHARED_OPTION)
+    if name is None:
+        return None
+    if not _SHARED_NAME.fullmatch(name):
+        raise InvalidRequest(f"invalid {SHARED_OPTION} {name!r:.80}: use 1 to 64 letters, "
+                             "digits, '.', '_' or '-'")
+    return name
 
 
 class Ipam:
@@ -93,9 +111,12 @@ class Ipam:
         self.store = store
         self.default_pools = default_pools
         self.host_id = host_id
+        # A host's own pools are in its own plan; an SQLite ledger has only one host.
+        self.owner = host_id if store.shared else LOCAL_OWNER
 
     # --- pools ---------------------------------------------------------------------------
 
+    @retrying
     def request_pool(self, space: str, pool: str, subpool: str,
                      options: Mapping[str, str], v6: bool) -> PoolGrant:
         if space not in SPACES:
@@ -116,33 +137,39 @@ class Ipam:
         if sub is not None and network is None:
             raise InvalidRequest(f"ip-range (SubPool) {subpool} given without a pool (subnet)")
         policy = reuse_policy(options)
+        shared = shared_name(options)
+        if shared is not None and network is None:
+            raise InvalidRequest(f"{SHARED_OPTION}={shared} needs a subnet (--subnet): every "
+                                 "host must name the same one")
         encoded_options = json.dumps(dict(options), sort_keys=True)
+        owner = SHARED if shared is not None else self.owner
 
         with self.store.transaction() as ledger:
+            ledger.lock_plan(owner, space)
             if network is None:
                 grant = self._new_default_pool(ledger, space, version, size, encoded_options,
                                                policy)
             else:
-                grant = self._new_explicit_pool(ledger, space, Subnet(network), sub,
-                                                encoded_options, policy)
+                grant = self._new_explicit_pool(ledger, owner, space, Subnet(network), sub,
+                                                encoded_options, policy, shared)
             ledger.record(self.host_id, "pool-create", grant.pool_id, grant.pool,
-                          detail=_describe(policy))
+                          detail=_describe(policy, shared))
         log.info("pool %s granted (%s)", grant.pool_id, grant.pool,
                  extra={"event": "pool-create", "pool": grant.pool_id, "subnet": grant.pool})
         return grant
 
-    def _add_pool(self, ledger: Ledger, pool_id: str, subnet_id: int, space: str,
+    def _add_pool(self, ledger: Ledger, owner: str, pool_id: str, subnet_id: int, space: str,
                   subnet: Subnet, subrange: Subnet | None, options: str,
                   policy: ReusePolicy) -> None:
         bounds = (subrange.first, subrange.last) if subrange else (subnet.first, subnet.last)
-        ledger.add_pool(pool_id, subnet_id, space, subnet.cidr,
+        ledger.add_pool(owner, pool_id, subnet_id, space, subnet.cidr,
                         subrange.cidr if subrange else None, bounds, options,
                         reuse=policy.reuse, quarantine_s=policy.quarantine_s,
                         hold_s=policy.hold_s, host_id=self.host_id)
 
     def _new_default_pool(self, ledger: Ledger, space: str, version: int, size: int | None,
                           options: str, policy: ReusePolicy) -> PoolGrant:
-        held = ledger.held_subnets(space, version)
+        held = ledger.held_subnets(self.owner, space, version)
         network = allocator.pick_default_subnet(self.default_pools, version, size, held)
         if network is None:
             bases = ", ".join(str(p.base) for p in self.default_pools if p.version == version)
@@ -152,14 +179,15 @@ class Ipam:
                 f"({bases or 'none configured'}; see IPLEDGER_DEFAULT_POOLS)"
             )
         subnet = Subnet(network)
-        subnet_id = ledger.add_subnet(space, subnet)
+        subnet_id = ledger.add_subnet(self.owner, space, subnet)
         pool_id = pool_id_for(space, subnet.cidr, None)
-        self._add_pool(ledger, pool_id, subnet_id, space, subnet, None, options, policy)
+        self._add_pool(ledger, self.owner, pool_id, subnet_id, space, subnet, None, options,
+                       policy)
         return PoolGrant(pool_id, subnet.cidr)
 
-    def _new_explicit_pool(self, ledger: Ledger, space: str, subnet: Subnet,
+    def _new_explicit_pool(self, ledger: Ledger, owner: str, space: str, subnet: Subnet,
                            sub: netaddr.IPNetwork | None, options: str,
-                           policy: ReusePolicy) -> PoolGrant:
+                           policy: ReusePolicy, shared: str | None) -> PoolGrant:
         subrange: Subnet | None = None
         if sub is not None:
             subrange = Subnet(sub)
@@ -167,55 +195,92 @@ class Ipam:
                 raise InvalidRequest(
                     f"ip-range (SubPool) {subrange.cidr} is not inside pool {subnet.cidr}"
                 )
-        pool_id = pool_id_for(space, subnet.cidr, subrange.cidr if subrange else None)
-        existing = ledger.subnet_at(space, subnet)
+        pool_id = pool_id_for(space, subnet.cidr, subrange.cidr if subrange else None, shared)
+        existing = ledger.subnet_at(owner, space, subnet)
+        if shared is not None:
+            named = [p for p in ledger.shared_pools_named(f"{SHARED_PREFIX}{shared}/")
+                     if p != pool_id]
+            if named:
+                raise InvalidRequest(f"{SHARED_OPTION}={shared} is already {named[0]}: every "
+                                     "host must give the same subnet and ip-range")
+        if shared is not None and ledger.pool(owner, pool_id) is not None:
+            # Another host made this shared pool: use it too.
+            if not ledger.attach(pool_id, self.host_id):
+                log.info("host %s already uses shared pool %s: answering it again",
+                         self.host_id, pool_id)
+            return PoolGrant(pool_id, subnet.cidr)
         if existing is not None:
             # The built-in IPAM shares one address set between networks that give the same
             # subnet with different ip-ranges; any other repeat is an overlap.
-            if subrange is None or ledger.pool(pool_id) is not None:
+            if shared is not None:
+                other = ledger.pools_of_subnet(existing.id)
+                raise PoolOverlap(subnet.cidr, f"{existing.cidr} (shared as {other[0]})", space)
+            if subrange is None or ledger.pool(owner, pool_id) is not None:
                 raise PoolOverlap(subnet.cidr, existing.cidr, space)
             ledger.change_refs(existing.id, +1)
             subnet_id = existing.id
         else:
-            blocker = ledger.held_subnets(space, subnet.version).first_overlapping(
+            blocker = ledger.held_subnets(owner, space, subnet.version).first_overlapping(
                 subnet.first, subnet.last
             )
             if blocker is not None:
-                other = netaddr.IPRange(blocker[0], blocker[1]).cidrs()[0]
-                raise PoolOverlap(subnet.cidr, str(other), space)
-            subnet_id = ledger.add_subnet(space, subnet)
-        self._add_pool(ledger, pool_id, subnet_id, space, subnet, subrange, options, policy)
+                other_cidr = netaddr.IPRange(blocker[0], blocker[1]).cidrs()[0]
+                raise PoolOverlap(subnet.cidr, str(other_cidr), space)
+            subnet_id = ledger.add_subnet(owner, space, subnet)
+        self._add_pool(ledger, owner, pool_id, subnet_id, space, subnet, subrange, options,
+                       policy)
+        if shared is not None:
+            ledger.attach(pool_id, self.host_id)
         return PoolGrant(pool_id, subnet.cidr)
 
+    def owner_of(self, pool_id: str) -> str:
+        """Whose plan a PoolID is in: every host's for a shared pool, else this host's."""
+        return SHARED if pool_id.startswith(SHARED_PREFIX) else self.owner
+
+    @retrying
     def release_pool(self, pool_id: str) -> None:
         with self.store.transaction() as ledger:
-            record = ledger.pool(pool_id, for_update=True)
+            record = ledger.pool(self.owner_of(pool_id), pool_id, for_update=True)
             if record is None:
                 raise PoolNotFound(pool_id)
             self._release_pool(ledger, record, "pool-release")
 
+    @retrying
     def reclaim_pool(self, pool_id: str, created_before: datetime) -> bool:
         """Release a leaked pool (``ipledger gc``), unless it was made again meanwhile."""
+        owner = self.owner_of(pool_id)
         with self.store.transaction() as ledger:
-            record = ledger.pool(pool_id, for_update=True)
-            created = ledger.pool_created_at(pool_id)
+            record = ledger.pool(owner, pool_id, for_update=True)
+            created = ledger.pool_created_at(owner, pool_id)
             if record is None or created is None or created > created_before:
                 return False
             self._release_pool(ledger, record, "gc-pool-release")
         return True
 
     def _release_pool(self, ledger: Ledger, record: PoolRecord, action: str) -> None:
-        ledger.drop_pool(record.id)
+        if record.shared:
+            ledger.detach(record.id, self.host_id)
+            if ledger.attached_hosts(record.id):
+                # Other hosts still use it: only this host's leftovers go back.
+                for address in ledger.leased_addresses_of_pool(record.subnet_id, record.id,
+                                                               self.host_id):
+                    if ledger.drop_lease(record.subnet_id, address):
+                        self._free(ledger, record, address)
+                ledger.record(self.host_id, "pool-detach", record.id, record.subnet.cidr)
+                log.info("host %s no longer uses shared pool %s", self.host_id, record.id,
+                         extra={"event": "pool-detach", "pool": record.id})
+                return
+        ledger.drop_pool(record.owner, record.id)
         if record.refs <= 1:
             ledger.drop_subnet(record.subnet_id)
         else:
             ledger.change_refs(record.subnet_id, -1)
             # Docker releases every address before the pool; whatever it left behind in
             # this pool goes back to the subnet that the other pools still share.
-            for address in ledger.parked_of_pool(record.id):
+            for address in ledger.parked_of_pool(record.subnet_id, record.id):
                 ledger.unpark(record.subnet_id, address)
                 self._free(ledger, record, address)
-            for address in ledger.leased_addresses_of_pool(record.id):
+            for address in ledger.leased_addresses_of_pool(record.subnet_id, record.id):
                 if ledger.drop_lease(record.subnet_id, address):
                     self._free(ledger, record, address)
         ledger.record(self.host_id, action, record.id, record.subnet.cidr)
@@ -224,6 +289,7 @@ class Ipam:
 
     # --- addresses -----------------------------------------------------------------------
 
+    @retrying
     def request_address(self, pool_id: str, address: str,
                         options: Mapping[str, str]) -> str:
         wanted = allocator.parse_address(address) if address else None
@@ -239,11 +305,11 @@ class Ipam:
         lease = Lease(kind, mac, name)
 
         with self.store.transaction() as ledger:
-            record = ledger.pool(pool_id, for_update=True)
+            record = ledger.pool(self.owner_of(pool_id), pool_id, for_update=True)
             if record is None:
                 raise PoolNotFound(pool_id)
             subnet = record.subnet
-            repeated = self._repeated(ledger, pool_id, kind, mac, wanted)
+            repeated = self._repeated(ledger, record, kind, mac, wanted)
             if repeated is not None:
                 log.info("address %s already leased in pool %s to this %s%s: answering it again",
                          subnet.format(repeated), pool_id, kind, f" (mac {mac})" if mac else "")
@@ -299,7 +365,7 @@ class Ipam:
         if record.parks:
             at = time.time()
             if record.hold_s and lease.kind == "endpoint" and (lease.mac or lease.name):
-                held = ledger.parked_for(record.id, lease.mac, lease.name, at)
+                held = ledger.parked_for(record.subnet_id, record.id, lease.mac, lease.name, at)
                 if held is not None and ledger.unpark(record.subnet_id, held):
                     return held
             for address in ledger.expired_parked(record.subnet_id, at, EXPIRE_BATCH):
@@ -324,25 +390,27 @@ class Ipam:
         return taken
 
     @staticmethod
-    def _repeated(ledger: Ledger, pool_id: str, kind: str, mac: str | None,
+    def _repeated(ledger: Ledger, record: PoolRecord, kind: str, mac: str | None,
                   wanted: netaddr.IPAddress | None) -> int | None:
         """The lease a repeated request already got, so that it is answered, not doubled.
 
         Docker's plugin client re-sends a request whose answer it did not get (ipledger died
         after the commit, say). A pool has one gateway, and an endpoint is known by the MAC
         address Docker sends (RequiresMACAddress): a second request of the same gateway or of
-        the same endpoint in the same pool is that retry.
+        the same endpoint in the same pool is that retry. In a shared pool, every host's network
+        has the one gateway of the shared segment.
         """
         if kind == "gateway":
-            held = ledger.held_by(pool_id, "gateway", None)
+            held = ledger.held_by(record.subnet_id, record.id, "gateway", None)
         elif kind == "endpoint" and mac:
-            held = ledger.held_by(pool_id, "endpoint", mac)
+            held = ledger.held_by(record.subnet_id, record.id, "endpoint", mac)
         else:
             return None
         if held is None or (wanted is not None and int(wanted) != held):
             return None
         return held
 
+    @retrying
     def release_address(self, pool_id: str, address: str) -> bool:
         """Release a lease; False (not an error) when the address was not leased."""
         wanted = allocator.parse_address(address)
@@ -353,6 +421,7 @@ class Ipam:
             log.info("address %s was not leased in pool %s: nothing to release", wanted, pool_id)
         return released
 
+    @retrying
     def reclaim_address(self, pool_id: str, address: str, leased_before: datetime) -> bool:
         """Release a leaked lease (``ipledger gc``), unless it was leased again meanwhile."""
         wanted = allocator.parse_address(address)
@@ -363,9 +432,8 @@ class Ipam:
                 return False
             return self._release(ledger, record, int(wanted), "gc-release")
 
-    @staticmethod
-    def _pool_of(ledger: Ledger, pool_id: str, wanted: netaddr.IPAddress) -> PoolRecord:
-        record = ledger.pool(pool_id, for_update=True)
+    def _pool_of(self, ledger: Ledger, pool_id: str, wanted: netaddr.IPAddress) -> PoolRecord:
+        record = ledger.pool(self.owner_of(pool_id), pool_id, for_update=True)
         if record is None:
             raise PoolNotFound(pool_id)
         if wanted.version != record.subnet.version or not record.subnet.contains(int(wanted)):
@@ -374,6 +442,10 @@ class Ipam:
 
     def _release(self, ledger: Ledger, record: PoolRecord, value: int, action: str) -> bool:
         """Drop a lease; park the address or free it. False when it was not leased."""
+        if (record.shared and ledger.held_by(record.subnet_id, record.id, "gateway", None) == value
+                and set(ledger.attached_hosts(record.id)) - {self.host_id}):
+            log.info("gateway %s of shared pool %s stays: other hosts use it", value, record.id)
+            return False
         lease = ledger.drop_lease(record.subnet_id, value)
         if lease is None:
             return False
@@ -401,10 +473,10 @@ class Ipam:
         allocator.give_back(ledger.book(record.subnet_id), address)
 
 
-def _describe(policy: ReusePolicy) -> str | None:
-    if policy == ReusePolicy():
+def _describe(policy: ReusePolicy, shared: str | None = None) -> str | None:
+    if policy == ReusePolicy() and shared is None:
         return None
-    parts = [f"reuse={policy.reuse}"]
+    parts = [f"reuse={policy.reuse}"] + ([f"shared={shared}"] if shared else [])
     if policy.quarantine_s:
         parts.append(f"quarantine={policy.quarantine_s}s")
     if policy.hold_s:

@@ -11,12 +11,14 @@ import fcntl
 import functools
 import logging
 import os
+import random
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import netaddr
 from sqlalchemy import (
@@ -26,6 +28,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     insert,
     select,
     update,
@@ -36,6 +39,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from driver.allocator import Range, Subnet
 from driver.errors import StorageUnavailable
 from driver.models import (
+    attachments,
     free_ranges,
     history,
     leases,
@@ -83,9 +87,15 @@ def prepare_sqlite_file(url: str) -> None:
 
 
 def make_engine(url: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, ``BEGIN IMMEDIATE`` and a busy timeout."""
-    if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+    """An engine for ``url``; SQLite gets WAL, ``BEGIN IMMEDIATE`` and a busy timeout.
+
+    PostgreSQL gets a connect timeout, so that calls fail fast while the server is down, and a
+    ping before a pooled connection is reused, so that service resumes by itself once it is back.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        connect_args = {"connect_timeout": 3} if parsed.get_backend_name() == "postgresql" else {}
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     prepare_sqlite_file(url)
     engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
@@ -114,8 +124,13 @@ def _subnet(cidr: str) -> Subnet:
     return Subnet(netaddr.IPNetwork(cidr))
 
 
+# The owner of pools that several hosts share (ipledger.shared); see models.SubnetRow.owner.
+SHARED = "shared"
+
+
 @dataclass(frozen=True)
 class PoolRecord:
+    owner: str
     id: str
     subnet_id: int
     space: str
@@ -129,6 +144,10 @@ class PoolRecord:
     quarantine_s: int = 0
     hold_s: int = 0
     reservations: int = 0
+
+    @property
+    def shared(self) -> bool:
+        return self.owner == SHARED
 
     @property
     def parks(self) -> bool:
@@ -199,12 +218,48 @@ def open_store(url: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 
     return Store(engine, lock)
 
 
+class Conflict(Exception):
+    """A transaction PostgreSQL aborted because another one got there first; worth a retry."""
+
+
+# serialization_failure, deadlock_detected, unique_violation (two hosts inserting one subnet)
+RETRIABLE_SQLSTATES = frozenset({"40001", "40P01", "23505"})
+CONFLICT_RETRIES = 5
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def retrying(use_case: Callable[P, T]) -> Callable[P, T]:
+    """Run a use case (one transaction) again when it hit a :class:`Conflict`, a few times."""
+
+    @functools.wraps(use_case)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        for attempt in range(1, CONFLICT_RETRIES + 1):
+            try:
+                return use_case(*args, **kwargs)
+            except Conflict as e:
+                if attempt == CONFLICT_RETRIES:
+                    raise StorageUnavailable(
+                        f"database busy: {CONFLICT_RETRIES} attempts met conflicting updates "
+                        f"({e})") from e
+                time.sleep(random.uniform(0, 0.002 * 2 ** attempt))
+        raise AssertionError("unreachable")
+
+    return run
+
+
 class Store:
     """The database behind the ledger: hands out one :class:`Ledger` per transaction."""
 
     def __init__(self, engine: Engine, lock: WriteLock | None = None) -> None:
         self.engine = engine
         self.lock = lock
+
+    @property
+    def shared(self) -> bool:
+        """Whether several hosts may use this ledger (a server database, not an SQLite file)."""
+        return self.engine.dialect.name != "sqlite"
 
     @contextmanager
     def transaction(self) -> Iterator[Ledger]:
@@ -225,7 +280,11 @@ class Store:
         try:
             with connection.begin():
                 yield Ledger(connection)
-        except OperationalError as e:
+        except DBAPIError as e:
+            if getattr(e.orig, "sqlstate", None) in RETRIABLE_SQLSTATES:
+                raise Conflict(_reason(e)) from e
+            if not (isinstance(e, OperationalError) or e.connection_invalidated):
+                raise
             # A connection that met a storage fault (disk full or read-only, the server gone)
             # may keep a stale state: drop it, so that the next call starts afresh.
             connection.invalidate()
@@ -251,20 +310,20 @@ _POOL = (
            pools.c.range_last, pools.c.reuse, pools.c.quarantine_s, pools.c.hold_s,
            subnets.c.cidr, subnets.c.cursor, subnets.c.refs, subnets.c.reservations)
     .join(subnets, subnets.c.id == pools.c.subnet_id)
-    .where(pools.c.id == bindparam("pool_id"))
+    .where(pools.c.owner == bindparam("owner"), pools.c.id == bindparam("pool_id"))
 )
 # Serialises allocations in one subnet on PostgreSQL; SQLite holds the database lock anyway.
 _POOL_FOR_UPDATE = _POOL.with_for_update(of=subnets)
 _HELD_BY = (
     select(leases.c.address)
     .where(leases.c.pool_id == bindparam("pool_id"), leases.c.kind == bindparam("kind"),
-           leases.c.mac == bindparam("mac"))
+           leases.c.mac == bindparam("mac"), leases.c.subnet_id == bindparam("subnet_id"))
     .limit(1)
 )
 _HELD_BY_NO_MAC = (
     select(leases.c.address)
     .where(leases.c.pool_id == bindparam("pool_id"), leases.c.kind == bindparam("kind"),
-           leases.c.mac.is_(None))
+           leases.c.mac.is_(None), leases.c.subnet_id == bindparam("subnet_id"))
     .limit(1)
 )
 _LEASE = select(leases.c.kind, leases.c.mac, leases.c.name).where(
@@ -303,13 +362,15 @@ _PARKED_SOONEST = (
 )
 _PARKED_FOR_MAC = (
     select(parked.c.address, parked.c.until)
-    .where(parked.c.pool_id == bindparam("pool_id"), parked.c.mac == bindparam("mac"))
+    .where(parked.c.pool_id == bindparam("pool_id"), parked.c.mac == bindparam("mac"),
+           parked.c.subnet_id == bindparam("subnet_id"))
     .order_by(parked.c.until.desc())
     .limit(1)
 )
 _PARKED_FOR_NAME = (
     select(parked.c.address, parked.c.until)
-    .where(parked.c.pool_id == bindparam("pool_id"), parked.c.name == bindparam("name"))
+    .where(parked.c.pool_id == bindparam("pool_id"), parked.c.name == bindparam("name"),
+           parked.c.subnet_id == bindparam("subnet_id"))
     .order_by(parked.c.until.desc())
     .limit(1)
 )
@@ -335,7 +396,8 @@ _FREE_REPLACE = (
     .values(first=bindparam("new_first"), last=bindparam("new_last"))
 )
 _HELD = select(subnets.c.first, subnets.c.last).where(
-    subnets.c.space == bindparam("space"), subnets.c.version == bindparam("version")
+    subnets.c.owner == bindparam("owner"), subnets.c.space == bindparam("space"),
+    subnets.c.version == bindparam("version")
 )
 _HELD_BEFORE = (
     _HELD.where(subnets.c.first <= bindparam("first")).order_by(subnets.c.first.desc()).limit(1)
@@ -354,9 +416,17 @@ class Ledger:
 
     # --- subnets -------------------------------------------------------------------------
 
-    def subnet_at(self, space: str, subnet: Subnet) -> SubnetRecord | None:
+    def lock_plan(self, owner: str, space: str) -> None:
+        """Serialise pool changes in one address plan. SQLite's BEGIN IMMEDIATE already holds
+        the whole database; PostgreSQL takes a transaction-scoped advisory lock."""
+        if self.connection.dialect.name == "postgresql":
+            self.connection.execute(select(func.pg_advisory_xact_lock(
+                func.hashtextextended(f"ipledger:{owner}:{space}", 0))))
+
+    def subnet_at(self, owner: str, space: str, subnet: Subnet) -> SubnetRecord | None:
         row = self.connection.execute(
             select(subnets.c.id, subnets.c.cidr, subnets.c.refs).where(
+                subnets.c.owner == owner,
                 subnets.c.space == space,
                 subnets.c.version == subnet.version,
                 subnets.c.first == pack(subnet.first),
@@ -365,13 +435,13 @@ class Ledger:
         ).first()
         return SubnetRecord(row.id, row.cidr, row.refs) if row else None
 
-    def held_subnets(self, space: str, version: int) -> HeldSubnets:
-        return HeldSubnets(self.connection, space, version)
+    def held_subnets(self, owner: str, space: str, version: int) -> HeldSubnets:
+        return HeldSubnets(self.connection, owner, space, version)
 
-    def add_subnet(self, space: str, subnet: Subnet) -> int:
+    def add_subnet(self, owner: str, space: str, subnet: Subnet) -> int:
         subnet_id: int = self.connection.execute(
             insert(subnets)
-            .values(space=space, version=subnet.version, cidr=subnet.cidr,
+            .values(owner=owner, space=space, version=subnet.version, cidr=subnet.cidr,
                     first=pack(subnet.first), last=pack(subnet.last), refs=1, cursor=None,
                     created_at=now())
             .returning(subnets.c.id)
@@ -380,6 +450,11 @@ class Ledger:
         if allocatable is not None:
             self.book(subnet_id).add(allocatable)
         return subnet_id
+
+    def lock_subnet(self, subnet_id: int) -> None:
+        """Hold the subnet's row until the transaction ends, as allocations do (PostgreSQL)."""
+        self.connection.execute(
+            select(subnets.c.id).where(subnets.c.id == subnet_id).with_for_update())
 
     def change_refs(self, subnet_id: int, delta: int) -> None:
         self.connection.execute(
@@ -397,13 +472,13 @@ class Ledger:
 
     # --- pools ---------------------------------------------------------------------------
 
-    def pool(self, pool_id: str, *, for_update: bool = False) -> PoolRecord | None:
+    def pool(self, owner: str, pool_id: str, *, for_update: bool = False) -> PoolRecord | None:
         query = _POOL_FOR_UPDATE if for_update else _POOL
-        row = self.connection.execute(query, {"pool_id": pool_id}).first()
+        row = self.connection.execute(query, {"owner": owner, "pool_id": pool_id}).first()
         if row is None:
             return None
         return PoolRecord(
-            id=row.id, subnet_id=row.subnet_id, space=row.space,
+            owner=owner, id=row.id, subnet_id=row.subnet_id, space=row.space,
             subnet=_subnet(row.cidr), subpool=row.subpool,
             range_first=unpack(row.range_first), range_last=unpack(row.range_last),
             cursor=unpack(row.cursor) if row.cursor is not None else None, refs=row.refs,
@@ -411,25 +486,57 @@ class Ledger:
             reservations=row.reservations,
         )
 
-    def add_pool(self, pool_id: str, subnet_id: int, space: str, cidr: str,
+    def add_pool(self, owner: str, pool_id: str, subnet_id: int, space: str, cidr: str,
                  subpool: str | None, bounds: Range, options: str, *, reuse: str = "lowest",
                  quarantine_s: int = 0, hold_s: int = 0, host_id: str | None = None) -> None:
         self.connection.execute(
             insert(pools).values(
-                id=pool_id, subnet_id=subnet_id, space=space, cidr=cidr, subpool=subpool,
+                owner=owner, id=pool_id, subnet_id=subnet_id, space=space, cidr=cidr,
+                subpool=subpool,
                 range_first=pack(bounds[0]), range_last=pack(bounds[1]), options=options,
                 created_at=now(), reuse=reuse, quarantine_s=quarantine_s, hold_s=hold_s,
                 host_id=host_id,
             )
         )
 
-    def pool_created_at(self, pool_id: str) -> datetime | None:
+    def pool_created_at(self, owner: str, pool_id: str) -> datetime | None:
         created = self.connection.execute(
-            select(pools.c.created_at).where(pools.c.id == pool_id)).scalar()
+            select(pools.c.created_at).where(pools.c.owner == owner, pools.c.id == pool_id)
+        ).scalar()
         return as_utc(created) if created is not None else None
 
-    def drop_pool(self, pool_id: str) -> None:
-        self.connection.execute(delete(pools).where(pools.c.id == pool_id))
+    def drop_pool(self, owner: str, pool_id: str) -> None:
+        self.connection.execute(delete(pools).where(pools.c.owner == owner, pools.c.id == pool_id))
+        if owner == SHARED:
+            self.connection.execute(delete(attachments).where(attachments.c.pool_id == pool_id))
+
+    # --- shared pools --------------------------------------------------------------------
+
+    def attach(self, pool_id: str, host_id: str) -> bool:
+        """Record that ``host_id`` uses the shared pool; False when it already did."""
+        known = self.connection.execute(select(attachments.c.host_id).where(
+            attachments.c.pool_id == pool_id, attachments.c.host_id == host_id)).first()
+        if known is not None:
+            return False
+        self.connection.execute(insert(attachments).values(pool_id=pool_id, host_id=host_id,
+                                                           attached_at=now()))
+        return True
+
+    def detach(self, pool_id: str, host_id: str) -> None:
+        self.connection.execute(delete(attachments).where(
+            attachments.c.pool_id == pool_id, attachments.c.host_id == host_id))
+
+    def shared_pools_named(self, prefix: str) -> list[str]:
+        return list(self.connection.execute(select(pools.c.id).where(
+            pools.c.owner == SHARED, pools.c.id.startswith(prefix, autoescape=True))).scalars())
+
+    def pools_of_subnet(self, subnet_id: int) -> list[str]:
+        return list(self.connection.execute(
+            select(pools.c.id).where(pools.c.subnet_id == subnet_id)).scalars())
+
+    def attached_hosts(self, pool_id: str) -> list[str]:
+        return list(self.connection.execute(select(attachments.c.host_id).where(
+            attachments.c.pool_id == pool_id)).scalars())
 
     # --- leases --------------------------------------------------------------------------
 
@@ -504,22 +611,23 @@ class Ledger:
         ).first()
         return unpack(row.address) if row else None
 
-    def parked_for(self, pool_id: str, mac: str | None, name: str | None,
+    def parked_for(self, subnet_id: int, pool_id: str, mac: str | None, name: str | None,
                    at: float) -> int | None:
         """The address held for the endpoint with this MAC (or else this name), if unexpired."""
         for query, key, value in ((_PARKED_FOR_MAC, "mac", mac), (_PARKED_FOR_NAME, "name", name)):
             if not value:
                 continue
-            row = self.connection.execute(query, {"pool_id": pool_id, key: value}).first()
+            row = self.connection.execute(
+                query, {"subnet_id": subnet_id, "pool_id": pool_id, key: value}).first()
             if row is not None and row.until > at:
                 return unpack(row.address)
         return None
 
-    def held_by(self, pool_id: str, kind: str, mac: str | None) -> int | None:
+    def held_by(self, subnet_id: int, pool_id: str, kind: str, mac: str | None) -> int | None:
         """The address this pool already leased to that kind of holder (and MAC), if any."""
         query = _HELD_BY if mac else _HELD_BY_NO_MAC
         row = self.connection.execute(
-            query, {"pool_id": pool_id, "kind": kind, "mac": mac}
+            query, {"subnet_id": subnet_id, "pool_id": pool_id, "kind": kind, "mac": mac}
         ).first()
         return unpack(row.address) if row else None
 
@@ -535,14 +643,18 @@ class Ledger:
         details = ", ".join(f"{k} {v}" for k, v in (("name", row.name), ("mac", row.mac)) if v)
         return f"{who} ({details})" if details else who
 
-    def leased_addresses_of_pool(self, pool_id: str) -> list[int]:
-        rows = self.connection.execute(
-            select(leases.c.address).where(leases.c.pool_id == pool_id)
-        )
-        return [unpack(row.address) for row in rows]
+    def leased_addresses_of_pool(self, subnet_id: int, pool_id: str,
+                                 host_id: str | None = None) -> list[int]:
+        """The pool's leases; only those ``host_id`` made, when given."""
+        query = select(leases.c.address).where(leases.c.subnet_id == subnet_id,
+                                               leases.c.pool_id == pool_id)
+        if host_id is not None:
+            query = query.where(leases.c.host_id == host_id)
+        return [unpack(row.address) for row in self.connection.execute(query)]
 
-    def parked_of_pool(self, pool_id: str) -> list[int]:
-        rows = self.connection.execute(select(parked.c.address).where(parked.c.pool_id == pool_id))
+    def parked_of_pool(self, subnet_id: int, pool_id: str) -> list[int]:
+        rows = self.connection.execute(select(parked.c.address).where(
+            parked.c.subnet_id == subnet_id, parked.c.pool_id == pool_id))
         return [unpack(row.address) for row in rows]
 
 
@@ -592,9 +704,9 @@ class FreeRanges:
 class HeldSubnets:
     """The :class:`driver.allocator.HeldSubnets` of one address space and family."""
 
-    def __init__(self, connection: Connection, space: str, version: int) -> None:
+    def __init__(self, connection: Connection, owner: str, space: str, version: int) -> None:
         self.connection = connection
-        self.params = {"space": space, "version": version}
+        self.params = {"owner": owner, "space": space, "version": version}
 
     def first_overlapping(self, first: int, last: int) -> Range | None:
         params = {**self.params, "first": pack(first), "last": pack(last)}

@@ -50,11 +50,10 @@ def test_a_full_disk_is_a_clear_503_and_service_resumes_when_space_is_back(small
     plugin = plugin_on(f"sqlite:///{db}")
     assert plugin.call("RequestPool", POOL)[0] == 200
     filler = small_disk / "filler"
-    with open(filler, "wb") as f:
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
     statuses = [plugin.call("RequestAddress", ADDRESS) for _ in range(200)]

@@ -99,10 +99,10 @@ def test_export_then_import_into_a_new_ledger_gives_back_the_same_export(run, bu
     assert "ok: 2 subnets and 5 leases are consistent" in run("check", db=target)
 
 
-def test_import_refuses_a_ledger_that_is_not_empty_and_a_file_that_is_not_an_export(run, busy, tmp_path):
+def test_import_refuses_a_ledger_that_already_holds_this_hosts_pools_and_a_file_that_is_not_an_export(run, busy, tmp_path):
     exported = tmp_path / "ledger.json"
     run("export", "-o", str(exported))
-    assert "the target ledger is not empty" in run("import", str(exported), ok=False)
+    assert "the target ledger already holds pools of 'local': import a host's ledger only once" in run("import", str(exported), ok=False)
     (tmp_path / "other.json").write_text('{"subnets": []}')
     target = f"sqlite:///{tmp_path}/copy.db"
     assert "not an ipledger export" in run("import", str(tmp_path / "other.json"), ok=False, db=target)

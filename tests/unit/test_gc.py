@@ -24,7 +24,7 @@ def lease(address: str, created=OLD, pool=POOL, kind="endpoint") -> LedgerLease:
 
 def judge(pools, leases, networks, host="me"):
     return [(f.what, f.pool_id, f.address, f.due)
-            for f in reconcile(pools, leases, networks, host_id=host, now=NOW, grace=timedelta(minutes=10))]
+            for f in reconcile(pools, leases, networks, owner="me", host_id=host, now=NOW, grace=timedelta(minutes=10))]
 
 
 def test_a_lease_that_no_endpoint_gateway_or_aux_address_uses_is_a_leak():
@@ -74,3 +74,16 @@ def test_the_gateway_lease_is_not_a_leak_when_docker_does_not_show_the_gateway()
     found = judge([LedgerPool(POOL, "LocalDefault", "me", OLD)],
                   [lease("198.51.100.1", kind="gateway"), lease("198.51.100.4")], [quiet])
     assert found == [("lease", POOL, "198.51.100.4", True)]
+
+
+def test_in_a_shared_pool_only_this_hosts_leases_are_judged_and_never_the_pool():
+    shared = "shared/lan/LocalDefault/198.51.100.0/24"
+    net = DockerNetwork("lan", "local", [IpamConfig("198.51.100.0/24", None, None, {})],
+                        [Endpoint("a", "198.51.100.2", None)])
+    # Docker's network maps to the local PoolID; a shared pool is judged through its own id
+    found = [(f.what, f.address) for f in reconcile(
+        [LedgerPool(shared, "LocalDefault", "shared", OLD)],
+        [LedgerLease(shared, "198.51.100.3", "endpoint", OLD, "other-host"),
+         LedgerLease(shared, "198.51.100.4", "endpoint", OLD, "me")],
+        [net], owner="me", host_id="me", now=NOW, grace=timedelta(minutes=10))]
+    assert found == []
