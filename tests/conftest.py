@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -9,12 +10,45 @@ from driver.config import Settings
 from driver.schema import migrate
 from driver.service import Ipam
 from driver.store import Store, make_engine
+from tests.pg import PostgresCluster, binaries
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One private PostgreSQL server for the whole run."""
+    if binaries() is None or os.geteuid() != 0:
+        why = "PostgreSQL is not installed, or not root"
+        if os.environ.get("IPLEDGER_REQUIRE_E2E"):
+            pytest.fail(f"{why}: tests/run.sh installs Debian's postgresql")
+        pytest.skip(why)
+    cluster = PostgresCluster()
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which database the ledger is in: every ledger test runs on SQLite and on PostgreSQL."""
+    return str(request.param)
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(socket=str(tmp_path / "ipledger.sock"),
-                    db_url=f"sqlite:///{tmp_path}/db/ledger.db")
+def db_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path}/db/ledger.db"
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    url = cluster.new_database()
+    yield url
+    cluster.drop_database(url)
+
+
+@pytest.fixture
+def settings(tmp_path, db_url: str) -> Settings:
+    return Settings(socket=str(tmp_path / "ipledger.sock"), db_url=db_url, host_id="host-a")
 
 
 @pytest.fixture
@@ -27,4 +61,16 @@ def engine(settings: Settings) -> Iterator[Engine]:
 
 @pytest.fixture
 def ipam(engine: Engine, settings: Settings) -> Ipam:
-    return Ipam(Store(engine), settings.default_pools)
+    return Ipam(Store(engine), settings.default_pools, settings.host_id)
+
+
+@pytest.fixture
+def other_db_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A second, empty ledger on the same kind of database."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path}/other.db"
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    url = cluster.new_database()
+    yield url
+    cluster.drop_database(url)

@@ -23,6 +23,7 @@ class Plugin:
 
 
 @pytest.fixture
-def plugin(settings, engine) -> Plugin:
+def plugin(settings, engine):
     app = create_app(settings)
-    return Plugin(app.test_client())
+    yield Plugin(app.test_client())
+    app.extensions["ipledger"].store.dispose()

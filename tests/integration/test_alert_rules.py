@@ -45,14 +45,14 @@ def test_the_rules_only_use_metrics_ipledger_exports(ipam):
     from driver.metrics import LedgerCollector, Metrics
 
     ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {}, False)
-    Admin(ipam.store).record_findings([type("F", (), {"what": "lease", "pool_id": "LocalDefault/198.51.100.0/24",
+    Admin(ipam.store, ipam.host_id).record_findings([type("F", (), {"what": "lease", "pool_id": "LocalDefault/198.51.100.0/24",
                                                        "address": "198.51.100.9", "detail": "test"})()])
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     metrics.allocations.labels("p").inc()
     metrics.releases.labels("p").inc()
     metrics.errors.labels("e", "StorageUnavailable").inc()
-    registry.register(LedgerCollector(Admin(ipam.store)))
+    registry.register(LedgerCollector(Admin(ipam.store, ipam.host_id)))
     exported = {sample.name for family in registry.collect() for sample in family.samples}
     used = set(re.findall(r"\bipledger_[a-z_]+", (RULES / "ipledger.rules.yml").read_text()))
     assert used <= exported

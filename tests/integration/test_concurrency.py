@@ -1,4 +1,4 @@
-"""Several processes and threads on one SQLite file never hand out one address twice."""
+"""Several processes and threads on one ledger (SQLite and PostgreSQL) never hand out one address twice."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from driver.service import Ipam
 from driver.store import open_store
 
 
-def allocate_and_release(db_url: str, pool_id: str, count: int) -> list[str]:
+def allocate_and_release(db_url: str, host_id: str, pool_id: str, count: int) -> list[str]:
     """Take `count` addresses, giving every third back at once; return those kept."""
     store = open_store(db_url)
-    ipam = Ipam(store, Settings().default_pools)
+    ipam = Ipam(store, Settings().default_pools, host_id)
     kept = []
     for i in range(count):
         address = ipam.request_address(pool_id, "", {})
@@ -31,7 +31,7 @@ def allocate_and_release(db_url: str, pool_id: str, count: int) -> list[str]:
 def test_concurrent_processes_never_share_an_address(ipam, engine, settings):
     pool_id = ipam.request_pool("LocalDefault", "2001:db8::/48", "", {}, True).pool_id
     with multiprocessing.get_context("spawn").Pool(4) as workers:
-        results = workers.starmap(allocate_and_release, [(settings.db_url, pool_id, 60)] * 4)
+        results = workers.starmap(allocate_and_release, [(settings.db_url, settings.host_id, pool_id, 60)] * 4)
     kept = [a for result in results for a in result]
     assert len(kept) == 4 * 40
     assert len(set(kept)) == len(kept)

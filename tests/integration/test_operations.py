@@ -22,7 +22,8 @@ MAC = "com.docker.network.endpoint.macaddress"
 def run(settings):
     def run(*args: str, ok: bool = True, db: str | None = None, stdin: str | None = None):
         result = CliRunner().invoke(main, [*args[:1], "--db", db or settings.db_url, *args[1:]],
-                                    input=stdin, catch_exceptions=False)
+                                    input=stdin, catch_exceptions=False,
+                                    env={"IPLEDGER_HOST_ID": settings.host_id})
         assert (result.exit_code == 0) == ok, result.output
         return result.output
 
@@ -83,11 +84,11 @@ def test_history_tells_who_had_an_address_and_when(run, busy):
     assert "give an ADDRESS" in run("history", ok=False)
 
 
-def test_export_then_import_into_a_new_ledger_gives_back_the_same_export(run, busy, tmp_path):
+def test_export_then_import_into_a_new_ledger_gives_back_the_same_export(run, busy, tmp_path, other_db_url):
     run("reserve", "198.51.100.10-198.51.100.19", "--label", "routers")
     exported = tmp_path / "ledger.json"
     run("export", "-o", str(exported))
-    target = f"sqlite:///{tmp_path}/copy.db"
+    target = other_db_url
     assert "imported 2 subnets and 5 leases" in run("import", str(exported), db=target)
     again_path = tmp_path / "again.json"
     run("export", "-o", str(again_path), db=target)
@@ -99,12 +100,13 @@ def test_export_then_import_into_a_new_ledger_gives_back_the_same_export(run, bu
     assert "ok: 2 subnets and 5 leases are consistent" in run("check", db=target)
 
 
-def test_import_refuses_a_ledger_that_already_holds_this_hosts_pools_and_a_file_that_is_not_an_export(run, busy, tmp_path):
+def test_import_refuses_a_ledger_that_already_holds_this_hosts_pools_and_a_file_that_is_not_an_export(run, busy, tmp_path, other_db_url, backend, settings):
     exported = tmp_path / "ledger.json"
     run("export", "-o", str(exported))
-    assert "the target ledger already holds pools of 'local': import a host's ledger only once" in run("import", str(exported), ok=False)
+    owner = "local" if backend == "sqlite" else settings.host_id
+    assert f"the target ledger already holds pools of '{owner}': import a host's ledger only once" in run("import", str(exported), ok=False)
     (tmp_path / "other.json").write_text('{"subnets": []}')
-    target = f"sqlite:///{tmp_path}/copy.db"
+    target = other_db_url
     assert "not an ipledger export" in run("import", str(tmp_path / "other.json"), ok=False, db=target)
     (tmp_path / "bad.json").write_text("{nope")
     assert "is not JSON" in run("import", str(tmp_path / "bad.json"), ok=False, db=target)

@@ -1,0 +1,110 @@
+"""A private PostgreSQL cluster for the tests: its own data directory and unix socket, no TCP.
+
+Debian's `postgresql` package provides the binaries (tests/run.sh installs it); the cluster runs
+as the `postgres` user, trusts local connections, and is removed when the tests end.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from driver.schema import migrate
+from driver.store import make_engine
+
+
+def binaries() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+                   key=lambda p: int(Path(p).parts[-3]))
+    return Path(found[-1]).parent if found else None
+
+
+class PostgresCluster:
+    def __init__(self) -> None:
+        bin_dir = binaries()
+        if bin_dir is None:
+            raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
+        self.bin = bin_dir
+        self.root = Path(tempfile.mkdtemp(prefix="ipl-pg-"))
+        self.data = self.root / "data"
+        self.socket_dir = self.root / "run"
+        self.log = self.root / "postgres.log"
+        self.port = 5432 + (os.getpid() % 1000) + 1
+        self.socket_dir.mkdir()
+        shutil.chown(self.root, "postgres")
+        shutil.chown(self.socket_dir, "postgres")
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "--auth=trust",
+                          "-U", "postgres", "--encoding=UTF8", "--no-sync")
+
+    def _as_postgres(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True,
+                              capture_output=True, text=True, cwd="/")
+
+    def start(self) -> None:
+        options = (f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir} "
+                   f"-c port={self.port} -c fsync=off -c max_connections=200")
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+                          "-o", options, "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
+                          "stop")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def url(self, database: str = "postgres") -> str:
+        return (f"postgresql+psycopg://postgres@/{database}"
+                f"?host={self.socket_dir}&port={self.port}")
+
+    def _admin(self, sql: str) -> None:
+        engine = create_engine(self.url(), isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as c:
+                c.execute(text(sql))
+        finally:
+            engine.dispose()
+
+    def new_database(self, template: str | None = "ipledger_template") -> str:
+        """A new, migrated database (copied from a migrated template) and its URL."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        if template is None:
+            self._admin(f"CREATE DATABASE {name}")
+        else:
+            self._ensure_template(template)
+            self._admin(f"CREATE DATABASE {name} TEMPLATE {template}")
+        return self.url(name)
+
+    def _ensure_template(self, template: str) -> None:
+        if getattr(self, "_template_ready", False):
+            return
+        self._admin(f"DROP DATABASE IF EXISTS {template}")
+        self._admin(f"CREATE DATABASE {template}")
+        engine = make_engine(self.url(template))
+        migrate(engine)
+        engine.dispose()
+        self._template_ready = True
+
+    def drop_database(self, url: str) -> None:
+        name = make_url(url).database
+        self._admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def destroy(self) -> None:
+        try:
+            self.stop("immediate")
+        except subprocess.CalledProcessError:
+            pass
+        deadline = time.monotonic() + 10
+        while (self.data / "postmaster.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        shutil.rmtree(self.root, ignore_errors=True)
