@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 
 def _config() -> Config:
@@ -14,10 +14,17 @@ def _config() -> Config:
     return config
 
 
+# Any constant: the advisory lock that keeps several hosts from migrating one database at once.
+MIGRATION_LOCK = 0x1ED6E4
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the database to the newest schema, in place."""
+    """Bring the database to the newest schema, in place, one migrating process at a time."""
     config = _config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

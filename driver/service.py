@@ -261,10 +261,12 @@ class Ipam:
         if record.shared:
             ledger.detach(record.id, self.host_id)
             if ledger.attached_hosts(record.id):
-                # Other hosts still use it: only this host's leftovers go back.
+                # Other hosts still use it: only this host's leftovers go back, and never the
+                # gateway, which is every host's.
+                gateway = ledger.held_by(record.subnet_id, record.id, "gateway", None)
                 for address in ledger.leased_addresses_of_pool(record.subnet_id, record.id,
                                                                self.host_id):
-                    if ledger.drop_lease(record.subnet_id, address):
+                    if address != gateway and ledger.drop_lease(record.subnet_id, address):
                         self._free(ledger, record, address)
                 ledger.record(self.host_id, "pool-detach", record.id, record.subnet.cidr)
                 log.info("host %s no longer uses shared pool %s", self.host_id, record.id,

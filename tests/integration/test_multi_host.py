@@ -1,0 +1,187 @@
+"""Several hosts, one PostgreSQL ledger: three real `ipledger serve` instances on one shared pool."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import netaddr
+import pytest
+from sqlalchemy import create_engine, select
+
+from driver.client import PluginClient
+from driver.models import leases
+from driver.store import unpack
+from tests.e2e.harness import PluginProcess
+
+SHARED_POOL = {"AddressSpace": "LocalDefault", "Pool": "2001:db8:1::/64",
+               "Options": {"ipledger.shared": "lan"}}
+POOL_ID = "shared/lan/LocalDefault/2001:db8:1::/64"
+GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
+
+
+@pytest.fixture
+def pg_url(postgres):
+    url = postgres.new_database(template=None)
+    yield url
+    postgres.drop_database(url)
+
+
+@pytest.fixture
+def hosts(tmp_path, pg_url):
+    instances = [PluginProcess(f"ipl-host{i}", pg_url, tmp_path, socket=str(tmp_path / f"host{i}.sock"),
+                               extra_env={"IPLEDGER_HOST_ID": f"host-{i}"}) for i in range(3)]
+    threads = [threading.Thread(target=instance.start) for instance in instances]
+    for t in threads:  # all three migrate the new database at once
+        t.start()
+    for t in threads:
+        t.join()
+    yield instances
+    for instance in instances:
+        instance.stop()
+
+
+def ledger_addresses(url: str) -> list[str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            return [str(netaddr.IPAddress(unpack(a), 6))
+                    for a in c.execute(select(leases.c.address)).scalars()]
+    finally:
+        engine.dispose()
+
+
+class Load:
+    """Clients on every host asking for and giving back addresses until stopped."""
+
+    def __init__(self, hosts, clients_per_host: int = 3) -> None:
+        self.held: dict[str, tuple[int, str]] = {}   # address -> (host, MAC), acknowledged
+        self.duplicates: list[str] = []
+        self.uncertain = 0
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(h, host.socket, n))
+                        for h, host in enumerate(hosts) for n in range(clients_per_host)]
+
+    def run(self, h: int, socket: str, n: int) -> None:
+        client = PluginClient(socket, timeout=10)
+        mine: list[str] = []
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            mac = f"02:00:{h:02x}:{n:02x}:{i >> 8 & 0xff:02x}:{i & 0xff:02x}"
+            try:
+                if i % 4 == 0 and mine:
+                    address = mine.pop(0)
+                    # no longer counted as held before the release is sent: the moment it is
+                    # done, another client may get the address
+                    with self.lock:
+                        del self.held[address]
+                    status, body = client.call("ReleaseAddress", {"PoolID": POOL_ID, "Address": address})
+                    if status != 200:
+                        with self.lock:
+                            self.uncertain += 1
+                            self.errors.append(body.get("Err", ""))
+                    continue
+                status, body = client.call("RequestAddress", {
+                    "PoolID": POOL_ID, "Options": {"com.docker.network.endpoint.macaddress": mac}})
+            except OSError:
+                with self.lock:
+                    self.uncertain += 1
+                client = PluginClient(socket, timeout=10)
+                continue
+            with self.lock:
+                if status != 200:
+                    self.uncertain += 1
+                    self.errors.append(body.get("Err", ""))
+                    continue
+                address = body["Address"].split("/")[0]
+                if address in self.held:
+                    self.duplicates.append(address)
+                self.held[address] = (h, mac)
+                mine.append(address)
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)
+
+
+def attach_all(hosts) -> str:
+    gateways = set()
+    for host in hosts:
+        assert host.client.call("RequestPool", SHARED_POOL) == (200, {"PoolID": POOL_ID, "Pool": "2001:db8:1::/64", "Data": {}})
+        gateways.add(host.client.call("RequestAddress", {"PoolID": POOL_ID, "Options": GATEWAY})[1]["Address"])
+    assert len(gateways) == 1, "every host's network has the shared segment's one gateway"
+    return gateways.pop()
+
+
+def test_three_hosts_on_one_shared_pool_never_hand_out_an_address_twice(hosts, pg_url):
+    gateway = attach_all(hosts)
+    with Load(hosts) as load:
+        time.sleep(6)
+    assert load.duplicates == []
+    assert load.errors == []
+    held = set(load.held) | {gateway.split("/")[0]}
+    in_ledger = ledger_addresses(pg_url)
+    assert len(in_ledger) == len(set(in_ledger))
+    assert set(in_ledger) == held
+    assert len(load.held) > 300
+
+
+def test_a_postgresql_restart_under_load_loses_no_acknowledged_lease_and_service_resumes(hosts, pg_url, postgres):
+    attach_all(hosts)
+    with Load(hosts) as load:
+        time.sleep(2)
+        postgres.restart()
+        time.sleep(3)
+    assert load.duplicates == []
+    assert all(e.startswith("database unavailable") for e in load.errors), load.errors[:3]
+    in_ledger = set(ledger_addresses(pg_url))
+    # every acknowledged lease is there; the extra ones are calls whose answer was lost
+    assert set(load.held) <= in_ledger
+    assert len(in_ledger) - len(load.held) - 1 <= load.uncertain
+    # and after the restart every host serves again, without being restarted itself
+    for host in hosts:
+        status, body = host.client.call("RequestAddress", {"PoolID": POOL_ID})
+        assert status == 200, body
+
+
+def test_while_postgresql_is_down_calls_fail_fast_with_a_clear_error(hosts, postgres):
+    attach_all(hosts)
+    postgres.stop()
+    try:
+        started = time.monotonic()
+        status, body = hosts[0].client.call("RequestAddress", {"PoolID": POOL_ID})
+        assert time.monotonic() - started < 5
+        assert status == 503
+        assert body["Err"].startswith("database unavailable: ")
+    finally:
+        postgres.start()
+    assert hosts[0].client.call("RequestAddress", {"PoolID": POOL_ID})[0] == 200
+
+
+def test_a_shared_pool_lives_until_the_last_host_releases_it(hosts, pg_url):
+    attach_all(hosts)
+    leased = hosts[1].client.call("RequestAddress", {"PoolID": POOL_ID})[1]["Address"]
+    assert hosts[0].client.call("ReleasePool", {"PoolID": POOL_ID}) == (200, {})
+    assert hosts[1].client.call("ReleasePool", {"PoolID": POOL_ID}) == (200, {})
+    # host 2 still uses it: its gateway stays, and host 1's leftovers went back
+    assert hosts[2].client.call("RequestAddress", {"PoolID": POOL_ID})[1]["Address"] == leased
+    assert hosts[2].client.call("ReleasePool", {"PoolID": POOL_ID}) == (200, {})
+    assert ledger_addresses(pg_url) == []
+    assert hosts[0].client.call("RequestAddress", {"PoolID": POOL_ID})[0] == 404
+
+
+def test_without_the_shared_option_each_host_keeps_its_own_pools(hosts):
+    pool = {"AddressSpace": "LocalDefault", "Pool": "203.0.113.0/24"}
+    answers = [host.client.call("RequestPool", pool) for host in hosts]
+    assert {status for status, _ in answers} == {200}
+    first = [host.client.call("RequestAddress", {"PoolID": "LocalDefault/203.0.113.0/24"})[1]["Address"] for host in hosts]
+    assert first == ["203.0.113.1/24"] * 3
