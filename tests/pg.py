@@ -6,6 +6,7 @@ as the `postgres` user, trusts local connections, and is removed when the tests 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -100,10 +101,8 @@ class PostgresCluster:
         self._admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass
         deadline = time.monotonic() + 10
         while (self.data / "postmaster.pid").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
