@@ -95,7 +95,7 @@ def when(moment: datetime | None) -> str:
 
 def register(main: click.Group) -> None:
     for command in (pools, leases, usage, history, reserve, unreserve, export, import_, check,
-                    gc):
+                    gc, migrate_db):
         main.add_command(command)
 
 
@@ -320,3 +320,32 @@ def gc(db_url: str | None, docker_host: str | None, drivers: tuple[str, ...], gr
             f.detail] for f in findings])
     if not apply:
         click.echo(f"report only: run with --apply to reclaim what is older than {grace}")
+
+
+@click.command("migrate-db")
+@db_option
+@click.option("--to", "target", required=True,
+              help="URL of the ledger to move into, e.g. postgresql+psycopg://ipledger@db/ipam")
+def migrate_db(db_url: str | None, target: str) -> None:
+    """Copy this host's ledger (--db) into another database, e.g. SQLite into PostgreSQL.
+
+    Stop ipledger first, then point IPLEDGER_DB at the new ledger and start it again. This
+    host's pools become its own (IPLEDGER_HOST_ID) in the target, beside other hosts' pools.
+    """
+    from driver.store import masked_url
+
+    source_url = Settings.from_env(db_url=db_url).db_url
+    if source_url == target:
+        raise click.ClickException("--to names the ledger being migrated")
+    with admin(db_url) as source:
+        data = source.export()
+    with admin(target) as destination:
+        leased = destination.import_(data)
+        report = destination.check()
+    if report.problems:
+        raise click.ClickException("the migrated ledger does not check clean: "
+                                   + "; ".join(report.problems[:3]))
+    click.echo(f"moved {len(data['subnets'])} subnets, {leased} leases and "
+               f"{len(data['history'])} history events into {masked_url(target)}, "
+               f"as host {destination.host_id!r}")
+    click.echo(f"now set IPLEDGER_DB={masked_url(target)} and restart ipledger")

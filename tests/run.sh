@@ -17,10 +17,18 @@ command -v iptables >/dev/null || need+=(iptables)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v docker-registry >/dev/null || need+=(docker-registry)
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # The tests run a PostgreSQL cluster of their own (tests/pg.py); stop the one the package
+    # may have started.
+    if [[ " ${need[*]} " == *" postgresql "* ]] && command -v pg_lsclusters >/dev/null; then
+        pg_lsclusters -h | awk '$4 == "online" {print $1, $2}' | while read -r version cluster; do
+            pg_ctlcluster "$version" "$cluster" stop || true
+        done
+    fi
 fi
 
 # promtool checks the example alert rules: unpacked from Debian's prometheus package rather than

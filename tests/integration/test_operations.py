@@ -174,3 +174,36 @@ def test_any_history_of_operations_leaves_a_ledger_that_checks_clean_and_survive
         {k: v for k, v in exported.items() if k != "exported_at"}
     engine.dispose()
     copy.dispose()
+
+
+def test_migrate_db_moves_an_sqlite_ledger_into_postgresql_where_the_plugin_carries_on(tmp_path, postgres):
+    sqlite_url = f"sqlite:///{tmp_path}/host.db"
+    engine = make_engine(sqlite_url)
+    migrate(engine)
+    ipam = Ipam(Store(engine), ())
+    pool = ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {"ipledger.quarantine": "1h"}, False).pool_id
+    taken = [ipam.request_address(pool, "", {MAC: f"02:00:00:00:00:0{i}"}) for i in range(4)]
+    ipam.release_address(pool, taken[1].split("/")[0])
+    engine.dispose()
+    target = postgres.new_database(template=None)
+    try:
+        result = CliRunner().invoke(main, ["migrate-db", "--db", sqlite_url, "--to", target],
+                                    env={"IPLEDGER_HOST_ID": "host-a"}, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert "moved 1 subnets, 3 leases and 6 history events" in result.output
+        assert "as host 'host-a'" in result.output
+        pg = make_engine(target)
+        moved = Ipam(Store(pg), (), "host-a")
+        # the quarantined address stays quarantined; the lowest free one is next
+        assert moved.request_address(pool, "", {}) == "198.51.100.5/24"
+        assert moved.release_address(pool, taken[0].split("/")[0])
+        # another host sees none of it: its LocalDefault is its own
+        with pytest.raises(Exception, match="not found"):
+            Ipam(Store(pg), (), "host-b").request_address(pool, "", {})
+        pg.dispose()
+        again = CliRunner().invoke(main, ["migrate-db", "--db", sqlite_url, "--to", target],
+                                   env={"IPLEDGER_HOST_ID": "host-a"})
+        assert again.exit_code == 1
+        assert "already holds pools of 'host-a'" in again.output
+    finally:
+        postgres.drop_database(target)
