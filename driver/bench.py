@@ -121,10 +121,13 @@ class Server:
 
 
 @contextmanager
-def server(workdir: Path, db_url: str, workers: int) -> Iterator[Server]:
+def server(workdir: Path, db_url: str, workers: int, host_id: str | None = None
+           ) -> Iterator[Server]:
     """``ipledger serve`` on a socket of its own; yields once it has answered."""
-    sock = str(workdir / f"bench-{workers}.sock")
+    sock = str(workdir / f"bench-{host_id or ''}{workers}.sock")
     env = dict(os.environ, IPLEDGER_LOG_LEVEL="warning")
+    if host_id is not None:
+        env["IPLEDGER_HOST_ID"] = host_id
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "driver", "serve", "--socket", sock, "--db", db_url,
@@ -206,12 +209,15 @@ def _allocations(client: PluginClient, pool_id: str, count: int
     return got, latencies
 
 
-def concurrent(sock: str, pool_id: str, clients: int, per_client: int
+def concurrent(sock: str | list[str], pool_id: str, clients: int, per_client: int
                ) -> tuple[float, float, int, int]:
-    """``clients`` processes allocating at once: (allocations/s, p99 ms, handed out, duplicates)."""
+    """``clients`` processes allocating at once, spread over the sockets given: (allocations/s,
+    p99 ms, handed out, duplicates)."""
+    sockets = [sock] if isinstance(sock, str) else sock
+    jobs = [(sockets[i % len(sockets)], pool_id, per_client) for i in range(clients)]
     with multiprocessing.get_context("fork").Pool(clients) as pool:
         t0 = time.perf_counter()
-        results = pool.map(_allocate, [(sock, pool_id, per_client)] * clients)
+        results = pool.map(_allocate, jobs)
         wall = time.perf_counter() - t0
     addresses = [a for got, _ in results for a in got]
     latencies = [x for _, lat in results for x in lat]
@@ -280,5 +286,51 @@ def run(quick: bool, out: Callable[[str], None] = print) -> dict[str, object]:
                 conc.append((workers, clients, rate, p99, total, dups))
                 out(f"{workers:>8}{clients:>8}{rate:>10.0f}{p99:>9.2f}{total:>12,}{dups:>6}")
                 db.unlink()
+        results["concurrent"] = conc
+    return results
+
+
+SHARED_BENCH_POOL = "2001:db8:1::/64"
+
+
+def run_postgres(url: str, quick: bool, out: Callable[[str], None] = print
+                 ) -> dict[str, object]:
+    """Three instances (own sockets and host ids) on one PostgreSQL ledger, one shared pool."""
+    rounds = 300 if quick else 2_000
+    per_client = 50 if quick else 400
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    results: dict[str, object] = {}
+    request = {"AddressSpace": "LocalDefault", "Pool": SHARED_BENCH_POOL,
+               "Options": {"ipledger.shared": "bench"}}
+    pool_id = f"shared/bench/LocalDefault/{SHARED_BENCH_POOL}"
+    with tempfile.TemporaryDirectory(prefix="ipledger-bench-") as tmp, \
+            server(Path(tmp), url, 2, "bench-a") as a, \
+            server(Path(tmp), url, 2, "bench-b") as b, \
+            server(Path(tmp), url, 2, "bench-c") as c:
+        sockets = [a.socket, b.socket, c.socket]
+        for sock in sockets:
+            status, answer = PluginClient(sock).call("RequestPool", request)
+            if status != 200:
+                raise RuntimeError(f"RequestPool failed: {answer}")
+        out(f"# ipledger bench on PostgreSQL ({'quick' if quick else 'full'}): "
+            f"{os.cpu_count()} CPUs, 3 instances x 2 gunicorn workers, one shared pool")
+        out("")
+        out("## Sequential RequestAddress + ReleaseAddress on one instance (ms)")
+        requests, releases = sequential(a.socket, pool_id, rounds)
+        results["sequential"] = (statistics.median(requests), percentile(requests, 99),
+                                 statistics.median(releases))
+        out(f"{'req p50':>10}{'req p99':>10}{'rel p50':>10}")
+        out(f"{statistics.median(requests):>10.3f}{percentile(requests, 99):>10.3f}"
+            f"{statistics.median(releases):>10.3f}")
+        out("")
+        out("## Concurrent RequestAddress over the three instances, checked for duplicates")
+        out(f"{'clients':>8}{'alloc/s':>10}{'p99 ms':>9}{'handed out':>12}{'dups':>6}")
+        conc = []
+        for clients in (3, 6, 12):
+            rate, p99, total, dups = concurrent(sockets, pool_id, clients, per_client)
+            conc.append((clients, rate, p99, total, dups))
+            out(f"{clients:>8}{rate:>10.0f}{p99:>9.2f}{total:>12,}{dups:>6}")
         results["concurrent"] = conc
     return results

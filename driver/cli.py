@@ -81,11 +81,16 @@ def install_service(unit_dir: Path, start: bool) -> None:
 @main.command()
 @click.option("--quick", is_flag=True,
               help="Small counts (1,000 and 10,000 leases), as CI runs it.")
-def bench(quick: bool) -> None:
+@click.option("--postgres", "postgres_url", metavar="URL",
+              help="Instead: three instances on this (empty) PostgreSQL database.")
+def bench(quick: bool, postgres_url: str | None) -> None:
     """Measure the real server under a Docker-like client and print the tables."""
-    from driver.bench import run
+    from driver.bench import run, run_postgres
 
-    run(quick)
+    if postgres_url:
+        run_postgres(postgres_url, quick)
+    else:
+        run(quick)
 
 
 register(main)
