@@ -64,7 +64,8 @@ class LedgerCollector(Collector):
         self.admin = admin
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        labels = ["pool", "subnet", "range"]
+        # owner: "local" (SQLite), the host id, or "shared"; PoolIDs repeat across hosts
+        labels = ["pool", "subnet", "range", "owner"]
         families = {
             "size": GaugeMetricFamily("ipledger_pool_size_addresses",
                                       "Addresses the pool can hand out", labels=labels),
@@ -95,7 +96,7 @@ class LedgerCollector(Collector):
             return
         for report in reports:
             pool, usage = report.pool, report.usage
-            values = [pool.id, pool.subnet.cidr, pool.subpool or pool.subnet.cidr]
+            values = [pool.id, pool.subnet.cidr, pool.subpool or pool.subnet.cidr, pool.owner]
             families["size"].add_metric(values, usage.size)
             families["leased"].add_metric(values, usage.leased)
             families["reserved"].add_metric(values, usage.reserved)

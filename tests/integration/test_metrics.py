@@ -76,7 +76,7 @@ def test_metrics_count_every_workers_calls_and_read_pool_usage_from_the_ledger(s
     assert value(samples, "ipledger_errors_total", endpoint="IpamDriver.RequestAddress", error="AddressOutOfRange") == 1
     assert value(samples, "ipledger_errors_total", endpoint="IpamDriver.RequestAddress", error="PoolNotFound") == 1
     assert value(samples, "ipledger_request_duration_seconds_count", endpoint="IpamDriver.RequestAddress") == 22
-    labels = {"pool": pool_id, "subnet": "198.51.100.0/24", "range": "198.51.100.0/26"}
+    labels = {"pool": pool_id, "subnet": "198.51.100.0/24", "range": "198.51.100.0/26", "owner": "local"}
     assert value(samples, "ipledger_pool_size_addresses", **labels) == 63  # .0 is the network address
     assert value(samples, "ipledger_pool_leased_addresses", **labels) == 15
     assert value(samples, "ipledger_pool_free_addresses", **labels) == 48
