@@ -26,8 +26,30 @@ def test_flags_override_the_environment():
     ({"IPLEDGER_DEFAULT_POOLS": '[{"base": "10.0.0.0/8", "size": 33}]'}, "size must be an integer between 8 and 32"),
     ({"IPLEDGER_DEFAULT_POOLS": '[{"base": "10.0.0/8", "size": 24}]'}, "invalid default pool base"),
     ({"IPLEDGER_SQLITE_SYNCHRONOUS": "sometimes"}, "must be OFF, NORMAL, FULL or EXTRA"),
+    ({"IPLEDGER_LOG_FORMAT": "xml"}, "IPLEDGER_LOG_FORMAT 'xml' must be text or json"),
+    ({"IPLEDGER_METRICS_ADDR": "localhost:http"}, "IPLEDGER_METRICS_ADDR 'localhost:http' must be PORT or HOST:PORT"),
+    ({"IPLEDGER_METRICS_ADDR": "70000"}, "with a port 1-65535"),
+    ({"IPLEDGER_HOST_ID": "h" * 65}, "IPLEDGER_HOST_ID must be 1 to 64 characters"),
 ])
 def test_a_bad_setting_is_named_in_the_error(env, message):
     with pytest.raises(SettingsError) as caught:
         Settings.from_env(env)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "address"), [
+    ("9469", ("127.0.0.1", 9469)),
+    (":9469", ("127.0.0.1", 9469)),
+    ("0.0.0.0:9469", ("0.0.0.0", 9469)),
+    ("[::1]:9469", ("::1", 9469)),
+])
+def test_the_metrics_listener_is_off_by_default_and_on_loopback_for_a_bare_port(text, address):
+    assert Settings.from_env({}).metrics_addr is None
+    assert Settings.from_env({"IPLEDGER_METRICS_ADDR": text}).metrics_addr == address
+
+
+def test_the_host_id_is_the_machine_id_unless_set():
+    from driver.config import default_host_id
+
+    assert Settings.from_env({}).host_id == default_host_id() != ""
+    assert Settings.from_env({"IPLEDGER_HOST_ID": "host-a"}).host_id == "host-a"
