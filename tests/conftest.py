@@ -35,15 +35,20 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def db_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[str]:
+def _ledger_url(backend: str, sqlite_path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new ledger's URL: an SQLite file, or a migrated database on the test cluster."""
     if backend == "sqlite":
-        yield f"sqlite:///{tmp_path}/db/ledger.db"
+        yield f"sqlite:///{sqlite_path}"
         return
     cluster: PostgresCluster = request.getfixturevalue("postgres")
     url = cluster.new_database()
     yield url
     cluster.drop_database(url)
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[str]:
+    yield from _ledger_url(backend, tmp_path / "db" / "ledger.db", request)
 
 
 @pytest.fixture
@@ -67,10 +72,4 @@ def ipam(engine: Engine, settings: Settings) -> Ipam:
 @pytest.fixture
 def other_db_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[str]:
     """A second, empty ledger on the same kind of database."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path}/other.db"
-        return
-    cluster: PostgresCluster = request.getfixturevalue("postgres")
-    url = cluster.new_database()
-    yield url
-    cluster.drop_database(url)
+    yield from _ledger_url(backend, tmp_path / "other.db", request)
