@@ -50,9 +50,13 @@ class PostgresCluster:
         return subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True,
                               capture_output=True, text=True, cwd="/")
 
-    def start(self) -> None:
+    def start(self, durable: bool = False) -> None:
+        """Start the server; the tests run it without fsync, the benchmark with (durable)."""
         options = (f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir} "
-                   f"-c port={self.port} -c fsync=off -c max_connections=200")
+                   f"-c port={self.port} -c max_connections=200")
+        if not durable:
+            options += " -c fsync=off"
+        self.durable = durable
         self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
                           "-o", options, "-w", "start")
 
@@ -62,7 +66,7 @@ class PostgresCluster:
 
     def restart(self) -> None:
         self.stop()
-        self.start()
+        self.start(self.durable)
 
     def url(self, database: str = "postgres") -> str:
         return (f"postgresql+psycopg://postgres@/{database}"
