@@ -122,6 +122,11 @@ class Admin:
             return Inventory(ledger.connection).history(address=address, pool_id=pool_id,
                                                         limit=limit)
 
+    def prune_history(self, before: datetime) -> int:
+        """Forget history events older than ``before``; how many were dropped."""
+        with self.store.transaction() as ledger:
+            return Inventory(ledger.connection).prune_history(before)
+
     def findings(self) -> list[Any]:
         with self.store.transaction() as ledger:
             return Inventory(ledger.connection).findings()

@@ -95,7 +95,7 @@ def when(moment: datetime | None) -> str:
 
 def register(main: click.Group) -> None:
     for command in (pools, leases, usage, history, reserve, unreserve, export, import_, check,
-                    gc, migrate_db):
+                    gc, migrate_db, prune_history):
         main.add_command(command)
 
 
@@ -349,3 +349,19 @@ def migrate_db(db_url: str | None, target: str) -> None:
                f"{len(data['history'])} history events into {masked_url(target)}, "
                f"as host {destination.host_id!r}")
     click.echo(f"now set IPLEDGER_DB={masked_url(target)} and restart ipledger")
+
+
+@click.command("prune-history")
+@db_option
+@click.option("--older-than", "age", required=True, help="e.g. 90d: drop events older than this.")
+def prune_history(db_url: str | None, age: str) -> None:
+    """Drop history events older than --older-than (export first to keep them)."""
+    from driver import allocator
+
+    try:
+        seconds = allocator.parse_duration(age, "--older-than")
+    except IpamError as e:
+        raise click.ClickException(e.message) from None
+    with admin(db_url) as a:
+        dropped = a.prune_history(datetime.now(UTC) - timedelta(seconds=seconds))
+    click.echo(f"dropped {dropped} history events older than {age}")

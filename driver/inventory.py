@@ -228,6 +228,10 @@ class Inventory:
             update(subnets_table).where(subnets_table.c.id == subnet_id)
             .values(reservations=subnets_table.c.reservations + delta))
 
+    def prune_history(self, before: datetime) -> int:
+        result = self.connection.execute(delete(history).where(history.c.at < before))
+        return int(result.rowcount)
+
     def replace_findings(self, rows: list[dict[str, Any]]) -> None:
         self.connection.execute(delete(findings))
         if rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 from click.testing import CliRunner
@@ -82,6 +83,16 @@ def test_history_tells_who_had_an_address_and_when(run, busy):
     pool_lines = run("history", "--pool", busy, "--limit", "3").splitlines()
     assert len(pool_lines) == 4
     assert "give an ADDRESS" in run("history", ok=False)
+
+
+def test_prune_history_drops_only_events_older_than_asked(run, busy, engine):
+    with engine.begin() as c:
+        c.execute(text("UPDATE history SET at = :old WHERE address = '198.51.100.3'"),
+                  {"old": datetime(2020, 1, 1)})
+    assert "dropped 2 history events older than 30d" in run("prune-history", "--older-than", "30d")
+    assert run("history", "198.51.100.3").strip() == "no history for that"
+    assert "allocate" in run("history", "198.51.100.2")
+    assert "Error: invalid --older-than 'soon'" in run("prune-history", "--older-than", "soon", ok=False)
 
 
 def test_export_then_import_into_a_new_ledger_gives_back_the_same_export(run, busy, tmp_path, other_db_url):
