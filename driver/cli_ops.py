@@ -192,30 +192,37 @@ def history(db_url: str | None, address: str | None, pool_id: str | None, limit:
            for e in events])
 
 
+def shared_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--shared", is_flag=True,
+                        help="In a shared pool (ipledger.shared), for every host.")(command)
+
+
 @click.command()
 @db_option
 @space_option
+@shared_option
 @click.argument("addresses")
 @click.option("--label", required=True, help="Why the addresses are set aside.")
-def reserve(db_url: str | None, space: str, addresses: str, label: str) -> None:
+def reserve(db_url: str | None, space: str, shared: bool, addresses: str, label: str) -> None:
     """Keep ADDRESSES (an address, FIRST-LAST or a CIDR) from dynamic requests.
 
     Docker can still get them with --ip; a leased one stays leased, and is kept back when
     released.
     """
     with admin(db_url) as a:
-        shown = a.reserve(addresses, label, space)
+        shown = a.reserve(addresses, label, space, shared)
     click.echo(f"reserved {shown} ({label})")
 
 
 @click.command()
 @db_option
 @space_option
+@shared_option
 @click.argument("addresses")
-def unreserve(db_url: str | None, space: str, addresses: str) -> None:
+def unreserve(db_url: str | None, space: str, shared: bool, addresses: str) -> None:
     """Drop the reservation covering ADDRESSES; its unleased addresses become free."""
     with admin(db_url) as a:
-        shown = a.unreserve(addresses, space)
+        shown = a.unreserve(addresses, space, shared)
     click.echo(f"unreserved {shown}")
 
 

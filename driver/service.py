@@ -204,10 +204,11 @@ class Ipam:
                 raise InvalidRequest(f"{SHARED_OPTION}={shared} is already {named[0]}: every "
                                      "host must give the same subnet and ip-range")
         if shared is not None and ledger.pool(owner, pool_id) is not None:
-            # Another host made this shared pool: use it too.
+            # Another host made this shared pool: use it too. A second network on this host
+            # would release the first one's leases with its own: refused, as an overlap.
             if not ledger.attach(pool_id, self.host_id):
-                log.info("host %s already uses shared pool %s: answering it again",
-                         self.host_id, pool_id)
+                raise PoolOverlap(subnet.cidr, f"{subnet.cidr} ({pool_id}, already used by "
+                                  f"a network on host {self.host_id})", space)
             return PoolGrant(pool_id, subnet.cidr)
         if existing is not None:
             # The built-in IPAM shares one address set between networks that give the same

@@ -179,6 +179,28 @@ def test_a_shared_pool_lives_until_the_last_host_releases_it(hosts, pg_url):
     assert hosts[0].client.call("RequestAddress", {"PoolID": POOL_ID})[0] == 404
 
 
+def test_a_second_network_on_one_host_cannot_take_the_same_shared_pool(hosts):
+    attach_all(hosts)
+    status, body = hosts[0].client.call("RequestPool", SHARED_POOL)
+    assert status == 409
+    assert body["Err"] == ("Pool overlaps with other one on this address space: 2001:db8:1::/64 overlaps "
+                           "2001:db8:1::/64 (shared/lan/LocalDefault/2001:db8:1::/64, already used by a network "
+                           "on host host-0) in address space LocalDefault")
+
+
+def test_a_reservation_in_a_shared_pool_holds_for_every_host(hosts, pg_url):
+    from click.testing import CliRunner
+
+    from driver.cli import main
+
+    attach_all(hosts)
+    result = CliRunner().invoke(main, ["reserve", "--db", pg_url, "--shared", "2001:db8:1::2-2001:db8:1::9",
+                                       "--label", "routers"], env={"IPLEDGER_HOST_ID": "host-0"})
+    assert result.exit_code == 0, result.output
+    got = {host.client.call("RequestAddress", {"PoolID": POOL_ID})[1]["Address"] for host in hosts}
+    assert got == {"2001:db8:1::a/64", "2001:db8:1::b/64", "2001:db8:1::c/64"}
+
+
 def test_without_the_shared_option_each_host_keeps_its_own_pools(hosts):
     pool = {"AddressSpace": "LocalDefault", "Pool": "203.0.113.0/24"}
     answers = [host.client.call("RequestPool", pool) for host in hosts]
