@@ -1,3 +1,4 @@
+import itertools
 import subprocess
 import sys
 
@@ -196,3 +197,39 @@ def test_addresses_format_with_the_pools_prefix_length():
 def test_prefix_lengths_must_be_ascii_digits():
     with pytest.raises(InvalidRequest, match="bad prefix length"):
         allocator.parse_cidr("192.0.2.0/\u0662\u0664", "pool")
+
+
+@settings(max_examples=200, deadline=None)
+@given(free=st.sets(st.integers(0, 40), max_size=30), first=st.integers(0, 40), span=st.integers(0, 10))
+def test_taking_a_range_takes_exactly_its_free_addresses_and_giving_the_taken_back_restores_them(free, first, span):
+    last = first + span
+    book = MemoryBook(*allocator.gaps((0, 40), allocator.merge((a, a) for a in set(range(41)) - free)))
+    assert book.addresses() == free
+    allocator.take_range(book, first, last)
+    assert book.addresses() == free - set(range(first, last + 1))
+    for gap_first, gap_last in allocator.merge((a, a) for a in free & set(range(first, last + 1))):
+        allocator.give_back_range(book, gap_first, gap_last)
+    assert book.addresses() == free
+    # the book stays disjoint and never holds two adjacent ranges
+    assert all(a[1] + 1 < b[0] for a, b in itertools.pairwise(book.ranges))
+
+
+def test_gaps_are_what_the_taken_ranges_leave_of_the_bounds():
+    assert allocator.gaps((1, 10), [(1, 2), (5, 5), (9, 12)]) == [(3, 4), (6, 8)]
+    assert allocator.gaps((1, 10), []) == [(1, 10)]
+    assert allocator.merge([(5, 6), (1, 2), (3, 3), (9, 9)]) == [(1, 3), (5, 6), (9, 9)]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("60s", 60), ("15m", 900), ("2h", 7200), ("7d", 604800)])
+def test_durations_read_as_seconds(text, seconds):
+    assert allocator.parse_duration(text, "x") == seconds
+
+
+@pytest.mark.parametrize(("text", "bounds"), [
+    ("198.51.100.7", ("198.51.100.7", "198.51.100.7")),
+    ("198.51.100.7-198.51.100.9", ("198.51.100.7", "198.51.100.9")),
+    ("198.51.100.8/30", ("198.51.100.8", "198.51.100.11")),
+])
+def test_a_range_is_an_address_a_first_last_pair_or_a_cidr(text, bounds):
+    first, last = allocator.parse_range(text)
+    assert (str(first), str(last)) == bounds
