@@ -18,7 +18,7 @@ import click
 
 from driver.config import Settings, SettingsError
 from driver.errors import IpamError
-from driver.service import LOCAL_SPACE, SPACES
+from driver.service import LOCAL_OWNER, LOCAL_SPACE, SPACES
 
 DB_HELP = "SQLAlchemy database URL [IPLEDGER_DB; default sqlite:////var/lib/ipledger/ipledger.db]"
 BAR_WIDTH = 20
@@ -108,7 +108,8 @@ def pools(db_url: str | None, as_json: bool) -> None:
         reports = a.pools()
     if as_json:
         click.echo(json.dumps([{
-            "pool": r.pool.id, "subnet": r.pool.subnet.cidr, "range": r.pool.subpool,
+            "pool": r.pool.id, "owner": r.pool.owner, "subnet": r.pool.subnet.cidr,
+            "range": r.pool.subpool,
             "size": r.usage.size, "leased": r.usage.leased, "reserved": r.usage.reserved,
             "parked": r.usage.parked, "free": r.usage.free,
             "utilisation": round(r.usage.utilisation, 6), "reuse": r.pool.reuse,
@@ -118,10 +119,16 @@ def pools(db_url: str | None, as_json: bool) -> None:
     if not reports:
         click.echo("no pools: no network uses ipledger yet")
         return
-    table(["POOL", "SIZE", "LEASED", "RESERVED", "PARKED", "FREE", "UTILISATION"],
-          [[r.pool.id, count(r.usage.size), count(r.usage.leased), count(r.usage.reserved),
-            count(r.usage.parked), count(r.usage.free), bar(r.usage.utilisation)]
-           for r in reports])
+    rows = [[r.pool.id, count(r.usage.size), count(r.usage.leased), count(r.usage.reserved),
+             count(r.usage.parked), count(r.usage.free), bar(r.usage.utilisation)]
+            for r in reports]
+    headers = ["POOL", "SIZE", "LEASED", "RESERVED", "PARKED", "FREE", "UTILISATION"]
+    if any(r.pool.owner != LOCAL_OWNER for r in reports):
+        # a shared ledger: the same PoolID may be several hosts' own pool
+        headers.insert(1, "OWNER")
+        for row, r in zip(rows, reports, strict=True):
+            row.insert(1, r.pool.owner)
+    table(headers, rows)
 
 
 @click.command()

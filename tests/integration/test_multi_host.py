@@ -207,3 +207,17 @@ def test_without_the_shared_option_each_host_keeps_its_own_pools(hosts):
     assert {status for status, _ in answers} == {200}
     first = [host.client.call("RequestAddress", {"PoolID": "LocalDefault/203.0.113.0/24"})[1]["Address"] for host in hosts]
     assert first == ["203.0.113.1/24"] * 3
+
+
+def test_ipledger_pools_on_a_shared_ledger_names_each_pools_owner(hosts, pg_url):
+    from click.testing import CliRunner
+
+    from driver.cli import main
+
+    attach_all(hosts)
+    for host in hosts[:2]:
+        host.client.call("RequestPool", {"AddressSpace": "LocalDefault", "Pool": "203.0.113.0/24"})
+    out = CliRunner().invoke(main, ["pools", "--db", pg_url], env={"IPLEDGER_HOST_ID": "host-0"}).output
+    rows = sorted(line.split()[:2] for line in out.splitlines()[1:])
+    assert rows == [["LocalDefault/203.0.113.0/24", "host-0"], ["LocalDefault/203.0.113.0/24", "host-1"],
+                    ["shared/lan/LocalDefault/2001:db8:1::/64", "shared"]]
