@@ -18,10 +18,10 @@ from driver import allocator
 from driver.allocator import Range, Subnet
 from driver.errors import InvalidRequest, PoolNotFound
 from driver.gc import LedgerLease, LedgerPool
-from driver.inventory import Inventory, PoolRow, Usage, allocatable_in
+from driver.inventory import Inventory, PoolRow, SubnetRow, Usage, allocatable_in
 from driver.models import free_ranges, history, leases, parked, pools, reservations
-from driver.service import LOCAL_OWNER, LOCAL_SPACE, SHARED_PREFIX, pool_id_for
-from driver.store import SHARED, Store, as_utc, pack
+from driver.service import LOCAL_OWNER, LOCAL_SPACE, own_plan, owner_of, pool_id_for
+from driver.store import SHARED, Ledger, Store, as_utc, pack
 
 EXPORT_FORMAT = "ipledger-export/1"
 
@@ -66,8 +66,7 @@ class Admin:
     def __init__(self, store: Store, host_id: str = "local") -> None:
         self.store = store
         self.host_id = host_id
-        # as in driver.service.Ipam: this host's own plan
-        self.owner = host_id if store.shared else LOCAL_OWNER
+        self.owner = own_plan(store, host_id)
 
     # --- reports -------------------------------------------------------------------------
 
@@ -90,8 +89,7 @@ class Admin:
         """What a pool's subnet holds: leases, reservations and parked addresses, in order."""
         with self.store.transaction() as ledger:
             inventory = Inventory(ledger.connection)
-            found = inventory.pools(pool_id, SHARED if pool_id.startswith(SHARED_PREFIX)
-                                    else self.owner)
+            found = inventory.pools(pool_id, owner_of(pool_id, self.owner))
             if not found:
                 raise PoolNotFound(pool_id)
             pool = found[0]
@@ -163,9 +161,7 @@ class Admin:
         first, last = allocator.parse_range(range_text, "range to reserve")
         with self.store.transaction() as ledger:
             inventory = Inventory(ledger.connection)
-            held = self._subnet_of(inventory, SHARED if shared else self.owner, space, first,
-                                   last)
-            ledger.lock_subnet(held.id)
+            held = self._locked_subnet(ledger, inventory, shared, space, first, last)
             bounds = allocatable_in(held.subnet, int(first), int(last))
             if bounds is None:
                 raise InvalidRequest(f"{range_text} holds only addresses {held.subnet.cidr} "
@@ -187,9 +183,7 @@ class Admin:
         first, last = allocator.parse_range(range_text, "reservation")
         with self.store.transaction() as ledger:
             inventory = Inventory(ledger.connection)
-            held = self._subnet_of(inventory, SHARED if shared else self.owner, space, first,
-                                   last)
-            ledger.lock_subnet(held.id)
+            held = self._locked_subnet(ledger, inventory, shared, space, first, last)
             match = [r for r in inventory.reservations(held.id)
                      if r[0] <= int(first) <= r[1] and ("-" not in range_text or
                                                        (r[0], r[1]) == (int(first), int(last)))]
@@ -206,13 +200,16 @@ class Admin:
                           shown, detail=label)
         return shown
 
-    @staticmethod
-    def _subnet_of(inventory: Inventory, owner: str, space: str, first: netaddr.IPAddress,
-                   last: netaddr.IPAddress) -> Any:
+    def _locked_subnet(self, ledger: Ledger, inventory: Inventory, shared: bool, space: str,
+                       first: netaddr.IPAddress, last: netaddr.IPAddress) -> SubnetRow:
+        """The subnet (this host's, or the shared one) holding the range, locked as an
+        allocation locks it."""
+        owner = SHARED if shared else self.owner
         held = inventory.subnet_containing(owner, space, first.version, int(first))
         if held is None or not held.subnet.contains(int(last)):
             raise InvalidRequest(f"{first} is not in a subnet of a network in {space}: "
                                  "create the network first, or check --space")
+        ledger.lock_subnet(held.id)
         return held
 
     # --- export and import ---------------------------------------------------------------

@@ -92,6 +92,17 @@ def pool_id_for(space: str, cidr: str, subpool: str | None, shared: str | None =
     return f"{SHARED_PREFIX}{shared}/{pool_id}" if shared is not None else pool_id
 
 
+def own_plan(store: Store, host_id: str) -> str:
+    """The owner of this host's own pools: its id in a shared ledger; an SQLite ledger has one
+    host, whose pools are ``local`` whatever its id."""
+    return host_id if store.shared else LOCAL_OWNER
+
+
+def owner_of(pool_id: str, own: str) -> str:
+    """Whose plan a PoolID is in: every host's for a shared pool, else ``own``."""
+    return SHARED if pool_id.startswith(SHARED_PREFIX) else own
+
+
 def shared_name(options: Mapping[str, str]) -> str | None:
     """The ``ipledger.shared`` name, checked: letters, digits, ``.``, ``_`` and ``-``."""
     name = options.get(SHARED_OPTION)
@@ -111,8 +122,7 @@ class Ipam:
         self.store = store
         self.default_pools = default_pools
         self.host_id = host_id
-        # A host's own pools are in its own plan; an SQLite ledger has only one host.
-        self.owner = host_id if store.shared else LOCAL_OWNER
+        self.owner = own_plan(store, host_id)
 
     # --- pools ---------------------------------------------------------------------------
 
@@ -234,14 +244,10 @@ class Ipam:
             ledger.attach(pool_id, self.host_id)
         return PoolGrant(pool_id, subnet.cidr)
 
-    def owner_of(self, pool_id: str) -> str:
-        """Whose plan a PoolID is in: every host's for a shared pool, else this host's."""
-        return SHARED if pool_id.startswith(SHARED_PREFIX) else self.owner
-
     @retrying
     def release_pool(self, pool_id: str) -> None:
         with self.store.transaction() as ledger:
-            record = ledger.pool(self.owner_of(pool_id), pool_id, for_update=True)
+            record = ledger.pool(owner_of(pool_id, self.owner), pool_id, for_update=True)
             if record is None:
                 raise PoolNotFound(pool_id)
             self._release_pool(ledger, record, "pool-release")
@@ -249,7 +255,7 @@ class Ipam:
     @retrying
     def reclaim_pool(self, pool_id: str, created_before: datetime) -> bool:
         """Release a leaked pool (``ipledger gc``), unless it was made again meanwhile."""
-        owner = self.owner_of(pool_id)
+        owner = owner_of(pool_id, self.owner)
         with self.store.transaction() as ledger:
             record = ledger.pool(owner, pool_id, for_update=True)
             created = ledger.pool_created_at(owner, pool_id)
@@ -308,7 +314,7 @@ class Ipam:
         lease = Lease(kind, mac, name)
 
         with self.store.transaction() as ledger:
-            record = ledger.pool(self.owner_of(pool_id), pool_id, for_update=True)
+            record = ledger.pool(owner_of(pool_id, self.owner), pool_id, for_update=True)
             if record is None:
                 raise PoolNotFound(pool_id)
             subnet = record.subnet
@@ -436,7 +442,7 @@ class Ipam:
             return self._release(ledger, record, int(wanted), "gc-release")
 
     def _pool_of(self, ledger: Ledger, pool_id: str, wanted: netaddr.IPAddress) -> PoolRecord:
-        record = ledger.pool(self.owner_of(pool_id), pool_id, for_update=True)
+        record = ledger.pool(owner_of(pool_id, self.owner), pool_id, for_update=True)
         if record is None:
             raise PoolNotFound(pool_id)
         if wanted.version != record.subnet.version or not record.subnet.contains(int(wanted)):
