@@ -73,6 +73,12 @@ def _with(row: Any, **changes: Any) -> SimpleNamespace:
     return SimpleNamespace(**{**row._asdict(), **changes})
 
 
+def _subnet_row(row: Any) -> SubnetRow:
+    return SubnetRow(row.owner, row.id, row.space, _subnet(row.cidr), row.refs,
+                     unpack(row.cursor) if row.cursor is not None else None, row.reservations,
+                     row.created_at)
+
+
 def allocatable_in(subnet: Subnet, lo: int, hi: int) -> Range | None:
     """The addresses of ``[lo, hi]`` that the subnet may hand out at all."""
     bounds = subnet.allocatable()
@@ -95,9 +101,7 @@ class Inventory:
             select(subnets_table).order_by(subnets_table.c.space, subnets_table.c.version,
                                            subnets_table.c.first)
         )
-        return [SubnetRow(r.owner, r.id, r.space, _subnet(r.cidr), r.refs,
-                          unpack(r.cursor) if r.cursor is not None else None, r.reservations,
-                          r.created_at) for r in rows]
+        return [_subnet_row(r) for r in rows]
 
     def pools(self, pool_id: str | None = None, owner: str | None = None) -> list[PoolRow]:
         query = (select(pools, subnets_table.c.cidr.label("subnet_cidr"))
@@ -149,11 +153,8 @@ class Inventory:
         return [_with(row, address=unpack(row.address)) for row in rows]
 
     def reservations(self, subnet_id: int) -> list[tuple[int, int, str]]:
-        rows = self.connection.execute(
-            select(reservations).where(reservations.c.subnet_id == subnet_id)
-            .order_by(reservations.c.first)
-        )
-        return [(unpack(r.first), unpack(r.last), r.label) for r in rows]
+        """(first, last, label) of each reservation, in address order."""
+        return [(r.first, r.last, r.label) for r in self.reservation_rows(subnet_id)]
 
     def reservation_rows(self, subnet_id: int) -> list[Any]:
         rows = self.connection.execute(
@@ -172,14 +173,12 @@ class Inventory:
     def subnet_containing(self, owner: str, space: str, version: int,
                           address: int) -> SubnetRow | None:
         row = self.connection.execute(
-            select(subnets_table.c.id).where(
+            select(subnets_table).where(
                 subnets_table.c.owner == owner, subnets_table.c.space == space,
                 subnets_table.c.version == version,
                 subnets_table.c.first <= pack(address), subnets_table.c.last >= pack(address))
         ).first()
-        if row is None:
-            return None
-        return next(s for s in self.subnets() if s.id == row.id)
+        return _subnet_row(row) if row is not None else None
 
     def history(self, *, address: str | None = None, pool_id: str | None = None,
                 limit: int = 50) -> list[Any]:
