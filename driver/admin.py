@@ -85,6 +85,11 @@ class Admin:
                      inventory.usage(s.id, s.subnet, s.subnet.first, s.subnet.last))
                     for s in inventory.subnets()]
 
+    def count_subnets(self) -> int:
+        """How many subnets the ledger holds (what export and check go through)."""
+        with self.store.transaction() as ledger:
+            return Inventory(ledger.connection).count_subnets()
+
     def addresses(self, pool_id: str) -> list[AddressLine]:
         """What a pool's subnet holds: leases, reservations and parked addresses, in order."""
         with self.store.transaction() as ledger:

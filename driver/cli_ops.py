@@ -239,10 +239,8 @@ def unreserve(db_url: str | None, space: str, shared: bool, addresses: str) -> N
               help="Where to write the JSON [stdout].")
 def export(db_url: str | None, output: Any) -> None:
     """The whole ledger as JSON: subnets, pools, leases, reservations, parked, history."""
-    with admin(db_url) as a:
-        subnets = a.subnets()
-        with progress(len(subnets), "exporting subnets") as step:
-            data = a.export(step)
+    with admin(db_url) as a, progress(a.count_subnets(), "exporting subnets") as step:
+        data = a.export(step)
     json.dump(data, output, indent=1)
     output.write("\n")
     leased = sum(len(s["leases"]) for s in data["subnets"])
@@ -269,10 +267,8 @@ def import_(db_url: str | None, source: Any) -> None:
 @db_option
 def check(db_url: str | None) -> None:
     """Check the ledger's consistency: free ranges, leases, reservations, counts, the file."""
-    with admin(db_url) as a:
-        subnets = a.subnets()
-        with progress(len(subnets), "checking subnets") as step:
-            report = a.check(step)
+    with admin(db_url) as a, progress(a.count_subnets(), "checking subnets") as step:
+        report = a.check(step)
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     if report.problems:

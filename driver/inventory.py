@@ -195,6 +195,10 @@ class Inventory:
     def findings(self) -> list[Any]:
         return list(self.connection.execute(select(findings).order_by(findings.c.id)))
 
+    def count_subnets(self) -> int:
+        return int(self.connection.execute(
+            select(func.count()).select_from(subnets_table)).scalar_one())
+
     def holds_owner(self, owner: str) -> bool:
         return self.connection.execute(select(func.count()).select_from(subnets_table).where(
             subnets_table.c.owner == owner)).scalar_one() > 0
