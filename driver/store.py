@@ -360,19 +360,14 @@ _PARKED_SOONEST = (
     .order_by(parked.c.until)
     .limit(1)
 )
-_PARKED_FOR_MAC = (
+# The address parked last for an endpoint known by its MAC, or by its name.
+_PARKED_FOR_MAC, _PARKED_FOR_NAME = (
     select(parked.c.address, parked.c.until)
-    .where(parked.c.pool_id == bindparam("pool_id"), parked.c.mac == bindparam("mac"),
-           parked.c.subnet_id == bindparam("subnet_id"))
+    .where(parked.c.subnet_id == bindparam("subnet_id"), parked.c.pool_id == bindparam("pool_id"),
+           column == bindparam("identity"))
     .order_by(parked.c.until.desc())
     .limit(1)
-)
-_PARKED_FOR_NAME = (
-    select(parked.c.address, parked.c.until)
-    .where(parked.c.pool_id == bindparam("pool_id"), parked.c.name == bindparam("name"),
-           parked.c.subnet_id == bindparam("subnet_id"))
-    .order_by(parked.c.until.desc())
-    .limit(1)
+    for column in (parked.c.mac, parked.c.name)
 )
 _SET_CURSOR = update(subnets).where(subnets.c.id == bindparam("subnet_id")).values(
     cursor=bindparam("cursor")
@@ -614,11 +609,11 @@ class Ledger:
     def parked_for(self, subnet_id: int, pool_id: str, mac: str | None, name: str | None,
                    at: float) -> int | None:
         """The address held for the endpoint with this MAC (or else this name), if unexpired."""
-        for query, key, value in ((_PARKED_FOR_MAC, "mac", mac), (_PARKED_FOR_NAME, "name", name)):
-            if not value:
+        for query, identity in ((_PARKED_FOR_MAC, mac), (_PARKED_FOR_NAME, name)):
+            if not identity:
                 continue
             row = self.connection.execute(
-                query, {"subnet_id": subnet_id, "pool_id": pool_id, key: value}).first()
+                query, {"subnet_id": subnet_id, "pool_id": pool_id, "identity": identity}).first()
             if row is not None and row.until > at:
                 return unpack(row.address)
         return None
