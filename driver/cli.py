@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import click
 
-from driver.cli_ops import register
-from driver.config import Settings, SettingsError
-
-
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return Settings.from_env(**overrides)
-    except SettingsError as e:
-        raise click.ClickException(str(e)) from None
+from driver.cli_ops import register, settings_from_env
+from driver.config import Settings
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -48,7 +40,7 @@ def serve(socket: str | None, db_url: str | None, workers: int | None, threads: 
     """Serve Docker's IpamDriver API on a unix socket."""
     from driver.server import serve as run
 
-    settings = _settings(socket=socket, db_url=db_url, workers=workers, threads=threads,
+    settings = settings_from_env(socket=socket, db_url=db_url, workers=workers, threads=threads,
                          log_level=log_level)
     _configure_logging(settings)
     run(settings)

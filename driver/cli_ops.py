@@ -19,9 +19,28 @@ import click
 from driver.config import Settings, SettingsError
 from driver.errors import IpamError
 from driver.service import LOCAL_OWNER, LOCAL_SPACE, SPACES
+from driver.store import as_utc
 
 DB_HELP = "SQLAlchemy database URL [IPLEDGER_DB; default sqlite:////var/lib/ipledger/ipledger.db]"
 BAR_WIDTH = 20
+
+
+def settings_from_env(**overrides: Any) -> Settings:
+    """The settings, or a clean exit naming the setting that does not parse."""
+    try:
+        return Settings.from_env(**overrides)
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def seconds(text: str, what: str) -> int:
+    """A duration option (``90``, ``15m``, ``7d``) in seconds, or a clean exit."""
+    from driver.allocator import parse_duration
+
+    try:
+        return parse_duration(text, what)
+    except IpamError as e:
+        raise click.ClickException(e.message) from None
 
 
 def db_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -42,10 +61,7 @@ def admin(db_url: str | None) -> Iterator[Any]:
     from driver.schema import migrate
     from driver.store import masked_url, open_store
 
-    try:
-        settings = Settings.from_env(db_url=db_url)
-    except SettingsError as e:
-        raise click.ClickException(str(e)) from None
+    settings = settings_from_env(db_url=db_url)
     store = open_store(settings.db_url, synchronous=settings.sqlite_synchronous,
                        busy_timeout_ms=settings.busy_timeout_ms)
     try:
@@ -194,7 +210,7 @@ def history(db_url: str | None, address: str | None, pool_id: str | None, limit:
         click.echo("no history for that")
         return
     table(["WHEN", "HOST", "ACTION", "ADDRESS", "POOL", "KIND", "MAC", "NAME", "DETAIL"],
-          [[when(e.at.replace(tzinfo=e.at.tzinfo or UTC)), e.host_id[:12], e.action, e.address,
+          [[when(as_utc(e.at)), e.host_id[:12], e.action, e.address,
             e.pool_id, e.kind or "-", e.mac or "-", e.name or "-", e.detail or ""]
            for e in events])
 
@@ -290,16 +306,12 @@ def check(db_url: str | None) -> None:
 def gc(db_url: str | None, docker_host: str | None, drivers: tuple[str, ...], grace: str,
        apply: bool) -> None:
     """Find leases and pools no Docker network uses, and addresses Docker uses unrecorded."""
-    from driver import allocator
     from driver import gc as reconciler
     from driver.docker_state import DockerUnavailable, read_networks
     from driver.service import Ipam
 
-    try:
-        grace_s = allocator.parse_duration(grace, "--grace")
-        settings = Settings.from_env(db_url=db_url)
-    except (IpamError, SettingsError) as e:
-        raise click.ClickException(getattr(e, "message", str(e))) from None
+    grace_s = seconds(grace, "--grace")
+    settings = settings_from_env(db_url=db_url)
     names = set(drivers) or {settings.driver_name}
     try:
         networks = read_networks(docker_host, names)
@@ -344,7 +356,7 @@ def migrate_db(db_url: str | None, target: str) -> None:
     """
     from driver.store import masked_url
 
-    source_url = Settings.from_env(db_url=db_url).db_url
+    source_url = settings_from_env(db_url=db_url).db_url
     if source_url == target:
         raise click.ClickException("--to names the ledger being migrated")
     with admin(db_url) as source:
@@ -366,12 +378,7 @@ def migrate_db(db_url: str | None, target: str) -> None:
 @click.option("--older-than", "age", required=True, help="e.g. 90d: drop events older than this.")
 def prune_history(db_url: str | None, age: str) -> None:
     """Drop history events older than --older-than (export first to keep them)."""
-    from driver import allocator
-
-    try:
-        seconds = allocator.parse_duration(age, "--older-than")
-    except IpamError as e:
-        raise click.ClickException(e.message) from None
+    age_s = seconds(age, "--older-than")
     with admin(db_url) as a:
-        dropped = a.prune_history(datetime.now(UTC) - timedelta(seconds=seconds))
+        dropped = a.prune_history(datetime.now(UTC) - timedelta(seconds=age_s))
     click.echo(f"dropped {dropped} history events older than {age}")
