@@ -71,7 +71,7 @@ class Admin:
     # --- reports -------------------------------------------------------------------------
 
     def pools(self) -> list[PoolReport]:
-        with self.store.transaction() as ledger:
+        with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
             return [PoolReport(p, inventory.usage(p.subnet_id, p.subnet, p.range_first,
                                                   p.range_last))
@@ -79,7 +79,7 @@ class Admin:
 
     def subnets(self) -> list[tuple[str, Subnet, int, Usage]]:
         """(space, subnet, pools sharing it, usage over the whole subnet) for every subnet."""
-        with self.store.transaction() as ledger:
+        with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
             return [(s.space, s.subnet, s.refs,
                      inventory.usage(s.id, s.subnet, s.subnet.first, s.subnet.last))
@@ -87,12 +87,12 @@ class Admin:
 
     def count_subnets(self) -> int:
         """How many subnets the ledger holds (what export and check go through)."""
-        with self.store.transaction() as ledger:
+        with self.store.reading() as ledger:
             return Inventory(ledger.connection).count_subnets()
 
     def addresses(self, pool_id: str) -> list[AddressLine]:
         """What a pool's subnet holds: leases, reservations and parked addresses, in order."""
-        with self.store.transaction() as ledger:
+        with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
             found = inventory.pools(pool_id, owner_of(pool_id, self.owner))
             if not found:
@@ -121,7 +121,7 @@ class Admin:
                 limit: int = 50) -> list[Any]:
         if address is not None:
             address = str(allocator.parse_address(address))
-        with self.store.transaction() as ledger:
+        with self.store.reading() as ledger:
             return Inventory(ledger.connection).history(address=address, pool_id=pool_id,
                                                         limit=limit)
 
@@ -131,13 +131,13 @@ class Admin:
             return Inventory(ledger.connection).prune_history(before)
 
     def findings(self) -> list[Any]:
-        with self.store.transaction() as ledger:
+        with self.store.reading() as ledger:
             return Inventory(ledger.connection).findings()
 
     def gc_inputs(self) -> tuple[list[LedgerPool], list[LedgerLease]]:
         """This host's and the shared pools with their leases, as :func:`driver.gc.reconcile`
         compares them (other hosts' pools may have the same PoolIDs)."""
-        with self.store.transaction() as ledger:
+        with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
             all_pools = [p for p in inventory.pools() if p.owner in (self.owner, SHARED)]
             found = [LedgerPool(p.id, p.space, p.owner, as_utc(p.created_at))
@@ -221,7 +221,7 @@ class Admin:
 
     def export(self, progress: Callable[[int], None] = lambda _n: None) -> dict[str, Any]:
         """The whole state as JSON-ready data; free ranges are implied, not exported."""
-        with self.store.transaction() as ledger:
+        with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
             pools_by_subnet: dict[int, list[PoolRow]] = {}
             for p in inventory.pools():
@@ -363,7 +363,7 @@ class Admin:
         """Every invariant the allocator relies on, subnet by subnet; problems in words."""
         problems: list[str] = []
         lease_count = 0
-        with self.store.transaction() as ledger:
+        with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
             problems += inventory.sqlite_problems()
             all_pools = inventory.pools()

@@ -86,6 +86,10 @@ def prepare_sqlite_file(url: str) -> None:
     os.close(fd)
 
 
+# The execution option that makes a transaction read-only (see Store.reading).
+READ_ONLY = "ipledger_read_only"
+
+
 def make_engine(url: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000) -> Engine:
     """An engine for ``url``; SQLite gets WAL, ``BEGIN IMMEDIATE`` and a busy timeout.
 
@@ -113,7 +117,9 @@ def make_engine(url: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int =
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         # Take the write lock up front: two allocations can never interleave their reads.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only transaction (Store.reading) reads a WAL snapshot beside the writer.
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -272,11 +278,20 @@ class Store:
                 yield ledger
 
     @contextmanager
-    def _transaction(self) -> Iterator[Ledger]:
+    def reading(self) -> Iterator[Ledger]:
+        """A transaction that only reads (reports, metrics, export, check): it takes neither
+        the write lock nor SQLite's, so Docker's calls never wait for it."""
+        with self._transaction(read_only=True) as ledger:
+            yield ledger
+
+    @contextmanager
+    def _transaction(self, read_only: bool = False) -> Iterator[Ledger]:
         try:
             connection = self.engine.connect()
         except DBAPIError as e:
             raise StorageUnavailable(f"database unavailable: {_reason(e)}") from e
+        if read_only:
+            connection.execution_options(**{READ_ONLY: True})
         try:
             with connection.begin():
                 yield Ledger(connection)

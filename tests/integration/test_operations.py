@@ -221,3 +221,18 @@ def test_migrate_db_moves_an_sqlite_ledger_into_postgresql_where_the_plugin_carr
         assert "already holds pools of 'host-a'" in again.output
     finally:
         postgres.drop_database(target)
+
+
+def test_reports_read_beside_a_writer_instead_of_waiting_for_it(ipam, busy):
+    import threading
+
+    from driver.admin import Admin
+
+    admin = Admin(ipam.store, ipam.host_id)
+    done: list[int] = []
+    with ipam.store.transaction() as ledger:
+        ledger.record("host-a", "test", busy, "198.51.100.99")   # a writer holds the database
+        reader = threading.Thread(target=lambda: done.append(len(admin.pools())))
+        reader.start()
+        reader.join(2)
+        assert done == [2], "the report waited for the writer"
