@@ -35,6 +35,7 @@ class DockerNetwork:
     scope: str
     configs: list[IpamConfig]
     endpoints: list[Endpoint]
+    ipam_options: dict[str, str] = field(default_factory=dict)
 
 
 def _plain(address: str | None) -> str | None:
@@ -79,4 +80,4 @@ def _network(detail: dict[str, Any]) -> DockerNetwork:
                 endpoints.append(Endpoint(container.get("Name") or "?", address,
                                           container.get("MacAddress") or None))
     return DockerNetwork(detail.get("Name", "?"), detail.get("Scope", "local"), configs,
-                         endpoints)
+                         endpoints, dict((detail.get("IPAM") or {}).get("Options") or {}))

@@ -21,6 +21,7 @@ from driver.service import (
     LOCAL_SPACE,
     MAC_OPTION,
     REQUEST_ADDRESS_TYPE,
+    SHARED_OPTION,
     Ipam,
     pool_id_for,
 )
@@ -73,6 +74,7 @@ class PoolUse:
 def _pool_ids(network: DockerNetwork) -> dict[str, PoolUse]:
     """The ledger PoolIDs a Docker network stands for, each with the addresses it uses."""
     space = LOCAL_SPACE if network.scope == "local" else GLOBAL_SPACE
+    shared = network.ipam_options.get(SHARED_OPTION)
     found: dict[str, PoolUse] = {}
     for config in network.configs:
         subnet = allocator.Subnet(allocator.parse_cidr(config.subnet, "subnet"))
@@ -87,7 +89,8 @@ def _pool_ids(network: DockerNetwork) -> dict[str, PoolUse]:
             used[str(allocator.parse_address(aux))] = ("aux", None)
         if config.gateway:
             used[str(allocator.parse_address(config.gateway))] = ("gateway", None)
-        found[pool_id_for(space, subnet.cidr, subrange)] = PoolUse(used, bool(config.gateway))
+        found[pool_id_for(space, subnet.cidr, subrange, shared)] = PoolUse(
+            used, bool(config.gateway))
     return found
 
 

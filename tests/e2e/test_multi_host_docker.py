@@ -4,6 +4,7 @@ PostgreSQL ledger: a macvlan network shared across them gets distinct addresses 
 from __future__ import annotations
 
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -79,6 +80,18 @@ def test_two_docker_hosts_on_one_shared_pool_give_their_containers_distinct_addr
         ledger.dispose()
         # three containers of each host, and the one gateway of the segment
         assert hosts.count("docker-host-0") == 4 and hosts.count("docker-host-1") == 3
+        # gc on each host judges its own leases in the shared pool: a lease made on host 0 that
+        # no container uses is a leak there, and none of host 1's business
+        pool_id = "shared/lan/LocalDefault/198.51.100.0/24"
+        stray = plugins[0].client.call("RequestAddress", {"PoolID": pool_id})[1]["Address"].split("/")[0]
+        for daemon, plugin, expected in zip(daemons, plugins, ([stray], []), strict=True):
+            result = subprocess.run(
+                [sys.executable, "-m", "driver", "gc", "--db", url, "--driver", plugin.name, "--grace", "0s"],
+                capture_output=True, text=True, timeout=120,
+                env={**plugin.env, "DOCKER_HOST": f"unix://{daemon.socket}"})
+            assert result.returncode == 0, result.stderr
+            leaked = [line.split()[2] for line in result.stdout.splitlines() if line.startswith("lease ")]
+            assert leaked == expected, result.stdout
         for daemon in daemons:
             daemon.remove_all()
         ledger = create_engine(url)

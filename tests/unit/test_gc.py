@@ -78,12 +78,17 @@ def test_the_gateway_lease_is_not_a_leak_when_docker_does_not_show_the_gateway()
 
 def test_in_a_shared_pool_only_this_hosts_leases_are_judged_and_never_the_pool():
     shared = "shared/lan/LocalDefault/198.51.100.0/24"
+    # the network's ipledger.shared option names the shared pool it stands for
     net = DockerNetwork("lan", "local", [IpamConfig("198.51.100.0/24", None, None, {})],
-                        [Endpoint("a", "198.51.100.2", None)])
-    # Docker's network maps to the local PoolID; a shared pool is judged through its own id
+                        [Endpoint("a", "198.51.100.2", None)], {"ipledger.shared": "lan"})
+    pools = [LedgerPool(shared, "LocalDefault", "shared", OLD)]
+    leases = [LedgerLease(shared, "198.51.100.1", "gateway", OLD, "other-host"),
+              LedgerLease(shared, "198.51.100.2", "endpoint", OLD, "me"),
+              LedgerLease(shared, "198.51.100.3", "endpoint", OLD, "other-host"),
+              LedgerLease(shared, "198.51.100.4", "endpoint", OLD, "me")]
     found = [(f.what, f.address) for f in reconcile(
-        [LedgerPool(shared, "LocalDefault", "shared", OLD)],
-        [LedgerLease(shared, "198.51.100.3", "endpoint", OLD, "other-host"),
-         LedgerLease(shared, "198.51.100.4", "endpoint", OLD, "me")],
-        [net], owner="me", host_id="me", now=NOW, grace=timedelta(minutes=10))]
-    assert found == []
+        pools, leases, [net], owner="me", host_id="me", now=NOW, grace=timedelta(minutes=10))]
+    assert found == [("lease", "198.51.100.4")]
+    # with no network on this host, the shared pool is none of this host's business
+    assert reconcile(pools, leases, [], owner="me", host_id="me", now=NOW,
+                     grace=timedelta(minutes=10)) == []
