@@ -112,8 +112,9 @@ def parse_address(text: object, what: str = "address") -> netaddr.IPAddress:
 
 
 def is_size_only(network: netaddr.IPNetwork) -> bool:
-    """Docker 29's "any subnet of this size" form: ``0.0.0.0/24`` or ``::/56``."""
-    return int(network.first) == 0 and network.prefixlen > 0
+    """Docker 29's "any subnet of this size" form: ``0.0.0.0/24``, ``::/56``, or ``::/0`` for
+    a subnet of the default size."""
+    return int(network.first) == 0
 
 
 class FreeRangeBook(Protocol):

@@ -43,10 +43,10 @@ class PoolNotFound(IpamError):
 class PoolOverlap(IpamError):
     status = 409
 
-    def __init__(self, pool: str, other: str, space: str) -> None:
+    def __init__(self, pool: str, other: str, space: str, held_by: str | None = None) -> None:
         super().__init__(
             f"Pool overlaps with other one on this address space: {pool} overlaps {other} "
-            f"in address space {space}"
+            f"in address space {space}" + (f": {held_by}" if held_by else "")
         )
 
 

@@ -137,7 +137,8 @@ class Ipam:
         sub = allocator.parse_cidr(subpool, "ip-range (SubPool)") if subpool else None
         size: int | None = None
         if network is not None and allocator.is_size_only(network):
-            size, network = network.prefixlen, None
+            # Docker 29: "any subnet of this size"; /0, "a subnet of the default size"
+            size, network = network.prefixlen or None, None
             version = 4 if "." in pool else 6
         elif network is not None:
             # The swarm manager never sets V6: the pool says which family it is.
@@ -155,7 +156,7 @@ class Ipam:
         owner = SHARED if shared is not None else self.owner
 
         with self.store.transaction() as ledger:
-            ledger.lock_plan(owner, space)
+            ledger.lock_plans(space, self.owner, shared_too=shared is not None)
             if network is None:
                 grant = self._new_default_pool(ledger, space, version, size, encoded_options,
                                                policy)
@@ -179,7 +180,7 @@ class Ipam:
 
     def _new_default_pool(self, ledger: Ledger, space: str, version: int, size: int | None,
                           options: str, policy: ReusePolicy) -> PoolGrant:
-        held = ledger.held_subnets(self.owner, space, version)
+        held = ledger.held_subnets((self.owner, SHARED), space, version)
         network = allocator.pick_default_subnet(self.default_pools, version, size, held)
         if network is None:
             bases = ", ".join(str(p.base) for p in self.default_pools if p.version == version)
@@ -213,9 +214,13 @@ class Ipam:
             if named:
                 raise InvalidRequest(f"{SHARED_OPTION}={shared} is already {named[0]}: every "
                                      "host must give the same subnet and ip-range")
+        # A host's own pools and the shared pools it uses are one address plan to it: nothing
+        # in one may overlap the other.
+        other_plan = self.owner if shared is not None else SHARED
         if shared is not None and ledger.pool(owner, pool_id) is not None:
             # Another host made this shared pool: use it too. A second network on this host
             # would release the first one's leases with its own: refused, as an overlap.
+            self._refuse_overlap(ledger, (other_plan,), space, subnet)
             if not ledger.attach(pool_id, self.host_id):
                 raise PoolOverlap(subnet.cidr, f"{subnet.cidr} ({pool_id}, already used by "
                                   f"a network on host {self.host_id})", space)
@@ -223,26 +228,29 @@ class Ipam:
         if existing is not None:
             # The built-in IPAM shares one address set between networks that give the same
             # subnet with different ip-ranges; any other repeat is an overlap.
-            if shared is not None:
-                other = ledger.pools_of_subnet(existing.id)
-                raise PoolOverlap(subnet.cidr, f"{existing.cidr} (shared as {other[0]})", space)
-            if subrange is None or ledger.pool(owner, pool_id) is not None:
-                raise PoolOverlap(subnet.cidr, existing.cidr, space)
+            if shared is not None or subrange is None or ledger.pool(owner, pool_id) is not None:
+                other, held_by = ledger.holder_of((owner,), space, (subnet.first, subnet.last))
+                raise PoolOverlap(subnet.cidr, other, space, held_by)
+            self._refuse_overlap(ledger, (other_plan,), space, subnet)
             ledger.change_refs(existing.id, +1)
             subnet_id = existing.id
         else:
-            blocker = ledger.held_subnets(owner, space, subnet.version).first_overlapping(
-                subnet.first, subnet.last
-            )
-            if blocker is not None:
-                other_cidr = netaddr.IPRange(blocker[0], blocker[1]).cidrs()[0]
-                raise PoolOverlap(subnet.cidr, str(other_cidr), space)
+            self._refuse_overlap(ledger, (owner, other_plan), space, subnet)
             subnet_id = ledger.add_subnet(owner, space, subnet)
         self._add_pool(ledger, owner, pool_id, subnet_id, space, subnet, subrange, options,
                        policy)
         if shared is not None:
             ledger.attach(pool_id, self.host_id)
         return PoolGrant(pool_id, subnet.cidr)
+
+    @staticmethod
+    def _refuse_overlap(ledger: Ledger, owners: tuple[str, ...], space: str,
+                        subnet: Subnet) -> None:
+        blocker = ledger.held_subnets(owners, space, subnet.version).first_overlapping(
+            subnet.first, subnet.last)
+        if blocker is not None:
+            other, held_by = ledger.holder_of(owners, space, blocker)
+            raise PoolOverlap(subnet.cidr, other, space, held_by)
 
     @retrying
     def release_pool(self, pool_id: str) -> None:
@@ -270,7 +278,7 @@ class Ipam:
             if ledger.attached_hosts(record.id):
                 # Other hosts still use it: only this host's leftovers go back, and never the
                 # gateway, which is every host's.
-                gateway = ledger.held_by(record.subnet_id, record.id, "gateway", None)
+                gateway = ledger.gateway_of(record.subnet_id, record.id)
                 for address in ledger.leased_addresses_of_pool(record.subnet_id, record.id,
                                                                self.host_id):
                     if address != gateway and ledger.drop_lease(record.subnet_id, address):
@@ -318,11 +326,11 @@ class Ipam:
             if record is None:
                 raise PoolNotFound(pool_id)
             subnet = record.subnet
-            repeated = self._repeated(ledger, record, kind, mac, wanted)
-            if repeated is not None:
-                log.info("address %s already leased in pool %s to this %s%s: answering it again",
-                         subnet.format(repeated), pool_id, kind, f" (mac {mac})" if mac else "")
-                return subnet.format(repeated)
+            gateway = self._shared_gateway(ledger, record, kind, wanted)
+            if gateway is not None:
+                log.info("gateway %s of shared pool %s answered to host %s", subnet.format(gateway),
+                         pool_id, self.host_id)
+                return subnet.format(gateway)
             if wanted is not None:
                 value = self._take_static(ledger, record, wanted)
             else:
@@ -399,22 +407,20 @@ class Ipam:
         return taken
 
     @staticmethod
-    def _repeated(ledger: Ledger, record: PoolRecord, kind: str, mac: str | None,
-                  wanted: netaddr.IPAddress | None) -> int | None:
-        """The lease a repeated request already got, so that it is answered, not doubled.
+    def _shared_gateway(ledger: Ledger, record: PoolRecord, kind: str,
+                        wanted: netaddr.IPAddress | None) -> int | None:
+        """The one gateway of a shared pool, which every host's network asks for.
 
-        Docker's plugin client re-sends a request whose answer it did not get (ipledger died
-        after the commit, say). A pool has one gateway, and an endpoint is known by the MAC
-        address Docker sends (RequiresMACAddress): a second request of the same gateway or of
-        the same endpoint in the same pool is that retry. In a shared pool, every host's network
-        has the one gateway of the shared segment.
+        This is the only request answered with an existing lease. It cannot give one address
+        to two holders: the holder is the gateway of the shared segment (a router outside the
+        hosts, or each host's side of it), never a container, and a gateway lease is released
+        only when the last host leaves the pool. Any other request, a second one with the same
+        MAC included, is a new holder: Docker re-sends a dropped call with an empty body, so no
+        request is ever a retry of an earlier one.
         """
-        if kind == "gateway":
-            held = ledger.held_by(record.subnet_id, record.id, "gateway", None)
-        elif kind == "endpoint" and mac:
-            held = ledger.held_by(record.subnet_id, record.id, "endpoint", mac)
-        else:
+        if not record.shared or kind != "gateway":
             return None
+        held = ledger.gateway_of(record.subnet_id, record.id)
         if held is None or (wanted is not None and int(wanted) != held):
             return None
         return held
@@ -451,7 +457,7 @@ class Ipam:
 
     def _release(self, ledger: Ledger, record: PoolRecord, value: int, action: str) -> bool:
         """Drop a lease; park the address or free it. False when it was not leased."""
-        if (record.shared and ledger.held_by(record.subnet_id, record.id, "gateway", None) == value
+        if (record.shared and ledger.gateway_of(record.subnet_id, record.id) == value
                 and set(ledger.attached_hosts(record.id)) - {self.host_id}):
             log.info("gateway %s of shared pool %s stays: other hosts use it", value, record.id)
             return False

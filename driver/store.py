@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import netaddr
@@ -329,16 +329,10 @@ _POOL = (
 )
 # Serialises allocations in one subnet on PostgreSQL; SQLite holds the database lock anyway.
 _POOL_FOR_UPDATE = _POOL.with_for_update(of=subnets)
-_HELD_BY = (
+_GATEWAY_OF = (
     select(leases.c.address)
-    .where(leases.c.pool_id == bindparam("pool_id"), leases.c.kind == bindparam("kind"),
-           leases.c.mac == bindparam("mac"), leases.c.subnet_id == bindparam("subnet_id"))
-    .limit(1)
-)
-_HELD_BY_NO_MAC = (
-    select(leases.c.address)
-    .where(leases.c.pool_id == bindparam("pool_id"), leases.c.kind == bindparam("kind"),
-           leases.c.mac.is_(None), leases.c.subnet_id == bindparam("subnet_id"))
+    .where(leases.c.pool_id == bindparam("pool_id"), leases.c.kind == "gateway",
+           leases.c.subnet_id == bindparam("subnet_id"))
     .limit(1)
 )
 _LEASE = select(leases.c.kind, leases.c.mac, leases.c.name).where(
@@ -405,7 +399,7 @@ _FREE_REPLACE = (
            free_ranges.c.first == bindparam("old"))
     .values(first=bindparam("new_first"), last=bindparam("new_last"))
 )
-_HELD = select(subnets.c.first, subnets.c.last).where(
+_HELD = select(subnets.c.id, subnets.c.first, subnets.c.last).where(
     subnets.c.owner == bindparam("owner"), subnets.c.space == bindparam("space"),
     subnets.c.version == bindparam("version")
 )
@@ -426,12 +420,23 @@ class Ledger:
 
     # --- subnets -------------------------------------------------------------------------
 
-    def lock_plan(self, owner: str, space: str) -> None:
-        """Serialise pool changes in one address plan. SQLite's BEGIN IMMEDIATE already holds
-        the whole database; PostgreSQL takes a transaction-scoped advisory lock."""
-        if self.connection.dialect.name == "postgresql":
+    def lock_plans(self, space: str, own: str, *, shared_too: bool) -> None:
+        """Serialise pool changes in this host's address plan and the shared plan.
+
+        SQLite's BEGIN IMMEDIATE already holds the whole database. PostgreSQL takes
+        transaction-scoped advisory locks, always in one order (the shared plan, then the
+        host's), so that two hosts never wait on each other in a cycle: a change to a shared pool
+        takes the shared plan exclusively, a change to a host's own pools takes it shared, since
+        it must only see no shared pool appear while it checks for overlaps.
+        """
+        if self.connection.dialect.name != "postgresql":
+            return
+        lock = func.pg_advisory_xact_lock if shared_too else func.pg_advisory_xact_lock_shared
+        self.connection.execute(select(lock(func.hashtextextended(f"ipledger:{SHARED}:{space}",
+                                                                  0))))
+        if own != SHARED:
             self.connection.execute(select(func.pg_advisory_xact_lock(
-                func.hashtextextended(f"ipledger:{owner}:{space}", 0))))
+                func.hashtextextended(f"ipledger:{own}:{space}", 0))))
 
     def subnet_at(self, owner: str, space: str, subnet: Subnet) -> SubnetRecord | None:
         row = self.connection.execute(
@@ -445,8 +450,29 @@ class Ledger:
         ).first()
         return SubnetRecord(row.id, row.cidr, row.refs) if row else None
 
-    def held_subnets(self, owner: str, space: str, version: int) -> HeldSubnets:
-        return HeldSubnets(self.connection, owner, space, version)
+    def held_subnets(self, owners: tuple[str, ...], space: str, version: int) -> HeldSubnets:
+        """The subnets of these address plans (a host's own and the shared one, say)."""
+        return HeldSubnets(self.connection, owners, space, version)
+
+    def holder_of(self, owners: tuple[str, ...], space: str, held: Range) -> tuple[str, str]:
+        """A held subnet and who holds it, in words for an overlap error: its pools, their age
+        and leases, and how a pool that Docker no longer uses is reclaimed."""
+        row = self.connection.execute(
+            select(subnets.c.id, subnets.c.cidr, subnets.c.created_at).where(
+                subnets.c.owner.in_(owners), subnets.c.space == space,
+                subnets.c.first == pack(held[0]), subnets.c.last == pack(held[1]))
+        ).first()
+        if row is None:
+            return str(netaddr.IPRange(held[0], held[1]).cidrs()[0]), "held by another pool"
+        pool_ids = ", ".join(sorted(self.pools_of_subnet(row.id))) or "no pool"
+        count = self.connection.execute(
+            select(func.count()).select_from(leases).where(leases.c.subnet_id == row.id)
+        ).scalar_one()
+        age = _age(now() - as_utc(row.created_at))
+        return row.cidr, (f"{row.cidr} is pool {pool_ids}, created {age} ago, holding {count} "
+                          f"lease{'' if count == 1 else 's'}; if no Docker network uses it any "
+                          "more (it was removed while ipledger was down), 'ipledger gc "
+                          "--apply' reclaims it")
 
     def add_subnet(self, owner: str, space: str, subnet: Subnet) -> int:
         subnet_id: int = self.connection.execute(
@@ -633,12 +659,10 @@ class Ledger:
                 return unpack(row.address)
         return None
 
-    def held_by(self, subnet_id: int, pool_id: str, kind: str, mac: str | None) -> int | None:
-        """The address this pool already leased to that kind of holder (and MAC), if any."""
-        query = _HELD_BY if mac else _HELD_BY_NO_MAC
+    def gateway_of(self, subnet_id: int, pool_id: str) -> int | None:
+        """The address this pool leased to its gateway, if any."""
         row = self.connection.execute(
-            query, {"subnet_id": subnet_id, "pool_id": pool_id, "kind": kind, "mac": mac}
-        ).first()
+            _GATEWAY_OF, {"subnet_id": subnet_id, "pool_id": pool_id}).first()
         return unpack(row.address) if row else None
 
     def lease_holder(self, subnet_id: int, address: int) -> str | None:
@@ -712,18 +736,33 @@ class FreeRanges:
 
 
 class HeldSubnets:
-    """The :class:`driver.allocator.HeldSubnets` of one address space and family."""
+    """The :class:`driver.allocator.HeldSubnets` of some address plans, in one address space
+    and family."""
 
-    def __init__(self, connection: Connection, owner: str, space: str, version: int) -> None:
+    def __init__(self, connection: Connection, owners: tuple[str, ...], space: str,
+                 version: int) -> None:
         self.connection = connection
-        self.params = {"owner": owner, "space": space, "version": version}
+        self.params = [{"owner": owner, "space": space, "version": version} for owner in owners]
 
     def first_overlapping(self, first: int, last: int) -> Range | None:
-        params = {**self.params, "first": pack(first), "last": pack(last)}
-        # Held subnets never overlap each other, so the only one that can start before `first`
-        # and still reach into the range is the one that starts last before it.
+        found = [held for params in self.params
+                 if (held := self._first_overlapping(params, first, last)) is not None]
+        return min(found) if found else None
+
+    def _first_overlapping(self, params: dict[str, Any], first: int, last: int) -> Range | None:
+        params = {**params, "first": pack(first), "last": pack(last)}
+        # One plan's subnets never overlap each other, so the only one that can start before
+        # `first` and still reach into the range is the one that starts last before it.
         before = self.connection.execute(_HELD_BEFORE, params).first()
         if before is not None and unpack(before.last) >= first:
             return unpack(before.first), unpack(before.last)
         after = self.connection.execute(_HELD_AFTER, params).first()
         return (unpack(after.first), unpack(after.last)) if after is not None else None
+
+
+def _age(elapsed: timedelta) -> str:
+    seconds = max(0, int(elapsed.total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -63,8 +63,13 @@ def test_a_conflict_is_a_409_with_the_builtin_wording(plugin):
     plugin.call("RequestAddress", {"PoolID": "LocalDefault/192.0.2.0/24", "Address": "192.0.2.9"})
     assert plugin.call("RequestAddress", {"PoolID": "LocalDefault/192.0.2.0/24", "Address": "192.0.2.9"}) == (
         409, err("Address already in use: 192.0.2.9 (held by an auxiliary address in 192.0.2.0/24)"))
-    assert plugin.call("RequestPool", POOL) == (
-        409, err("Pool overlaps with other one on this address space: 192.0.2.0/24 overlaps 192.0.2.0/24 in address space LocalDefault"))
+    status, body = plugin.call("RequestPool", POOL)
+    assert status == 409
+    assert body["Err"].startswith(
+        "Pool overlaps with other one on this address space: 192.0.2.0/24 overlaps 192.0.2.0/24 "
+        "in address space LocalDefault: 192.0.2.0/24 is pool LocalDefault/192.0.2.0/24, created ")
+    assert "ago, holding 1 lease; if no Docker network uses it any more" in body["Err"]
+    assert body["Err"].endswith("'ipledger gc --apply' reclaims it")
 
 
 def test_unknown_endpoints_and_methods_answer_json(plugin):

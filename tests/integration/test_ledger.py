@@ -325,26 +325,6 @@ def test_a_ledger_of_the_first_schema_keeps_its_leases_through_the_upgrade(tmp_p
 MAC = {"com.docker.network.endpoint.macaddress": "02:42:c0:00:02:07"}
 
 
-def test_a_retried_endpoint_request_gets_the_same_address_not_a_second_one(ipam, engine):
-    p = pool(ipam, "192.0.2.0/24").pool_id
-    ipam.request_address(p, "", GW)
-    first = ipam.request_address(p, "", MAC)
-    before = snapshot(engine)
-    assert ipam.request_address(p, "", MAC) == first
-    assert ipam.request_address(p, first.split("/")[0], MAC) == first
-    assert snapshot(engine) == before
-    other = {"com.docker.network.endpoint.macaddress": "02:42:c0:00:02:08"}
-    assert ipam.request_address(p, "", other) == "192.0.2.3/24"
-
-
-def test_a_retried_gateway_request_gets_the_same_gateway(ipam):
-    p = pool(ipam, "192.0.2.0/24", "192.0.2.128/25").pool_id
-    assert ipam.request_address(p, "192.0.2.254", GW) == "192.0.2.254/24"
-    assert ipam.request_address(p, "192.0.2.254", GW) == "192.0.2.254/24"
-    q = pool(ipam, "198.51.100.0/24").pool_id
-    assert ipam.request_address(q, "", GW) == ipam.request_address(q, "", GW) == "198.51.100.1/24"
-
-
 def test_after_a_release_the_same_mac_gets_the_lowest_free_address_again(ipam):
     p = pool(ipam, "192.0.2.0/24").pool_id
     ipam.request_address(p, "192.0.2.50", MAC)
