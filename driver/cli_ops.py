@@ -298,31 +298,47 @@ def check(db_url: str | None) -> None:
 @click.option("--docker-host", envvar="DOCKER_HOST",
               help="Docker's API [DOCKER_HOST; default unix:///var/run/docker.sock]")
 @click.option("--driver", "drivers", multiple=True,
-              help="IPAM driver name the networks use [the name of IPLEDGER_SOCKET: ipledger]; "
-                   "repeat for several (a managed plugin: NAME:TAG).")
+              help="IPAM driver name the networks use [the names ipledger is served under: "
+                   "IPLEDGER_SOCKET's name, and each managed ipledger plugin as NAME:TAG]; "
+                   "repeat for several.")
 @click.option("--grace", default="10m", show_default=True,
               help="Only leases and pools older than this are reclaimed.")
 @click.option("--apply", is_flag=True, help="Release the leaks found (default: only report).")
+@click.option("--all-networks-gone", is_flag=True,
+              help="Docker really has no network of the driver left: let --apply release "
+                   "every pool (refused otherwise, as a likely wrong --driver).")
 def gc(db_url: str | None, docker_host: str | None, drivers: tuple[str, ...], grace: str,
-       apply: bool) -> None:
+       apply: bool, all_networks_gone: bool) -> None:
     """Find leases and pools no Docker network uses, and addresses Docker uses unrecorded."""
     from driver import gc as reconciler
-    from driver.docker_state import DockerUnavailable, read_networks
+    from driver.docker_state import DockerUnavailable, read_docker
     from driver.service import Ipam
 
     grace_s = seconds(grace, "--grace")
     settings = settings_from_env(db_url=db_url)
-    names = set(drivers) or {settings.driver_name}
     try:
-        networks = read_networks(docker_host, names)
+        view = read_docker(docker_host, set(drivers) or None, settings.driver_name)
     except DockerUnavailable as e:
         raise click.ClickException(str(e)) from None
+    networks = view.networks
+    names = set(view.drivers)
     now = datetime.now(UTC)
     with admin(db_url) as a:
         ledger_pools, ledger_leases = a.gc_inputs()
         findings = reconciler.reconcile(ledger_pools, ledger_leases, networks,
                                         owner=a.owner, host_id=a.host_id, now=now,
                                         grace=timedelta(seconds=grace_s))
+        if not networks and not all_networks_gone and any(f.what == "pool" for f in findings):
+            # Most likely the wrong driver name, not every network gone: never release live
+            # pools on that guess.
+            shown = ", ".join(sorted(view.ipam_drivers)) or "none"
+            warning = (f"Docker shows no network of the IPAM driver {', '.join(sorted(names))}, "
+                       f"but the ledger holds {len(ledger_pools)} pools; the IPAM drivers "
+                       f"Docker's networks use: {shown}. Name ipledger's with --driver, or, if "
+                       "every network of it is really gone, add --all-networks-gone")
+            if apply:
+                raise click.ClickException(f"refusing --apply: {warning}")
+            click.echo(f"warning: {warning}", err=True)
         outcome = {f: "reported" for f in findings}
         if apply and findings:
             ipam = Ipam(a.store, settings.default_pools, a.host_id)

@@ -6,6 +6,7 @@ waits for an IPAM answer, and a plugin that called back into Docker then could d
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,27 +43,77 @@ def _plain(address: str | None) -> str | None:
     return address.split("/")[0] if address else None
 
 
-def read_networks(base_url: str | None, drivers: set[str],
-                  progress: Any = None) -> list[DockerNetwork]:
-    """The networks whose IPAM driver is one of ``drivers``, with their endpoints' addresses."""
+# What a managed ipledger plugin declares in its config.json (see the repository's config.json).
+PLUGIN_SOCKET = "ipledger.sock"
+IPAM_PLUGIN_TYPE = "docker.ipamdriver/1.0"
+
+
+@dataclass(frozen=True)
+class DockerView:
+    """What Docker shows: the networks of the IPAM drivers judged, and every IPAM driver that
+    any network uses (to tell an operator who named the wrong driver)."""
+
+    drivers: frozenset[str]
+    networks: list[DockerNetwork]
+    ipam_drivers: frozenset[str]
+
+
+def docker_address(base_url: str | None) -> str:
+    """Where Docker's API is looked for, in words for an error."""
+    if base_url:
+        return base_url
+    if os.environ.get("DOCKER_HOST"):
+        return f"{os.environ['DOCKER_HOST']} (DOCKER_HOST)"
+    return "unix:///var/run/docker.sock (the default: set DOCKER_HOST or --docker-host)"
+
+
+def plugin_names(plugins: list[dict[str, Any]]) -> set[str]:
+    """The names Docker knows managed ipledger plugins by: ``NAME:TAG``, and ``NAME`` for the
+    ``latest`` tag, which ``--ipam-driver NAME`` also means."""
+    names: set[str] = set()
+    for plugin in plugins:
+        config = plugin.get("Config") or {}
+        interface = config.get("Interface") or {}
+        types = {f"{t.get('Prefix')}.{t.get('Capability')}/{t.get('Version')}"
+                 if isinstance(t, dict) else str(t) for t in interface.get("Types") or []}
+        if interface.get("Socket") != PLUGIN_SOCKET or IPAM_PLUGIN_TYPE not in types:
+            continue
+        name = str(plugin.get("Name") or "")
+        if name:
+            names.add(name)
+            if name.endswith(":latest"):
+                names.add(name.removesuffix(":latest"))
+    return names
+
+
+def read_docker(base_url: str | None, drivers: set[str] | None, served_as: str,
+                progress: Any = None) -> DockerView:
+    """The networks whose IPAM driver is ipledger, with their endpoints' addresses.
+
+    ``drivers`` names them; None means the names ipledger is served under: ``served_as`` (the
+    socket's name, for a legacy plugin) and the managed ipledger plugins installed.
+    """
     import docker
     from docker.errors import DockerException
 
     try:
-        client = docker.APIClient(base_url=base_url) if base_url else \
-            docker.from_env().api
-        summaries = [n for n in client.networks()
-                     if (n.get("IPAM") or {}).get("Driver") in drivers]
+        client = docker.APIClient(base_url=base_url) if base_url else docker.from_env().api
+        if drivers is None:
+            drivers = {served_as} | plugin_names(client.plugins())
+        summaries = client.networks()
         networks = []
         for summary in summaries:
-            detail = client.inspect_network(summary["Id"])
-            networks.append(_network(detail))
+            if (summary.get("IPAM") or {}).get("Driver") not in drivers:
+                continue
+            networks.append(_network(client.inspect_network(summary["Id"])))
             if progress is not None:
                 progress(1)
         client.close()
     except DockerException as e:
-        raise DockerUnavailable(f"cannot read Docker's networks: {e}") from None
-    return networks
+        raise DockerUnavailable(f"cannot read Docker's networks at {docker_address(base_url)}: "
+                                f"{e}") from None
+    in_use = frozenset(str((n.get("IPAM") or {}).get("Driver") or "default") for n in summaries)
+    return DockerView(frozenset(drivers), networks, in_use)
 
 
 def _network(detail: dict[str, Any]) -> DockerNetwork:

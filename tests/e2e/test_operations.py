@@ -14,11 +14,11 @@ pytestmark = pytest.mark.docker
 IMAGE = "busybox-local"
 
 
-def ipledger(plugin, dockerd, *args: str, ok: bool = True) -> str:
+def ipledger(plugin, dockerd, *args: str, ok: bool = True, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "driver", *args[:1], "--db", plugin.db_url, *args[1:]],
         capture_output=True, text=True, timeout=120,
-        env={**plugin.env, "DOCKER_HOST": f"unix://{dockerd.socket}"})
+        env={**plugin.env, "DOCKER_HOST": f"unix://{dockerd.socket}", **(env or {})})
     assert (result.returncode == 0) == ok, result.stdout + result.stderr
     return result.stdout if ok else result.stdout + result.stderr
 
@@ -69,10 +69,47 @@ def test_gc_reclaims_the_pool_of_a_network_removed_while_ipledger_was_down(docke
     dockerd.docker("network", "rm", net, timeout=180)
     plugin.start()
     pool = "LocalDefault/203.0.113.0/24"
-    assert gc(plugin, dockerd, "--grace", "0s", "--apply") == [["pool", pool, "-", "yes", "released"]]
+    # the last network of the driver is gone: gc cannot tell that from a wrong --driver
+    assert "refusing --apply" in ipledger(plugin, dockerd, "gc", "--driver", plugin.name, "--grace", "0s",
+                                          "--apply", ok=False)
+    assert gc(plugin, dockerd, "--grace", "0s", "--apply", "--all-networks-gone") == [
+        ["pool", pool, "-", "yes", "released"]]
     assert plugin.leases() == {}
     # the subnet can be used again
     dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "203.0.113.0/24", net)
+
+
+def test_gc_judges_the_networks_of_the_socket_ipledger_serves_on_without_being_told(dockerd, plugin, names):
+    net = f"{names}-live"
+    dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "198.51.100.0/24", net)
+    dockerd.docker("run", "-d", "--name", f"{names}-a", "--network", net, IMAGE, "sleep", "600")
+    out = ipledger(plugin, dockerd, "gc", "--grace", "0s", "--apply",
+                   env={"IPLEDGER_SOCKET": plugin.socket})
+    assert f"1 Docker networks use {plugin.name};" in out
+    assert "no leaks" in out
+    assert plugin.leases()["198.51.100.0/24"] == {"198.51.100.1", "198.51.100.2"}
+
+
+def test_gc_refuses_to_apply_when_docker_shows_no_network_of_the_driver_named(dockerd, plugin, names):
+    net = f"{names}-live"
+    dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "198.51.100.0/24", net)
+    error = ipledger(plugin, dockerd, "gc", "--driver", "ipledger", "--grace", "0s", "--apply", ok=False)
+    assert "refusing --apply" in error
+    assert "Docker shows no network of the IPAM driver ipledger" in error
+    assert plugin.name in error, "it lists the IPAM drivers Docker's networks use"
+    assert "198.51.100.0/24" in plugin.leases(), "the live network's pool stays"
+    report = ipledger(plugin, dockerd, "gc", "--driver", "ipledger", "--grace", "0s")
+    assert "report only" in report
+
+
+def test_gc_names_where_it_looked_for_docker_when_docker_does_not_answer(plugin, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "driver", "gc", "--db", plugin.db_url],
+        capture_output=True, text=True, timeout=120,
+        env={**plugin.env, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"})
+    assert result.returncode == 1
+    assert f"unix://{tmp_path}/no-docker.sock (DOCKER_HOST)" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def run_with_mac(dockerd, name: str, net: str, mac: str) -> None:

@@ -92,3 +92,17 @@ def test_in_a_shared_pool_only_this_hosts_leases_are_judged_and_never_the_pool()
     # with no network on this host, the shared pool is none of this host's business
     assert reconcile(pools, leases, [], owner="me", host_id="me", now=NOW,
                      grace=timedelta(minutes=10)) == []
+
+
+def test_managed_ipledger_plugins_are_known_by_their_name_with_tag_and_latest_without():
+    from driver.docker_state import plugin_names
+
+    ipam = {"Types": ["docker.ipamdriver/1.0"], "Socket": "ipledger.sock"}
+    plugins = [
+        {"Name": "myorg/ipledger:latest", "Config": {"Interface": ipam}},
+        {"Name": "ipledger-e2e:v1", "Config": {"Interface": ipam}},
+        {"Name": "other/ipam:latest", "Config": {"Interface": {**ipam, "Socket": "other.sock"}}},
+        {"Name": "vieux/sshfs:latest", "Config": {"Interface": {"Types": ["docker.volumedriver/1.0"],
+                                                               "Socket": "ipledger.sock"}}},
+    ]
+    assert plugin_names(plugins) == {"myorg/ipledger:latest", "myorg/ipledger", "ipledger-e2e:v1"}
