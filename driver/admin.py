@@ -14,16 +14,14 @@ from typing import Any
 
 import netaddr
 
-from driver import allocator
+from driver import allocator, export_format
 from driver.allocator import Range, Subnet
 from driver.errors import InvalidRequest, PoolNotFound
 from driver.gc import LedgerLease, LedgerPool
 from driver.inventory import Inventory, PoolRow, SubnetRow, Usage, allocatable_in
 from driver.models import free_ranges, history, leases, parked, pools, reservations
 from driver.service import LOCAL_OWNER, LOCAL_SPACE, own_plan, owner_of, pool_id_for
-from driver.store import SHARED, Ledger, Store, as_utc, pack
-
-EXPORT_FORMAT = "ipledger-export/1"
+from driver.store import SHARED, Ledger, Store, as_utc, pack, retrying
 
 
 def show(address: int, version: int) -> str:
@@ -90,6 +88,30 @@ class Admin:
         with self.store.reading() as ledger:
             return Inventory(ledger.connection).count_subnets()
 
+    def resolve_pool(self, wanted: str, network_pools: list[str] | None = None) -> str:
+        """The PoolID an operator means by ``wanted``: a PoolID, a subnet, or (given its
+        ``network_pools``) a Docker network; several candidates are listed to choose from."""
+        with self.store.reading() as ledger:
+            inventory = Inventory(ledger.connection)
+            if inventory.pools(wanted, owner_of(wanted, self.owner)):
+                return wanted
+            candidates = network_pools
+            if candidates is None:
+                try:
+                    cidr = str(allocator.parse_cidr(wanted, "subnet"))
+                except InvalidRequest:
+                    cidr = None
+                candidates = sorted(p.id for p in inventory.pools()
+                                    if cidr is not None and p.subnet.cidr == cidr
+                                    and p.owner in (self.owner, SHARED))
+        if len(candidates) == 1:
+            return candidates[0]
+        if candidates:
+            raise InvalidRequest(f"{wanted} is held by several pools: give one of "
+                                 + ", ".join(candidates))
+        raise InvalidRequest(f"no pool {wanted}: give a PoolID, a subnet or a Docker network "
+                             "name ('ipledger pools' lists the pools)")
+
     def addresses(self, pool_id: str) -> list[AddressLine]:
         """What a pool's subnet holds: leases, reservations and parked addresses, in order."""
         with self.store.reading() as ledger:
@@ -125,6 +147,7 @@ class Admin:
             return Inventory(ledger.connection).history(address=address, pool_id=pool_id,
                                                         limit=limit)
 
+    @retrying
     def prune_history(self, before: datetime) -> int:
         """Forget history events older than ``before``; how many were dropped."""
         with self.store.transaction() as ledger:
@@ -149,6 +172,7 @@ class Admin:
                     for row in inventory.leases(subnet_id)]
         return found, held
 
+    @retrying
     def record_findings(self, found: list[Any]) -> None:
         """Keep what gc found and left alone, for the leak-candidate metrics."""
         with self.store.transaction() as ledger:
@@ -158,6 +182,7 @@ class Admin:
 
     # --- reservations --------------------------------------------------------------------
 
+    @retrying
     def reserve(self, range_text: str, label: str, space: str = LOCAL_SPACE,
                 shared: bool = False) -> str:
         """Set addresses aside; leased ones stay leased and are not freed when released."""
@@ -179,10 +204,11 @@ class Admin:
             allocator.take_range(ledger.book(held.id), *bounds)
             inventory.add_reservation(held.id, bounds, label)
             shown = show_range(*bounds, first.version)
-            ledger.record(self.host_id, "reserve", pool_id_for(space, held.subnet.cidr, None),
-                          shown, detail=label)
+            ledger.record(self.host_id, "reserve", self._pool_of_subnet(ledger, held), shown,
+                          detail=label)
         return shown
 
+    @retrying
     def unreserve(self, range_text: str, space: str = LOCAL_SPACE, shared: bool = False) -> str:
         """Drop the reservation that starts at the range's first address; free what is free."""
         first, last = allocator.parse_range(range_text, "reservation")
@@ -201,9 +227,16 @@ class Admin:
             for gap in allocator.gaps((r_first, r_last), taken):
                 allocator.give_back_range(book, *gap)
             shown = show_range(r_first, r_last, first.version)
-            ledger.record(self.host_id, "unreserve", pool_id_for(space, held.subnet.cidr, None),
-                          shown, detail=label)
+            ledger.record(self.host_id, "unreserve", self._pool_of_subnet(ledger, held), shown,
+                          detail=label)
         return shown
+
+    @staticmethod
+    def _pool_of_subnet(ledger: Ledger, held: SubnetRow) -> str:
+        """The PoolID a subnet's history is written under: its pool (the first, when ip-range
+        pools share it), a shared pool's ``shared/NAME/...`` included."""
+        found = sorted(ledger.pools_of_subnet(held.id))
+        return found[0] if found else pool_id_for(held.space, held.subnet.cidr, None)
 
     def _locked_subnet(self, ledger: Ledger, inventory: Inventory, shared: bool, space: str,
                        first: netaddr.IPAddress, last: netaddr.IPAddress) -> SubnetRow:
@@ -258,35 +291,31 @@ class Admin:
                 "pool_id": h.pool_id, "address": h.address, "kind": h.kind, "mac": h.mac,
                 "name": h.name, "detail": h.detail,
             } for h in inventory.all_history()]
-        return {"format": EXPORT_FORMAT, "exported_at": datetime.now(UTC).isoformat(),
+        return {"format": export_format.EXPORT_FORMAT, "exported_at": datetime.now(UTC).isoformat(),
                 "subnets": out, "history": events}
 
+    @retrying
     def import_(self, data: Any, progress: Callable[[int], None] = lambda _n: None) -> int:
         """Load an export, rebuilding the free ranges; returns how many leases it held.
 
         An SQLite ledger's own pools (owner ``local``) become this host's; the target must not
         hold pools of any owner the export brings (so one host's ledger is imported once).
         """
-        if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
-            raise InvalidRequest(f"not an ipledger export: expected \"format\": "
-                                 f"\"{EXPORT_FORMAT}\"")
+        export_format.validate(data)
         count = 0
         with self.store.transaction() as ledger:
             inventory = Inventory(ledger.connection)
-            try:
-                entries = [{**e, "owner": self._owner_for(e.get("owner", LOCAL_OWNER))}
-                           for e in data["subnets"]]
-                for owner in sorted({e["owner"] for e in entries}):
-                    if inventory.holds_owner(owner):
-                        raise InvalidRequest(f"the target ledger already holds pools of "
-                                             f"{owner!r}: import a host's ledger only once")
-                for entry in entries:
-                    count += self._import_subnet(inventory, entry)
-                    progress(1)
-                inventory.insert_rows(history, [
-                    {**h, "at": datetime.fromisoformat(h["at"])} for h in data["history"]])
-            except (KeyError, TypeError, ValueError) as e:
-                raise InvalidRequest(f"malformed export: {type(e).__name__} {e}") from None
+            entries = [{**e, "owner": self._owner_for(e.get("owner") or LOCAL_OWNER)}
+                       for e in data["subnets"]]
+            for owner in sorted({e["owner"] for e in entries}):
+                if inventory.holds_owner(owner):
+                    raise InvalidRequest(f"the target ledger already holds pools of "
+                                         f"{owner!r}: import a host's ledger only once")
+            for entry in entries:
+                count += self._import_subnet(inventory, entry)
+                progress(1)
+            inventory.insert_rows(history, [
+                {**h, "at": datetime.fromisoformat(h["at"])} for h in data["history"]])
         return count
 
     def _owner_for(self, owner: str) -> str:
@@ -300,10 +329,7 @@ class Admin:
         subnet = Subnet(allocator.parse_cidr(entry["cidr"], "subnet"))
 
         def address(text: str) -> int:
-            value = int(allocator.parse_address(text))
-            if not subnet.contains(value) or subnet.reserved(value):
-                raise InvalidRequest(f"malformed export: {text} cannot be held in {subnet.cidr}")
-            return value
+            return int(allocator.parse_address(text))
 
         subnet_id = inventory.add_subnet_row({
             "owner": entry["owner"], "space": entry["space"], "version": subnet.version,

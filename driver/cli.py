@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from driver.cli_ops import register, settings_from_env
+from driver.cli_ops import DB_HELP, register, settings_from_env
 from driver.config import Settings
 
 
@@ -20,8 +20,13 @@ def _configure_logging(settings: Settings) -> None:
 
 
 @click.group()
-def main() -> None:
+@click.version_option(package_name="ipledger", prog_name="ipledger",
+                      message="%(prog)s %(version)s")
+@click.option("--db", "db_url", help=DB_HELP + " (also accepted after the subcommand)")
+@click.pass_context
+def main(context: click.Context, db_url: str | None) -> None:
     """ipledger: a Docker IPAM driver that keeps every lease in a database."""
+    context.obj = {"db_url": db_url}
 
 
 @main.command()

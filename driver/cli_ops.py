@@ -8,6 +8,7 @@ serves Docker.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +27,14 @@ BAR_WIDTH = 20
 
 
 def settings_from_env(**overrides: Any) -> Settings:
-    """The settings, or a clean exit naming the setting that does not parse."""
+    """The settings, or a clean exit naming the setting that does not parse.
+
+    ``--db`` may come before the subcommand (``ipledger --db URL pools``) or after it.
+    """
+    context = click.get_current_context(silent=True)
+    root = context.find_root().obj if context is not None else None
+    if overrides.get("db_url") is None and isinstance(root, dict):
+        overrides["db_url"] = root.get("db_url")
     try:
         return Settings.from_env(**overrides)
     except SettingsError as e:
@@ -52,16 +60,32 @@ def space_option(command: Callable[..., Any]) -> Callable[..., Any]:
                         show_default=True, help="Address space of the network.")(command)
 
 
+def require_ledger(settings: Settings) -> None:
+    """Refuse an SQLite ledger that does not exist: a mistyped --db must not make an empty one."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.db_url)
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path.startswith((":memory:", "file:")):
+        return
+    if not os.path.exists(path):
+        raise click.ClickException(f"no ledger at {path}: check --db or IPLEDGER_DB "
+                                   "(ipledger serve creates the ledger on first start)")
+
+
 @contextmanager
-def admin(db_url: str | None) -> Iterator[Any]:
-    """The :class:`driver.admin.Admin` of the configured database, migrated to the newest schema."""
+def admin(db_url: str | None, *, create: bool = False) -> Iterator[Any]:
+    """The :class:`driver.admin.Admin` of the configured database, migrated to the newest
+    schema; only ``create`` makes a new SQLite ledger."""
     from sqlalchemy.exc import DBAPIError
 
     from driver.admin import Admin
     from driver.schema import migrate
-    from driver.store import masked_url, open_store
+    from driver.store import Conflict, masked_url, open_store
 
     settings = settings_from_env(db_url=db_url)
+    if not create:
+        require_ledger(settings)
     store = open_store(settings.db_url, synchronous=settings.sqlite_synchronous,
                        busy_timeout_ms=settings.busy_timeout_ms)
     try:
@@ -72,6 +96,9 @@ def admin(db_url: str | None) -> Iterator[Any]:
                                    f"{str(e.orig).strip().splitlines()[0]}") from None
     except IpamError as e:
         raise click.ClickException(e.message) from None
+    except Conflict as e:
+        raise click.ClickException(f"database busy: a conflicting update ({e}); try again") \
+            from None
     finally:
         store.dispose()
 
@@ -151,8 +178,12 @@ def pools(db_url: str | None, as_json: bool) -> None:
 @db_option
 @click.argument("pool_id")
 def leases(db_url: str | None, pool_id: str) -> None:
-    """What POOL_ID's subnet holds: leases, reservations, parked addresses."""
+    """What POOL_ID's subnet holds: leases, reservations, parked addresses.
+
+    POOL_ID may also be a subnet (198.51.100.0/24) or the name of a Docker network.
+    """
     with admin(db_url) as a:
+        pool_id = a.resolve_pool(pool_id, _network_pools(pool_id))
         lines = a.addresses(pool_id)
     if not lines:
         click.echo(f"{pool_id}: nothing leased, reserved or parked")
@@ -160,6 +191,21 @@ def leases(db_url: str | None, pool_id: str) -> None:
     table(["ADDRESS", "STATE", "KIND", "MAC", "NAME", "SINCE", "DETAIL"],
           [[line.address, line.state, line.kind or "-", line.mac or "-", line.name or "-",
             when(line.since), line.detail or ""] for line in lines])
+
+
+def _network_pools(name: str) -> list[str] | None:
+    """The PoolIDs of the Docker network called ``name``; None when Docker has none by that
+    name or does not answer (then ``name`` is only looked for as a PoolID or a subnet)."""
+    if "/" in name:
+        return None
+    from driver.docker_state import DockerUnavailable, network_named
+    from driver.gc import pool_ids
+
+    try:
+        network = network_named(name)
+    except DockerUnavailable:
+        return None
+    return sorted(pool_ids(network)) if network is not None else None
 
 
 @click.command()
@@ -251,14 +297,21 @@ def unreserve(db_url: str | None, space: str, shared: bool, addresses: str) -> N
 
 @click.command()
 @db_option
-@click.option("-o", "--output", type=click.File("w"), default="-",
-              help="Where to write the JSON [stdout].")
-def export(db_url: str | None, output: Any) -> None:
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="-",
+              help="Where to write the JSON, readable by its owner only [stdout].")
+def export(db_url: str | None, output: str) -> None:
     """The whole ledger as JSON: subnets, pools, leases, reservations, parked, history."""
     with admin(db_url) as a, progress(a.count_subnets(), "exporting subnets") as step:
         data = a.export(step)
-    json.dump(data, output, indent=1)
-    output.write("\n")
+    text = json.dumps(data, indent=1) + "\n"
+    if output == "-":
+        click.echo(text, nl=False)
+    else:
+        # MACs, container names and history: as private as the database itself
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
     leased = sum(len(s["leases"]) for s in data["subnets"])
     click.echo(f"exported {len(data['subnets'])} subnets, {leased} leases, "
                f"{len(data['history'])} history events", err=True)
@@ -274,7 +327,8 @@ def import_(db_url: str | None, source: Any) -> None:
     except ValueError as e:
         raise click.ClickException(f"{source.name} is not JSON: {e}") from None
     subnets = data.get("subnets", []) if isinstance(data, dict) else []
-    with admin(db_url) as a, progress(len(subnets), "importing subnets") as step:
+    subnets = subnets if isinstance(subnets, list) else []
+    with admin(db_url, create=True) as a, progress(len(subnets), "importing subnets") as step:
         leased = a.import_(data, step)
     click.echo(f"imported {len(subnets)} subnets and {leased} leases")
 
@@ -316,6 +370,7 @@ def gc(db_url: str | None, docker_host: str | None, drivers: tuple[str, ...], gr
 
     grace_s = seconds(grace, "--grace")
     settings = settings_from_env(db_url=db_url)
+    require_ledger(settings)
     try:
         view = read_docker(docker_host, set(drivers) or None, settings.driver_name)
     except DockerUnavailable as e:
@@ -377,7 +432,7 @@ def migrate_db(db_url: str | None, target: str) -> None:
         raise click.ClickException("--to names the ledger being migrated")
     with admin(db_url) as source:
         data = source.export()
-    with admin(target) as destination:
+    with admin(target, create=True) as destination:
         leased = destination.import_(data)
         report = destination.check()
     if report.problems:

@@ -117,6 +117,7 @@ class Settings:
             raise SettingsError(f"IPLEDGER_LOG_FORMAT {self.log_format!r} must be text or json")
         if not self.host_id or len(self.host_id) > 64:
             raise SettingsError("IPLEDGER_HOST_ID must be 1 to 64 characters")
+        check_db_url(self.db_url)
         return replace(self, log_level=level, sqlite_synchronous=sync, log_format=log_format)
 
     @property
@@ -124,6 +125,34 @@ class Settings:
         """The name Docker knows the plugin by: the socket's file name without ``.sock``."""
         name = os.path.basename(self.socket)
         return name.removesuffix(".sock")
+
+
+def check_db_url(url: str) -> None:
+    """A database URL that SQLAlchemy can parse and whose driver is installed, or a
+    :class:`SettingsError` that says what is wrong or what to install."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    example = ("sqlite:////var/lib/ipledger/ipledger.db or "
+               "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE")
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as e:
+        raise SettingsError(f"invalid database URL {url!r:.120} ({e}): expected {example}") \
+            from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise SettingsError(f"invalid database URL {url!r:.120}: ipledger keeps its ledger in "
+                            f"SQLite or PostgreSQL, e.g. {example}")
+    try:
+        dialect.import_dbapi()
+    except ImportError:
+        if parsed.get_backend_name() == "postgresql":
+            raise SettingsError(
+                "a PostgreSQL ledger needs the psycopg driver: pip install 'ipledger[postgres]', "
+                "and use a postgresql+psycopg:// URL") from None
+        raise SettingsError(f"the database driver for {parsed.drivername} is not installed") \
+            from None
 
 
 def default_host_id() -> str:

@@ -116,6 +116,24 @@ def read_docker(base_url: str | None, drivers: set[str] | None, served_as: str,
     return DockerView(frozenset(drivers), networks, in_use)
 
 
+def network_named(name: str, base_url: str | None = None) -> DockerNetwork | None:
+    """The Docker network called ``name`` (or with that id), None when there is none."""
+    import docker
+    from docker.errors import DockerException, NotFound
+
+    try:
+        client = docker.APIClient(base_url=base_url) if base_url else docker.from_env().api
+        try:
+            return _network(client.inspect_network(name))
+        except NotFound:
+            return None
+        finally:
+            client.close()
+    except DockerException as e:
+        raise DockerUnavailable(f"cannot read Docker's networks at {docker_address(base_url)}: "
+                                f"{e}") from None
+
+
 def _network(detail: dict[str, Any]) -> DockerNetwork:
     configs = [
         IpamConfig(subnet=c["Subnet"], ip_range=c.get("IPRange") or None,

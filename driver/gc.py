@@ -71,7 +71,7 @@ class PoolUse:
     gateway_shown: bool
 
 
-def _pool_ids(network: DockerNetwork) -> dict[str, PoolUse]:
+def pool_ids(network: DockerNetwork) -> dict[str, PoolUse]:
     """The ledger PoolIDs a Docker network stands for, each with the addresses it uses."""
     space = LOCAL_SPACE if network.scope == "local" else GLOBAL_SPACE
     shared = network.ipam_options.get(SHARED_OPTION)
@@ -102,7 +102,7 @@ def reconcile(pools: Iterable[LedgerPool], leases: Iterable[LedgerLease],
     cutoff = now - grace
     in_docker: dict[str, PoolUse] = {}
     for network in networks:
-        in_docker.update(_pool_ids(network))
+        in_docker.update(pool_ids(network))
     mine = {p.id: p for p in pools if p.space == LOCAL_SPACE and (
         p.owner == owner or (p.owner == SHARED and p.id in in_docker))}
     findings: list[Finding] = []

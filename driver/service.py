@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -380,7 +379,7 @@ class Ipam:
         book = ledger.book(record.subnet_id)
         lo, hi = record.range_first, record.range_last
         if record.parks:
-            at = time.time()
+            at = ledger.clock()
             if record.hold_s and lease.kind == "endpoint" and (lease.mac or lease.name):
                 held = ledger.parked_for(record.subnet_id, record.id, lease.mac, lease.name, at)
                 if held is not None and ledger.unpark(record.subnet_id, held):
@@ -468,7 +467,7 @@ class Ipam:
         if lease.mac or lease.name:
             keep = max(keep, record.hold_s)
         if keep and not (record.reservations and ledger.reservation_at(record.subnet_id, value)):
-            ledger.park(record.subnet_id, value, record.id, lease, time.time() + keep)
+            ledger.park(record.subnet_id, value, record.id, lease, ledger.clock() + keep)
         else:
             self._free(ledger, record, value)
         address = str(netaddr.IPAddress(value, record.subnet.version))

@@ -352,6 +352,7 @@ _RESERVATION = (
     .order_by(reservations.c.first.desc())
     .limit(1)
 )
+_DATABASE_CLOCK = select(func.extract("epoch", func.now()))
 _PARK = insert(parked)
 _UNPARK = delete(parked).where(
     parked.c.subnet_id == bindparam("subnet_id"), parked.c.address == bindparam("address")
@@ -611,6 +612,14 @@ class Ledger:
         })
 
     # --- reservations and parked addresses -----------------------------------------------
+
+    def clock(self) -> float:
+        """Now, in seconds since the epoch, for quarantine and hold deadlines: the database's
+        clock on a shared ledger, where every host must agree on when an address is due; this
+        host's on SQLite, which only one host uses."""
+        if self.connection.dialect.name == "postgresql":
+            return float(self.connection.execute(_DATABASE_CLOCK).scalar_one())
+        return time.time()
 
     def reservation_at(self, subnet_id: int, address: int) -> tuple[Range, str] | None:
         """The reservation that covers ``address``, with its label."""

@@ -23,7 +23,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr("driver.service.time.time", clock)
+    monkeypatch.setattr("driver.store.Ledger.clock", lambda _ledger: clock())
     return clock
 
 

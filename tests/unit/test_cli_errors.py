@@ -1,0 +1,33 @@
+"""Storage failures reach the operator as one clean line, never a traceback."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from click.testing import CliRunner
+
+from driver.cli import main
+from driver.schema import migrate
+from driver.store import Conflict, Store, make_engine
+
+
+def test_a_conflict_that_outlasts_the_retries_is_a_clean_error_and_operator_writes_retry(
+        tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    attempts = []
+
+    @contextmanager
+    def always_conflicting(self):
+        attempts.append(1)
+        raise Conflict("could not serialize access due to concurrent update")
+        yield
+
+    monkeypatch.setattr(Store, "transaction", always_conflicting)
+    result = CliRunner().invoke(main, ["prune-history", "--older-than", "1d", "--db", url])
+    assert result.exit_code == 1, result.output
+    assert "database busy: 5 attempts met conflicting updates" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert len(attempts) == 5
