@@ -8,12 +8,18 @@ These run on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
+import netaddr
 import pytest
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
-from driver.errors import AddressInUse, PoolOverlap
+from driver.errors import AddressInUse, IpamError, PoolOverlap
+from driver.schema import migrate
 from driver.service import Ipam
-from driver.store import Store
+from driver.store import Store, make_engine
 
 GW = {"RequestAddressType": "com.docker.network.gateway"}
 MAC = "com.docker.network.endpoint.macaddress"
@@ -114,3 +120,108 @@ def test_another_host_cannot_join_a_shared_pool_its_own_pool_overlaps(ipam, engi
 def test_an_all_zero_pool_of_any_length_is_a_request_for_a_default_subnet(ipam, pool, v6,
                                                                           expected):
     assert ipam.request_pool("LocalDefault", pool, "", {}, v6).pool == expected
+
+
+# --- the property: any sequence, any number of hosts -----------------------------------------
+
+SUBNETS = ("198.51.100.0/28", "198.51.100.0/29", "198.51.100.8/29", "10.128.0.0/24")
+POOL_KINDS = st.sampled_from(["default", "own", "own-range", "shared"])
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("pool"), st.integers(0, 1), POOL_KINDS, st.sampled_from(SUBNETS)),
+    st.tuples(st.just("take"), st.integers(0, 1), st.integers(0, 7),
+              st.sampled_from(["", "gateway", "mac", "static"]), st.integers(1, 14)),
+    st.tuples(st.just("release"), st.integers(0, 1), st.integers(0, 30)),
+    st.tuples(st.just("release-pool"), st.integers(0, 1), st.integers(0, 7)),
+), max_size=40)
+
+
+@dataclass(frozen=True)
+class Answer:
+    host: int
+    pool_id: str
+    shared: bool
+    address: str
+    gateway: bool
+
+
+def conflicting(a: Answer, b: Answer) -> bool:
+    """Two held answers that would put one address on two holders: on one host (its own pools
+    and the shared pools it uses are one address plan to it), or in one shared pool across
+    hosts, where only the one gateway is every host's."""
+    if a.address != b.address:
+        return False
+    if a.shared and b.shared and a.pool_id == b.pool_id:
+        return not (a.gateway and b.gateway)
+    return a.host == b.host
+
+
+@hyp_settings(max_examples=100, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+# the two ways ipledger once gave an address twice, besides whatever hypothesis comes up with
+@example(ops=[("pool", 0, "own", "198.51.100.0/28"), ("take", 0, 0, "mac", 1),
+              ("take", 0, 0, "mac", 1)])
+@example(ops=[("pool", 0, "shared", "10.128.0.0/24"), ("pool", 0, "default", ""),
+              ("take", 0, 0, "", 1), ("take", 0, 1, "", 1)])
+@given(ops=OPS)
+def test_no_sequence_of_requests_from_any_hosts_gives_one_address_to_two_holders(
+        backend, request, tmp_path_factory, ops):
+    from driver.admin import Admin
+    from driver.config import parse_default_pools
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('prop')}/ledger.db"
+        engine = make_engine(url)
+        migrate(engine)
+    else:
+        url = request.getfixturevalue("postgres").new_database()
+        engine = make_engine(url)
+    defaults = parse_default_pools('[{"base":"10.128.0.0/23","size":24}]')
+    hosts = [Ipam(Store(engine), defaults, f"host-{i}") for i in range(2)]
+    pools: list[tuple[int, str, bool, netaddr.IPNetwork]] = []  # (host, PoolID, shared, subnet)
+    held: list[Answer] = []
+    try:
+        for op in ops:
+            host = op[1]
+            ipam = hosts[host]
+            try:
+                if op[0] == "pool":
+                    kind, cidr = op[2], op[3]
+                    options = {"ipledger.shared": "lan"} if kind == "shared" else {}
+                    grant = ipam.request_pool(
+                        "LocalDefault", "" if kind == "default" else cidr,
+                        cidr.replace("/28", "/30").replace("/29", "/30")
+                        if kind == "own-range" and cidr != "10.128.0.0/24" else "",
+                        options, False)
+                    pools.append((host, grant.pool_id, kind == "shared",
+                                  netaddr.IPNetwork(grant.pool)))
+                elif op[0] == "take" and (mine := [p for p in pools if p[0] == host]):
+                    _, pool_id, shared, subnet = mine[op[2] % len(mine)]
+                    how, n = op[3], op[4]
+                    options = ({"RequestAddressType": "com.docker.network.gateway"}
+                               if how == "gateway" else
+                               {MAC: "02:42:c6:33:64:01"} if how == "mac" else {})
+                    address = ""
+                    if how == "static" and n < subnet.size:
+                        address = str(netaddr.IPAddress(int(subnet.first) + n))
+                    answer = ipam.request_address(pool_id, address, options).split("/")[0]
+                    new = Answer(host, pool_id, shared, answer, how == "gateway")
+                    clash = [a for a in held if conflicting(a, new)]
+                    assert not clash, f"{new} was already answered to {clash[0]}"
+                    held.append(new)
+                elif op[0] == "release" and (taken := [a for a in held if a.host == host]):
+                    answer = taken[op[2] % len(taken)]
+                    ipam.release_address(answer.pool_id, answer.address)
+                    held.remove(answer)
+                elif op[0] == "release-pool" and (mine := [p for p in pools if p[0] == host]):
+                    granted = mine[op[2] % len(mine)]
+                    ipam.release_pool(granted[1])
+                    pools.remove(granted)
+                    held = [a for a in held if not (a.host == host and a.pool_id == granted[1])]
+            except IpamError:
+                pass
+        report = Admin(Store(engine)).check()
+        assert report.problems == []
+    finally:
+        engine.dispose()
+        if backend == "postgresql":
+            request.getfixturevalue("postgres").drop_database(url)
