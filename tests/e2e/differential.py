@@ -7,6 +7,9 @@ pools, which differ from Docker's on purpose, compare equal to the built-in ones
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import netaddr
@@ -37,9 +40,12 @@ def error_kind(stderr: str) -> str:
 class Scenario:
     """The steps of one scenario against one daemon, with one IPAM driver."""
 
-    def __init__(self, daemon: DockerDaemon, driver: str | None, prefix: str) -> None:
+    def __init__(self, daemon: DockerDaemon, driver: str | None, prefix: str,
+                 workdir: Path | None = None) -> None:
         self.daemon = daemon
+        self.driver = driver
         self.ipam = ["--ipam-driver", driver] if driver else []
+        self.workdir = workdir
         self.prefix = prefix
         self.outcomes: list[tuple[Any, ...]] = []
         self.subnets: dict[str, list[netaddr.IPNetwork]] = {}
@@ -57,8 +63,11 @@ class Scenario:
                 return int(ip) - int(subnet.first)
         return None
 
-    def _docker(self, step: tuple[Any, ...], *args: str) -> bool:
-        result = self.daemon.docker(*args, check=False)
+    def _docker(self, step: tuple[Any, ...], *args: str, cli: str | None = None) -> bool:
+        result = self.daemon.docker(*args, check=False, cli=cli)
+        return self._outcome(step, result)
+
+    def _outcome(self, step: tuple[Any, ...], result: subprocess.CompletedProcess[str]) -> bool:
         if result.returncode == 0:
             return True
         self.errors.append(result.stderr.strip())
@@ -94,9 +103,11 @@ class Scenario:
             for name, (v4, v6) in seen.items()
         }
 
-    def run(self, ctr: str, net: str, *args: str) -> None:
+    def run(self, ctr: str, net: str, *args: str, mac: str | None = None) -> None:
+        flags = ["--mac-address", mac] if mac else []
         ok = self._docker(("run", ctr), "run", "-d", "--name", self._name(ctr), "--network",
-                          self._name(net), *args, IMAGE, "sleep", "600")
+                          self._name(net), *flags, *args, IMAGE, "sleep", "600",
+                          cli=self.daemon.mac_cli if mac else None)
         if ok:
             self.outcomes.append(("run", ctr, "ok", self.addresses(ctr)))
         else:
@@ -124,3 +135,59 @@ class Scenario:
     def netrm(self, net: str) -> None:
         if self._docker(("netrm", net), "network", "rm", self._name(net)):
             self.outcomes.append(("netrm", net, "ok"))
+
+    # --- docker compose ------------------------------------------------------------------
+
+    def compose(self, net: str, subnet: str, *args: str, exact: bool = True) -> None:
+        """``docker compose`` on a project with one service, ``web``, on network ``net``.
+
+        Compose starts scaled containers in parallel and picks which to remove when it scales
+        down, so after a scale-down (``exact=False``) only how many containers run, and that
+        their addresses are distinct, can be compared.
+        """
+        assert self.workdir is not None, "compose needs a workdir"
+        ipam: dict[str, Any] = {"config": [{"subnet": subnet}]}
+        if self.driver:
+            ipam["driver"] = self.driver
+        project = {
+            "services": {"web": {"image": IMAGE, "command": ["sleep", "600"],
+                                 "networks": [net]}},
+            "networks": {net: {"name": self._name(net), "ipam": ipam}},
+        }
+        path = self.workdir / f"{self.prefix}-compose.json"
+        path.write_text(json.dumps(project))
+        result = subprocess.run(
+            [compose_binary(), "-p", self._name("p"), "-f", str(path), *args],
+            env=self.daemon.env, capture_output=True, text=True, timeout=300)
+        if not self._outcome(("compose", *args), result):
+            return
+        if net not in self.subnets and args[0] == "up":
+            self.subnets[net] = [netaddr.IPNetwork(c["Subnet"])
+                                 for c in self.daemon.network_ipam(self._name(net))]
+        if args[0] == "down":
+            self.subnets.pop(net, None)
+        found = self._project_addresses(net)
+        offsets = [offset for _, offset in found]
+        assert len(set(offsets)) == len(offsets), f"one address on two containers: {found}"
+        self.outcomes.append(("compose", *args, "ok", found if exact else len(found)))
+
+    def _project_addresses(self, net: str) -> list[tuple[str, int | None]]:
+        """(container, offset) of every container of the project: which numbers compose gave
+        them is its business, so only the set of offsets per state is compared."""
+        names = self.daemon.docker(
+            "ps", "-a", "--filter", f"label=com.docker.compose.project={self._name('p')}",
+            "--format", "{{.Names}} {{.State}}").stdout.split("\n")
+        found = []
+        for line in filter(None, names):
+            name, state = line.split()
+            seen = self.daemon.container_addresses(name).get(self._name(net), ("", ""))
+            found.append((state, self._offset(net, seen[0])))
+        return sorted(found, key=str)
+
+
+def compose_binary() -> str:
+    """Compose v2 from Debian trixie's docker-compose package, unpacked like dockerd."""
+    from tests.e2e.engines import unpacked
+
+    return str(unpacked("trixie", ("docker-compose",)) / "usr" / "libexec" / "docker" /
+               "cli-plugins" / "docker-compose")

@@ -30,7 +30,7 @@ class Engine:
         return self.version.replace(".", "")[:4]
 
 
-def _unpacked(suite: str, packages: tuple[str, ...]) -> Path:
+def unpacked(suite: str, packages: tuple[str, ...]) -> Path:
     """Download and unpack `packages` from Debian `suite` into the cache, once."""
     directory = CACHE / f"docker-{suite}"
     root = directory / "root"
@@ -57,7 +57,7 @@ def _unpacked(suite: str, packages: tuple[str, ...]) -> Path:
 
 
 def cli() -> str:
-    return str(_unpacked("sid", ("docker.io", "docker-cli")) / "usr" / "bin" / "docker")
+    return str(unpacked("sid", ("docker.io", "docker-cli")) / "usr" / "bin" / "docker")
 
 
 def _version_of(dockerd: str) -> str:
@@ -78,7 +78,7 @@ def engine(version: str) -> Engine:
             raise FileNotFoundError("dockerd 20.10 missing: apt-get install docker.io")
     else:
         suite = {"26.1": "trixie", "28.5": "sid"}[version]
-        dockerd = str(_unpacked(suite, ("docker.io",)) / "usr" / "sbin" / "dockerd")
+        dockerd = str(unpacked(suite, ("docker.io",)) / "usr" / "sbin" / "dockerd")
     return Engine(_version_of(dockerd), dockerd, cli())
 
 

@@ -95,10 +95,16 @@ class DockerDaemon:
         self.stop(clean=False)
         self.start()
 
-    def docker(self, *args: str, check: bool = True, timeout: float = 120
-               ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([self.cli_binary, *args], env=self.env, capture_output=True,
-                                text=True, timeout=timeout)
+    @property
+    def mac_cli(self) -> str:
+        """The CLI that passes --mac-address the way this daemon takes it: sid's sends it per
+        network, which needs API 1.44 (Docker 25); Debian's own 20.10 CLI sends it the old way."""
+        return self.cli_binary if self.major_minor >= (25, 0) else "/usr/bin/docker"
+
+    def docker(self, *args: str, check: bool = True, timeout: float = 120,
+               cli: str | None = None) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([cli or self.cli_binary, *args], env=self.env,
+                                capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
         return result

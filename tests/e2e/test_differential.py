@@ -161,11 +161,54 @@ def ipv6_only(s: Scenario) -> None:
     s.run("c", "n")
 
 
+MAC = "02:42:c6:33:64:07"
+
+
+def one_mac_for_two_containers(s: Scenario) -> None:
+    s.create("n", "--subnet", V4)
+    s.run("a", "n", mac=MAC)
+    s.run("b", "n", mac=MAC)
+    s.rm("a")
+    s.run("c", "n")
+    s.run("d", "n", mac=MAC)
+    s.rm("b")
+    s.run("e", "n", mac=MAC)
+
+
+def connect_with_ip_to_running_containers(s: Scenario) -> None:
+    s.create("m", "--subnet", V4)
+    s.create("n", "--subnet", "203.0.113.0/24")
+    s.run("a", "m")
+    s.run("b", "m")
+    s.connect("n", "a", "--ip", "203.0.113.50")
+    s.connect("n", "b", "--ip", "203.0.113.50")
+    s.disconnect("n", "a")
+    s.connect("n", "b", "--ip", "203.0.113.50")
+    s.connect("n", "a")
+    s.disconnect("n", "b")
+    s.connect("n", "b")
+    s.disconnect("n", "a")
+    s.connect("n", "a", "--ip", "203.0.113.51")
+
+
+def compose_scale_down_and_recreate(s: Scenario) -> None:
+    s.compose("n", V4, "up", "-d", "--scale", "web=3")
+    s.compose("n", V4, "up", "-d", "--scale", "web=5")
+    s.compose("n", V4, "up", "-d", "--scale", "web=2", exact=False)
+    s.compose("n", V4, "up", "-d", "--scale", "web=4")
+    s.compose("n", V4, "up", "-d", "--force-recreate", "--scale", "web=4")
+    s.compose("n", V4, "down")
+    s.compose("n", V4, "up", "-d", "--scale", "web=2")
+    s.compose("n", V4, "down")
+
+
 SCENARIOS: dict[str, Callable[[Scenario], None]] = {
     f.__name__: f for f in (
         allocation_order, lowest_free_reuse, ip_range, static_conflicts, exhaustion_and_recovery,
         gateway_and_aux, invalid_gateway_and_range, overlap_and_reuse, dual_stack, ipv6_ip_range,
         large_ipv6_subnet, without_subnet, restart, small_subnets, connect_disconnect, ipv6_only,
+        one_mac_for_two_containers, connect_with_ip_to_running_containers,
+        compose_scale_down_and_recreate,
     )
 }
 
@@ -208,7 +251,7 @@ def test_ipledger_behaves_like_the_builtin_ipam(dockerd, names, tmp_path, name):
     if name == "ipv6_only" and dockerd.major_minor < (28, 0):
         pytest.skip("--ipv4=false exists from Docker 28 on")
     scenario = SCENARIOS[name]
-    builtin = Scenario(dockerd, None, f"b{names}")
+    builtin = Scenario(dockerd, None, f"b{names}", tmp_path)
     scenario(builtin)
     dockerd.remove_all()
 
@@ -216,7 +259,7 @@ def test_ipledger_behaves_like_the_builtin_ipam(dockerd, names, tmp_path, name):
                            extra_env=SCENARIO_ENV.get(name))
     plugin.start()
     try:
-        ours = Scenario(dockerd, plugin.name, f"i{names}")
+        ours = Scenario(dockerd, plugin.name, f"i{names}", tmp_path)
         scenario(ours)
         dockerd.remove_all()
         # after every network is gone, ipledger holds nothing: no lease leaked

@@ -112,14 +112,18 @@ def test_gc_names_where_it_looked_for_docker_when_docker_does_not_answer(plugin,
     assert "Traceback" not in result.stderr
 
 
+def test_leases_takes_a_docker_network_name_where_a_pool_id_is_wanted(dockerd, plugin, names):
+    net = f"{names}-named"
+    dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "198.51.100.0/24", net)
+    dockerd.docker("run", "-d", "--name", f"{names}-a", "--network", net, IMAGE, "sleep", "600")
+    out = ipledger(plugin, dockerd, "leases", net)
+    assert "198.51.100.1" in out and "198.51.100.2" in out
+    assert "no pool nonexistent-net" in ipledger(plugin, dockerd, "leases", "nonexistent-net", ok=False)
+
+
 def run_with_mac(dockerd, name: str, net: str, mac: str) -> None:
-    if dockerd.major_minor >= (25, 0):
-        dockerd.docker("run", "-d", "--name", name, "--network", net, "--mac-address", mac, IMAGE, "sleep", "600")
-        return
-    # sid's CLI sends --mac-address per network, which needs API 1.44; Debian's own 20.10 CLI
-    # sends it the way a 20.10 daemon takes it
-    subprocess.run(["/usr/bin/docker", "run", "-d", "--name", name, "--network", net, "--mac-address", mac,
-                    IMAGE, "sleep", "600"], env=dockerd.env, check=True, capture_output=True, timeout=120)
+    dockerd.docker("run", "-d", "--name", name, "--network", net, "--mac-address", mac, IMAGE, "sleep", "600",
+                   cli=dockerd.mac_cli)
 
 
 def test_a_container_recreated_with_its_mac_within_the_hold_time_gets_its_address_back(dockerd, plugin, names):
