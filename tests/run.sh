@@ -19,6 +19,7 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
+    echo "tests/run.sh: installing from Debian: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -35,6 +36,7 @@ fi
 # installed, so that no Prometheus server is set up on the machine
 promtool_dir=/var/cache/ipledger-tests/prometheus
 if ! command -v promtool >/dev/null && [ ! -x "$promtool_dir/usr/bin/promtool" ]; then
+    echo "tests/run.sh: unpacking promtool from Debian's prometheus into $promtool_dir"
     mkdir -p "$promtool_dir"
     download=$(mktemp -d)
     (cd "$download" && { apt-get download prometheus 2>/dev/null ||
@@ -43,6 +45,8 @@ if ! command -v promtool >/dev/null && [ ! -x "$promtool_dir/usr/bin/promtool" ]
     rm -rf "$download"
 fi
 
+echo "tests/run.sh: the end-to-end tests unpack Docker 26.1 and 28.5, sid's docker CLI and" \
+     "docker-compose into /var/cache/ipledger-tests on first use (rm -rf it to reclaim the space)"
 # A virtual environment of the checkout's own, so that several checkouts never share an install.
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,postgres]'
