@@ -35,7 +35,8 @@ def create_app(settings: Settings, ipam: Ipam | None = None,
     """Build the WSGI app; the engine is made here, never at import time."""
     if ipam is None:
         store = open_store(settings.db_url, synchronous=settings.sqlite_synchronous,
-                           busy_timeout_ms=settings.busy_timeout_ms)
+                           busy_timeout_ms=settings.busy_timeout_ms,
+                           call_timeout=settings.call_timeout)
         ipam = Ipam(store, settings.default_pools, settings.host_id)
     if metrics is None and settings.metrics_addr is not None:
         # imported here: prometheus-client reads PROMETHEUS_MULTIPROC_DIR when first imported
@@ -127,6 +128,9 @@ def _show(value: Any) -> str:
 
 
 def _routes(app: Flask, ipam: Ipam, metrics: Metrics | None) -> None:
+    # every use case is answered within the call's bound (IPLEDGER_CALL_TIMEOUT)
+    bounded = ipam.store.bounded
+
     @app.post("/Plugin.Activate")
     def activate() -> Response:
         _body(required=False)
@@ -146,23 +150,24 @@ def _routes(app: Flask, ipam: Ipam, metrics: Metrics | None) -> None:
     @app.post("/IpamDriver.RequestPool")
     def request_pool() -> Response:
         body = _body(required=True)
-        grant = ipam.request_pool(
-            _text(body, "AddressSpace", required=True), _text(body, "Pool"),
-            _text(body, "SubPool"), _options(body), _flag(body, "V6"),
-        )
+        space, pool = _text(body, "AddressSpace", required=True), _text(body, "Pool")
+        subpool, options, v6 = _text(body, "SubPool"), _options(body), _flag(body, "V6")
+        grant = bounded(lambda: ipam.request_pool(space, pool, subpool, options, v6))
         return _reply({"PoolID": grant.pool_id, "Pool": grant.pool, "Data": {}})
 
     @app.post("/IpamDriver.ReleasePool")
     def release_pool() -> Response:
         body = _body(required=True)
-        ipam.release_pool(_text(body, "PoolID", required=True))
+        pool_id = _text(body, "PoolID", required=True)
+        bounded(lambda: ipam.release_pool(pool_id))
         return _reply({})
 
     @app.post("/IpamDriver.RequestAddress")
     def request_address() -> Response:
         body = _body(required=True)
         pool_id = _text(body, "PoolID", required=True)
-        address = ipam.request_address(pool_id, _text(body, "Address"), _options(body))
+        wanted, options = _text(body, "Address"), _options(body)
+        address = bounded(lambda: ipam.request_address(pool_id, wanted, options))
         if metrics is not None:
             metrics.allocations.labels(pool_id).inc()
         return _reply({"Address": address, "Data": {}})
@@ -171,7 +176,8 @@ def _routes(app: Flask, ipam: Ipam, metrics: Metrics | None) -> None:
     def release_address() -> Response:
         body = _body(required=True)
         pool_id = _text(body, "PoolID", required=True)
-        if ipam.release_address(pool_id, _text(body, "Address", required=True)) and metrics:
+        address = _text(body, "Address", required=True)
+        if bounded(lambda: ipam.release_address(pool_id, address)) and metrics:
             metrics.releases.labels(pool_id).inc()
         return _reply({})
 

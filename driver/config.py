@@ -67,6 +67,8 @@ class Settings:
     )
     sqlite_synchronous: str = "NORMAL"
     busy_timeout_ms: int = 5000
+    # Every plugin call is answered within this many seconds: its result, or a 503.
+    call_timeout: float = 5.0
     # Recorded on pools, leases and history; several hosts may share one PostgreSQL ledger.
     host_id: str = field(default_factory=lambda: default_host_id())
     log_format: str = "text"
@@ -86,6 +88,9 @@ class Settings:
                           ("busy_timeout_ms", "IPLEDGER_BUSY_TIMEOUT_MS")):
             if key in env:
                 values[name] = _positive_int(key, env[key])
+        if "IPLEDGER_CALL_TIMEOUT" in env:
+            values["call_timeout"] = _positive_seconds("IPLEDGER_CALL_TIMEOUT",
+                                                       env["IPLEDGER_CALL_TIMEOUT"])
         if "IPLEDGER_LOG_LEVEL" in env:
             values["log_level"] = env["IPLEDGER_LOG_LEVEL"]
         if "IPLEDGER_DEFAULT_POOLS" in env:
@@ -177,6 +182,16 @@ def parse_listen_addr(key: str, text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise SettingsError(f"{key} {text!r} must be PORT or HOST:PORT with a port 1-65535")
     return host, int(port)
+
+
+def _positive_seconds(key: str, text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0.1 <= seconds <= 3600:
+        raise SettingsError(f"{key} must be a number of seconds from 0.1 to 3600, not {text!r}")
+    return seconds
 
 
 def _positive_int(key: str, text: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import stat
@@ -36,7 +37,9 @@ class PluginServer(BaseApplication):  # type: ignore[misc]
             "threads": self.settings.threads,
             # Only root (Docker) may connect: the socket is created with mode 0600.
             "umask": 0o177,
-            "timeout": 30,
+            # A worker that stops answering its arbiter (stopped, swapped out) is replaced after
+            # this, which frees any lock it held; calls answered meanwhile get 503s.
+            "timeout": max(10, math.ceil(3 * self.settings.call_timeout)),
             "graceful_timeout": 10,
             "loglevel": self.settings.log_level,
             "logconfig_dict": logging_config(self.settings.log_level,

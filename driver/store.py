@@ -15,7 +15,10 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
@@ -90,16 +93,42 @@ def prepare_sqlite_file(url: str) -> None:
 READ_ONLY = "ipledger_read_only"
 
 
-def make_engine(url: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000) -> Engine:
+def postgres_connect_args(call_timeout: float | None) -> dict[str, Any]:
+    """libpq parameters that bound every wait on PostgreSQL.
+
+    A connect timeout, so that calls fail fast while the server is down; TCP keepalives and
+    ``tcp_user_timeout``, so that a silent peer (a partition, a host gone) breaks the connection
+    within seconds instead of the kernel's quarter of an hour; and, for the plugin's calls
+    (``call_timeout``), server-side ``statement_timeout`` and ``lock_timeout`` of the call's bound
+    and an ``idle_in_transaction_session_timeout``, so that the server drops the locks of a
+    client that went away in the middle of a transaction.
+    """
+    bound_ms = int((call_timeout or 10) * 1000)
+    args: dict[str, Any] = {
+        "connect_timeout": max(2, min(3, int(call_timeout or 3))),
+        "keepalives": 1, "keepalives_idle": 1, "keepalives_interval": 1, "keepalives_count": 3,
+        "tcp_user_timeout": bound_ms,
+    }
+    if call_timeout is not None:
+        args["options"] = (f"-c statement_timeout={bound_ms} -c lock_timeout={bound_ms} "
+                           f"-c idle_in_transaction_session_timeout={2 * bound_ms}")
+    return args
+
+
+def make_engine(url: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
+                call_timeout: float | None = None) -> Engine:
     """An engine for ``url``; SQLite gets WAL, ``BEGIN IMMEDIATE`` and a busy timeout.
 
-    PostgreSQL gets a connect timeout, so that calls fail fast while the server is down, and a
-    ping before a pooled connection is reused, so that service resumes by itself once it is back.
+    PostgreSQL gets the bounds of :func:`postgres_connect_args` and a ping before a pooled
+    connection is reused, so that service resumes by itself once the server is back.
+    ``call_timeout`` is the plugin's bound on a call; operator commands pass None.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        connect_args = {"connect_timeout": 3} if parsed.get_backend_name() == "postgresql" else {}
-        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        connect_args = (postgres_connect_args(call_timeout)
+                        if parsed.get_backend_name() == "postgresql" else {})
+        return create_engine(url, pool_pre_ping=True, pool_timeout=call_timeout or 30,
+                             connect_args=connect_args)
     prepare_sqlite_file(url)
     engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
@@ -175,16 +204,30 @@ class SubnetRecord:
     refs: int
 
 
+# When the plugin call under way must be answered by (time.monotonic()); None outside one.
+_DEADLINE: ContextVar[float | None] = ContextVar("ipledger_deadline", default=None)
+
+
+def within_call(wait: float) -> float:
+    """``wait``, cut to what is left of the current call's bound."""
+    deadline = _DEADLINE.get()
+    return wait if deadline is None else min(wait, deadline - time.monotonic())
+
+
 class WriteLock:
     """Queues the writers of one SQLite file: this process's threads, then the processes.
 
     SQLite's own busy handler makes a blocked writer sleep 1, 2, 5, 10 ... 100 ms before it
     looks again, which turns a busy moment into a p99 of tens of milliseconds. Waiting on a
-    thread lock and an flock(2) on ``<database>.lock`` instead wakes the next writer the moment
-    the lock is free. The busy timeout still guards against writers that do not take this lock
-    (another tool on the file). A worker that hangs holding the lock is killed by gunicorn's
-    worker timeout, which frees it.
+    thread lock and an flock(2) on ``<database>.lock`` instead takes the lock within a
+    millisecond of its release. Every wait is bounded: by the busy timeout, and by what is left
+    of the plugin call's bound; a holder that does not let go (a stopped worker, a long operator
+    command) gets the waiting call a 503 naming the lock, never a hang. The busy timeout still
+    guards against writers that do not take this lock (another tool on the file).
     """
+
+    # how long a waiter sleeps between looks at the lock file at the most
+    POLL_MAX = 0.001
 
     def __init__(self, path: str, timeout: float) -> None:
         self.path = path
@@ -194,10 +237,12 @@ class WriteLock:
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        if not self._thread_lock.acquire(timeout=self.timeout):
-            raise StorageUnavailable("database unavailable: timed out waiting for the write lock")
+        wait = within_call(self.timeout)
+        deadline = time.monotonic() + wait
+        if not self._thread_lock.acquire(timeout=max(wait, 0)):
+            raise self._timed_out(wait, "another thread of this worker")
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._take_file_lock(deadline, wait)
             try:
                 yield
             finally:
@@ -205,13 +250,35 @@ class WriteLock:
         finally:
             self._thread_lock.release()
 
+    def _take_file_lock(self, deadline: float, wait: float) -> None:
+        pause = 0.00005
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._timed_out(wait, "another process (a stopped worker, or an operator "
+                                            "command?)")
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, self.POLL_MAX)
+
+    def _timed_out(self, wait: float, holder: str) -> StorageUnavailable:
+        return StorageUnavailable(f"database unavailable: waited {max(wait, 0):.1f} s for the "
+                                  f"write lock on {self.path}, held by {holder}")
+
     def close(self) -> None:
         os.close(self._fd)
 
 
-def open_store(url: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000) -> Store:
-    """The store for ``url``; on an SQLite file, with its :class:`WriteLock`."""
-    engine = make_engine(url, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+def open_store(url: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
+               call_timeout: float | None = None) -> Store:
+    """The store for ``url``; on an SQLite file, with its :class:`WriteLock`. ``call_timeout``
+    bounds every call made through :meth:`Store.bounded` (the plugin's)."""
+    engine = make_engine(url, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms,
+                         call_timeout=call_timeout)
     database = make_url(url).database
     lock = None
     if engine.dialect.name == "sqlite" and database and not database.startswith(":memory:"):
@@ -221,7 +288,7 @@ def open_store(url: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 
             # a read-only directory, say: SQLite's own locking still keeps writers apart
             log.warning("no write lock file beside %s (%s): relying on SQLite's locking",
                         database, e.strerror)
-    return Store(engine, lock)
+    return Store(engine, lock, call_timeout=call_timeout or 5.0)
 
 
 class Conflict(Exception):
@@ -258,9 +325,36 @@ def retrying(use_case: Callable[P, T]) -> Callable[P, T]:
 class Store:
     """The database behind the ledger: hands out one :class:`Ledger` per transaction."""
 
-    def __init__(self, engine: Engine, lock: WriteLock | None = None) -> None:
+    def __init__(self, engine: Engine, lock: WriteLock | None = None,
+                 call_timeout: float = 5.0) -> None:
         self.engine = engine
         self.lock = lock
+        self.call_timeout = call_timeout
+        self._executor: ThreadPoolExecutor | None = None
+
+    def bounded(self, call: Callable[[], T]) -> T:
+        """Run a plugin call, answered within ``call_timeout``: its result, or a 503.
+
+        On SQLite every wait of the call is local and bounded by what is left of the bound (the
+        write lock, SQLite's busy timeout), so it runs right here. A server database is reached
+        over a network that may go silent: the call runs on a thread of its own while this one
+        waits at most the bound. A call that outlives it goes on until the database's statement
+        timeout or the TCP timeouts end it; it commits nothing after its deadline
+        (:meth:`_transaction`), and its connection is dropped when it failed.
+        """
+        deadline = time.monotonic() + self.call_timeout
+        if self.engine.dialect.name == "sqlite":
+            return _until(deadline, call)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=32,
+                                                thread_name_prefix="ipledger-call")
+        future = self._executor.submit(_until, deadline, call)
+        try:
+            return future.result(timeout=self.call_timeout)
+        except FutureTimeout:
+            where = make_url(str(self.engine.url)).render_as_string(hide_password=True)
+            raise StorageUnavailable(f"database unavailable: no answer from {where} within "
+                                     f"{self.call_timeout:g} s") from None
 
     @property
     def shared(self) -> bool:
@@ -295,6 +389,11 @@ class Store:
         try:
             with connection.begin():
                 yield Ledger(connection)
+                deadline = _DEADLINE.get()
+                if deadline is not None and time.monotonic() > deadline and not read_only:
+                    # the caller has been answered 503 already: write nothing
+                    raise StorageUnavailable("database unavailable: the call's time ran out "
+                                             "before its commit; nothing was written")
         except DBAPIError as e:
             if getattr(e.orig, "sqlstate", None) in RETRIABLE_SQLSTATES:
                 raise Conflict(_reason(e)) from e
@@ -308,10 +407,21 @@ class Store:
             connection.close()
 
     def dispose(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
         self.engine.dispose()
         if self.lock is not None:
             self.lock.close()
             self.lock = None
+
+
+def _until(deadline: float, call: Callable[[], T]) -> T:
+    token = _DEADLINE.set(deadline)
+    try:
+        return call()
+    finally:
+        _DEADLINE.reset(token)
 
 
 def _reason(error: DBAPIError) -> str:
