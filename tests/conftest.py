@@ -10,7 +10,7 @@ from driver.config import Settings
 from driver.schema import migrate
 from driver.service import Ipam
 from driver.store import Store, make_engine
-from tests.pg import PostgresCluster, binaries
+from tests.pg import NetworkedPostgres, PostgresCluster, binaries
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -24,6 +24,20 @@ def postgres() -> Iterator[PostgresCluster]:
             pytest.fail(f"{why}: tests/run.sh installs Debian's postgresql")
         pytest.skip(why)
     cluster = PostgresCluster()
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def networked_postgres() -> Iterator[NetworkedPostgres]:
+    """A private PostgreSQL server in a network namespace, reached over a veth pair."""
+    if binaries() is None or os.geteuid() != 0:
+        why = "needs root and PostgreSQL"
+        if os.environ.get("IPLEDGER_REQUIRE_E2E"):
+            pytest.fail(f"{why}: tests/run.sh installs Debian's postgresql")
+        pytest.skip(why)
+    cluster = NetworkedPostgres()
     cluster.start()
     yield cluster
     cluster.destroy()

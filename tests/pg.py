@@ -111,3 +111,75 @@ class PostgresCluster:
         while (self.data / "postmaster.pid").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class NetworkedPostgres(PostgresCluster):
+    """A cluster in a network namespace of its own, reached over a veth pair (192.0.2.252/30, a
+    documentation range) as a remote ledger is; its unix socket, which no namespace cuts, serves
+    the tests' own sessions. Faults are made with iptables in that namespace or by taking the
+    link down, and healed again."""
+
+    HOST = "192.0.2.253"
+    SERVER = "192.0.2.254"
+
+    def __init__(self) -> None:
+        super().__init__()
+        tag = f"{os.getpid() % 100000}"
+        self.netns = f"iplpg{tag}"
+        self.veth = f"iplv{tag}"
+        peer = f"{self.veth}n"
+        for command in (
+            ["ip", "netns", "add", self.netns],
+            ["ip", "link", "add", self.veth, "type", "veth", "peer", "name", peer],
+            ["ip", "link", "set", peer, "netns", self.netns],
+            ["ip", "addr", "add", f"{self.HOST}/30", "dev", self.veth],
+            ["ip", "link", "set", self.veth, "up"],
+            ["ip", "netns", "exec", self.netns, "ip", "addr", "add", f"{self.SERVER}/30", "dev",
+             peer],
+            ["ip", "netns", "exec", self.netns, "ip", "link", "set", peer, "up"],
+            ["ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up"],
+        ):
+            subprocess.run(command, check=True, capture_output=True)
+        with open(self.data / "pg_hba.conf", "a") as hba:
+            hba.write(f"host all all {self.HOST}/32 trust\n")
+
+    def start(self, durable: bool = False) -> None:
+        options = (f"-c listen_addresses={self.SERVER} "
+                   f"-c unix_socket_directories={self.socket_dir} -c port={self.port} "
+                   "-c max_connections=200 -c fsync=off")
+        self.durable = durable
+        subprocess.run(["ip", "netns", "exec", self.netns, "runuser", "-u", "postgres", "--",
+                        str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+                        "-o", options, "-w", "start"], check=True, capture_output=True, cwd="/")
+
+    def tcp_url(self, database: str) -> str:
+        """The URL of a database over the network, as a remote host reaches it."""
+        return f"postgresql+psycopg://postgres@{self.SERVER}:{self.port}/{database}"
+
+    def drop_packets(self) -> None:
+        """Every packet to PostgreSQL's port is dropped, silently: a partition."""
+        self._iptables("-I")
+
+    def heal(self) -> None:
+        self._iptables("-D")
+
+    def heal_quietly(self) -> None:
+        """Undo every fault a failed test may have left."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            while True:
+                self._iptables("-D")
+        self.link(up=True)
+
+    def _iptables(self, action: str) -> None:
+        subprocess.run(["ip", "netns", "exec", self.netns, "iptables", action, "INPUT", "-p",
+                        "tcp", "--dport", str(self.port), "-j", "DROP"], check=True,
+                       capture_output=True)
+
+    def link(self, up: bool) -> None:
+        subprocess.run(["ip", "link", "set", self.veth, "up" if up else "down"], check=True,
+                       capture_output=True)
+
+    def destroy(self) -> None:
+        super().destroy()
+        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
