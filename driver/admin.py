@@ -7,6 +7,7 @@ run while the plugin serves Docker. Results are plain records; ``cli.py`` render
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,13 @@ from driver.inventory import Inventory, PoolRow, SubnetRow, Usage, allocatable_i
 from driver.models import free_ranges, history, leases, parked, pools, reservations
 from driver.service import LOCAL_OWNER, LOCAL_SPACE, own_plan, owner_of, pool_id_for
 from driver.store import SHARED, Ledger, Store, as_utc, pack, retrying
+
+# Rows an operator command writes in one transaction at the most: long enough to be quick,
+# short enough that a plugin call never waits long for the write lock behind it.
+WRITE_BATCH = 5000
+# The pause between two such transactions: longer than a waiting call sleeps between looks at
+# the write lock (WriteLock.POLL_MAX), so that the calls get it rather than the next batch.
+BATCH_PAUSE = 0.003
 
 
 def show(address: int, version: int) -> str:
@@ -147,11 +155,19 @@ class Admin:
             return Inventory(ledger.connection).history(address=address, pool_id=pool_id,
                                                         limit=limit)
 
-    @retrying
     def prune_history(self, before: datetime) -> int:
-        """Forget history events older than ``before``; how many were dropped."""
+        """Forget history events older than ``before``; how many were dropped. Deletes in
+        transactions of :data:`WRITE_BATCH` events, so that the plugin's calls interleave."""
+        dropped = 0
+        while batch := self._prune_batch(before):
+            dropped += batch
+            time.sleep(BATCH_PAUSE)
+        return dropped
+
+    @retrying
+    def _prune_batch(self, before: datetime) -> int:
         with self.store.transaction() as ledger:
-            return Inventory(ledger.connection).prune_history(before)
+            return Inventory(ledger.connection).prune_history(before, WRITE_BATCH)
 
     def findings(self) -> list[Any]:
         with self.store.reading() as ledger:
@@ -294,29 +310,51 @@ class Admin:
         return {"format": export_format.EXPORT_FORMAT, "exported_at": datetime.now(UTC).isoformat(),
                 "subnets": out, "history": events}
 
-    @retrying
     def import_(self, data: Any, progress: Callable[[int], None] = lambda _n: None) -> int:
         """Load an export, rebuilding the free ranges; returns how many leases it held.
 
         An SQLite ledger's own pools (owner ``local``) become this host's; the target must not
         hold pools of any owner the export brings (so one host's ledger is imported once).
+        The export is checked whole first; then it is written in short transactions of at most
+        :data:`WRITE_BATCH` rows, so that the plugin's calls interleave with a long import. A
+        subnet's free ranges come last: until then nothing in it can be handed out, so an
+        import that stops half-way leaves addresses unusable, never given twice.
         """
         export_format.validate(data)
-        count = 0
-        with self.store.transaction() as ledger:
+        entries = [{**e, "owner": self._owner_for(e.get("owner") or LOCAL_OWNER)}
+                   for e in data["subnets"]]
+        with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
-            entries = [{**e, "owner": self._owner_for(e.get("owner") or LOCAL_OWNER)}
-                       for e in data["subnets"]]
             for owner in sorted({e["owner"] for e in entries}):
                 if inventory.holds_owner(owner):
                     raise InvalidRequest(f"the target ledger already holds pools of "
                                          f"{owner!r}: import a host's ledger only once")
-            for entry in entries:
-                count += self._import_subnet(inventory, entry)
-                progress(1)
-            inventory.insert_rows(history, [
-                {**h, "at": datetime.fromisoformat(h["at"])} for h in data["history"]])
+        count = 0
+        for entry in entries:
+            count += self._import_subnet(entry)
+            progress(1)
+        self._insert_batches(history, [{**h, "at": datetime.fromisoformat(h["at"])}
+                                       for h in data["history"]])
         return count
+
+    def _insert_batches(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert rows in transactions of at most :data:`WRITE_BATCH` rows each."""
+        for start in range(0, len(rows), WRITE_BATCH):
+            self._insert(table, rows[start:start + WRITE_BATCH])
+            time.sleep(BATCH_PAUSE)
+
+    @retrying
+    def _insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        with self.store.transaction() as ledger:
+            Inventory(ledger.connection).insert_rows(table, rows)
+
+    @retrying
+    def _insert_subnet(self, subnet_row: dict[str, Any], pool_rows: list[dict[str, Any]]) -> int:
+        with self.store.transaction() as ledger:
+            inventory = Inventory(ledger.connection)
+            subnet_id = inventory.add_subnet_row(subnet_row)
+            inventory.insert_rows(pools, [{**p, "subnet_id": subnet_id} for p in pool_rows])
+        return subnet_id
 
     def _owner_for(self, owner: str) -> str:
         """An exported owner in this ledger: ``local`` is whichever host imports it."""
@@ -324,14 +362,25 @@ class Admin:
             return self.owner
         return owner
 
-    @staticmethod
-    def _import_subnet(inventory: Inventory, entry: dict[str, Any]) -> int:
+    def _import_subnet(self, entry: dict[str, Any]) -> int:
         subnet = Subnet(allocator.parse_cidr(entry["cidr"], "subnet"))
 
         def address(text: str) -> int:
             return int(allocator.parse_address(text))
 
-        subnet_id = inventory.add_subnet_row({
+        pool_rows = []
+        for p in entry["pools"]:
+            sub = Subnet(allocator.parse_cidr(p["subpool"], "ip-range")) if p["subpool"] else None
+            bounds = (sub.first, sub.last) if sub else (subnet.first, subnet.last)
+            pool_rows.append({
+                "owner": entry["owner"], "id": p["id"], "space": entry["space"],
+                "cidr": subnet.cidr, "subpool": p["subpool"], "range_first": pack(bounds[0]),
+                "range_last": pack(bounds[1]), "options": json.dumps(p["options"],
+                                                                      sort_keys=True),
+                "reuse": p["reuse"], "quarantine_s": p["quarantine_s"], "hold_s": p["hold_s"],
+                "host_id": p["host_id"], "created_at": datetime.fromisoformat(p["created_at"]),
+            })
+        subnet_id = self._insert_subnet({
             "owner": entry["owner"], "space": entry["space"], "version": subnet.version,
             "cidr": subnet.cidr,
             "first": pack(subnet.first), "last": pack(subnet.last), "refs": len(entry["pools"]),
@@ -339,21 +388,7 @@ class Admin:
             if entry["cursor"] else None,
             "created_at": datetime.fromisoformat(entry["created_at"]),
             "reservations": len(entry["reservations"]),
-        })
-        rows = []
-        for p in entry["pools"]:
-            sub = Subnet(allocator.parse_cidr(p["subpool"], "ip-range")) if p["subpool"] else None
-            bounds = (sub.first, sub.last) if sub else (subnet.first, subnet.last)
-            rows.append({
-                "owner": entry["owner"], "id": p["id"], "subnet_id": subnet_id,
-                "space": entry["space"],
-                "cidr": subnet.cidr, "subpool": p["subpool"], "range_first": pack(bounds[0]),
-                "range_last": pack(bounds[1]), "options": json.dumps(p["options"],
-                                                                      sort_keys=True),
-                "reuse": p["reuse"], "quarantine_s": p["quarantine_s"], "hold_s": p["hold_s"],
-                "host_id": p["host_id"], "created_at": datetime.fromisoformat(p["created_at"]),
-            })
-        inventory.insert_rows(pools, rows)
+        }, pool_rows)
         taken: list[Range] = []
         lease_rows = []
         for lease in entry["leases"]:
@@ -361,13 +396,13 @@ class Admin:
             taken.append((value, value))
             lease_rows.append({**lease, "subnet_id": subnet_id, "address": pack(value),
                                "created_at": datetime.fromisoformat(lease["created_at"])})
-        inventory.insert_rows(leases, lease_rows)
+        self._insert_batches(leases, lease_rows)
         parked_rows = []
         for p in entry["parked"]:
             value = address(p["address"])
             taken.append((value, value))
             parked_rows.append({**p, "subnet_id": subnet_id, "address": pack(value)})
-        inventory.insert_rows(parked, parked_rows)
+        self._insert_batches(parked, parked_rows)
         reservation_rows = []
         for r in entry["reservations"]:
             first, last = address(r["first"]), address(r["last"])
@@ -375,10 +410,10 @@ class Admin:
             reservation_rows.append({"subnet_id": subnet_id, "first": pack(first),
                                      "last": pack(last), "label": r["label"],
                                      "created_at": datetime.fromisoformat(r["created_at"])})
-        inventory.insert_rows(reservations, reservation_rows)
+        self._insert_batches(reservations, reservation_rows)
         allocatable = subnet.allocatable()
         if allocatable is not None:
-            inventory.insert_rows(free_ranges, [
+            self._insert_batches(free_ranges, [
                 {"subnet_id": subnet_id, "first": pack(a), "last": pack(b)}
                 for a, b in allocator.gaps(allocatable, allocator.merge(taken))])
         return len(lease_rows)

@@ -231,8 +231,11 @@ class Inventory:
             update(subnets_table).where(subnets_table.c.id == subnet_id)
             .values(reservations=subnets_table.c.reservations + delta))
 
-    def prune_history(self, before: datetime) -> int:
-        result = self.connection.execute(delete(history).where(history.c.at < before))
+    def prune_history(self, before: datetime, limit: int) -> int:
+        """Drop up to ``limit`` of the oldest events before ``before``; how many were dropped."""
+        oldest = (select(history.c.id).where(history.c.at < before).order_by(history.c.id)
+                  .limit(limit))
+        result = self.connection.execute(delete(history).where(history.c.id.in_(oldest)))
         return int(result.rowcount)
 
     def replace_findings(self, rows: list[dict[str, Any]]) -> None:

@@ -35,6 +35,7 @@ def test_docker_run_with_the_ledger_partitioned_fails_within_the_bound_with_iple
         assert "IpamDriver.RequestAddress: database unavailable: " in error
         # Docker's own work around the call (creating and removing the container) adds a little
         assert elapsed < BOUND + 5, elapsed
+        print(f"docker {dockerd.version}: docker run failed after {elapsed:.2f} s: {error}")
         dockerd.docker("rm", "-f", f"{names}-b", check=False)
         dockerd.docker("run", "-d", "--name", f"{names}-c", "--network", net, IMAGE, "sleep", "600")
         assert dockerd.running_addresses(net)[f"{names}-c"].startswith("198.51.100.")
