@@ -1,3 +1,3 @@
-from driver.cli import main
+from driver.entrypoints.cli import main
 
 main()

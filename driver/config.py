@@ -10,8 +10,8 @@ from typing import Any
 
 import netaddr
 
-from driver.allocator import DefaultPool, parse_cidr
-from driver.errors import InvalidRequest
+from driver.domain.addresses import DefaultPool, parse_cidr
+from driver.domain.errors import InvalidRequest
 
 DEFAULT_SOCKET = "/run/docker/plugins/ipledger.sock"
 DEFAULT_DB = "sqlite:////var/lib/ipledger/ipledger.db"

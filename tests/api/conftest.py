@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from driver.api import create_app
+from driver.entrypoints.api import create_app
 
 
 class Plugin:

@@ -16,9 +16,9 @@ from pathlib import Path
 import netaddr
 from sqlalchemy import create_engine, select
 
-from driver.client import PluginClient
-from driver.models import leases, pools
-from driver.store import unpack
+from driver.adapters.plugin_client import PluginClient
+from driver.storage.models import leases, pools
+from driver.storage.store import unpack
 from tests.e2e.engines import Engine
 
 PLUGIN_DIR = Path("/run/docker/plugins")

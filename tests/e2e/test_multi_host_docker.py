@@ -10,7 +10,7 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, select
 
-from driver.models import leases
+from driver.storage.models import leases
 from tests.e2e.conftest import _need
 from tests.e2e.engines import engine
 from tests.e2e.harness import DockerDaemon, PluginProcess

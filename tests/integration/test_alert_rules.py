@@ -41,8 +41,8 @@ def test_the_rules_only_use_metrics_ipledger_exports(ipam):
 
     from prometheus_client import CollectorRegistry
 
-    from driver.admin import Admin
-    from driver.metrics import LedgerCollector, Metrics
+    from driver.observability.metrics import LedgerCollector, Metrics
+    from driver.usecases.admin import Admin
 
     ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {}, False)
     Admin(ipam.store, ipam.host_id).record_findings([type("F", (), {"what": "lease", "pool_id": "LocalDefault/198.51.100.0/24",

@@ -21,7 +21,7 @@ from pathlib import Path
 import netaddr
 import pytest
 
-from driver.client import PluginClient
+from driver.adapters.plugin_client import PluginClient
 from tests.e2e.harness import PluginProcess
 
 BOUND = 2.0

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from driver.client import PluginClient
+from driver.adapters.plugin_client import PluginClient
 from tests.e2e.harness import PluginProcess
 
 BOUND = 3.0

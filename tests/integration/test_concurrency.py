@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import func, select
 
 from driver.config import Settings
-from driver.models import leases
-from driver.service import Ipam
-from driver.store import open_store
+from driver.storage.models import leases
+from driver.storage.store import open_store
+from driver.usecases.ipam import Ipam
 
 
 def allocate_and_release(db_url: str, host_id: str, pool_id: str, count: int) -> list[str]:

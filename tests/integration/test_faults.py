@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from driver.api import create_app
 from driver.config import Settings
-from driver.schema import migrate
-from driver.store import make_engine
+from driver.entrypoints.api import create_app
+from driver.storage.schema import migrate
+from driver.storage.store import make_engine
 from tests.api.conftest import Plugin
 
 POOL = {"AddressSpace": "LocalDefault", "Pool": "2001:db8::/64"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine, select, text
 
-from driver.errors import (
+from driver.domain.errors import (
     AddressInUse,
     AddressOutOfRange,
     InvalidRequest,
@@ -14,9 +14,9 @@ from driver.errors import (
     PoolOverlap,
     PoolsExhausted,
 )
-from driver.models import Base, leases
-from driver.service import Ipam
-from driver.store import Store, make_engine
+from driver.storage.models import Base, leases
+from driver.storage.store import Store, make_engine
+from driver.usecases.ipam import Ipam
 
 GW = {"RequestAddressType": "com.docker.network.gateway"}
 
@@ -292,7 +292,7 @@ def test_the_schema_is_at_the_newest_migration_and_matches_the_models(engine):
     from alembic.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    from driver.schema import _config, current_revision
+    from driver.storage.schema import _config, current_revision
 
     assert current_revision(engine) == ScriptDirectory.from_config(_config()).get_current_head()
     with engine.connect() as c:
@@ -302,7 +302,7 @@ def test_the_schema_is_at_the_newest_migration_and_matches_the_models(engine):
 def test_a_ledger_of_the_first_schema_keeps_its_leases_through_the_upgrade(tmp_path):
     from alembic import command
 
-    from driver.schema import _config, migrate
+    from driver.storage.schema import _config, migrate
 
     engine = make_engine(f"sqlite:///{tmp_path}/old.db")
     config = _config()

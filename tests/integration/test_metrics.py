@@ -14,7 +14,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from driver.client import PluginClient
+from driver.adapters.plugin_client import PluginClient
 from tests.e2e.harness import PluginProcess
 
 

@@ -9,9 +9,9 @@ import netaddr
 import pytest
 from sqlalchemy import create_engine, select
 
-from driver.client import PluginClient
-from driver.models import leases
-from driver.store import unpack
+from driver.adapters.plugin_client import PluginClient
+from driver.storage.models import leases
+from driver.storage.store import unpack
 from tests.e2e.harness import PluginProcess
 
 SHARED_POOL = {"AddressSpace": "LocalDefault", "Pool": "2001:db8:1::/64",
@@ -191,7 +191,7 @@ def test_a_second_network_on_one_host_cannot_take_the_same_shared_pool(hosts):
 def test_a_reservation_in_a_shared_pool_holds_for_every_host(hosts, pg_url):
     from click.testing import CliRunner
 
-    from driver.cli import main
+    from driver.entrypoints.cli import main
 
     attach_all(hosts)
     result = CliRunner().invoke(main, ["reserve", "--db", pg_url, "--shared", "2001:db8:1::2-2001:db8:1::9",
@@ -212,7 +212,7 @@ def test_without_the_shared_option_each_host_keeps_its_own_pools(hosts):
 def test_ipledger_pools_on_a_shared_ledger_names_each_pools_owner(hosts, pg_url):
     from click.testing import CliRunner
 
-    from driver.cli import main
+    from driver.entrypoints.cli import main
 
     attach_all(hosts)
     for host in hosts[:2]:

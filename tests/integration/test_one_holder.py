@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from driver.errors import AddressInUse, IpamError, PoolOverlap
-from driver.schema import migrate
-from driver.service import Ipam
-from driver.store import Store, make_engine
+from driver.domain.errors import AddressInUse, IpamError, PoolOverlap
+from driver.storage.schema import migrate
+from driver.storage.store import Store, make_engine
+from driver.usecases.ipam import Ipam
 
 GW = {"RequestAddressType": "com.docker.network.gateway"}
 MAC = "com.docker.network.endpoint.macaddress"
@@ -165,8 +165,8 @@ def conflicting(a: Answer, b: Answer) -> bool:
 @given(ops=OPS)
 def test_no_sequence_of_requests_from_any_hosts_gives_one_address_to_two_holders(
         backend, request, tmp_path_factory, ops):
-    from driver.admin import Admin
     from driver.config import parse_default_pools
+    from driver.usecases.admin import Admin
 
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('prop')}/ledger.db"

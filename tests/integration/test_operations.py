@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from driver.cli import main
-from driver.schema import migrate
-from driver.service import Ipam
-from driver.store import Store, make_engine
+from driver.entrypoints.cli import main
+from driver.storage.schema import migrate
+from driver.storage.store import Store, make_engine
+from driver.usecases.ipam import Ipam
 
 MAC = "com.docker.network.endpoint.macaddress"
 
@@ -152,8 +152,8 @@ OPS = st.lists(st.tuples(st.sampled_from(["take", "static", "release", "reserve"
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=OPS)
 def test_any_history_of_operations_leaves_a_ledger_that_checks_clean_and_survives_export(tmp_path_factory, ops):
-    from driver.admin import Admin
-    from driver.errors import IpamError
+    from driver.domain.errors import IpamError
+    from driver.usecases.admin import Admin
 
     where = tmp_path_factory.mktemp("prop")
     engine = make_engine(f"sqlite:///{where}/a.db")
@@ -226,7 +226,7 @@ def test_migrate_db_moves_an_sqlite_ledger_into_postgresql_where_the_plugin_carr
 def test_reports_read_beside_a_writer_instead_of_waiting_for_it(ipam, busy):
     import threading
 
-    from driver.admin import Admin
+    from driver.usecases.admin import Admin
 
     admin = Admin(ipam.store, ipam.host_id)
     done: list[int] = []

@@ -12,9 +12,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from driver.cli import main
-from driver.service import Ipam
-from driver.store import Store
+from driver.entrypoints.cli import main
+from driver.storage.store import Store
+from driver.usecases.ipam import Ipam
 
 SHARED = {"ipledger.shared": "lan"}
 
@@ -155,7 +155,7 @@ def test_a_bug_met_during_import_is_not_reported_as_a_malformed_export(run, ipam
     def broken(*_args, **_kwargs):
         raise KeyError("a bug")
 
-    monkeypatch.setattr("driver.admin.Admin._import_subnet", broken)
+    monkeypatch.setattr("driver.usecases.admin.Admin._import_subnet", broken)
     with pytest.raises(KeyError, match="a bug"):
         invoke("import", str(exported), "--db", other_db_url)
 

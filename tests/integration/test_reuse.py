@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from driver.admin import Admin
-from driver.errors import AddressInUse, InvalidRequest, NoAvailableAddress
+from driver.domain.errors import AddressInUse, InvalidRequest, NoAvailableAddress
+from driver.usecases.admin import Admin
 from tests.integration.test_ledger import snapshot
 
 MAC = "com.docker.network.endpoint.macaddress"
@@ -23,7 +23,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr("driver.store.Ledger.clock", lambda _ledger: clock())
+    monkeypatch.setattr("driver.storage.store.Ledger.clock", lambda _ledger: clock())
     return clock
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from driver.store import masked_url
+from driver.storage.store import masked_url
 from tests.e2e.harness import PluginProcess
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import netaddr
 import pytest
 
-from driver.bench import server
-from driver.client import PluginClient
+from driver.adapters.plugin_client import PluginClient
+from driver.entrypoints.bench import server
 from tests.e2e.harness import PluginProcess
 
 FULL = os.environ.get("IPLEDGER_TEST_FULL") == "1"

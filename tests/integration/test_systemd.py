@@ -12,9 +12,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from driver.cli import main
-from driver.client import PluginClient
-from driver.install import render_units
+from driver.adapters.plugin_client import PluginClient
+from driver.entrypoints.cli import main
+from driver.entrypoints.install import render_units
 
 
 def need(tool: str) -> str:

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from driver import allocator
-from driver.allocator import DefaultPool, Subnet
-from driver.errors import InvalidRequest
+from driver.domain import addresses as allocator
+from driver.domain.addresses import DefaultPool, Subnet
+from driver.domain.errors import InvalidRequest
 from tests.memory_book import MemoryBook, MemoryHeld
 
 

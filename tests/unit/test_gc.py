@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from driver.docker_state import DockerNetwork, Endpoint, IpamConfig
-from driver.gc import LedgerLease, LedgerPool, reconcile
+from driver.domain.reconcile import (
+    DockerNetwork,
+    Endpoint,
+    IpamConfig,
+    LedgerLease,
+    LedgerPool,
+    reconcile,
+)
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(hours=1)
@@ -95,7 +101,7 @@ def test_in_a_shared_pool_only_this_hosts_leases_are_judged_and_never_the_pool()
 
 
 def test_managed_ipledger_plugins_are_known_by_their_name_with_tag_and_latest_without():
-    from driver.docker_state import plugin_names
+    from driver.adapters.docker_state import plugin_names
 
     ipam = {"Types": ["docker.ipamdriver/1.0"], "Socket": "ipledger.sock"}
     plugins = [

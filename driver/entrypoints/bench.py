@@ -24,12 +24,12 @@ from pathlib import Path
 import netaddr
 from sqlalchemy import Engine, delete, insert, select
 
-from driver.client import PluginClient
+from driver.adapters.plugin_client import PluginClient
 from driver.config import Settings
-from driver.models import free_ranges, leases, pools
-from driver.schema import migrate
-from driver.service import Ipam
-from driver.store import Store, make_engine, pack
+from driver.storage.models import free_ranges, leases, pools
+from driver.storage.schema import migrate
+from driver.storage.store import Store, make_engine, pack
+from driver.usecases.ipam import Ipam
 
 FULL_COUNTS = (1_000, 100_000, 1_000_000)
 QUICK_COUNTS = (1_000, 10_000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from driver.models import Base
+from driver.storage.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata,

@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, multiproces
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from driver.admin import Admin
-from driver.errors import IpamError
+from driver.domain.errors import IpamError
+from driver.usecases.admin import Admin
 
 log = logging.getLogger(__name__)
 

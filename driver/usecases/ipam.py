@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 import netaddr
 
-from driver import allocator
-from driver.allocator import DefaultPool, Subnet
-from driver.errors import (
+from driver.domain import addresses as allocator
+from driver.domain.addresses import DefaultPool, Subnet
+from driver.domain.errors import (
     AddressInUse,
     AddressOutOfRange,
     InvalidRequest,
@@ -25,93 +23,31 @@ from driver.errors import (
     PoolOverlap,
     PoolsExhausted,
 )
-from driver.store import SHARED, Lease, Ledger, PoolRecord, Store, retrying
+from driver.domain.pools import (
+    GATEWAY_TYPE,
+    MAC_OPTION,
+    NAME_OPTION,
+    REQUEST_ADDRESS_TYPE,
+    SERIAL_OPTION,
+    SHARED,
+    SHARED_OPTION,
+    SHARED_PREFIX,
+    SPACES,
+    PoolGrant,
+    ReusePolicy,
+    describe,
+    own_plan,
+    owner_of,
+    pool_id_for,
+    reuse_policy,
+    shared_name,
+)
+from driver.storage.store import Lease, Ledger, PoolRecord, Store, retrying
 
 log = logging.getLogger(__name__)
 
-LOCAL_SPACE = "LocalDefault"
-GLOBAL_SPACE = "GlobalDefault"
-SPACES = (LOCAL_SPACE, GLOBAL_SPACE)
-LOCAL_OWNER = "local"
-
-GATEWAY_TYPE = "com.docker.network.gateway"
-REQUEST_ADDRESS_TYPE = "RequestAddressType"
-MAC_OPTION = "com.docker.network.endpoint.macaddress"
-NAME_OPTION = "com.docker.network.endpoint.name"
-SERIAL_OPTION = "com.docker.network.ipam.serial"
-
-# ipledger's own network options (docker network create --ipam-opt ...)
-REUSE_OPTION = "ipledger.reuse"
-QUARANTINE_OPTION = "ipledger.quarantine"
-HOLD_OPTION = "ipledger.hold"
-SHARED_OPTION = "ipledger.shared"
-OWN_OPTIONS = (REUSE_OPTION, QUARANTINE_OPTION, HOLD_OPTION, SHARED_OPTION)
-SHARED_PREFIX = "shared/"
-_SHARED_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Expired parked addresses freed per allocation: bounds the cost of one call after a long pause.
 EXPIRE_BATCH = 32
-
-
-@dataclass(frozen=True)
-class ReusePolicy:
-    """How a pool hands released addresses out again."""
-
-    reuse: str = "lowest"
-    quarantine_s: int = 0
-    hold_s: int = 0
-
-
-def reuse_policy(options: Mapping[str, str]) -> ReusePolicy:
-    """The ``ipledger.*`` options of a pool; anything unknown or malformed is refused."""
-    unknown = sorted(k for k in options if k.startswith("ipledger.") and k not in OWN_OPTIONS)
-    if unknown:
-        raise InvalidRequest(f"unknown option {unknown[0]!r:.80}: ipledger's options are "
-                             f"{', '.join(OWN_OPTIONS)}")
-    reuse = options.get(REUSE_OPTION, "lowest").strip().lower()
-    if str(options.get(SERIAL_OPTION, "")).lower() == "true":
-        reuse = "serial"
-    if reuse not in ("lowest", "serial"):
-        raise InvalidRequest(f"invalid {REUSE_OPTION} {options[REUSE_OPTION]!r:.40}: "
-                             "expected lowest or serial")
-    durations = [allocator.parse_duration(options[key], key) if key in options else 0
-                 for key in (QUARANTINE_OPTION, HOLD_OPTION)]
-    return ReusePolicy(reuse, *durations)
-
-
-@dataclass(frozen=True)
-class PoolGrant:
-    pool_id: str
-    pool: str
-
-
-def pool_id_for(space: str, cidr: str, subpool: str | None, shared: str | None = None) -> str:
-    """Deterministic, like the built-in ``LocalDefault/172.28.0.0/16/172.28.5.0/24``; a shared
-    pool's starts with ``shared/NAME/``."""
-    pool_id = f"{space}/{cidr}" + (f"/{subpool}" if subpool else "")
-    return f"{SHARED_PREFIX}{shared}/{pool_id}" if shared is not None else pool_id
-
-
-def own_plan(store: Store, host_id: str) -> str:
-    """The owner of this host's own pools: its id in a shared ledger; an SQLite ledger has one
-    host, whose pools are ``local`` whatever its id."""
-    return host_id if store.shared else LOCAL_OWNER
-
-
-def owner_of(pool_id: str, own: str) -> str:
-    """Whose plan a PoolID is in: every host's for a shared pool, else ``own``."""
-    return SHARED if pool_id.startswith(SHARED_PREFIX) else own
-
-
-def shared_name(options: Mapping[str, str]) -> str | None:
-    """The ``ipledger.shared`` name, checked: letters, digits, ``.``, ``_`` and ``-``."""
-    name = options.get(SHARED_OPTION)
-    if name is None:
-        return None
-    if not _SHARED_NAME.fullmatch(name):
-        raise InvalidRequest(f"invalid {SHARED_OPTION} {name!r:.80}: use 1 to 64 letters, "
-                             "digits, '.', '_' or '-'")
-    return name
-
 
 class Ipam:
     """Docker's IPAM calls as use cases over one :class:`Store`."""
@@ -121,7 +57,7 @@ class Ipam:
         self.store = store
         self.default_pools = default_pools
         self.host_id = host_id
-        self.owner = own_plan(store, host_id)
+        self.owner = own_plan(store.shared, host_id)
 
     # --- pools ---------------------------------------------------------------------------
 
@@ -163,7 +99,7 @@ class Ipam:
                 grant = self._new_explicit_pool(ledger, owner, space, Subnet(network), sub,
                                                 encoded_options, policy, shared)
             ledger.record(self.host_id, "pool-create", grant.pool_id, grant.pool,
-                          detail=_describe(policy, shared))
+                          detail=describe(policy, shared))
         log.info("pool %s granted (%s)", grant.pool_id, grant.pool,
                  extra={"event": "pool-create", "pool": grant.pool_id, "subnet": grant.pool})
         return grant
@@ -485,15 +421,3 @@ class Ipam:
         if record.reservations and ledger.reservation_at(record.subnet_id, address):
             return
         allocator.give_back(ledger.book(record.subnet_id), address)
-
-
-def _describe(policy: ReusePolicy, shared: str | None = None) -> str | None:
-    if policy == ReusePolicy() and shared is None:
-        return None
-    parts = [f"reuse={policy.reuse}"] + ([f"shared={shared}"] if shared else [])
-    if policy.quarantine_s:
-        parts.append(f"quarantine={policy.quarantine_s}s")
-    if policy.hold_s:
-        parts.append(f"hold={policy.hold_s}s")
-    return " ".join(parts)
-

@@ -18,9 +18,9 @@ from typing import Any
 import click
 
 from driver.config import Settings, SettingsError
-from driver.errors import IpamError
-from driver.service import LOCAL_OWNER, LOCAL_SPACE, SPACES
-from driver.store import as_utc
+from driver.domain.errors import IpamError
+from driver.domain.moments import as_utc
+from driver.domain.pools import LOCAL_OWNER, LOCAL_SPACE, SPACES
 
 DB_HELP = "SQLAlchemy database URL [IPLEDGER_DB; default sqlite:////var/lib/ipledger/ipledger.db]"
 BAR_WIDTH = 20
@@ -43,7 +43,7 @@ def settings_from_env(**overrides: Any) -> Settings:
 
 def seconds(text: str, what: str) -> int:
     """A duration option (``90``, ``15m``, ``7d``) in seconds, or a clean exit."""
-    from driver.allocator import parse_duration
+    from driver.domain.addresses import parse_duration
 
     try:
         return parse_duration(text, what)
@@ -79,9 +79,9 @@ def admin(db_url: str | None, *, create: bool = False) -> Iterator[Any]:
     schema; only ``create`` makes a new SQLite ledger."""
     from sqlalchemy.exc import DBAPIError
 
-    from driver.admin import Admin
-    from driver.schema import migrate
-    from driver.store import Conflict, masked_url, open_store
+    from driver.storage.schema import migrate
+    from driver.storage.store import Conflict, masked_url, open_store
+    from driver.usecases.admin import Admin
 
     settings = settings_from_env(db_url=db_url)
     if not create:
@@ -198,8 +198,8 @@ def _network_pools(name: str) -> list[str] | None:
     name or does not answer (then ``name`` is only looked for as a PoolID or a subnet)."""
     if "/" in name:
         return None
-    from driver.docker_state import DockerUnavailable, network_named
-    from driver.gc import pool_ids
+    from driver.adapters.docker_state import DockerUnavailable, network_named
+    from driver.domain.reconcile import pool_ids
 
     try:
         network = network_named(name)
@@ -364,9 +364,10 @@ def check(db_url: str | None) -> None:
 def gc(db_url: str | None, docker_host: str | None, drivers: tuple[str, ...], grace: str,
        apply: bool, all_networks_gone: bool) -> None:
     """Find leases and pools no Docker network uses, and addresses Docker uses unrecorded."""
-    from driver import gc as reconciler
-    from driver.docker_state import DockerUnavailable, read_docker
-    from driver.service import Ipam
+    from driver.adapters.docker_state import DockerUnavailable, read_docker
+    from driver.domain import reconcile as reconciler
+    from driver.usecases import gc as repairs
+    from driver.usecases.ipam import Ipam
 
     grace_s = seconds(grace, "--grace")
     settings = settings_from_env(db_url=db_url)
@@ -398,7 +399,7 @@ def gc(db_url: str | None, docker_host: str | None, drivers: tuple[str, ...], gr
         if apply and findings:
             ipam = Ipam(a.store, settings.default_pools, a.host_id)
             with progress(len(findings), "reclaiming") as step:
-                outcome.update(reconciler.apply(ipam, findings, now=now,
+                outcome.update(repairs.apply(ipam, findings, now=now,
                                                 grace=timedelta(seconds=grace_s),
                                                 progress=step))
         a.record_findings([f for f, done in outcome.items()
@@ -425,7 +426,7 @@ def migrate_db(db_url: str | None, target: str) -> None:
     Stop ipledger first, then point IPLEDGER_DB at the new ledger and start it again. This
     host's pools become its own (IPLEDGER_HOST_ID) in the target, beside other hosts' pools.
     """
-    from driver.store import masked_url
+    from driver.storage.store import masked_url
 
     source_url = settings_from_env(db_url=db_url).db_url
     if source_url == target:

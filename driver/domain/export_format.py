@@ -11,9 +11,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from driver import allocator
-from driver.allocator import Subnet
-from driver.errors import InvalidRequest
+from driver.domain import addresses as allocator
+from driver.domain.addresses import Subnet
+from driver.domain.errors import InvalidRequest
 
 EXPORT_FORMAT = "ipledger-export/1"
 

@@ -16,7 +16,7 @@ def render_units(python: str = sys.executable) -> dict[str, str]:
     exec_start = f"ExecStart={shlex.quote(python)} -m driver serve"
     texts = {}
     for name in UNITS:
-        text = resources.files("driver.units").joinpath(name).read_text()
+        text = resources.files("driver.entrypoints.units").joinpath(name).read_text()
         texts[name] = text.replace(SHIPPED_EXEC_START, exec_start)
     return texts
 

@@ -39,9 +39,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from driver.allocator import Range, Subnet
-from driver.errors import StorageUnavailable
-from driver.models import (
+from driver.domain.addresses import Range, Subnet
+from driver.domain.errors import StorageUnavailable
+from driver.domain.moments import as_utc
+from driver.domain.pools import SHARED
+from driver.storage.models import (
     attachments,
     free_ranges,
     history,
@@ -67,9 +69,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands timestamps back without their zone; they were written in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def masked_url(url: str) -> str:
@@ -159,8 +158,6 @@ def _subnet(cidr: str) -> Subnet:
     return Subnet(netaddr.IPNetwork(cidr))
 
 
-# The owner of pools that several hosts share (ipledger.shared); see models.SubnetRow.owner.
-SHARED = "shared"
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from sqlalchemy.exc import DBAPIError
 
-from driver.api import create_app
 from driver.config import Settings
-from driver.logs import logging_config
-from driver.schema import migrate
-from driver.store import make_engine, masked_url
+from driver.entrypoints.api import create_app
+from driver.observability.logs import logging_config
+from driver.storage.schema import migrate
+from driver.storage.store import make_engine, masked_url
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,9 @@ def _start_metrics_listener(settings: Settings) -> Any:
     def when_ready(_arbiter: Any) -> None:
         from prometheus_client import start_http_server
 
-        from driver.admin import Admin
-        from driver.metrics import scrape_registry
-        from driver.store import open_store
+        from driver.observability.metrics import scrape_registry
+        from driver.storage.store import open_store
+        from driver.usecases.admin import Admin
 
         assert settings.metrics_addr is not None
         host, port = settings.metrics_addr

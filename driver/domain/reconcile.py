@@ -8,24 +8,44 @@ yet attached to an endpoint is never taken for a leak.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from driver import allocator
-from driver.docker_state import DockerNetwork
-from driver.errors import AddressInUse, IpamError
-from driver.service import (
-    GATEWAY_TYPE,
+from driver.domain import addresses as allocator
+from driver.domain.moments import as_utc
+from driver.domain.pools import (
     GLOBAL_SPACE,
     LOCAL_SPACE,
-    MAC_OPTION,
-    REQUEST_ADDRESS_TYPE,
+    SHARED,
     SHARED_OPTION,
-    Ipam,
     pool_id_for,
 )
-from driver.store import SHARED, as_utc
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    container: str
+    address: str
+    mac: str | None
+
+
+@dataclass(frozen=True)
+class IpamConfig:
+    subnet: str
+    ip_range: str | None
+    gateway: str | None
+    aux: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DockerNetwork:
+    name: str
+    scope: str
+    configs: list[IpamConfig]
+    endpoints: list[Endpoint]
+    ipam_options: dict[str, str] = field(default_factory=dict)
+
 
 
 @dataclass(frozen=True)
@@ -133,32 +153,3 @@ def reconcile(pools: Iterable[LedgerPool], leases: Iterable[LedgerLease],
                                         f"Docker uses this address ({kind}) but the ledger "
                                         "holds no lease", True, kind, mac))
     return findings
-
-
-def apply(ipam: Ipam, findings: Iterable[Finding], *, now: datetime, grace: timedelta,
-          progress: Callable[[int], None] = lambda _n: None) -> list[tuple[Finding, str]]:
-    """Repair what is due; returns each finding with what was done about it."""
-    cutoff = now - grace
-    done = []
-    for finding in findings:
-        progress(1)
-        if not finding.due:
-            done.append((finding, "kept: younger than the grace period"))
-            continue
-        try:
-            if finding.what == "pool":
-                ok = ipam.reclaim_pool(finding.pool_id, cutoff)
-                done.append((finding, "released" if ok else "kept: changed meanwhile"))
-            elif finding.what == "lease" and finding.address:
-                ok = ipam.reclaim_address(finding.pool_id, finding.address, cutoff)
-                done.append((finding, "released" if ok else "kept: changed meanwhile"))
-            elif finding.what == "missing" and finding.address:
-                options = ({REQUEST_ADDRESS_TYPE: GATEWAY_TYPE} if finding.kind == "gateway"
-                           else {MAC_OPTION: finding.mac} if finding.mac else {})
-                ipam.request_address(finding.pool_id, finding.address, options)
-                done.append((finding, "recorded in the ledger"))
-        except AddressInUse:
-            done.append((finding, "kept: leased meanwhile"))
-        except IpamError as e:
-            done.append((finding, f"failed: {e.message}"))
-    return done

@@ -17,12 +17,13 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from driver.config import Settings
-from driver.errors import InvalidRequest, IpamError
-from driver.service import GLOBAL_SPACE, LOCAL_SPACE, Ipam
-from driver.store import open_store
+from driver.domain.errors import InvalidRequest, IpamError
+from driver.domain.pools import GLOBAL_SPACE, LOCAL_SPACE
+from driver.storage.store import open_store
+from driver.usecases.ipam import Ipam
 
 if TYPE_CHECKING:
-    from driver.metrics import Metrics
+    from driver.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def create_app(settings: Settings, ipam: Ipam | None = None,
         ipam = Ipam(store, settings.default_pools, settings.host_id)
     if metrics is None and settings.metrics_addr is not None:
         # imported here: prometheus-client reads PROMETHEUS_MULTIPROC_DIR when first imported
-        from driver.metrics import Metrics
+        from driver.observability.metrics import Metrics
 
         metrics = Metrics()
     app = Flask("ipledger")

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 
 def _config() -> Config:
     config = Config()
-    config.set_main_option("script_location", "driver:migrations")
+    config.set_main_option("script_location", "driver.storage:migrations")
     return config
 
 

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import netaddr
 
-from driver.errors import InvalidRequest
+from driver.domain.errors import InvalidRequest
 
 Range = tuple[int, int]
 

@@ -15,14 +15,16 @@ from typing import Any
 
 import netaddr
 
-from driver import allocator, export_format
-from driver.allocator import Range, Subnet
-from driver.errors import InvalidRequest, PoolNotFound
-from driver.gc import LedgerLease, LedgerPool
-from driver.inventory import Inventory, PoolRow, SubnetRow, Usage, allocatable_in
-from driver.models import free_ranges, history, leases, parked, pools, reservations
-from driver.service import LOCAL_OWNER, LOCAL_SPACE, own_plan, owner_of, pool_id_for
-from driver.store import SHARED, Ledger, Store, as_utc, pack, retrying
+from driver.domain import addresses as allocator
+from driver.domain import export_format
+from driver.domain.addresses import Range, Subnet
+from driver.domain.errors import InvalidRequest, PoolNotFound
+from driver.domain.moments import as_utc
+from driver.domain.pools import LOCAL_OWNER, LOCAL_SPACE, SHARED, own_plan, owner_of, pool_id_for
+from driver.domain.reconcile import LedgerLease, LedgerPool
+from driver.storage.inventory import Inventory, PoolRow, SubnetRow, Usage, allocatable_in
+from driver.storage.models import free_ranges, history, leases, parked, pools, reservations
+from driver.storage.store import Ledger, Store, pack, retrying
 
 # Rows an operator command writes in one transaction at the most: long enough to be quick,
 # short enough that a plugin call never waits long for the write lock behind it.
@@ -72,7 +74,7 @@ class Admin:
     def __init__(self, store: Store, host_id: str = "local") -> None:
         self.store = store
         self.host_id = host_id
-        self.owner = own_plan(store, host_id)
+        self.owner = own_plan(store.shared, host_id)
 
     # --- reports -------------------------------------------------------------------------
 

@@ -14,10 +14,18 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, text, update
 
-from driver.allocator import Range, Subnet
-from driver.models import findings, free_ranges, history, leases, parked, pools, reservations
-from driver.models import subnets as subnets_table
-from driver.store import _subnet, now, pack, unpack
+from driver.domain.addresses import Range, Subnet
+from driver.storage.models import (
+    findings,
+    free_ranges,
+    history,
+    leases,
+    parked,
+    pools,
+    reservations,
+)
+from driver.storage.models import subnets as subnets_table
+from driver.storage.store import _subnet, now, pack, unpack
 
 
 @dataclass(frozen=True)

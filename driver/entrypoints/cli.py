@@ -7,14 +7,14 @@ from pathlib import Path
 
 import click
 
-from driver.cli_ops import DB_HELP, register, settings_from_env
 from driver.config import Settings
+from driver.entrypoints.cli_ops import DB_HELP, register, settings_from_env
 
 
 def _configure_logging(settings: Settings) -> None:
     import logging.config
 
-    from driver.logs import logging_config
+    from driver.observability.logs import logging_config
 
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
 
@@ -43,7 +43,7 @@ def main(context: click.Context, db_url: str | None) -> None:
 def serve(socket: str | None, db_url: str | None, workers: int | None, threads: int | None,
           log_level: str | None) -> None:
     """Serve Docker's IpamDriver API on a unix socket."""
-    from driver.server import serve as run
+    from driver.entrypoints.server import serve as run
 
     settings = settings_from_env(socket=socket, db_url=db_url, workers=workers, threads=threads,
                          log_level=log_level)
@@ -59,7 +59,7 @@ def serve(socket: str | None, db_url: str | None, workers: int | None, threads: 
               help="Reload systemd and enable --now ipledger.socket, when systemd runs.")
 def install_service(unit_dir: Path, start: bool) -> None:
     """Install ipledger as a systemd service, socket-activated and ordered before Docker."""
-    from driver.install import install_units
+    from driver.entrypoints.install import install_units
 
     for path in install_units(unit_dir):
         click.echo(f"wrote {path}")
@@ -82,7 +82,7 @@ def install_service(unit_dir: Path, start: bool) -> None:
               help="Instead: three instances on this (empty) PostgreSQL database.")
 def bench(quick: bool, postgres_url: str | None) -> None:
     """Measure the real server under a Docker-like client and print the tables."""
-    from driver.bench import run, run_postgres
+    from driver.entrypoints.bench import run, run_postgres
 
     if postgres_url:
         run_postgres(postgres_url, quick)

@@ -7,36 +7,14 @@ waits for an IPAM answer, and a plugin that called back into Docker then could d
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from driver.domain.reconcile import DockerNetwork, Endpoint, IpamConfig
 
 
 class DockerUnavailable(Exception):
     """Docker's API could not be read; the message says why."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    container: str
-    address: str
-    mac: str | None
-
-
-@dataclass(frozen=True)
-class IpamConfig:
-    subnet: str
-    ip_range: str | None
-    gateway: str | None
-    aux: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DockerNetwork:
-    name: str
-    scope: str
-    configs: list[IpamConfig]
-    endpoints: list[Endpoint]
-    ipam_options: dict[str, str] = field(default_factory=dict)
 
 
 def _plain(address: str | None) -> str | None:
