@@ -36,7 +36,7 @@ def parse_default_pools(text: str) -> tuple[DefaultPool, ...]:
     for entry in entries:
         if not isinstance(entry, dict) or set(entry) != {"base", "size"}:
             raise SettingsError(
-                f"IPLEDGER_DEFAULT_POOLS entry {entry!r} must be {{\"base\": CIDR, \"size\": N}}"
+                f'IPLEDGER_DEFAULT_POOLS entry {entry!r} must be {{"base": CIDR, "size": N}}'
             )
         try:
             base = parse_cidr(entry["base"], "default pool base")
@@ -84,13 +84,17 @@ class Settings:
             values["socket"] = env["IPLEDGER_SOCKET"]
         if "IPLEDGER_DB" in env:
             values["db_url"] = env["IPLEDGER_DB"]
-        for name, key in (("workers", "IPLEDGER_WORKERS"), ("threads", "IPLEDGER_THREADS"),
-                          ("busy_timeout_ms", "IPLEDGER_BUSY_TIMEOUT_MS")):
+        for name, key in (
+            ("workers", "IPLEDGER_WORKERS"),
+            ("threads", "IPLEDGER_THREADS"),
+            ("busy_timeout_ms", "IPLEDGER_BUSY_TIMEOUT_MS"),
+        ):
             if key in env:
                 values[name] = _positive_int(key, env[key])
         if "IPLEDGER_CALL_TIMEOUT" in env:
-            values["call_timeout"] = _positive_seconds("IPLEDGER_CALL_TIMEOUT",
-                                                       env["IPLEDGER_CALL_TIMEOUT"])
+            values["call_timeout"] = _positive_seconds(
+                "IPLEDGER_CALL_TIMEOUT", env["IPLEDGER_CALL_TIMEOUT"]
+            )
         if "IPLEDGER_LOG_LEVEL" in env:
             values["log_level"] = env["IPLEDGER_LOG_LEVEL"]
         if "IPLEDGER_DEFAULT_POOLS" in env:
@@ -102,8 +106,9 @@ class Settings:
         if "IPLEDGER_LOG_FORMAT" in env:
             values["log_format"] = env["IPLEDGER_LOG_FORMAT"]
         if env.get("IPLEDGER_METRICS_ADDR"):
-            values["metrics_addr"] = parse_listen_addr("IPLEDGER_METRICS_ADDR",
-                                                       env["IPLEDGER_METRICS_ADDR"])
+            values["metrics_addr"] = parse_listen_addr(
+                "IPLEDGER_METRICS_ADDR", env["IPLEDGER_METRICS_ADDR"]
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).validated()
 
@@ -113,8 +118,10 @@ class Settings:
             raise SettingsError(f"IPLEDGER_LOG_LEVEL {self.log_level!r} is not a log level")
         sync = self.sqlite_synchronous.upper()
         if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise SettingsError(f"IPLEDGER_SQLITE_SYNCHRONOUS {self.sqlite_synchronous!r} "
-                                "must be OFF, NORMAL, FULL or EXTRA")
+            raise SettingsError(
+                f"IPLEDGER_SQLITE_SYNCHRONOUS {self.sqlite_synchronous!r} "
+                "must be OFF, NORMAL, FULL or EXTRA"
+            )
         if not self.socket:
             raise SettingsError("IPLEDGER_SOCKET must not be empty")
         log_format = self.log_format.lower()
@@ -138,26 +145,33 @@ def check_db_url(url: str) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-    example = ("sqlite:////var/lib/ipledger/ipledger.db or "
-               "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE")
+    example = (
+        "sqlite:////var/lib/ipledger/ipledger.db or "
+        "postgresql+psycopg://USER:PASSWORD@HOST/DATABASE"
+    )
     try:
         parsed = make_url(url)
         dialect = parsed.get_dialect()
     except (ArgumentError, NoSuchModuleError, ValueError) as e:
-        raise SettingsError(f"invalid database URL {url!r:.120} ({e}): expected {example}") \
-            from None
+        raise SettingsError(
+            f"invalid database URL {url!r:.120} ({e}): expected {example}"
+        ) from None
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise SettingsError(f"invalid database URL {url!r:.120}: ipledger keeps its ledger in "
-                            f"SQLite or PostgreSQL, e.g. {example}")
+        raise SettingsError(
+            f"invalid database URL {url!r:.120}: ipledger keeps its ledger in "
+            f"SQLite or PostgreSQL, e.g. {example}"
+        )
     try:
         dialect.import_dbapi()
     except ImportError:
         if parsed.get_backend_name() == "postgresql":
             raise SettingsError(
                 "a PostgreSQL ledger needs the psycopg driver: pip install 'ipledger[postgres]', "
-                "and use a postgresql+psycopg:// URL") from None
-        raise SettingsError(f"the database driver for {parsed.drivername} is not installed") \
-            from None
+                "and use a postgresql+psycopg:// URL"
+            ) from None
+        raise SettingsError(
+            f"the database driver for {parsed.drivername} is not installed"
+        ) from None
 
 
 def default_host_id() -> str:

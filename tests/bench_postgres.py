@@ -1,6 +1,6 @@
 """`ipledger bench --postgres` on a private, durable PostgreSQL cluster (fsync on), as in the README.
 
-    python -m tests.bench_postgres [--quick]      # as root, with Debian's postgresql installed
+python -m tests.bench_postgres [--quick]      # as root, with Debian's postgresql installed
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ from driver.storage.store import make_engine
 
 
 def binaries() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
-                   key=lambda p: int(Path(p).parts[-3]))
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[-3])
+    )
     return Path(found[-1]).parent if found else None
 
 
@@ -43,34 +44,56 @@ class PostgresCluster:
         self.socket_dir.mkdir()
         shutil.chown(self.root, "postgres")
         shutil.chown(self.socket_dir, "postgres")
-        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "--auth=trust",
-                          "-U", "postgres", "--encoding=UTF8", "--no-sync")
+        self._as_postgres(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "--auth=trust",
+            "-U",
+            "postgres",
+            "--encoding=UTF8",
+            "--no-sync",
+        )
 
     def _as_postgres(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True,
-                              capture_output=True, text=True, cwd="/")
+        return subprocess.run(
+            ["runuser", "-u", "postgres", "--", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd="/",
+        )
 
     def start(self, durable: bool = False) -> None:
         """Start the server; the tests run it without fsync, the benchmark with (durable)."""
-        options = (f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir} "
-                   f"-c port={self.port} -c max_connections=200")
+        options = (
+            f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir} "
+            f"-c port={self.port} -c max_connections=200"
+        )
         if not durable:
             options += " -c fsync=off"
         self.durable = durable
-        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
-                          "-o", options, "-w", "start")
+        self._as_postgres(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
-        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
-                          "stop")
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def restart(self) -> None:
         self.stop()
         self.start(self.durable)
 
     def url(self, database: str = "postgres") -> str:
-        return (f"postgresql+psycopg://postgres@/{database}"
-                f"?host={self.socket_dir}&port={self.port}")
+        return f"postgresql+psycopg://postgres@/{database}?host={self.socket_dir}&port={self.port}"
 
     def _admin(self, sql: str) -> None:
         engine = create_engine(self.url(), isolation_level="AUTOCOMMIT")
@@ -134,8 +157,18 @@ class NetworkedPostgres(PostgresCluster):
             ["ip", "link", "set", peer, "netns", self.netns],
             ["ip", "addr", "add", f"{self.HOST}/30", "dev", self.veth],
             ["ip", "link", "set", self.veth, "up"],
-            ["ip", "netns", "exec", self.netns, "ip", "addr", "add", f"{self.SERVER}/30", "dev",
-             peer],
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.netns,
+                "ip",
+                "addr",
+                "add",
+                f"{self.SERVER}/30",
+                "dev",
+                peer,
+            ],
             ["ip", "netns", "exec", self.netns, "ip", "link", "set", peer, "up"],
             ["ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up"],
         ):
@@ -144,13 +177,36 @@ class NetworkedPostgres(PostgresCluster):
             hba.write(f"host all all {self.HOST}/32 trust\n")
 
     def start(self, durable: bool = False) -> None:
-        options = (f"-c listen_addresses={self.SERVER} "
-                   f"-c unix_socket_directories={self.socket_dir} -c port={self.port} "
-                   "-c max_connections=200 -c fsync=off")
+        options = (
+            f"-c listen_addresses={self.SERVER} "
+            f"-c unix_socket_directories={self.socket_dir} -c port={self.port} "
+            "-c max_connections=200 -c fsync=off"
+        )
         self.durable = durable
-        subprocess.run(["ip", "netns", "exec", self.netns, "runuser", "-u", "postgres", "--",
-                        str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
-                        "-o", options, "-w", "start"], check=True, capture_output=True, cwd="/")
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.netns,
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(self.bin / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-o",
+                options,
+                "-w",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            cwd="/",
+        )
 
     def tcp_url(self, database: str) -> str:
         """The URL of a database over the network, as a remote host reaches it."""
@@ -171,13 +227,32 @@ class NetworkedPostgres(PostgresCluster):
         self.link(up=True)
 
     def _iptables(self, action: str) -> None:
-        subprocess.run(["ip", "netns", "exec", self.netns, "iptables", action, "INPUT", "-p",
-                        "tcp", "--dport", str(self.port), "-j", "DROP"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.netns,
+                "iptables",
+                action,
+                "INPUT",
+                "-p",
+                "tcp",
+                "--dport",
+                str(self.port),
+                "-j",
+                "DROP",
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     def link(self, up: bool) -> None:
-        subprocess.run(["ip", "link", "set", self.veth, "up" if up else "down"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["ip", "link", "set", self.veth, "up" if up else "down"],
+            check=True,
+            capture_output=True,
+        )
 
     def destroy(self) -> None:
         super().destroy()

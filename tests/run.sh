@@ -55,6 +55,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 # End-to-end tests fail rather than skip when a real part is missing.
 export IPLEDGER_REQUIRE_E2E=1
 
+ruff format --check .
 ruff check .
 mypy
 python -m pytest "$@"

@@ -52,8 +52,12 @@ def plugin_names(plugins: list[dict[str, Any]]) -> set[str]:
     for plugin in plugins:
         config = plugin.get("Config") or {}
         interface = config.get("Interface") or {}
-        types = {f"{t.get('Prefix')}.{t.get('Capability')}/{t.get('Version')}"
-                 if isinstance(t, dict) else str(t) for t in interface.get("Types") or []}
+        types = {
+            f"{t.get('Prefix')}.{t.get('Capability')}/{t.get('Version')}"
+            if isinstance(t, dict)
+            else str(t)
+            for t in interface.get("Types") or []
+        }
         if interface.get("Socket") != PLUGIN_SOCKET or IPAM_PLUGIN_TYPE not in types:
             continue
         name = str(plugin.get("Name") or "")
@@ -64,8 +68,9 @@ def plugin_names(plugins: list[dict[str, Any]]) -> set[str]:
     return names
 
 
-def read_docker(base_url: str | None, drivers: set[str] | None, served_as: str,
-                progress: Any = None) -> DockerView:
+def read_docker(
+    base_url: str | None, drivers: set[str] | None, served_as: str, progress: Any = None
+) -> DockerView:
     """The networks whose IPAM driver is ipledger, with their endpoints' addresses.
 
     ``drivers`` names them; None means the names ipledger is served under: ``served_as`` (the
@@ -88,8 +93,9 @@ def read_docker(base_url: str | None, drivers: set[str] | None, served_as: str,
                 progress(1)
         client.close()
     except DockerException as e:
-        raise DockerUnavailable(f"cannot read Docker's networks at {docker_address(base_url)}: "
-                                f"{e}") from None
+        raise DockerUnavailable(
+            f"cannot read Docker's networks at {docker_address(base_url)}: {e}"
+        ) from None
     in_use = frozenset(str((n.get("IPAM") or {}).get("Driver") or "default") for n in summaries)
     return DockerView(frozenset(drivers), networks, in_use)
 
@@ -108,23 +114,36 @@ def network_named(name: str, base_url: str | None = None) -> DockerNetwork | Non
         finally:
             client.close()
     except DockerException as e:
-        raise DockerUnavailable(f"cannot read Docker's networks at {docker_address(base_url)}: "
-                                f"{e}") from None
+        raise DockerUnavailable(
+            f"cannot read Docker's networks at {docker_address(base_url)}: {e}"
+        ) from None
 
 
 def _network(detail: dict[str, Any]) -> DockerNetwork:
     configs = [
-        IpamConfig(subnet=c["Subnet"], ip_range=c.get("IPRange") or None,
-                   gateway=_plain(c.get("Gateway")),
-                   aux=dict(c.get("AuxiliaryAddresses") or {}))
-        for c in (detail.get("IPAM") or {}).get("Config") or [] if c.get("Subnet")
+        IpamConfig(
+            subnet=c["Subnet"],
+            ip_range=c.get("IPRange") or None,
+            gateway=_plain(c.get("Gateway")),
+            aux=dict(c.get("AuxiliaryAddresses") or {}),
+        )
+        for c in (detail.get("IPAM") or {}).get("Config") or []
+        if c.get("Subnet")
     ]
     endpoints = []
     for container in (detail.get("Containers") or {}).values():
         for key in ("IPv4Address", "IPv6Address"):
             address = _plain(container.get(key))
             if address:
-                endpoints.append(Endpoint(container.get("Name") or "?", address,
-                                          container.get("MacAddress") or None))
-    return DockerNetwork(detail.get("Name", "?"), detail.get("Scope", "local"), configs,
-                         endpoints, dict((detail.get("IPAM") or {}).get("Options") or {}))
+                endpoints.append(
+                    Endpoint(
+                        container.get("Name") or "?", address, container.get("MacAddress") or None
+                    )
+                )
+    return DockerNetwork(
+        detail.get("Name", "?"),
+        detail.get("Scope", "local"),
+        configs,
+        endpoints,
+        dict((detail.get("IPAM") or {}).get("Options") or {}),
+    )

@@ -82,8 +82,9 @@ class Subnet:
         return f"{netaddr.IPAddress(address, self.version)}/{self.prefixlen}"
 
     def contains_subnet(self, other: Subnet) -> bool:
-        return (self.version == other.version
-                and self.first <= other.first <= other.last <= self.last)
+        return (
+            self.version == other.version and self.first <= other.first <= other.last <= self.last
+        )
 
 
 def parse_cidr(text: object, what: str) -> netaddr.IPNetwork:
@@ -103,8 +104,10 @@ def parse_address(text: object, what: str = "address") -> netaddr.IPAddress:
     if not isinstance(text, str) or not text or len(text) > 45 or text != text.strip():
         raise InvalidRequest(f"invalid {what} {text!r}: expected a plain IP address")
     if "%" in text or "/" in text:
-        raise InvalidRequest(f"invalid {what} {text!r}: expected a plain IP address, "
-                             "without a zone or a prefix length")
+        raise InvalidRequest(
+            f"invalid {what} {text!r}: expected a plain IP address, "
+            "without a zone or a prefix length"
+        )
     try:
         return netaddr.IPAddress(text, flags=netaddr.INET_PTON)
     except (netaddr.AddrFormatError, ValueError, TypeError):
@@ -248,8 +251,9 @@ def parse_range(text: str, what: str = "range") -> tuple[netaddr.IPAddress, neta
     first = parse_address(first_text.strip(), what)
     last = parse_address(last_text.strip(), what) if sep else first
     if first.version != last.version or int(last) < int(first):
-        raise InvalidRequest(f"invalid {what} {text!r}: the last address must follow the first, "
-                             "in the same family")
+        raise InvalidRequest(
+            f"invalid {what} {text!r}: the last address must follow the first, in the same family"
+        )
     return first, last
 
 
@@ -263,8 +267,9 @@ def parse_duration(text: str, what: str) -> int:
     if value[-1:] in _DURATION_UNITS:
         value, unit = value[:-1], _DURATION_UNITS[value[-1]]
     if not (value.isascii() and value.isdigit()) or len(value) > 9:
-        raise InvalidRequest(f"invalid {what} {text!r}: expected a duration such as 60s, 15m, "
-                             "2h or 7d")
+        raise InvalidRequest(
+            f"invalid {what} {text!r}: expected a duration such as 60s, 15m, 2h or 7d"
+        )
     return int(value) * unit
 
 

@@ -65,19 +65,54 @@ def _optional(check: Check) -> Check:
     return optional
 
 
-POOL = {"id": TEXT, "subpool": _optional(_cidr), "options": OBJECT, "reuse": TEXT,
-        "quarantine_s": INTEGER, "hold_s": INTEGER, "host_id": OPTIONAL_TEXT,
-        "created_at": _timestamp}
-LEASE = {"address": TEXT, "pool_id": TEXT, "kind": TEXT, "mac": OPTIONAL_TEXT,
-         "name": OPTIONAL_TEXT, "host_id": OPTIONAL_TEXT, "created_at": _timestamp}
+POOL = {
+    "id": TEXT,
+    "subpool": _optional(_cidr),
+    "options": OBJECT,
+    "reuse": TEXT,
+    "quarantine_s": INTEGER,
+    "hold_s": INTEGER,
+    "host_id": OPTIONAL_TEXT,
+    "created_at": _timestamp,
+}
+LEASE = {
+    "address": TEXT,
+    "pool_id": TEXT,
+    "kind": TEXT,
+    "mac": OPTIONAL_TEXT,
+    "name": OPTIONAL_TEXT,
+    "host_id": OPTIONAL_TEXT,
+    "created_at": _timestamp,
+}
 RESERVATION = {"first": TEXT, "last": TEXT, "label": TEXT, "created_at": _timestamp}
-PARKED = {"address": TEXT, "pool_id": TEXT, "mac": OPTIONAL_TEXT, "name": OPTIONAL_TEXT,
-          "until": NUMBER}
-EVENT = {"at": _timestamp, "host_id": TEXT, "action": TEXT, "pool_id": TEXT, "address": TEXT,
-         "kind": OPTIONAL_TEXT, "mac": OPTIONAL_TEXT, "name": OPTIONAL_TEXT,
-         "detail": OPTIONAL_TEXT}
-SUBNET = {"space": TEXT, "cidr": _cidr, "cursor": OPTIONAL_TEXT, "created_at": _timestamp,
-          "pools": list, "leases": list, "reservations": list, "parked": list}
+PARKED = {
+    "address": TEXT,
+    "pool_id": TEXT,
+    "mac": OPTIONAL_TEXT,
+    "name": OPTIONAL_TEXT,
+    "until": NUMBER,
+}
+EVENT = {
+    "at": _timestamp,
+    "host_id": TEXT,
+    "action": TEXT,
+    "pool_id": TEXT,
+    "address": TEXT,
+    "kind": OPTIONAL_TEXT,
+    "mac": OPTIONAL_TEXT,
+    "name": OPTIONAL_TEXT,
+    "detail": OPTIONAL_TEXT,
+}
+SUBNET = {
+    "space": TEXT,
+    "cidr": _cidr,
+    "cursor": OPTIONAL_TEXT,
+    "created_at": _timestamp,
+    "pools": list,
+    "leases": list,
+    "reservations": list,
+    "parked": list,
+}
 
 
 def _record(value: Any, path: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -138,8 +173,9 @@ def _subnet(entry: Any, path: str) -> None:
                 raise malformed(f"{where}.address", f"{row['address']} is held twice")
             held.add(value)
             if row["pool_id"] not in pool_ids:
-                raise malformed(f"{where}.pool_id",
-                                f"{row['pool_id']!r:.80} is not a pool of {subnet.cidr}")
+                raise malformed(
+                    f"{where}.pool_id", f"{row['pool_id']!r:.80} is not a pool of {subnet.cidr}"
+                )
     for i, reservation in enumerate(entry["reservations"]):
         where = f"{path}.reservations[{i}]"
         _record(reservation, where, RESERVATION)

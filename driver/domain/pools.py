@@ -47,16 +47,20 @@ def reuse_policy(options: Mapping[str, str]) -> ReusePolicy:
     """The ``ipledger.*`` options of a pool; anything unknown or malformed is refused."""
     unknown = sorted(k for k in options if k.startswith("ipledger.") and k not in OWN_OPTIONS)
     if unknown:
-        raise InvalidRequest(f"unknown option {unknown[0]!r:.80}: ipledger's options are "
-                             f"{', '.join(OWN_OPTIONS)}")
+        raise InvalidRequest(
+            f"unknown option {unknown[0]!r:.80}: ipledger's options are {', '.join(OWN_OPTIONS)}"
+        )
     reuse = options.get(REUSE_OPTION, "lowest").strip().lower()
     if str(options.get(SERIAL_OPTION, "")).lower() == "true":
         reuse = "serial"
     if reuse not in ("lowest", "serial"):
-        raise InvalidRequest(f"invalid {REUSE_OPTION} {options[REUSE_OPTION]!r:.40}: "
-                             "expected lowest or serial")
-    durations = [allocator.parse_duration(options[key], key) if key in options else 0
-                 for key in (QUARANTINE_OPTION, HOLD_OPTION)]
+        raise InvalidRequest(
+            f"invalid {REUSE_OPTION} {options[REUSE_OPTION]!r:.40}: expected lowest or serial"
+        )
+    durations = [
+        allocator.parse_duration(options[key], key) if key in options else 0
+        for key in (QUARANTINE_OPTION, HOLD_OPTION)
+    ]
     return ReusePolicy(reuse, *durations)
 
 
@@ -90,8 +94,9 @@ def shared_name(options: Mapping[str, str]) -> str | None:
     if name is None:
         return None
     if not _SHARED_NAME.fullmatch(name):
-        raise InvalidRequest(f"invalid {SHARED_OPTION} {name!r:.80}: use 1 to 64 letters, "
-                             "digits, '.', '_' or '-'")
+        raise InvalidRequest(
+            f"invalid {SHARED_OPTION} {name!r:.80}: use 1 to 64 letters, digits, '.', '_' or '-'"
+        )
     return name
 
 
@@ -104,4 +109,3 @@ def describe(policy: ReusePolicy, shared: str | None = None) -> str | None:
     if policy.hold_s:
         parts.append(f"hold={policy.hold_s}s")
     return " ".join(parts)
-

@@ -47,7 +47,6 @@ class DockerNetwork:
     ipam_options: dict[str, str] = field(default_factory=dict)
 
 
-
 @dataclass(frozen=True)
 class LedgerPool:
     id: str
@@ -74,12 +73,12 @@ class Finding:
     pool_id: str
     address: str | None
     detail: str
-    due: bool           # old enough to repair (leaks) or always (missing)
+    due: bool  # old enough to repair (leaks) or always (missing)
     kind: str | None = None
     mac: str | None = None
 
 
-Used = dict[str, tuple[str, str | None]]   # address -> (kind, MAC)
+Used = dict[str, tuple[str, str | None]]  # address -> (kind, MAC)
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,9 @@ def pool_ids(network: DockerNetwork) -> dict[str, PoolUse]:
     found: dict[str, PoolUse] = {}
     for config in network.configs:
         subnet = allocator.Subnet(allocator.parse_cidr(config.subnet, "subnet"))
-        subrange = (str(allocator.parse_cidr(config.ip_range, "ip-range"))
-                    if config.ip_range else None)
+        subrange = (
+            str(allocator.parse_cidr(config.ip_range, "ip-range")) if config.ip_range else None
+        )
         used: Used = {}
         for endpoint in network.endpoints:
             address = allocator.parse_address(endpoint.address.split("/")[0])
@@ -110,26 +110,45 @@ def pool_ids(network: DockerNetwork) -> dict[str, PoolUse]:
         if config.gateway:
             used[str(allocator.parse_address(config.gateway))] = ("gateway", None)
         found[pool_id_for(space, subnet.cidr, subrange, shared)] = PoolUse(
-            used, bool(config.gateway))
+            used, bool(config.gateway)
+        )
     return found
 
 
-def reconcile(pools: Iterable[LedgerPool], leases: Iterable[LedgerLease],
-              networks: Iterable[DockerNetwork], *, owner: str, host_id: str, now: datetime,
-              grace: timedelta) -> list[Finding]:
+def reconcile(
+    pools: Iterable[LedgerPool],
+    leases: Iterable[LedgerLease],
+    networks: Iterable[DockerNetwork],
+    *,
+    owner: str,
+    host_id: str,
+    now: datetime,
+    grace: timedelta,
+) -> list[Finding]:
     """What is leaking or missing in this host's LocalDefault pools (``owner``), and in the
     shared pools its networks use, where only the leases this host made are judged."""
     cutoff = now - grace
     in_docker: dict[str, PoolUse] = {}
     for network in networks:
         in_docker.update(pool_ids(network))
-    mine = {p.id: p for p in pools if p.space == LOCAL_SPACE and (
-        p.owner == owner or (p.owner == SHARED and p.id in in_docker))}
+    mine = {
+        p.id: p
+        for p in pools
+        if p.space == LOCAL_SPACE
+        and (p.owner == owner or (p.owner == SHARED and p.id in in_docker))
+    }
     findings: list[Finding] = []
     for pool in mine.values():
         if pool.id not in in_docker and pool.owner != SHARED:
-            findings.append(Finding("pool", pool.id, None, "no Docker network uses this pool",
-                                    as_utc(pool.created_at) <= cutoff))
+            findings.append(
+                Finding(
+                    "pool",
+                    pool.id,
+                    None,
+                    "no Docker network uses this pool",
+                    as_utc(pool.created_at) <= cutoff,
+                )
+            )
     held: dict[str, set[str]] = {}
     for lease in leases:
         judged = mine.get(lease.pool_id)
@@ -140,16 +159,31 @@ def reconcile(pools: Iterable[LedgerPool], leases: Iterable[LedgerLease],
         if use is None or (lease.kind == "gateway" and not use.gateway_shown):
             continue
         if lease.address not in use.addresses:
-            findings.append(Finding("lease", lease.pool_id, lease.address,
-                                    f"no endpoint, gateway or auxiliary address of the "
-                                    f"network uses this {lease.kind} lease",
-                                    as_utc(lease.created_at) <= cutoff, lease.kind))
+            findings.append(
+                Finding(
+                    "lease",
+                    lease.pool_id,
+                    lease.address,
+                    f"no endpoint, gateway or auxiliary address of the "
+                    f"network uses this {lease.kind} lease",
+                    as_utc(lease.created_at) <= cutoff,
+                    lease.kind,
+                )
+            )
     for pool_id, use in in_docker.items():
         if pool_id not in mine or mine[pool_id].owner == SHARED:
             continue
         for address, (kind, mac) in sorted(use.addresses.items()):
             if address not in held.get(pool_id, set()):
-                findings.append(Finding("missing", pool_id, address,
-                                        f"Docker uses this address ({kind}) but the ledger "
-                                        "holds no lease", True, kind, mac))
+                findings.append(
+                    Finding(
+                        "missing",
+                        pool_id,
+                        address,
+                        f"Docker uses this address ({kind}) but the ledger holds no lease",
+                        True,
+                        kind,
+                        mac,
+                    )
+                )
     return findings

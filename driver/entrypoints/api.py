@@ -31,13 +31,17 @@ MAX_BODY = 64 * 1024
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
 
 
-def create_app(settings: Settings, ipam: Ipam | None = None,
-               metrics: Metrics | None = None) -> Flask:
+def create_app(
+    settings: Settings, ipam: Ipam | None = None, metrics: Metrics | None = None
+) -> Flask:
     """Build the WSGI app; the engine is made here, never at import time."""
     if ipam is None:
-        store = open_store(settings.db_url, synchronous=settings.sqlite_synchronous,
-                           busy_timeout_ms=settings.busy_timeout_ms,
-                           call_timeout=settings.call_timeout)
+        store = open_store(
+            settings.db_url,
+            synchronous=settings.sqlite_synchronous,
+            busy_timeout_ms=settings.busy_timeout_ms,
+            call_timeout=settings.call_timeout,
+        )
         ipam = Ipam(store, settings.default_pools, settings.host_id)
     if metrics is None and settings.metrics_addr is not None:
         # imported here: prometheus-client reads PROMETHEUS_MULTIPROC_DIR when first imported
@@ -145,8 +149,9 @@ def _routes(app: Flask, ipam: Ipam, metrics: Metrics | None) -> None:
     @app.post("/IpamDriver.GetDefaultAddressSpaces")
     def default_address_spaces() -> Response:
         _body(required=False)
-        return _reply({"LocalDefaultAddressSpace": LOCAL_SPACE,
-                       "GlobalDefaultAddressSpace": GLOBAL_SPACE})
+        return _reply(
+            {"LocalDefaultAddressSpace": LOCAL_SPACE, "GlobalDefaultAddressSpace": GLOBAL_SPACE}
+        )
 
     @app.post("/IpamDriver.RequestPool")
     def request_pool() -> Response:
@@ -211,5 +216,8 @@ def _error_handlers(app: Flask, metrics: Metrics | None) -> None:
     @app.errorhandler(Exception)
     def unexpected(e: Exception) -> Response:
         log.error("%s failed", request.path, exc_info=e)
-        return error(f"internal error in ipledger ({type(e).__name__}); see the plugin's log",
-                     500, "InternalError")
+        return error(
+            f"internal error in ipledger ({type(e).__name__}); see the plugin's log",
+            500,
+            "InternalError",
+        )

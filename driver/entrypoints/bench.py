@@ -80,11 +80,21 @@ def _fill(engine: Engine, pool_id: str, network: netaddr.IPNetwork, count: int) 
         leased, address = 0, first
         while leased < count:
             if (address - first) % HOLE_EVERY == HOLE_EVERY - 1:
-                holes.append({"subnet_id": subnet_id, "first": pack(address),
-                              "last": pack(address)})
+                holes.append(
+                    {"subnet_id": subnet_id, "first": pack(address), "last": pack(address)}
+                )
             else:
-                batch.append({"subnet_id": subnet_id, "address": pack(address), "pool_id": pool_id,
-                              "kind": "endpoint", "mac": None, "name": None, "created_at": now})
+                batch.append(
+                    {
+                        "subnet_id": subnet_id,
+                        "address": pack(address),
+                        "pool_id": pool_id,
+                        "kind": "endpoint",
+                        "mac": None,
+                        "name": None,
+                        "created_at": now,
+                    }
+                )
                 leased += 1
             address += 1
             if len(batch) >= 50_000:
@@ -107,8 +117,9 @@ class Server:
     started_in: float
 
     def worker_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True,
-                             text=True).stdout
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
+        ).stdout
         return [int(p) for p in out.split()]
 
     def worker_rss_mb(self) -> list[float]:
@@ -121,8 +132,9 @@ class Server:
 
 
 @contextmanager
-def server(workdir: Path, db_url: str, workers: int, host_id: str | None = None
-           ) -> Iterator[Server]:
+def server(
+    workdir: Path, db_url: str, workers: int, host_id: str | None = None
+) -> Iterator[Server]:
     """``ipledger serve`` on a socket of its own; yields once it has answered."""
     sock = str(workdir / f"bench-{host_id or ''}{workers}.sock")
     env = dict(os.environ, IPLEDGER_LOG_LEVEL="warning")
@@ -130,9 +142,22 @@ def server(workdir: Path, db_url: str, workers: int, host_id: str | None = None
         env["IPLEDGER_HOST_ID"] = host_id
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "driver", "serve", "--socket", sock, "--db", db_url,
-         "--workers", str(workers)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "driver",
+            "serve",
+            "--socket",
+            sock,
+            "--db",
+            db_url,
+            "--workers",
+            str(workers),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
     )
     client = PluginClient(sock, timeout=10)
     try:
@@ -173,16 +198,18 @@ def sequential(sock: str, pool_id: str, rounds: int) -> tuple[list[float], list[
 def _timed_request(client: PluginClient, pool_id: str) -> tuple[str, float]:
     """One dynamic RequestAddress: the CIDR answer and its latency in ms."""
     t0 = time.perf_counter()
-    status, answer = client.call("RequestAddress", {"PoolID": pool_id, "Address": "",
-                                                    "Options": {}})
+    status, answer = client.call(
+        "RequestAddress", {"PoolID": pool_id, "Address": "", "Options": {}}
+    )
     elapsed = (time.perf_counter() - t0) * 1000
     if status != 200:
         raise RuntimeError(f"RequestAddress failed: {answer}")
     return str(answer["Address"]), elapsed
 
 
-def _request_release(client: PluginClient, pool_id: str, rounds: int
-                     ) -> tuple[list[float], list[float]]:
+def _request_release(
+    client: PluginClient, pool_id: str, rounds: int
+) -> tuple[list[float], list[float]]:
     requests, releases = [], []
     for _ in range(rounds):
         address, elapsed = _timed_request(client, pool_id)
@@ -199,8 +226,7 @@ def _allocate(args: tuple[str, str, int]) -> tuple[list[str], list[float]]:
         return _allocations(client, pool_id, count)
 
 
-def _allocations(client: PluginClient, pool_id: str, count: int
-                 ) -> tuple[list[str], list[float]]:
+def _allocations(client: PluginClient, pool_id: str, count: int) -> tuple[list[str], list[float]]:
     got, latencies = [], []
     for _ in range(count):
         address, elapsed = _timed_request(client, pool_id)
@@ -209,8 +235,9 @@ def _allocations(client: PluginClient, pool_id: str, count: int
     return got, latencies
 
 
-def concurrent(sock: str | list[str], pool_id: str, clients: int, per_client: int
-               ) -> tuple[float, float, int, int]:
+def concurrent(
+    sock: str | list[str], pool_id: str, clients: int, per_client: int
+) -> tuple[float, float, int, int]:
     """``clients`` processes allocating at once, spread over the sockets given: (allocations/s,
     p99 ms, handed out, duplicates)."""
     sockets = [sock] if isinstance(sock, str) else sock
@@ -221,8 +248,12 @@ def concurrent(sock: str | list[str], pool_id: str, clients: int, per_client: in
         wall = time.perf_counter() - t0
     addresses = [a for got, _ in results for a in got]
     latencies = [x for _, lat in results for x in lat]
-    return (len(addresses) / wall, percentile(latencies, 99), len(addresses),
-            len(addresses) - len(set(addresses)))
+    return (
+        len(addresses) / wall,
+        percentile(latencies, 99),
+        len(addresses),
+        len(addresses) - len(set(addresses)),
+    )
 
 
 # --- the whole run -------------------------------------------------------------------------
@@ -236,12 +267,16 @@ def run(quick: bool, out: Callable[[str], None] = print) -> dict[str, object]:
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="ipledger-bench-") as tmp:
         workdir = Path(tmp)
-        out(f"# ipledger bench ({'quick' if quick else 'full'}): {os.cpu_count()} CPUs, "
-            f"SQLite WAL synchronous=NORMAL, gunicorn gthread")
+        out(
+            f"# ipledger bench ({'quick' if quick else 'full'}): {os.cpu_count()} CPUs, "
+            f"SQLite WAL synchronous=NORMAL, gunicorn gthread"
+        )
         out("")
         out("## Sequential RequestAddress + ReleaseAddress (ms)")
-        out(f"{'pool':<16}{'leases in db':>14}{'req p50':>10}{'req p99':>10}{'rel p50':>10}"
-            f"{'start s':>9}{'RSS MB':>8}")
+        out(
+            f"{'pool':<16}{'leases in db':>14}{'req p50':>10}{'req p99':>10}{'rel p50':>10}"
+            f"{'start s':>9}{'RSS MB':>8}"
+        )
         seq: dict[tuple[str, int], float] = {}
         for cidr in ("172.16.0.0/16", "2001:db8::/64", "2001:db8::/32"):
             for count in counts:
@@ -254,14 +289,18 @@ def run(quick: bool, out: Callable[[str], None] = print) -> dict[str, object]:
                     if not seq:
                         base = floor(s.socket, rounds)
                         results["floor_p50"] = statistics.median(base)
-                        out(f"{'(no database)':<16}{'Activate':>14}{statistics.median(base):>10.3f}"
-                            f"{percentile(base, 99):>10.3f}")
+                        out(
+                            f"{'(no database)':<16}{'Activate':>14}{statistics.median(base):>10.3f}"
+                            f"{percentile(base, 99):>10.3f}"
+                        )
                     requests, releases = sequential(s.socket, pool_id, rounds)
                     rss = max(s.worker_rss_mb())
                     p50 = statistics.median(requests)
                     seq[(cidr, count)] = p50
-                    out(f"{cidr:<16}{count:>14,}{p50:>10.3f}{percentile(requests, 99):>10.3f}"
-                        f"{statistics.median(releases):>10.3f}{s.started_in:>9.2f}{rss:>8.1f}")
+                    out(
+                        f"{cidr:<16}{count:>14,}{p50:>10.3f}{percentile(requests, 99):>10.3f}"
+                        f"{statistics.median(releases):>10.3f}{s.started_in:>9.2f}{rss:>8.1f}"
+                    )
                 db.unlink()
         results["sequential_p50"] = {f"{c} {n}": v for (c, n), v in seq.items()}
         out("")
@@ -271,8 +310,9 @@ def run(quick: bool, out: Callable[[str], None] = print) -> dict[str, object]:
             out(f"{cidr:<16}{ratio:>8.2f}")
         out("")
         out("## Concurrent RequestAddress, every address checked for duplicates")
-        out(f"{'workers':>8}{'clients':>8}{'alloc/s':>10}{'p99 ms':>9}{'handed out':>12}"
-            f"{'dups':>6}")
+        out(
+            f"{'workers':>8}{'clients':>8}{'alloc/s':>10}{'p99 ms':>9}{'handed out':>12}{'dups':>6}"
+        )
         conc = []
         for workers in (1, 2):
             for clients in (1, 4, 8):
@@ -293,8 +333,7 @@ def run(quick: bool, out: Callable[[str], None] = print) -> dict[str, object]:
 SHARED_BENCH_POOL = "2001:db8:1::/64"
 
 
-def run_postgres(url: str, quick: bool, out: Callable[[str], None] = print
-                 ) -> dict[str, object]:
+def run_postgres(url: str, quick: bool, out: Callable[[str], None] = print) -> dict[str, object]:
     """Three instances (own sockets and host ids) on one PostgreSQL ledger, one shared pool."""
     rounds = 300 if quick else 2_000
     per_client = 50 if quick else 400
@@ -302,28 +341,40 @@ def run_postgres(url: str, quick: bool, out: Callable[[str], None] = print
     migrate(engine)
     engine.dispose()
     results: dict[str, object] = {}
-    request = {"AddressSpace": "LocalDefault", "Pool": SHARED_BENCH_POOL,
-               "Options": {"ipledger.shared": "bench"}}
+    request = {
+        "AddressSpace": "LocalDefault",
+        "Pool": SHARED_BENCH_POOL,
+        "Options": {"ipledger.shared": "bench"},
+    }
     pool_id = f"shared/bench/LocalDefault/{SHARED_BENCH_POOL}"
-    with tempfile.TemporaryDirectory(prefix="ipledger-bench-") as tmp, \
-            server(Path(tmp), url, 2, "bench-a") as a, \
-            server(Path(tmp), url, 2, "bench-b") as b, \
-            server(Path(tmp), url, 2, "bench-c") as c:
+    with (
+        tempfile.TemporaryDirectory(prefix="ipledger-bench-") as tmp,
+        server(Path(tmp), url, 2, "bench-a") as a,
+        server(Path(tmp), url, 2, "bench-b") as b,
+        server(Path(tmp), url, 2, "bench-c") as c,
+    ):
         sockets = [a.socket, b.socket, c.socket]
         for sock in sockets:
             status, answer = PluginClient(sock).call("RequestPool", request)
             if status != 200:
                 raise RuntimeError(f"RequestPool failed: {answer}")
-        out(f"# ipledger bench on PostgreSQL ({'quick' if quick else 'full'}): "
-            f"{os.cpu_count()} CPUs, 3 instances x 2 gunicorn workers, one shared pool")
+        out(
+            f"# ipledger bench on PostgreSQL ({'quick' if quick else 'full'}): "
+            f"{os.cpu_count()} CPUs, 3 instances x 2 gunicorn workers, one shared pool"
+        )
         out("")
         out("## Sequential RequestAddress + ReleaseAddress on one instance (ms)")
         requests, releases = sequential(a.socket, pool_id, rounds)
-        results["sequential"] = (statistics.median(requests), percentile(requests, 99),
-                                 statistics.median(releases))
+        results["sequential"] = (
+            statistics.median(requests),
+            percentile(requests, 99),
+            statistics.median(releases),
+        )
         out(f"{'req p50':>10}{'req p99':>10}{'rel p50':>10}")
-        out(f"{statistics.median(requests):>10.3f}{percentile(requests, 99):>10.3f}"
-            f"{statistics.median(releases):>10.3f}")
+        out(
+            f"{statistics.median(requests):>10.3f}{percentile(requests, 99):>10.3f}"
+            f"{statistics.median(releases):>10.3f}"
+        )
         out("")
         out("## Concurrent RequestAddress over the three instances, checked for duplicates")
         out(f"{'clients':>8}{'alloc/s':>10}{'p99 ms':>9}{'handed out':>12}{'dups':>6}")

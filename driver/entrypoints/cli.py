@@ -20,8 +20,7 @@ def _configure_logging(settings: Settings) -> None:
 
 
 @click.group()
-@click.version_option(package_name="ipledger", prog_name="ipledger",
-                      message="%(prog)s %(version)s")
+@click.version_option(package_name="ipledger", prog_name="ipledger", message="%(prog)s %(version)s")
 @click.option("--db", "db_url", help=DB_HELP + " (also accepted after the subcommand)")
 @click.pass_context
 def main(context: click.Context, db_url: str | None) -> None:
@@ -30,33 +29,57 @@ def main(context: click.Context, db_url: str | None) -> None:
 
 
 @main.command()
-@click.option("--socket", help="Unix socket to serve on [IPLEDGER_SOCKET; "
-              "default /run/docker/plugins/ipledger.sock]")
-@click.option("--db", "db_url", help="SQLAlchemy database URL [IPLEDGER_DB; "
-              "default sqlite:////var/lib/ipledger/ipledger.db]")
-@click.option("--workers", type=click.IntRange(min=1),
-              help="gunicorn workers [IPLEDGER_WORKERS; 2]")
-@click.option("--threads", type=click.IntRange(min=1),
-              help="threads per worker [IPLEDGER_THREADS; 4]")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              help="[IPLEDGER_LOG_LEVEL; info]")
-def serve(socket: str | None, db_url: str | None, workers: int | None, threads: int | None,
-          log_level: str | None) -> None:
+@click.option(
+    "--socket",
+    help="Unix socket to serve on [IPLEDGER_SOCKET; default /run/docker/plugins/ipledger.sock]",
+)
+@click.option(
+    "--db",
+    "db_url",
+    help="SQLAlchemy database URL [IPLEDGER_DB; default sqlite:////var/lib/ipledger/ipledger.db]",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="gunicorn workers [IPLEDGER_WORKERS; 2]"
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), help="threads per worker [IPLEDGER_THREADS; 4]"
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="[IPLEDGER_LOG_LEVEL; info]",
+)
+def serve(
+    socket: str | None,
+    db_url: str | None,
+    workers: int | None,
+    threads: int | None,
+    log_level: str | None,
+) -> None:
     """Serve Docker's IpamDriver API on a unix socket."""
     from driver.entrypoints.server import serve as run
 
-    settings = settings_from_env(socket=socket, db_url=db_url, workers=workers, threads=threads,
-                         log_level=log_level)
+    settings = settings_from_env(
+        socket=socket, db_url=db_url, workers=workers, threads=threads, log_level=log_level
+    )
     _configure_logging(settings)
     run(settings)
 
 
 @main.command("install-service")
-@click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("/etc/systemd/system"), show_default=True,
-              help="Where to put ipledger.socket and ipledger.service.")
-@click.option("--start/--no-start", default=True, show_default=True,
-              help="Reload systemd and enable --now ipledger.socket, when systemd runs.")
+@click.option(
+    "--unit-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/etc/systemd/system"),
+    show_default=True,
+    help="Where to put ipledger.socket and ipledger.service.",
+)
+@click.option(
+    "--start/--no-start",
+    default=True,
+    show_default=True,
+    help="Reload systemd and enable --now ipledger.socket, when systemd runs.",
+)
 def install_service(unit_dir: Path, start: bool) -> None:
     """Install ipledger as a systemd service, socket-activated and ordered before Docker."""
     from driver.entrypoints.install import install_units
@@ -66,20 +89,29 @@ def install_service(unit_dir: Path, start: bool) -> None:
     if not start:
         return
     if not Path("/run/systemd/system").is_dir():
-        click.echo("systemd is not running here: run 'systemctl daemon-reload && "
-                   "systemctl enable --now ipledger.socket' on the host that boots with it")
+        click.echo(
+            "systemd is not running here: run 'systemctl daemon-reload && "
+            "systemctl enable --now ipledger.socket' on the host that boots with it"
+        )
         return
-    for command in (["systemctl", "daemon-reload"],
-                    ["systemctl", "enable", "--now", "ipledger.socket"]):
+    for command in (
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", "ipledger.socket"],
+    ):
         subprocess.run(command, check=True)
         click.echo(" ".join(command))
 
 
 @main.command()
-@click.option("--quick", is_flag=True,
-              help="Small counts (1,000 and 10,000 leases), as CI runs it.")
-@click.option("--postgres", "postgres_url", metavar="URL",
-              help="Instead: three instances on this (empty) PostgreSQL database.")
+@click.option(
+    "--quick", is_flag=True, help="Small counts (1,000 and 10,000 leases), as CI runs it."
+)
+@click.option(
+    "--postgres",
+    "postgres_url",
+    metavar="URL",
+    help="Instead: three instances on this (empty) PostgreSQL database.",
+)
 def bench(quick: bool, postgres_url: str | None) -> None:
     """Measure the real server under a Docker-like client and print the tables."""
     from driver.entrypoints.bench import run, run_postgres

@@ -56,8 +56,13 @@ def db_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def space_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--space", type=click.Choice(SPACES), default=LOCAL_SPACE,
-                        show_default=True, help="Address space of the network.")(command)
+    return click.option(
+        "--space",
+        type=click.Choice(SPACES),
+        default=LOCAL_SPACE,
+        show_default=True,
+        help="Address space of the network.",
+    )(command)
 
 
 def require_ledger(settings: Settings) -> None:
@@ -69,8 +74,10 @@ def require_ledger(settings: Settings) -> None:
     if url.get_backend_name() != "sqlite" or not path or path.startswith((":memory:", "file:")):
         return
     if not os.path.exists(path):
-        raise click.ClickException(f"no ledger at {path}: check --db or IPLEDGER_DB "
-                                   "(ipledger serve creates the ledger on first start)")
+        raise click.ClickException(
+            f"no ledger at {path}: check --db or IPLEDGER_DB "
+            "(ipledger serve creates the ledger on first start)"
+        )
 
 
 @contextmanager
@@ -86,19 +93,25 @@ def admin(db_url: str | None, *, create: bool = False) -> Iterator[Any]:
     settings = settings_from_env(db_url=db_url)
     if not create:
         require_ledger(settings)
-    store = open_store(settings.db_url, synchronous=settings.sqlite_synchronous,
-                       busy_timeout_ms=settings.busy_timeout_ms)
+    store = open_store(
+        settings.db_url,
+        synchronous=settings.sqlite_synchronous,
+        busy_timeout_ms=settings.busy_timeout_ms,
+    )
     try:
         migrate(store.engine)
         yield Admin(store, settings.host_id)
     except DBAPIError as e:
-        raise click.ClickException(f"database unavailable at {masked_url(settings.db_url)}: "
-                                   f"{str(e.orig).strip().splitlines()[0]}") from None
+        raise click.ClickException(
+            f"database unavailable at {masked_url(settings.db_url)}: "
+            f"{str(e.orig).strip().splitlines()[0]}"
+        ) from None
     except IpamError as e:
         raise click.ClickException(e.message) from None
     except Conflict as e:
-        raise click.ClickException(f"database busy: a conflicting update ({e}); try again") \
-            from None
+        raise click.ClickException(
+            f"database busy: a conflicting update ({e}); try again"
+        ) from None
     finally:
         store.dispose()
 
@@ -128,8 +141,7 @@ def bar(ratio: float) -> str:
 def table(headers: list[str], rows: list[list[str]]) -> None:
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     for line in [headers, *rows]:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))
-                   .rstrip())
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
 def when(moment: datetime | None) -> str:
@@ -137,8 +149,20 @@ def when(moment: datetime | None) -> str:
 
 
 def register(main: click.Group) -> None:
-    for command in (pools, leases, usage, history, reserve, unreserve, export, import_, check,
-                    gc, migrate_db, prune_history):
+    for command in (
+        pools,
+        leases,
+        usage,
+        history,
+        reserve,
+        unreserve,
+        export,
+        import_,
+        check,
+        gc,
+        migrate_db,
+        prune_history,
+    ):
         main.add_command(command)
 
 
@@ -150,21 +174,46 @@ def pools(db_url: str | None, as_json: bool) -> None:
     with admin(db_url) as a:
         reports = a.pools()
     if as_json:
-        click.echo(json.dumps([{
-            "pool": r.pool.id, "owner": r.pool.owner, "subnet": r.pool.subnet.cidr,
-            "range": r.pool.subpool,
-            "size": r.usage.size, "leased": r.usage.leased, "reserved": r.usage.reserved,
-            "parked": r.usage.parked, "free": r.usage.free,
-            "utilisation": round(r.usage.utilisation, 6), "reuse": r.pool.reuse,
-            "quarantine_s": r.pool.quarantine_s, "hold_s": r.pool.hold_s,
-            "host": r.pool.host_id} for r in reports], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "pool": r.pool.id,
+                        "owner": r.pool.owner,
+                        "subnet": r.pool.subnet.cidr,
+                        "range": r.pool.subpool,
+                        "size": r.usage.size,
+                        "leased": r.usage.leased,
+                        "reserved": r.usage.reserved,
+                        "parked": r.usage.parked,
+                        "free": r.usage.free,
+                        "utilisation": round(r.usage.utilisation, 6),
+                        "reuse": r.pool.reuse,
+                        "quarantine_s": r.pool.quarantine_s,
+                        "hold_s": r.pool.hold_s,
+                        "host": r.pool.host_id,
+                    }
+                    for r in reports
+                ],
+                indent=2,
+            )
+        )
         return
     if not reports:
         click.echo("no pools: no network uses ipledger yet")
         return
-    rows = [[r.pool.id, count(r.usage.size), count(r.usage.leased), count(r.usage.reserved),
-             count(r.usage.parked), count(r.usage.free), bar(r.usage.utilisation)]
-            for r in reports]
+    rows = [
+        [
+            r.pool.id,
+            count(r.usage.size),
+            count(r.usage.leased),
+            count(r.usage.reserved),
+            count(r.usage.parked),
+            count(r.usage.free),
+            bar(r.usage.utilisation),
+        ]
+        for r in reports
+    ]
     headers = ["POOL", "SIZE", "LEASED", "RESERVED", "PARKED", "FREE", "UTILISATION"]
     if any(r.pool.owner != LOCAL_OWNER for r in reports):
         # a shared ledger: the same PoolID may be several hosts' own pool
@@ -188,9 +237,21 @@ def leases(db_url: str | None, pool_id: str) -> None:
     if not lines:
         click.echo(f"{pool_id}: nothing leased, reserved or parked")
         return
-    table(["ADDRESS", "STATE", "KIND", "MAC", "NAME", "SINCE", "DETAIL"],
-          [[line.address, line.state, line.kind or "-", line.mac or "-", line.name or "-",
-            when(line.since), line.detail or ""] for line in lines])
+    table(
+        ["ADDRESS", "STATE", "KIND", "MAC", "NAME", "SINCE", "DETAIL"],
+        [
+            [
+                line.address,
+                line.state,
+                line.kind or "-",
+                line.mac or "-",
+                line.name or "-",
+                when(line.since),
+                line.detail or "",
+            ]
+            for line in lines
+        ],
+    )
 
 
 def _network_pools(name: str) -> list[str] | None:
@@ -211,41 +272,90 @@ def _network_pools(name: str) -> list[str] | None:
 @click.command()
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--warn", type=click.FloatRange(0, 100), default=80, show_default=True,
-              help="Flag subnets used at or above this percentage.")
+@click.option(
+    "--warn",
+    type=click.FloatRange(0, 100),
+    default=80,
+    show_default=True,
+    help="Flag subnets used at or above this percentage.",
+)
 def usage(db_url: str | None, as_json: bool, warn: float) -> None:
     """Usage per subnet (shared by its ip-range pools) and per address space."""
     with admin(db_url) as a:
         rows = a.subnets()
     if as_json:
-        click.echo(json.dumps([{
-            "space": space, "subnet": subnet.cidr, "pools": refs, "size": u.size,
-            "leased": u.leased, "reserved": u.reserved, "parked": u.parked, "free": u.free,
-            "utilisation": round(u.utilisation, 6)} for space, subnet, refs, u in rows],
-            indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "space": space,
+                        "subnet": subnet.cidr,
+                        "pools": refs,
+                        "size": u.size,
+                        "leased": u.leased,
+                        "reserved": u.reserved,
+                        "parked": u.parked,
+                        "free": u.free,
+                        "utilisation": round(u.utilisation, 6),
+                    }
+                    for space, subnet, refs, u in rows
+                ],
+                indent=2,
+            )
+        )
         return
-    table(["SPACE", "SUBNET", "POOLS", "SIZE", "LEASED", "RESERVED", "PARKED", "FREE",
-           "UTILISATION", ""],
-          [[space, subnet.cidr, str(refs), count(u.size), count(u.leased), count(u.reserved),
-            count(u.parked), count(u.free), bar(u.utilisation),
-            "<- running out" if u.utilisation * 100 >= warn else ""]
-           for space, subnet, refs, u in rows])
+    table(
+        [
+            "SPACE",
+            "SUBNET",
+            "POOLS",
+            "SIZE",
+            "LEASED",
+            "RESERVED",
+            "PARKED",
+            "FREE",
+            "UTILISATION",
+            "",
+        ],
+        [
+            [
+                space,
+                subnet.cidr,
+                str(refs),
+                count(u.size),
+                count(u.leased),
+                count(u.reserved),
+                count(u.parked),
+                count(u.free),
+                bar(u.utilisation),
+                "<- running out" if u.utilisation * 100 >= warn else "",
+            ]
+            for space, subnet, refs, u in rows
+        ],
+    )
     for space in SPACES:
         for version in (4, 6):
             mine = [u for s, subnet, _, u in rows if s == space and subnet.version == version]
             if mine:
                 leased = sum(u.leased for u in mine)
-                click.echo(f"{space} IPv{version}: {len(mine)} subnets, {count(leased)} leased, "
-                           f"{count(sum(u.reserved for u in mine))} reserved, "
-                           f"{count(sum(u.parked for u in mine))} parked")
+                click.echo(
+                    f"{space} IPv{version}: {len(mine)} subnets, {count(leased)} leased, "
+                    f"{count(sum(u.reserved for u in mine))} reserved, "
+                    f"{count(sum(u.parked for u in mine))} parked"
+                )
 
 
 @click.command()
 @db_option
 @click.argument("address", required=False)
 @click.option("--pool", "pool_id", help="Only this pool's events.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
-              help="The newest N events.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="The newest N events.",
+)
 def history(db_url: str | None, address: str | None, pool_id: str | None, limit: int) -> None:
     """Who had ADDRESS (or what happened in --pool) and when: allocations, releases, gc."""
     if address is None and pool_id is None:
@@ -255,15 +365,29 @@ def history(db_url: str | None, address: str | None, pool_id: str | None, limit:
     if not events:
         click.echo("no history for that")
         return
-    table(["WHEN", "HOST", "ACTION", "ADDRESS", "POOL", "KIND", "MAC", "NAME", "DETAIL"],
-          [[when(as_utc(e.at)), e.host_id[:12], e.action, e.address,
-            e.pool_id, e.kind or "-", e.mac or "-", e.name or "-", e.detail or ""]
-           for e in events])
+    table(
+        ["WHEN", "HOST", "ACTION", "ADDRESS", "POOL", "KIND", "MAC", "NAME", "DETAIL"],
+        [
+            [
+                when(as_utc(e.at)),
+                e.host_id[:12],
+                e.action,
+                e.address,
+                e.pool_id,
+                e.kind or "-",
+                e.mac or "-",
+                e.name or "-",
+                e.detail or "",
+            ]
+            for e in events
+        ],
+    )
 
 
 def shared_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--shared", is_flag=True,
-                        help="In a shared pool (ipledger.shared), for every host.")(command)
+    return click.option(
+        "--shared", is_flag=True, help="In a shared pool (ipledger.shared), for every host."
+    )(command)
 
 
 @click.command()
@@ -297,8 +421,13 @@ def unreserve(db_url: str | None, space: str, shared: bool, addresses: str) -> N
 
 @click.command()
 @db_option
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default="-",
-              help="Where to write the JSON, readable by its owner only [stdout].")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default="-",
+    help="Where to write the JSON, readable by its owner only [stdout].",
+)
 def export(db_url: str | None, output: str) -> None:
     """The whole ledger as JSON: subnets, pools, leases, reservations, parked, history."""
     with admin(db_url) as a, progress(a.count_subnets(), "exporting subnets") as step:
@@ -313,8 +442,11 @@ def export(db_url: str | None, output: str) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(text)
     leased = sum(len(s["leases"]) for s in data["subnets"])
-    click.echo(f"exported {len(data['subnets'])} subnets, {leased} leases, "
-               f"{len(data['history'])} history events", err=True)
+    click.echo(
+        f"exported {len(data['subnets'])} subnets, {leased} leases, "
+        f"{len(data['history'])} history events",
+        err=True,
+    )
 
 
 @click.command("import")
@@ -342,27 +474,46 @@ def check(db_url: str | None) -> None:
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     if report.problems:
-        raise click.ClickException(f"{len(report.problems)} problems in {report.subnets} "
-                                   "subnets")
+        raise click.ClickException(f"{len(report.problems)} problems in {report.subnets} subnets")
     click.echo(f"ok: {report.subnets} subnets and {report.leases} leases are consistent")
 
 
 @click.command()
 @db_option
-@click.option("--docker-host", envvar="DOCKER_HOST",
-              help="Docker's API [DOCKER_HOST; default unix:///var/run/docker.sock]")
-@click.option("--driver", "drivers", multiple=True,
-              help="IPAM driver name the networks use [the names ipledger is served under: "
-                   "IPLEDGER_SOCKET's name, and each managed ipledger plugin as NAME:TAG]; "
-                   "repeat for several.")
-@click.option("--grace", default="10m", show_default=True,
-              help="Only leases and pools older than this are reclaimed.")
+@click.option(
+    "--docker-host",
+    envvar="DOCKER_HOST",
+    help="Docker's API [DOCKER_HOST; default unix:///var/run/docker.sock]",
+)
+@click.option(
+    "--driver",
+    "drivers",
+    multiple=True,
+    help="IPAM driver name the networks use [the names ipledger is served under: "
+    "IPLEDGER_SOCKET's name, and each managed ipledger plugin as NAME:TAG]; "
+    "repeat for several.",
+)
+@click.option(
+    "--grace",
+    default="10m",
+    show_default=True,
+    help="Only leases and pools older than this are reclaimed.",
+)
 @click.option("--apply", is_flag=True, help="Release the leaks found (default: only report).")
-@click.option("--all-networks-gone", is_flag=True,
-              help="Docker really has no network of the driver left: let --apply release "
-                   "every pool (refused otherwise, as a likely wrong --driver).")
-def gc(db_url: str | None, docker_host: str | None, drivers: tuple[str, ...], grace: str,
-       apply: bool, all_networks_gone: bool) -> None:
+@click.option(
+    "--all-networks-gone",
+    is_flag=True,
+    help="Docker really has no network of the driver left: let --apply release "
+    "every pool (refused otherwise, as a likely wrong --driver).",
+)
+def gc(
+    db_url: str | None,
+    docker_host: str | None,
+    drivers: tuple[str, ...],
+    grace: str,
+    apply: bool,
+    all_networks_gone: bool,
+) -> None:
     """Find leases and pools no Docker network uses, and addresses Docker uses unrecorded."""
     from driver.adapters.docker_state import DockerUnavailable, read_docker
     from driver.domain import reconcile as reconciler
@@ -381,17 +532,25 @@ def gc(db_url: str | None, docker_host: str | None, drivers: tuple[str, ...], gr
     now = datetime.now(UTC)
     with admin(db_url) as a:
         ledger_pools, ledger_leases = a.gc_inputs()
-        findings = reconciler.reconcile(ledger_pools, ledger_leases, networks,
-                                        owner=a.owner, host_id=a.host_id, now=now,
-                                        grace=timedelta(seconds=grace_s))
+        findings = reconciler.reconcile(
+            ledger_pools,
+            ledger_leases,
+            networks,
+            owner=a.owner,
+            host_id=a.host_id,
+            now=now,
+            grace=timedelta(seconds=grace_s),
+        )
         if not networks and not all_networks_gone and any(f.what == "pool" for f in findings):
             # Most likely the wrong driver name, not every network gone: never release live
             # pools on that guess.
             shown = ", ".join(sorted(view.ipam_drivers)) or "none"
-            warning = (f"Docker shows no network of the IPAM driver {', '.join(sorted(names))}, "
-                       f"but the ledger holds {len(ledger_pools)} pools; the IPAM drivers "
-                       f"Docker's networks use: {shown}. Name ipledger's with --driver, or, if "
-                       "every network of it is really gone, add --all-networks-gone")
+            warning = (
+                f"Docker shows no network of the IPAM driver {', '.join(sorted(names))}, "
+                f"but the ledger holds {len(ledger_pools)} pools; the IPAM drivers "
+                f"Docker's networks use: {shown}. Name ipledger's with --driver, or, if "
+                "every network of it is really gone, add --all-networks-gone"
+            )
             if apply:
                 raise click.ClickException(f"refusing --apply: {warning}")
             click.echo(f"warning: {warning}", err=True)
@@ -399,27 +558,40 @@ def gc(db_url: str | None, docker_host: str | None, drivers: tuple[str, ...], gr
         if apply and findings:
             ipam = Ipam(a.store, settings.default_pools, a.host_id)
             with progress(len(findings), "reclaiming") as step:
-                outcome.update(repairs.apply(ipam, findings, now=now,
-                                                grace=timedelta(seconds=grace_s),
-                                                progress=step))
-        a.record_findings([f for f, done in outcome.items()
-                           if not done.startswith(("released", "recorded"))])
-    click.echo(f"{len(networks)} Docker networks use {', '.join(sorted(names))}; "
-               f"{len(ledger_pools)} pools and {len(ledger_leases)} leases in the ledger")
+                outcome.update(
+                    repairs.apply(
+                        ipam, findings, now=now, grace=timedelta(seconds=grace_s), progress=step
+                    )
+                )
+        a.record_findings(
+            [f for f, done in outcome.items() if not done.startswith(("released", "recorded"))]
+        )
+    click.echo(
+        f"{len(networks)} Docker networks use {', '.join(sorted(names))}; "
+        f"{len(ledger_pools)} pools and {len(ledger_leases)} leases in the ledger"
+    )
     if not findings:
         click.echo("no leaks: the ledger and Docker agree")
         return
-    table(["WHAT", "POOL", "ADDRESS", "OLD ENOUGH", "OUTCOME", "WHY"],
-          [[f.what, f.pool_id, f.address or "-", "yes" if f.due else "no", outcome[f],
-            f.detail] for f in findings])
+    table(
+        ["WHAT", "POOL", "ADDRESS", "OLD ENOUGH", "OUTCOME", "WHY"],
+        [
+            [f.what, f.pool_id, f.address or "-", "yes" if f.due else "no", outcome[f], f.detail]
+            for f in findings
+        ],
+    )
     if not apply:
         click.echo(f"report only: run with --apply to reclaim what is older than {grace}")
 
 
 @click.command("migrate-db")
 @db_option
-@click.option("--to", "target", required=True,
-              help="URL of the ledger to move into, e.g. postgresql+psycopg://ipledger@db/ipam")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    help="URL of the ledger to move into, e.g. postgresql+psycopg://ipledger@db/ipam",
+)
 def migrate_db(db_url: str | None, target: str) -> None:
     """Copy this host's ledger (--db) into another database, e.g. SQLite into PostgreSQL.
 
@@ -437,11 +609,14 @@ def migrate_db(db_url: str | None, target: str) -> None:
         leased = destination.import_(data)
         report = destination.check()
     if report.problems:
-        raise click.ClickException("the migrated ledger does not check clean: "
-                                   + "; ".join(report.problems[:3]))
-    click.echo(f"moved {len(data['subnets'])} subnets, {leased} leases and "
-               f"{len(data['history'])} history events into {masked_url(target)}, "
-               f"as host {destination.host_id!r}")
+        raise click.ClickException(
+            "the migrated ledger does not check clean: " + "; ".join(report.problems[:3])
+        )
+    click.echo(
+        f"moved {len(data['subnets'])} subnets, {leased} leases and "
+        f"{len(data['history'])} history events into {masked_url(target)}, "
+        f"as host {destination.host_id!r}"
+    )
     click.echo(f"now set IPLEDGER_DB={masked_url(target)} and restart ipledger")
 
 

@@ -42,8 +42,7 @@ class PluginServer(BaseApplication):  # type: ignore[misc]
             "timeout": max(10, math.ceil(3 * self.settings.call_timeout)),
             "graceful_timeout": 10,
             "loglevel": self.settings.log_level,
-            "logconfig_dict": logging_config(self.settings.log_level,
-                                             self.settings.log_format),
+            "logconfig_dict": logging_config(self.settings.log_level, self.settings.log_format),
             "proc_name": f"ipledger:{self.settings.driver_name}",
         }
         # gunicorn 23+ opens a control socket under $HOME by default; ipledger listens nowhere
@@ -71,8 +70,11 @@ def _start_metrics_listener(settings: Settings) -> Any:
 
         assert settings.metrics_addr is not None
         host, port = settings.metrics_addr
-        store = open_store(settings.db_url, synchronous=settings.sqlite_synchronous,
-                           busy_timeout_ms=settings.busy_timeout_ms)
+        store = open_store(
+            settings.db_url,
+            synchronous=settings.sqlite_synchronous,
+            busy_timeout_ms=settings.busy_timeout_ms,
+        )
         start_http_server(port, host, registry=scrape_registry(Admin(store, settings.host_id)))
         log.info("metrics on http://%s:%d/metrics", host, port)
 
@@ -99,13 +101,18 @@ def prepare_socket_path(path: str) -> None:
 
 def serve(settings: Settings) -> None:
     """Migrate the database, then serve until SIGTERM/SIGINT."""
-    engine = make_engine(settings.db_url, synchronous=settings.sqlite_synchronous,
-                         busy_timeout_ms=settings.busy_timeout_ms)
+    engine = make_engine(
+        settings.db_url,
+        synchronous=settings.sqlite_synchronous,
+        busy_timeout_ms=settings.busy_timeout_ms,
+    )
     try:
         migrate(engine)
     except DBAPIError as e:
-        raise SystemExit(f"ipledger: database unavailable at {masked_url(settings.db_url)}: "
-                         f"{str(e.orig).strip().splitlines()[0] if e.orig else e}") from None
+        raise SystemExit(
+            f"ipledger: database unavailable at {masked_url(settings.db_url)}: "
+            f"{str(e.orig).strip().splitlines()[0] if e.orig else e}"
+        ) from None
     finally:
         engine.dispose()
     if "LISTEN_FDS" in os.environ:
@@ -113,8 +120,12 @@ def serve(settings: Settings) -> None:
     else:
         prepare_socket_path(settings.socket)
         where = settings.socket
-    log.info("ipledger serving driver %r on %s with database %s", settings.driver_name, where,
-             masked_url(settings.db_url))
+    log.info(
+        "ipledger serving driver %r on %s with database %s",
+        settings.driver_name,
+        where,
+        masked_url(settings.db_url),
+    )
     metrics_dir = None
     if settings.metrics_addr is not None:
         # before prometheus-client is imported anywhere: it reads this once, on import

@@ -37,10 +37,8 @@ def logging_config(level: str, fmt: str = "text") -> dict[str, Any]:
 
     stdout because Docker logs everything a managed plugin writes to stderr as an error.
     """
-    formatter: dict[str, Any] = ({"()": JsonFormatter} if fmt == "json"
-                                 else {"format": TEXT_FORMAT})
-    handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
-               "formatter": "main"}
+    formatter: dict[str, Any] = {"()": JsonFormatter} if fmt == "json" else {"format": TEXT_FORMAT}
+    handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "main"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -50,7 +48,10 @@ def logging_config(level: str, fmt: str = "text") -> dict[str, Any]:
         "loggers": {
             "gunicorn.error": {"level": level.upper(), "handlers": [], "propagate": True},
             # one access line per call only when debugging: the state changes are logged anyway
-            "gunicorn.access": {"level": "DEBUG" if level == "debug" else "WARNING",
-                                "handlers": [], "propagate": True},
+            "gunicorn.access": {
+                "level": "DEBUG" if level == "debug" else "WARNING",
+                "handlers": [],
+                "propagate": True,
+            },
         },
     }

@@ -24,11 +24,17 @@ log = logging.getLogger(__name__)
 
 # Docker's own calls; anything else is counted as "other" so that a scanner cannot blow up the
 # label set.
-ENDPOINTS = frozenset({
-    "/Plugin.Activate", "/IpamDriver.GetCapabilities", "/IpamDriver.GetDefaultAddressSpaces",
-    "/IpamDriver.RequestPool", "/IpamDriver.ReleasePool", "/IpamDriver.RequestAddress",
-    "/IpamDriver.ReleaseAddress",
-})
+ENDPOINTS = frozenset(
+    {
+        "/Plugin.Activate",
+        "/IpamDriver.GetCapabilities",
+        "/IpamDriver.GetDefaultAddressSpaces",
+        "/IpamDriver.RequestPool",
+        "/IpamDriver.ReleasePool",
+        "/IpamDriver.RequestAddress",
+        "/IpamDriver.ReleaseAddress",
+    }
+)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
@@ -37,14 +43,20 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         kwargs: dict[str, Any] = {"registry": registry} if registry is not None else {}
-        self.latency = Histogram("ipledger_request_duration_seconds",
-                                 "Time to answer one plugin call", ["endpoint"],
-                                 buckets=LATENCY_BUCKETS, **kwargs)
-        self.allocations = Counter("ipledger_allocations",
-                                   "Addresses handed out", ["pool"], **kwargs)
+        self.latency = Histogram(
+            "ipledger_request_duration_seconds",
+            "Time to answer one plugin call",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            **kwargs,
+        )
+        self.allocations = Counter(
+            "ipledger_allocations", "Addresses handed out", ["pool"], **kwargs
+        )
         self.releases = Counter("ipledger_releases", "Leases released", ["pool"], **kwargs)
-        self.errors = Counter("ipledger_errors", "Calls answered with an error",
-                              ["endpoint", "error"], **kwargs)
+        self.errors = Counter(
+            "ipledger_errors", "Calls answered with an error", ["endpoint", "error"], **kwargs
+        )
 
     @staticmethod
     def endpoint(path: str) -> str:
@@ -67,24 +79,38 @@ class LedgerCollector(Collector):
         # owner: "local" (SQLite), the host id, or "shared"; PoolIDs repeat across hosts
         labels = ["pool", "subnet", "range", "owner"]
         families = {
-            "size": GaugeMetricFamily("ipledger_pool_size_addresses",
-                                      "Addresses the pool can hand out", labels=labels),
-            "leased": GaugeMetricFamily("ipledger_pool_leased_addresses",
-                                        "Addresses leased in the pool's range", labels=labels),
-            "reserved": GaugeMetricFamily("ipledger_pool_reserved_addresses",
-                                          "Addresses reserved by an operator and not leased",
-                                          labels=labels),
-            "parked": GaugeMetricFamily("ipledger_pool_parked_addresses",
-                                        "Released addresses in quarantine or held",
-                                        labels=labels),
-            "free": GaugeMetricFamily("ipledger_pool_free_addresses",
-                                      "Addresses a dynamic request can get now", labels=labels),
-            "utilisation": GaugeMetricFamily("ipledger_pool_utilisation_ratio",
-                                             "1 - free/size", labels=labels),
+            "size": GaugeMetricFamily(
+                "ipledger_pool_size_addresses", "Addresses the pool can hand out", labels=labels
+            ),
+            "leased": GaugeMetricFamily(
+                "ipledger_pool_leased_addresses",
+                "Addresses leased in the pool's range",
+                labels=labels,
+            ),
+            "reserved": GaugeMetricFamily(
+                "ipledger_pool_reserved_addresses",
+                "Addresses reserved by an operator and not leased",
+                labels=labels,
+            ),
+            "parked": GaugeMetricFamily(
+                "ipledger_pool_parked_addresses",
+                "Released addresses in quarantine or held",
+                labels=labels,
+            ),
+            "free": GaugeMetricFamily(
+                "ipledger_pool_free_addresses",
+                "Addresses a dynamic request can get now",
+                labels=labels,
+            ),
+            "utilisation": GaugeMetricFamily(
+                "ipledger_pool_utilisation_ratio", "1 - free/size", labels=labels
+            ),
         }
-        leaks = GaugeMetricFamily("ipledger_leak_candidates",
-                                  "Leases and pools that the last ipledger gc found unused "
-                                  "by Docker", labels=["pool", "what"])
+        leaks = GaugeMetricFamily(
+            "ipledger_leak_candidates",
+            "Leases and pools that the last ipledger gc found unused by Docker",
+            labels=["pool", "what"],
+        )
         up = GaugeMetricFamily("ipledger_ledger_up", "1 when the ledger could be read")
         try:
             reports = self.admin.pools()

@@ -82,9 +82,16 @@ def _with(row: Any, **changes: Any) -> SimpleNamespace:
 
 
 def _subnet_row(row: Any) -> SubnetRow:
-    return SubnetRow(row.owner, row.id, row.space, _subnet(row.cidr), row.refs,
-                     unpack(row.cursor) if row.cursor is not None else None, row.reservations,
-                     row.created_at)
+    return SubnetRow(
+        row.owner,
+        row.id,
+        row.space,
+        _subnet(row.cidr),
+        row.refs,
+        unpack(row.cursor) if row.cursor is not None else None,
+        row.reservations,
+        row.created_at,
+    )
 
 
 def allocatable_in(subnet: Subnet, lo: int, hi: int) -> Range | None:
@@ -106,24 +113,41 @@ class Inventory:
 
     def subnets(self) -> list[SubnetRow]:
         rows = self.connection.execute(
-            select(subnets_table).order_by(subnets_table.c.space, subnets_table.c.version,
-                                           subnets_table.c.first)
+            select(subnets_table).order_by(
+                subnets_table.c.space, subnets_table.c.version, subnets_table.c.first
+            )
         )
         return [_subnet_row(r) for r in rows]
 
     def pools(self, pool_id: str | None = None, owner: str | None = None) -> list[PoolRow]:
-        query = (select(pools, subnets_table.c.cidr.label("subnet_cidr"))
-                 .join(subnets_table, subnets_table.c.id == pools.c.subnet_id)
-                 .order_by(pools.c.space, subnets_table.c.version, subnets_table.c.first,
-                           pools.c.id))
+        query = (
+            select(pools, subnets_table.c.cidr.label("subnet_cidr"))
+            .join(subnets_table, subnets_table.c.id == pools.c.subnet_id)
+            .order_by(pools.c.space, subnets_table.c.version, subnets_table.c.first, pools.c.id)
+        )
         if pool_id is not None:
             query = query.where(pools.c.id == pool_id)
         if owner is not None:
             query = query.where(pools.c.owner == owner)
-        return [PoolRow(r.owner, r.id, r.subnet_id, r.space, _subnet(r.subnet_cidr), r.subpool,
-                        unpack(r.range_first), unpack(r.range_last), r.options, r.reuse,
-                        r.quarantine_s, r.hold_s, r.host_id, r.created_at)
-                for r in self.connection.execute(query)]
+        return [
+            PoolRow(
+                r.owner,
+                r.id,
+                r.subnet_id,
+                r.space,
+                _subnet(r.subnet_cidr),
+                r.subpool,
+                unpack(r.range_first),
+                unpack(r.range_last),
+                r.options,
+                r.reuse,
+                r.quarantine_s,
+                r.hold_s,
+                r.host_id,
+                r.created_at,
+            )
+            for r in self.connection.execute(query)
+        ]
 
     def usage(self, subnet_id: int, subnet: Subnet, lo: int, hi: int) -> Usage:
         """Counts over ``[lo, hi]`` of one subnet: leased, reserved (not leased), parked, free."""
@@ -141,10 +165,13 @@ class Inventory:
         return Usage(last - first + 1, leased, reserved, parked_count)
 
     def _count(self, table: Any, column: Any, subnet_id: int, first: int, last: int) -> int:
-        return int(self.connection.execute(
-            select(func.count()).select_from(table).where(
-                table.c.subnet_id == subnet_id, column >= pack(first), column <= pack(last))
-        ).scalar_one())
+        return int(
+            self.connection.execute(
+                select(func.count())
+                .select_from(table)
+                .where(table.c.subnet_id == subnet_id, column >= pack(first), column <= pack(last))
+            ).scalar_one()
+        )
 
     def leases(self, subnet_id: int) -> Iterator[Any]:
         """The subnet's leases in address order; ``address`` is an int."""
@@ -166,7 +193,8 @@ class Inventory:
 
     def reservation_rows(self, subnet_id: int) -> list[Any]:
         rows = self.connection.execute(
-            select(reservations).where(reservations.c.subnet_id == subnet_id)
+            select(reservations)
+            .where(reservations.c.subnet_id == subnet_id)
             .order_by(reservations.c.first)
         )
         return [_with(r, first=unpack(r.first), last=unpack(r.last)) for r in rows]
@@ -174,22 +202,28 @@ class Inventory:
     def free_ranges(self, subnet_id: int) -> list[Range]:
         rows = self.connection.execute(
             select(free_ranges.c.first, free_ranges.c.last)
-            .where(free_ranges.c.subnet_id == subnet_id).order_by(free_ranges.c.first)
+            .where(free_ranges.c.subnet_id == subnet_id)
+            .order_by(free_ranges.c.first)
         )
         return [(unpack(r.first), unpack(r.last)) for r in rows]
 
-    def subnet_containing(self, owner: str, space: str, version: int,
-                          address: int) -> SubnetRow | None:
+    def subnet_containing(
+        self, owner: str, space: str, version: int, address: int
+    ) -> SubnetRow | None:
         row = self.connection.execute(
             select(subnets_table).where(
-                subnets_table.c.owner == owner, subnets_table.c.space == space,
+                subnets_table.c.owner == owner,
+                subnets_table.c.space == space,
                 subnets_table.c.version == version,
-                subnets_table.c.first <= pack(address), subnets_table.c.last >= pack(address))
+                subnets_table.c.first <= pack(address),
+                subnets_table.c.last >= pack(address),
+            )
         ).first()
         return _subnet_row(row) if row is not None else None
 
-    def history(self, *, address: str | None = None, pool_id: str | None = None,
-                limit: int = 50) -> list[Any]:
+    def history(
+        self, *, address: str | None = None, pool_id: str | None = None, limit: int = 50
+    ) -> list[Any]:
         query = select(history).order_by(history.c.id.desc()).limit(limit)
         if address is not None:
             query = query.where(history.c.address == address)
@@ -204,45 +238,69 @@ class Inventory:
         return list(self.connection.execute(select(findings).order_by(findings.c.id)))
 
     def count_subnets(self) -> int:
-        return int(self.connection.execute(
-            select(func.count()).select_from(subnets_table)).scalar_one())
+        return int(
+            self.connection.execute(select(func.count()).select_from(subnets_table)).scalar_one()
+        )
 
     def holds_owner(self, owner: str) -> bool:
-        return self.connection.execute(select(func.count()).select_from(subnets_table).where(
-            subnets_table.c.owner == owner)).scalar_one() > 0
+        return (
+            self.connection.execute(
+                select(func.count())
+                .select_from(subnets_table)
+                .where(subnets_table.c.owner == owner)
+            ).scalar_one()
+            > 0
+        )
 
     def sqlite_problems(self) -> list[str]:
         """SQLite's own integrity and foreign key checks; nothing on other databases."""
         if self.connection.dialect.name != "sqlite":
             return []
-        problems = [row[0] for row in self.connection.execute(text("PRAGMA integrity_check"))
-                    if row[0] != "ok"]
-        problems += [f"foreign key: {tuple(row)}" for row in
-                     self.connection.execute(text("PRAGMA foreign_key_check"))]
+        problems = [
+            row[0]
+            for row in self.connection.execute(text("PRAGMA integrity_check"))
+            if row[0] != "ok"
+        ]
+        problems += [
+            f"foreign key: {tuple(row)}"
+            for row in self.connection.execute(text("PRAGMA foreign_key_check"))
+        ]
         return problems
 
     # --- writing -------------------------------------------------------------------------
 
     def add_reservation(self, subnet_id: int, bounds: Range, label: str) -> None:
-        self.connection.execute(insert(reservations).values(
-            subnet_id=subnet_id, first=pack(bounds[0]), last=pack(bounds[1]), label=label,
-            created_at=now()))
+        self.connection.execute(
+            insert(reservations).values(
+                subnet_id=subnet_id,
+                first=pack(bounds[0]),
+                last=pack(bounds[1]),
+                label=label,
+                created_at=now(),
+            )
+        )
         self._count_reservations(subnet_id, +1)
 
     def drop_reservation(self, subnet_id: int, first: int) -> None:
-        self.connection.execute(delete(reservations).where(
-            reservations.c.subnet_id == subnet_id, reservations.c.first == pack(first)))
+        self.connection.execute(
+            delete(reservations).where(
+                reservations.c.subnet_id == subnet_id, reservations.c.first == pack(first)
+            )
+        )
         self._count_reservations(subnet_id, -1)
 
     def _count_reservations(self, subnet_id: int, delta: int) -> None:
         self.connection.execute(
-            update(subnets_table).where(subnets_table.c.id == subnet_id)
-            .values(reservations=subnets_table.c.reservations + delta))
+            update(subnets_table)
+            .where(subnets_table.c.id == subnet_id)
+            .values(reservations=subnets_table.c.reservations + delta)
+        )
 
     def prune_history(self, before: datetime, limit: int) -> int:
         """Drop up to ``limit`` of the oldest events before ``before``; how many were dropped."""
-        oldest = (select(history.c.id).where(history.c.at < before).order_by(history.c.id)
-                  .limit(limit))
+        oldest = (
+            select(history.c.id).where(history.c.at < before).order_by(history.c.id).limit(limit)
+        )
         result = self.connection.execute(delete(history).where(history.c.id.in_(oldest)))
         return int(result.rowcount)
 
@@ -266,8 +324,14 @@ class Inventory:
         """Leased and parked addresses of ``[first, last]``, as sorted one-address ranges."""
         found: list[int] = []
         for table in (leases, parked):
-            found += [unpack(r.address) for r in self.connection.execute(
-                select(table.c.address).where(table.c.subnet_id == subnet_id,
-                                              table.c.address >= pack(first),
-                                              table.c.address <= pack(last)))]
+            found += [
+                unpack(r.address)
+                for r in self.connection.execute(
+                    select(table.c.address).where(
+                        table.c.subnet_id == subnet_id,
+                        table.c.address >= pack(first),
+                        table.c.address <= pack(last),
+                    )
+                )
+            ]
         return [(a, a) for a in sorted(found)]

@@ -69,8 +69,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-
-
 def masked_url(url: str) -> str:
     """The database URL with any password hidden, for logs and errors."""
     return make_url(url).render_as_string(hide_password=True)
@@ -105,17 +103,27 @@ def postgres_connect_args(call_timeout: float | None) -> dict[str, Any]:
     bound_ms = int((call_timeout or 10) * 1000)
     args: dict[str, Any] = {
         "connect_timeout": max(2, min(3, int(call_timeout or 3))),
-        "keepalives": 1, "keepalives_idle": 1, "keepalives_interval": 1, "keepalives_count": 3,
+        "keepalives": 1,
+        "keepalives_idle": 1,
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
         "tcp_user_timeout": bound_ms,
     }
     if call_timeout is not None:
-        args["options"] = (f"-c statement_timeout={bound_ms} -c lock_timeout={bound_ms} "
-                           f"-c idle_in_transaction_session_timeout={2 * bound_ms}")
+        args["options"] = (
+            f"-c statement_timeout={bound_ms} -c lock_timeout={bound_ms} "
+            f"-c idle_in_transaction_session_timeout={2 * bound_ms}"
+        )
     return args
 
 
-def make_engine(url: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
-                call_timeout: float | None = None) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    synchronous: str = "NORMAL",
+    busy_timeout_ms: int = 5000,
+    call_timeout: float | None = None,
+) -> Engine:
     """An engine for ``url``; SQLite gets WAL, ``BEGIN IMMEDIATE`` and a busy timeout.
 
     PostgreSQL gets the bounds of :func:`postgres_connect_args` and a ping before a pooled
@@ -124,10 +132,12 @@ def make_engine(url: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int =
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        connect_args = (postgres_connect_args(call_timeout)
-                        if parsed.get_backend_name() == "postgresql" else {})
-        return create_engine(url, pool_pre_ping=True, pool_timeout=call_timeout or 30,
-                             connect_args=connect_args)
+        connect_args = (
+            postgres_connect_args(call_timeout) if parsed.get_backend_name() == "postgresql" else {}
+        )
+        return create_engine(
+            url, pool_pre_ping=True, pool_timeout=call_timeout or 30, connect_args=connect_args
+        )
     prepare_sqlite_file(url)
     engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
@@ -156,8 +166,6 @@ def make_engine(url: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int =
 def _subnet(cidr: str) -> Subnet:
     """Parsing a CIDR costs more than the query that found it; pools are few and immutable."""
     return Subnet(netaddr.IPNetwork(cidr))
-
-
 
 
 @dataclass(frozen=True)
@@ -257,25 +265,34 @@ class WriteLock:
                 pass
             left = deadline - time.monotonic()
             if left <= 0:
-                raise self._timed_out(wait, "another process (a stopped worker, or an operator "
-                                            "command?)")
+                raise self._timed_out(
+                    wait, "another process (a stopped worker, or an operator command?)"
+                )
             time.sleep(min(pause, left))
             pause = min(pause * 2, self.POLL_MAX)
 
     def _timed_out(self, wait: float, holder: str) -> StorageUnavailable:
-        return StorageUnavailable(f"database unavailable: waited {max(wait, 0):.1f} s for the "
-                                  f"write lock on {self.path}, held by {holder}")
+        return StorageUnavailable(
+            f"database unavailable: waited {max(wait, 0):.1f} s for the "
+            f"write lock on {self.path}, held by {holder}"
+        )
 
     def close(self) -> None:
         os.close(self._fd)
 
 
-def open_store(url: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
-               call_timeout: float | None = None) -> Store:
+def open_store(
+    url: str,
+    *,
+    synchronous: str = "NORMAL",
+    busy_timeout_ms: int = 5000,
+    call_timeout: float | None = None,
+) -> Store:
     """The store for ``url``; on an SQLite file, with its :class:`WriteLock`. ``call_timeout``
     bounds every call made through :meth:`Store.bounded` (the plugin's)."""
-    engine = make_engine(url, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms,
-                         call_timeout=call_timeout)
+    engine = make_engine(
+        url, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, call_timeout=call_timeout
+    )
     database = make_url(url).database
     lock = None
     if engine.dialect.name == "sqlite" and database and not database.startswith(":memory:"):
@@ -283,8 +300,11 @@ def open_store(url: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 
             lock = WriteLock(f"{database}.lock", busy_timeout_ms / 1000)
         except OSError as e:
             # a read-only directory, say: SQLite's own locking still keeps writers apart
-            log.warning("no write lock file beside %s (%s): relying on SQLite's locking",
-                        database, e.strerror)
+            log.warning(
+                "no write lock file beside %s (%s): relying on SQLite's locking",
+                database,
+                e.strerror,
+            )
     return Store(engine, lock, call_timeout=call_timeout or 5.0)
 
 
@@ -311,9 +331,9 @@ def retrying(use_case: Callable[P, T]) -> Callable[P, T]:
             except Conflict as e:
                 if attempt == CONFLICT_RETRIES:
                     raise StorageUnavailable(
-                        f"database busy: {CONFLICT_RETRIES} attempts met conflicting updates "
-                        f"({e})") from e
-                time.sleep(random.uniform(0, 0.002 * 2 ** attempt))
+                        f"database busy: {CONFLICT_RETRIES} attempts met conflicting updates ({e})"
+                    ) from e
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))
         raise AssertionError("unreachable")
 
     return run
@@ -322,8 +342,9 @@ def retrying(use_case: Callable[P, T]) -> Callable[P, T]:
 class Store:
     """The database behind the ledger: hands out one :class:`Ledger` per transaction."""
 
-    def __init__(self, engine: Engine, lock: WriteLock | None = None,
-                 call_timeout: float = 5.0) -> None:
+    def __init__(
+        self, engine: Engine, lock: WriteLock | None = None, call_timeout: float = 5.0
+    ) -> None:
         self.engine = engine
         self.lock = lock
         self.call_timeout = call_timeout
@@ -343,15 +364,15 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             return _until(deadline, call)
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=32,
-                                                thread_name_prefix="ipledger-call")
+            self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ipledger-call")
         future = self._executor.submit(_until, deadline, call)
         try:
             return future.result(timeout=self.call_timeout)
         except FutureTimeout:
             where = make_url(str(self.engine.url)).render_as_string(hide_password=True)
-            raise StorageUnavailable(f"database unavailable: no answer from {where} within "
-                                     f"{self.call_timeout:g} s") from None
+            raise StorageUnavailable(
+                f"database unavailable: no answer from {where} within {self.call_timeout:g} s"
+            ) from None
 
     @property
     def shared(self) -> bool:
@@ -389,8 +410,10 @@ class Store:
                 deadline = _DEADLINE.get()
                 if deadline is not None and time.monotonic() > deadline and not read_only:
                     # the caller has been answered 503 already: write nothing
-                    raise StorageUnavailable("database unavailable: the call's time ran out "
-                                             "before its commit; nothing was written")
+                    raise StorageUnavailable(
+                        "database unavailable: the call's time ran out "
+                        "before its commit; nothing was written"
+                    )
         except DBAPIError as e:
             if getattr(e.orig, "sqlstate", None) in RETRIABLE_SQLSTATES:
                 raise Conflict(_reason(e)) from e
@@ -428,9 +451,21 @@ def _reason(error: DBAPIError) -> str:
 # The hot path's statements are built once, here: building a statement costs more than running
 # it on SQLite, while running a prebuilt one hits SQLAlchemy's compiled cache.
 _POOL = (
-    select(pools.c.id, pools.c.subnet_id, pools.c.space, pools.c.subpool, pools.c.range_first,
-           pools.c.range_last, pools.c.reuse, pools.c.quarantine_s, pools.c.hold_s,
-           subnets.c.cidr, subnets.c.cursor, subnets.c.refs, subnets.c.reservations)
+    select(
+        pools.c.id,
+        pools.c.subnet_id,
+        pools.c.space,
+        pools.c.subpool,
+        pools.c.range_first,
+        pools.c.range_last,
+        pools.c.reuse,
+        pools.c.quarantine_s,
+        pools.c.hold_s,
+        subnets.c.cidr,
+        subnets.c.cursor,
+        subnets.c.refs,
+        subnets.c.reservations,
+    )
     .join(subnets, subnets.c.id == pools.c.subnet_id)
     .where(pools.c.owner == bindparam("owner"), pools.c.id == bindparam("pool_id"))
 )
@@ -438,8 +473,11 @@ _POOL = (
 _POOL_FOR_UPDATE = _POOL.with_for_update(of=subnets)
 _GATEWAY_OF = (
     select(leases.c.address)
-    .where(leases.c.pool_id == bindparam("pool_id"), leases.c.kind == "gateway",
-           leases.c.subnet_id == bindparam("subnet_id"))
+    .where(
+        leases.c.pool_id == bindparam("pool_id"),
+        leases.c.kind == "gateway",
+        leases.c.subnet_id == bindparam("subnet_id"),
+    )
     .limit(1)
 )
 _LEASE = select(leases.c.kind, leases.c.mac, leases.c.name).where(
@@ -454,8 +492,10 @@ _DROP_LEASE = (
 _RECORD = insert(history)
 _RESERVATION = (
     select(reservations.c.first, reservations.c.last, reservations.c.label)
-    .where(reservations.c.subnet_id == bindparam("subnet_id"),
-           reservations.c.first <= bindparam("address"))
+    .where(
+        reservations.c.subnet_id == bindparam("subnet_id"),
+        reservations.c.first <= bindparam("address"),
+    )
     .order_by(reservations.c.first.desc())
     .limit(1)
 )
@@ -472,22 +512,28 @@ _PARKED_EXPIRED = (
 )
 _PARKED_SOONEST = (
     select(parked.c.address)
-    .where(parked.c.subnet_id == bindparam("subnet_id"),
-           parked.c.address >= bindparam("lo"), parked.c.address <= bindparam("hi"))
+    .where(
+        parked.c.subnet_id == bindparam("subnet_id"),
+        parked.c.address >= bindparam("lo"),
+        parked.c.address <= bindparam("hi"),
+    )
     .order_by(parked.c.until)
     .limit(1)
 )
 # The address parked last for an endpoint known by its MAC, or by its name.
 _PARKED_FOR_MAC, _PARKED_FOR_NAME = (
     select(parked.c.address, parked.c.until)
-    .where(parked.c.subnet_id == bindparam("subnet_id"), parked.c.pool_id == bindparam("pool_id"),
-           column == bindparam("identity"))
+    .where(
+        parked.c.subnet_id == bindparam("subnet_id"),
+        parked.c.pool_id == bindparam("pool_id"),
+        column == bindparam("identity"),
+    )
     .order_by(parked.c.until.desc())
     .limit(1)
     for column in (parked.c.mac, parked.c.name)
 )
-_SET_CURSOR = update(subnets).where(subnets.c.id == bindparam("subnet_id")).values(
-    cursor=bindparam("cursor")
+_SET_CURSOR = (
+    update(subnets).where(subnets.c.id == bindparam("subnet_id")).values(cursor=bindparam("cursor"))
 )
 _FREE = select(free_ranges.c.first, free_ranges.c.last).where(
     free_ranges.c.subnet_id == bindparam("subnet_id")
@@ -503,20 +549,23 @@ _FREE_REMOVE = delete(free_ranges).where(
 )
 _FREE_REPLACE = (
     update(free_ranges)
-    .where(free_ranges.c.subnet_id == bindparam("b_subnet_id"),
-           free_ranges.c.first == bindparam("old"))
+    .where(
+        free_ranges.c.subnet_id == bindparam("b_subnet_id"), free_ranges.c.first == bindparam("old")
+    )
     .values(first=bindparam("new_first"), last=bindparam("new_last"))
 )
 _HELD = select(subnets.c.id, subnets.c.first, subnets.c.last).where(
-    subnets.c.owner == bindparam("owner"), subnets.c.space == bindparam("space"),
-    subnets.c.version == bindparam("version")
+    subnets.c.owner == bindparam("owner"),
+    subnets.c.space == bindparam("space"),
+    subnets.c.version == bindparam("version"),
 )
 _HELD_BEFORE = (
     _HELD.where(subnets.c.first <= bindparam("first")).order_by(subnets.c.first.desc()).limit(1)
 )
 _HELD_AFTER = (
     _HELD.where(subnets.c.first > bindparam("first"), subnets.c.first <= bindparam("last"))
-    .order_by(subnets.c.first).limit(1)
+    .order_by(subnets.c.first)
+    .limit(1)
 )
 
 
@@ -540,11 +589,15 @@ class Ledger:
         if self.connection.dialect.name != "postgresql":
             return
         lock = func.pg_advisory_xact_lock if shared_too else func.pg_advisory_xact_lock_shared
-        self.connection.execute(select(lock(func.hashtextextended(f"ipledger:{SHARED}:{space}",
-                                                                  0))))
+        self.connection.execute(
+            select(lock(func.hashtextextended(f"ipledger:{SHARED}:{space}", 0)))
+        )
         if own != SHARED:
-            self.connection.execute(select(func.pg_advisory_xact_lock(
-                func.hashtextextended(f"ipledger:{own}:{space}", 0))))
+            self.connection.execute(
+                select(
+                    func.pg_advisory_xact_lock(func.hashtextextended(f"ipledger:{own}:{space}", 0))
+                )
+            )
 
     def subnet_at(self, owner: str, space: str, subnet: Subnet) -> SubnetRecord | None:
         row = self.connection.execute(
@@ -567,8 +620,11 @@ class Ledger:
         and leases, and how a pool that Docker no longer uses is reclaimed."""
         row = self.connection.execute(
             select(subnets.c.id, subnets.c.cidr, subnets.c.created_at).where(
-                subnets.c.owner.in_(owners), subnets.c.space == space,
-                subnets.c.first == pack(held[0]), subnets.c.last == pack(held[1]))
+                subnets.c.owner.in_(owners),
+                subnets.c.space == space,
+                subnets.c.first == pack(held[0]),
+                subnets.c.last == pack(held[1]),
+            )
         ).first()
         if row is None:
             return str(netaddr.IPRange(held[0], held[1]).cidrs()[0]), "held by another pool"
@@ -577,17 +633,27 @@ class Ledger:
             select(func.count()).select_from(leases).where(leases.c.subnet_id == row.id)
         ).scalar_one()
         age = _age(now() - as_utc(row.created_at))
-        return row.cidr, (f"{row.cidr} is pool {pool_ids}, created {age} ago, holding {count} "
-                          f"lease{'' if count == 1 else 's'}; if no Docker network uses it any "
-                          "more (it was removed while ipledger was down), 'ipledger gc "
-                          "--apply' reclaims it")
+        return row.cidr, (
+            f"{row.cidr} is pool {pool_ids}, created {age} ago, holding {count} "
+            f"lease{'' if count == 1 else 's'}; if no Docker network uses it any "
+            "more (it was removed while ipledger was down), 'ipledger gc "
+            "--apply' reclaims it"
+        )
 
     def add_subnet(self, owner: str, space: str, subnet: Subnet) -> int:
         subnet_id: int = self.connection.execute(
             insert(subnets)
-            .values(owner=owner, space=space, version=subnet.version, cidr=subnet.cidr,
-                    first=pack(subnet.first), last=pack(subnet.last), refs=1, cursor=None,
-                    created_at=now())
+            .values(
+                owner=owner,
+                space=space,
+                version=subnet.version,
+                cidr=subnet.cidr,
+                first=pack(subnet.first),
+                last=pack(subnet.last),
+                refs=1,
+                cursor=None,
+                created_at=now(),
+            )
             .returning(subnets.c.id)
         ).scalar_one()
         allocatable = subnet.allocatable()
@@ -598,7 +664,8 @@ class Ledger:
     def lock_subnet(self, subnet_id: int) -> None:
         """Hold the subnet's row until the transaction ends, as allocations do (PostgreSQL)."""
         self.connection.execute(
-            select(subnets.c.id).where(subnets.c.id == subnet_id).with_for_update())
+            select(subnets.c.id).where(subnets.c.id == subnet_id).with_for_update()
+        )
 
     def change_refs(self, subnet_id: int, delta: int) -> None:
         self.connection.execute(
@@ -622,23 +689,53 @@ class Ledger:
         if row is None:
             return None
         return PoolRecord(
-            owner=owner, id=row.id, subnet_id=row.subnet_id, space=row.space,
-            subnet=_subnet(row.cidr), subpool=row.subpool,
-            range_first=unpack(row.range_first), range_last=unpack(row.range_last),
-            cursor=unpack(row.cursor) if row.cursor is not None else None, refs=row.refs,
-            reuse=row.reuse, quarantine_s=row.quarantine_s, hold_s=row.hold_s,
+            owner=owner,
+            id=row.id,
+            subnet_id=row.subnet_id,
+            space=row.space,
+            subnet=_subnet(row.cidr),
+            subpool=row.subpool,
+            range_first=unpack(row.range_first),
+            range_last=unpack(row.range_last),
+            cursor=unpack(row.cursor) if row.cursor is not None else None,
+            refs=row.refs,
+            reuse=row.reuse,
+            quarantine_s=row.quarantine_s,
+            hold_s=row.hold_s,
             reservations=row.reservations,
         )
 
-    def add_pool(self, owner: str, pool_id: str, subnet_id: int, space: str, cidr: str,
-                 subpool: str | None, bounds: Range, options: str, *, reuse: str = "lowest",
-                 quarantine_s: int = 0, hold_s: int = 0, host_id: str | None = None) -> None:
+    def add_pool(
+        self,
+        owner: str,
+        pool_id: str,
+        subnet_id: int,
+        space: str,
+        cidr: str,
+        subpool: str | None,
+        bounds: Range,
+        options: str,
+        *,
+        reuse: str = "lowest",
+        quarantine_s: int = 0,
+        hold_s: int = 0,
+        host_id: str | None = None,
+    ) -> None:
         self.connection.execute(
             insert(pools).values(
-                owner=owner, id=pool_id, subnet_id=subnet_id, space=space, cidr=cidr,
+                owner=owner,
+                id=pool_id,
+                subnet_id=subnet_id,
+                space=space,
+                cidr=cidr,
                 subpool=subpool,
-                range_first=pack(bounds[0]), range_last=pack(bounds[1]), options=options,
-                created_at=now(), reuse=reuse, quarantine_s=quarantine_s, hold_s=hold_s,
+                range_first=pack(bounds[0]),
+                range_last=pack(bounds[1]),
+                options=options,
+                created_at=now(),
+                reuse=reuse,
+                quarantine_s=quarantine_s,
+                hold_s=hold_s,
                 host_id=host_id,
             )
         )
@@ -658,41 +755,75 @@ class Ledger:
 
     def attach(self, pool_id: str, host_id: str) -> bool:
         """Record that ``host_id`` uses the shared pool; False when it already did."""
-        known = self.connection.execute(select(attachments.c.host_id).where(
-            attachments.c.pool_id == pool_id, attachments.c.host_id == host_id)).first()
+        known = self.connection.execute(
+            select(attachments.c.host_id).where(
+                attachments.c.pool_id == pool_id, attachments.c.host_id == host_id
+            )
+        ).first()
         if known is not None:
             return False
-        self.connection.execute(insert(attachments).values(pool_id=pool_id, host_id=host_id,
-                                                           attached_at=now()))
+        self.connection.execute(
+            insert(attachments).values(pool_id=pool_id, host_id=host_id, attached_at=now())
+        )
         return True
 
     def detach(self, pool_id: str, host_id: str) -> None:
-        self.connection.execute(delete(attachments).where(
-            attachments.c.pool_id == pool_id, attachments.c.host_id == host_id))
+        self.connection.execute(
+            delete(attachments).where(
+                attachments.c.pool_id == pool_id, attachments.c.host_id == host_id
+            )
+        )
 
     def shared_pools_named(self, prefix: str) -> list[str]:
-        return list(self.connection.execute(select(pools.c.id).where(
-            pools.c.owner == SHARED, pools.c.id.startswith(prefix, autoescape=True))).scalars())
+        return list(
+            self.connection.execute(
+                select(pools.c.id).where(
+                    pools.c.owner == SHARED, pools.c.id.startswith(prefix, autoescape=True)
+                )
+            ).scalars()
+        )
 
     def pools_of_subnet(self, subnet_id: int) -> list[str]:
-        return list(self.connection.execute(
-            select(pools.c.id).where(pools.c.subnet_id == subnet_id)).scalars())
+        return list(
+            self.connection.execute(
+                select(pools.c.id).where(pools.c.subnet_id == subnet_id)
+            ).scalars()
+        )
 
     def attached_hosts(self, pool_id: str) -> list[str]:
-        return list(self.connection.execute(select(attachments.c.host_id).where(
-            attachments.c.pool_id == pool_id)).scalars())
+        return list(
+            self.connection.execute(
+                select(attachments.c.host_id).where(attachments.c.pool_id == pool_id)
+            ).scalars()
+        )
 
     # --- leases --------------------------------------------------------------------------
 
     def book(self, subnet_id: int) -> FreeRanges:
         return FreeRanges(self.connection, subnet_id)
 
-    def add_lease(self, subnet_id: int, address: int, pool_id: str, kind: str,
-                  mac: str | None, name: str | None, host_id: str | None = None) -> None:
+    def add_lease(
+        self,
+        subnet_id: int,
+        address: int,
+        pool_id: str,
+        kind: str,
+        mac: str | None,
+        name: str | None,
+        host_id: str | None = None,
+    ) -> None:
         self.connection.execute(
             _ADD_LEASE,
-            {"subnet_id": subnet_id, "address": pack(address), "pool_id": pool_id, "kind": kind,
-             "mac": mac, "name": name, "created_at": now(), "host_id": host_id},
+            {
+                "subnet_id": subnet_id,
+                "address": pack(address),
+                "pool_id": pool_id,
+                "kind": kind,
+                "mac": mac,
+                "name": name,
+                "created_at": now(),
+                "host_id": host_id,
+            },
         )
 
     def drop_lease(self, subnet_id: int, address: int) -> Lease | None:
@@ -704,19 +835,36 @@ class Ledger:
 
     def lease_created_at(self, subnet_id: int, address: int) -> datetime | None:
         created = self.connection.execute(
-            select(leases.c.created_at).where(leases.c.subnet_id == subnet_id,
-                                              leases.c.address == pack(address))).scalar()
+            select(leases.c.created_at).where(
+                leases.c.subnet_id == subnet_id, leases.c.address == pack(address)
+            )
+        ).scalar()
         return as_utc(created) if created is not None else None
 
-    def record(self, host_id: str, action: str, pool_id: str, address: str,
-               lease: Lease | None = None, detail: str | None = None) -> None:
+    def record(
+        self,
+        host_id: str,
+        action: str,
+        pool_id: str,
+        address: str,
+        lease: Lease | None = None,
+        detail: str | None = None,
+    ) -> None:
         """One line of the audit history."""
-        self.connection.execute(_RECORD, {
-            "at": now(), "host_id": host_id, "action": action, "pool_id": pool_id,
-            "address": address, "kind": lease.kind if lease else None,
-            "mac": lease.mac if lease else None, "name": lease.name if lease else None,
-            "detail": detail,
-        })
+        self.connection.execute(
+            _RECORD,
+            {
+                "at": now(),
+                "host_id": host_id,
+                "action": action,
+                "pool_id": pool_id,
+                "address": address,
+                "kind": lease.kind if lease else None,
+                "mac": lease.mac if lease else None,
+                "name": lease.name if lease else None,
+                "detail": detail,
+            },
+        )
 
     # --- reservations and parked addresses -----------------------------------------------
 
@@ -737,12 +885,18 @@ class Ledger:
             return None
         return (unpack(row.first), unpack(row.last)), row.label
 
-    def park(self, subnet_id: int, address: int, pool_id: str, lease: Lease,
-             until: float) -> None:
-        self.connection.execute(_PARK, {
-            "subnet_id": subnet_id, "address": pack(address), "pool_id": pool_id,
-            "mac": lease.mac, "name": lease.name, "until": until,
-        })
+    def park(self, subnet_id: int, address: int, pool_id: str, lease: Lease, until: float) -> None:
+        self.connection.execute(
+            _PARK,
+            {
+                "subnet_id": subnet_id,
+                "address": pack(address),
+                "pool_id": pool_id,
+                "mac": lease.mac,
+                "name": lease.name,
+                "until": until,
+            },
+        )
 
     def unpark(self, subnet_id: int, address: int) -> bool:
         result = self.connection.execute(
@@ -763,14 +917,16 @@ class Ledger:
         ).first()
         return unpack(row.address) if row else None
 
-    def parked_for(self, subnet_id: int, pool_id: str, mac: str | None, name: str | None,
-                   at: float) -> int | None:
+    def parked_for(
+        self, subnet_id: int, pool_id: str, mac: str | None, name: str | None, at: float
+    ) -> int | None:
         """The address held for the endpoint with this MAC (or else this name), if unexpired."""
         for query, identity in ((_PARKED_FOR_MAC, mac), (_PARKED_FOR_NAME, name)):
             if not identity:
                 continue
             row = self.connection.execute(
-                query, {"subnet_id": subnet_id, "pool_id": pool_id, "identity": identity}).first()
+                query, {"subnet_id": subnet_id, "pool_id": pool_id, "identity": identity}
+            ).first()
             if row is not None and row.until > at:
                 return unpack(row.address)
         return None
@@ -778,7 +934,8 @@ class Ledger:
     def gateway_of(self, subnet_id: int, pool_id: str) -> int | None:
         """The address this pool leased to its gateway, if any."""
         row = self.connection.execute(
-            _GATEWAY_OF, {"subnet_id": subnet_id, "pool_id": pool_id}).first()
+            _GATEWAY_OF, {"subnet_id": subnet_id, "pool_id": pool_id}
+        ).first()
         return unpack(row.address) if row else None
 
     def lease_holder(self, subnet_id: int, address: int) -> str | None:
@@ -788,23 +945,31 @@ class Ledger:
         ).first()
         if row is None:
             return None
-        who = {"gateway": "the gateway", "aux": "an auxiliary address",
-               "endpoint": "an endpoint"}.get(row.kind, "an earlier request")
+        who = {
+            "gateway": "the gateway",
+            "aux": "an auxiliary address",
+            "endpoint": "an endpoint",
+        }.get(row.kind, "an earlier request")
         details = ", ".join(f"{k} {v}" for k, v in (("name", row.name), ("mac", row.mac)) if v)
         return f"{who} ({details})" if details else who
 
-    def leased_addresses_of_pool(self, subnet_id: int, pool_id: str,
-                                 host_id: str | None = None) -> list[int]:
+    def leased_addresses_of_pool(
+        self, subnet_id: int, pool_id: str, host_id: str | None = None
+    ) -> list[int]:
         """The pool's leases; only those ``host_id`` made, when given."""
-        query = select(leases.c.address).where(leases.c.subnet_id == subnet_id,
-                                               leases.c.pool_id == pool_id)
+        query = select(leases.c.address).where(
+            leases.c.subnet_id == subnet_id, leases.c.pool_id == pool_id
+        )
         if host_id is not None:
             query = query.where(leases.c.host_id == host_id)
         return [unpack(row.address) for row in self.connection.execute(query)]
 
     def parked_of_pool(self, subnet_id: int, pool_id: str) -> list[int]:
-        rows = self.connection.execute(select(parked.c.address).where(
-            parked.c.subnet_id == subnet_id, parked.c.pool_id == pool_id))
+        rows = self.connection.execute(
+            select(parked.c.address).where(
+                parked.c.subnet_id == subnet_id, parked.c.pool_id == pool_id
+            )
+        )
         return [unpack(row.address) for row in rows]
 
 
@@ -846,8 +1011,12 @@ class FreeRanges:
     def replace(self, old: Range, new: Range) -> None:
         self.connection.execute(
             _FREE_REPLACE,
-            {"b_subnet_id": self.subnet_id, "old": pack(old[0]), "new_first": pack(new[0]),
-             "new_last": pack(new[1])},
+            {
+                "b_subnet_id": self.subnet_id,
+                "old": pack(old[0]),
+                "new_first": pack(new[0]),
+                "new_last": pack(new[1]),
+            },
         )
 
 
@@ -855,14 +1024,18 @@ class HeldSubnets:
     """The :class:`driver.allocator.HeldSubnets` of some address plans, in one address space
     and family."""
 
-    def __init__(self, connection: Connection, owners: tuple[str, ...], space: str,
-                 version: int) -> None:
+    def __init__(
+        self, connection: Connection, owners: tuple[str, ...], space: str, version: int
+    ) -> None:
         self.connection = connection
         self.params = [{"owner": owner, "space": space, "version": version} for owner in owners]
 
     def first_overlapping(self, first: int, last: int) -> Range | None:
-        found = [held for params in self.params
-                 if (held := self._first_overlapping(params, first, last)) is not None]
+        found = [
+            held
+            for params in self.params
+            if (held := self._first_overlapping(params, first, last)) is not None
+        ]
         return min(found) if found else None
 
     def _first_overlapping(self, params: dict[str, Any], first: int, last: int) -> Range | None:

@@ -39,8 +39,9 @@ def show(address: int, version: int) -> str:
 
 
 def show_range(first: int, last: int, version: int) -> str:
-    return show(first, version) if first == last else \
-        f"{show(first, version)}-{show(last, version)}"
+    return (
+        show(first, version) if first == last else f"{show(first, version)}-{show(last, version)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class AddressLine:
     """One address (or reserved range) of a pool, in any state but free."""
 
     address: str
-    state: str          # leased, reserved, quarantined, held
+    state: str  # leased, reserved, quarantined, held
     kind: str | None
     mac: str | None
     name: str | None
@@ -81,17 +82,24 @@ class Admin:
     def pools(self) -> list[PoolReport]:
         with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
-            return [PoolReport(p, inventory.usage(p.subnet_id, p.subnet, p.range_first,
-                                                  p.range_last))
-                    for p in inventory.pools()]
+            return [
+                PoolReport(p, inventory.usage(p.subnet_id, p.subnet, p.range_first, p.range_last))
+                for p in inventory.pools()
+            ]
 
     def subnets(self) -> list[tuple[str, Subnet, int, Usage]]:
         """(space, subnet, pools sharing it, usage over the whole subnet) for every subnet."""
         with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
-            return [(s.space, s.subnet, s.refs,
-                     inventory.usage(s.id, s.subnet, s.subnet.first, s.subnet.last))
-                    for s in inventory.subnets()]
+            return [
+                (
+                    s.space,
+                    s.subnet,
+                    s.refs,
+                    inventory.usage(s.id, s.subnet, s.subnet.first, s.subnet.last),
+                )
+                for s in inventory.subnets()
+            ]
 
     def count_subnets(self) -> int:
         """How many subnets the ledger holds (what export and check go through)."""
@@ -111,16 +119,23 @@ class Admin:
                     cidr = str(allocator.parse_cidr(wanted, "subnet"))
                 except InvalidRequest:
                     cidr = None
-                candidates = sorted(p.id for p in inventory.pools()
-                                    if cidr is not None and p.subnet.cidr == cidr
-                                    and p.owner in (self.owner, SHARED))
+                candidates = sorted(
+                    p.id
+                    for p in inventory.pools()
+                    if cidr is not None
+                    and p.subnet.cidr == cidr
+                    and p.owner in (self.owner, SHARED)
+                )
         if len(candidates) == 1:
             return candidates[0]
         if candidates:
-            raise InvalidRequest(f"{wanted} is held by several pools: give one of "
-                                 + ", ".join(candidates))
-        raise InvalidRequest(f"no pool {wanted}: give a PoolID, a subnet or a Docker network "
-                             "name ('ipledger pools' lists the pools)")
+            raise InvalidRequest(
+                f"{wanted} is held by several pools: give one of " + ", ".join(candidates)
+            )
+        raise InvalidRequest(
+            f"no pool {wanted}: give a PoolID, a subnet or a Docker network "
+            "name ('ipledger pools' lists the pools)"
+        )
 
     def addresses(self, pool_id: str) -> list[AddressLine]:
         """What a pool's subnet holds: leases, reservations and parked addresses, in order."""
@@ -133,29 +148,66 @@ class Admin:
             version = pool.subnet.version
             lines: list[tuple[int, AddressLine]] = []
             for row in inventory.leases(pool.subnet_id):
-                lines.append((row.address, AddressLine(
-                    show(row.address, version), "leased", row.kind, row.mac, row.name,
-                    as_utc(row.created_at), None if row.pool_id == pool_id else row.pool_id,
-                    row.host_id)))
+                lines.append(
+                    (
+                        row.address,
+                        AddressLine(
+                            show(row.address, version),
+                            "leased",
+                            row.kind,
+                            row.mac,
+                            row.name,
+                            as_utc(row.created_at),
+                            None if row.pool_id == pool_id else row.pool_id,
+                            row.host_id,
+                        ),
+                    )
+                )
             for r in inventory.reservation_rows(pool.subnet_id):
-                lines.append((r.first, AddressLine(
-                    show_range(r.first, r.last, version), "reserved", None, None, None,
-                    as_utc(r.created_at), r.label, None)))
+                lines.append(
+                    (
+                        r.first,
+                        AddressLine(
+                            show_range(r.first, r.last, version),
+                            "reserved",
+                            None,
+                            None,
+                            None,
+                            as_utc(r.created_at),
+                            r.label,
+                            None,
+                        ),
+                    )
+                )
             for p in inventory.parked(pool.subnet_id):
                 state = "held" if pool.hold_s and (p.mac or p.name) else "quarantined"
                 until = datetime.fromtimestamp(p.until, UTC).isoformat(timespec="seconds")
-                lines.append((p.address, AddressLine(
-                    show(p.address, version), state, None, p.mac, p.name, None,
-                    f"until {until}", None)))
+                lines.append(
+                    (
+                        p.address,
+                        AddressLine(
+                            show(p.address, version),
+                            state,
+                            None,
+                            p.mac,
+                            p.name,
+                            None,
+                            f"until {until}",
+                            None,
+                        ),
+                    )
+                )
             return [line for _, line in sorted(lines, key=lambda item: item[0])]
 
-    def history(self, *, address: str | None = None, pool_id: str | None = None,
-                limit: int = 50) -> list[Any]:
+    def history(
+        self, *, address: str | None = None, pool_id: str | None = None, limit: int = 50
+    ) -> list[Any]:
         if address is not None:
             address = str(allocator.parse_address(address))
         with self.store.reading() as ledger:
-            return Inventory(ledger.connection).history(address=address, pool_id=pool_id,
-                                                        limit=limit)
+            return Inventory(ledger.connection).history(
+                address=address, pool_id=pool_id, limit=limit
+            )
 
     def prune_history(self, before: datetime) -> int:
         """Forget history events older than ``before``; how many were dropped. Deletes in
@@ -181,28 +233,43 @@ class Admin:
         with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
             all_pools = [p for p in inventory.pools() if p.owner in (self.owner, SHARED)]
-            found = [LedgerPool(p.id, p.space, p.owner, as_utc(p.created_at))
-                     for p in all_pools]
+            found = [LedgerPool(p.id, p.space, p.owner, as_utc(p.created_at)) for p in all_pools]
             subnet_versions = {p.subnet_id: p.subnet.version for p in all_pools}
-            held = [LedgerLease(row.pool_id, show(row.address, version), row.kind,
-                                as_utc(row.created_at), row.host_id)
-                    for subnet_id, version in subnet_versions.items()
-                    for row in inventory.leases(subnet_id)]
+            held = [
+                LedgerLease(
+                    row.pool_id,
+                    show(row.address, version),
+                    row.kind,
+                    as_utc(row.created_at),
+                    row.host_id,
+                )
+                for subnet_id, version in subnet_versions.items()
+                for row in inventory.leases(subnet_id)
+            ]
         return found, held
 
     @retrying
     def record_findings(self, found: list[Any]) -> None:
         """Keep what gc found and left alone, for the leak-candidate metrics."""
         with self.store.transaction() as ledger:
-            Inventory(ledger.connection).replace_findings([
-                {"what": f.what, "pool_id": f.pool_id, "address": f.address,
-                 "detail": f.detail[:255]} for f in found])
+            Inventory(ledger.connection).replace_findings(
+                [
+                    {
+                        "what": f.what,
+                        "pool_id": f.pool_id,
+                        "address": f.address,
+                        "detail": f.detail[:255],
+                    }
+                    for f in found
+                ]
+            )
 
     # --- reservations --------------------------------------------------------------------
 
     @retrying
-    def reserve(self, range_text: str, label: str, space: str = LOCAL_SPACE,
-                shared: bool = False) -> str:
+    def reserve(
+        self, range_text: str, label: str, space: str = LOCAL_SPACE, shared: bool = False
+    ) -> str:
         """Set addresses aside; leased ones stay leased and are not freed when released."""
         if not label.strip():
             raise InvalidRequest("a reservation needs a label (--label)")
@@ -212,18 +279,21 @@ class Admin:
             held = self._locked_subnet(ledger, inventory, shared, space, first, last)
             bounds = allocatable_in(held.subnet, int(first), int(last))
             if bounds is None:
-                raise InvalidRequest(f"{range_text} holds only addresses {held.subnet.cidr} "
-                                     "never hands out")
+                raise InvalidRequest(
+                    f"{range_text} holds only addresses {held.subnet.cidr} never hands out"
+                )
             for r_first, r_last, r_label in inventory.reservations(held.id):
                 if r_first <= bounds[1] and bounds[0] <= r_last:
                     raise InvalidRequest(
                         f"{range_text} overlaps the reservation "
-                        f"{show_range(r_first, r_last, first.version)} ({r_label})")
+                        f"{show_range(r_first, r_last, first.version)} ({r_label})"
+                    )
             allocator.take_range(ledger.book(held.id), *bounds)
             inventory.add_reservation(held.id, bounds, label)
             shown = show_range(*bounds, first.version)
-            ledger.record(self.host_id, "reserve", self._pool_of_subnet(ledger, held), shown,
-                          detail=label)
+            ledger.record(
+                self.host_id, "reserve", self._pool_of_subnet(ledger, held), shown, detail=label
+            )
         return shown
 
     @retrying
@@ -233,9 +303,12 @@ class Admin:
         with self.store.transaction() as ledger:
             inventory = Inventory(ledger.connection)
             held = self._locked_subnet(ledger, inventory, shared, space, first, last)
-            match = [r for r in inventory.reservations(held.id)
-                     if r[0] <= int(first) <= r[1] and ("-" not in range_text or
-                                                       (r[0], r[1]) == (int(first), int(last)))]
+            match = [
+                r
+                for r in inventory.reservations(held.id)
+                if r[0] <= int(first) <= r[1]
+                and ("-" not in range_text or (r[0], r[1]) == (int(first), int(last)))
+            ]
             if not match:
                 raise InvalidRequest(f"no reservation in {held.subnet.cidr} covers {range_text}")
             r_first, r_last, label = match[0]
@@ -245,8 +318,9 @@ class Admin:
             for gap in allocator.gaps((r_first, r_last), taken):
                 allocator.give_back_range(book, *gap)
             shown = show_range(r_first, r_last, first.version)
-            ledger.record(self.host_id, "unreserve", self._pool_of_subnet(ledger, held), shown,
-                          detail=label)
+            ledger.record(
+                self.host_id, "unreserve", self._pool_of_subnet(ledger, held), shown, detail=label
+            )
         return shown
 
     @staticmethod
@@ -256,15 +330,24 @@ class Admin:
         found = sorted(ledger.pools_of_subnet(held.id))
         return found[0] if found else pool_id_for(held.space, held.subnet.cidr, None)
 
-    def _locked_subnet(self, ledger: Ledger, inventory: Inventory, shared: bool, space: str,
-                       first: netaddr.IPAddress, last: netaddr.IPAddress) -> SubnetRow:
+    def _locked_subnet(
+        self,
+        ledger: Ledger,
+        inventory: Inventory,
+        shared: bool,
+        space: str,
+        first: netaddr.IPAddress,
+        last: netaddr.IPAddress,
+    ) -> SubnetRow:
         """The subnet (this host's, or the shared one) holding the range, locked as an
         allocation locks it."""
         owner = SHARED if shared else self.owner
         held = inventory.subnet_containing(owner, space, first.version, int(first))
         if held is None or not held.subnet.contains(int(last)):
-            raise InvalidRequest(f"{first} is not in a subnet of a network in {space}: "
-                                 "create the network first, or check --space")
+            raise InvalidRequest(
+                f"{first} is not in a subnet of a network in {space}: "
+                "create the network first, or check --space"
+            )
         ledger.lock_subnet(held.id)
         return held
 
@@ -280,37 +363,80 @@ class Admin:
             out = []
             for s in inventory.subnets():
                 v = s.subnet.version
-                out.append({
-                    "owner": s.owner, "space": s.space, "cidr": s.subnet.cidr,
-                    "cursor": show(s.cursor, v) if s.cursor is not None else None,
-                    "created_at": as_utc(s.created_at).isoformat(),
-                    "pools": [{
-                        "id": p.id, "subpool": p.subpool, "options": json.loads(p.options),
-                        "reuse": p.reuse, "quarantine_s": p.quarantine_s, "hold_s": p.hold_s,
-                        "host_id": p.host_id, "created_at": as_utc(p.created_at).isoformat(),
-                    } for p in pools_by_subnet.get(s.id, [])],
-                    "leases": [{
-                        "address": show(r.address, v), "pool_id": r.pool_id, "kind": r.kind,
-                        "mac": r.mac, "name": r.name, "host_id": r.host_id,
-                        "created_at": as_utc(r.created_at).isoformat(),
-                    } for r in inventory.leases(s.id)],
-                    "reservations": [{
-                        "first": show(r.first, v), "last": show(r.last, v), "label": r.label,
-                        "created_at": as_utc(r.created_at).isoformat(),
-                    } for r in inventory.reservation_rows(s.id)],
-                    "parked": [{
-                        "address": show(r.address, v), "pool_id": r.pool_id, "mac": r.mac,
-                        "name": r.name, "until": r.until,
-                    } for r in inventory.parked(s.id)],
-                })
+                out.append(
+                    {
+                        "owner": s.owner,
+                        "space": s.space,
+                        "cidr": s.subnet.cidr,
+                        "cursor": show(s.cursor, v) if s.cursor is not None else None,
+                        "created_at": as_utc(s.created_at).isoformat(),
+                        "pools": [
+                            {
+                                "id": p.id,
+                                "subpool": p.subpool,
+                                "options": json.loads(p.options),
+                                "reuse": p.reuse,
+                                "quarantine_s": p.quarantine_s,
+                                "hold_s": p.hold_s,
+                                "host_id": p.host_id,
+                                "created_at": as_utc(p.created_at).isoformat(),
+                            }
+                            for p in pools_by_subnet.get(s.id, [])
+                        ],
+                        "leases": [
+                            {
+                                "address": show(r.address, v),
+                                "pool_id": r.pool_id,
+                                "kind": r.kind,
+                                "mac": r.mac,
+                                "name": r.name,
+                                "host_id": r.host_id,
+                                "created_at": as_utc(r.created_at).isoformat(),
+                            }
+                            for r in inventory.leases(s.id)
+                        ],
+                        "reservations": [
+                            {
+                                "first": show(r.first, v),
+                                "last": show(r.last, v),
+                                "label": r.label,
+                                "created_at": as_utc(r.created_at).isoformat(),
+                            }
+                            for r in inventory.reservation_rows(s.id)
+                        ],
+                        "parked": [
+                            {
+                                "address": show(r.address, v),
+                                "pool_id": r.pool_id,
+                                "mac": r.mac,
+                                "name": r.name,
+                                "until": r.until,
+                            }
+                            for r in inventory.parked(s.id)
+                        ],
+                    }
+                )
                 progress(1)
-            events = [{
-                "at": as_utc(h.at).isoformat(), "host_id": h.host_id, "action": h.action,
-                "pool_id": h.pool_id, "address": h.address, "kind": h.kind, "mac": h.mac,
-                "name": h.name, "detail": h.detail,
-            } for h in inventory.all_history()]
-        return {"format": export_format.EXPORT_FORMAT, "exported_at": datetime.now(UTC).isoformat(),
-                "subnets": out, "history": events}
+            events = [
+                {
+                    "at": as_utc(h.at).isoformat(),
+                    "host_id": h.host_id,
+                    "action": h.action,
+                    "pool_id": h.pool_id,
+                    "address": h.address,
+                    "kind": h.kind,
+                    "mac": h.mac,
+                    "name": h.name,
+                    "detail": h.detail,
+                }
+                for h in inventory.all_history()
+            ]
+        return {
+            "format": export_format.EXPORT_FORMAT,
+            "exported_at": datetime.now(UTC).isoformat(),
+            "subnets": out,
+            "history": events,
+        }
 
     def import_(self, data: Any, progress: Callable[[int], None] = lambda _n: None) -> int:
         """Load an export, rebuilding the free ranges; returns how many leases it held.
@@ -323,26 +449,30 @@ class Admin:
         import that stops half-way leaves addresses unusable, never given twice.
         """
         export_format.validate(data)
-        entries = [{**e, "owner": self._owner_for(e.get("owner") or LOCAL_OWNER)}
-                   for e in data["subnets"]]
+        entries = [
+            {**e, "owner": self._owner_for(e.get("owner") or LOCAL_OWNER)} for e in data["subnets"]
+        ]
         with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
             for owner in sorted({e["owner"] for e in entries}):
                 if inventory.holds_owner(owner):
-                    raise InvalidRequest(f"the target ledger already holds pools of "
-                                         f"{owner!r}: import a host's ledger only once")
+                    raise InvalidRequest(
+                        f"the target ledger already holds pools of "
+                        f"{owner!r}: import a host's ledger only once"
+                    )
         count = 0
         for entry in entries:
             count += self._import_subnet(entry)
             progress(1)
-        self._insert_batches(history, [{**h, "at": datetime.fromisoformat(h["at"])}
-                                       for h in data["history"]])
+        self._insert_batches(
+            history, [{**h, "at": datetime.fromisoformat(h["at"])} for h in data["history"]]
+        )
         return count
 
     def _insert_batches(self, table: Any, rows: list[dict[str, Any]]) -> None:
         """Insert rows in transactions of at most :data:`WRITE_BATCH` rows each."""
         for start in range(0, len(rows), WRITE_BATCH):
-            self._insert(table, rows[start:start + WRITE_BATCH])
+            self._insert(table, rows[start : start + WRITE_BATCH])
             time.sleep(BATCH_PAUSE)
 
     @retrying
@@ -374,30 +504,53 @@ class Admin:
         for p in entry["pools"]:
             sub = Subnet(allocator.parse_cidr(p["subpool"], "ip-range")) if p["subpool"] else None
             bounds = (sub.first, sub.last) if sub else (subnet.first, subnet.last)
-            pool_rows.append({
-                "owner": entry["owner"], "id": p["id"], "space": entry["space"],
-                "cidr": subnet.cidr, "subpool": p["subpool"], "range_first": pack(bounds[0]),
-                "range_last": pack(bounds[1]), "options": json.dumps(p["options"],
-                                                                      sort_keys=True),
-                "reuse": p["reuse"], "quarantine_s": p["quarantine_s"], "hold_s": p["hold_s"],
-                "host_id": p["host_id"], "created_at": datetime.fromisoformat(p["created_at"]),
-            })
-        subnet_id = self._insert_subnet({
-            "owner": entry["owner"], "space": entry["space"], "version": subnet.version,
-            "cidr": subnet.cidr,
-            "first": pack(subnet.first), "last": pack(subnet.last), "refs": len(entry["pools"]),
-            "cursor": pack(int(allocator.parse_address(entry["cursor"])))
-            if entry["cursor"] else None,
-            "created_at": datetime.fromisoformat(entry["created_at"]),
-            "reservations": len(entry["reservations"]),
-        }, pool_rows)
+            pool_rows.append(
+                {
+                    "owner": entry["owner"],
+                    "id": p["id"],
+                    "space": entry["space"],
+                    "cidr": subnet.cidr,
+                    "subpool": p["subpool"],
+                    "range_first": pack(bounds[0]),
+                    "range_last": pack(bounds[1]),
+                    "options": json.dumps(p["options"], sort_keys=True),
+                    "reuse": p["reuse"],
+                    "quarantine_s": p["quarantine_s"],
+                    "hold_s": p["hold_s"],
+                    "host_id": p["host_id"],
+                    "created_at": datetime.fromisoformat(p["created_at"]),
+                }
+            )
+        subnet_id = self._insert_subnet(
+            {
+                "owner": entry["owner"],
+                "space": entry["space"],
+                "version": subnet.version,
+                "cidr": subnet.cidr,
+                "first": pack(subnet.first),
+                "last": pack(subnet.last),
+                "refs": len(entry["pools"]),
+                "cursor": pack(int(allocator.parse_address(entry["cursor"])))
+                if entry["cursor"]
+                else None,
+                "created_at": datetime.fromisoformat(entry["created_at"]),
+                "reservations": len(entry["reservations"]),
+            },
+            pool_rows,
+        )
         taken: list[Range] = []
         lease_rows = []
         for lease in entry["leases"]:
             value = address(lease["address"])
             taken.append((value, value))
-            lease_rows.append({**lease, "subnet_id": subnet_id, "address": pack(value),
-                               "created_at": datetime.fromisoformat(lease["created_at"])})
+            lease_rows.append(
+                {
+                    **lease,
+                    "subnet_id": subnet_id,
+                    "address": pack(value),
+                    "created_at": datetime.fromisoformat(lease["created_at"]),
+                }
+            )
         self._insert_batches(leases, lease_rows)
         parked_rows = []
         for p in entry["parked"]:
@@ -409,15 +562,25 @@ class Admin:
         for r in entry["reservations"]:
             first, last = address(r["first"]), address(r["last"])
             taken.append((first, last))
-            reservation_rows.append({"subnet_id": subnet_id, "first": pack(first),
-                                     "last": pack(last), "label": r["label"],
-                                     "created_at": datetime.fromisoformat(r["created_at"])})
+            reservation_rows.append(
+                {
+                    "subnet_id": subnet_id,
+                    "first": pack(first),
+                    "last": pack(last),
+                    "label": r["label"],
+                    "created_at": datetime.fromisoformat(r["created_at"]),
+                }
+            )
         self._insert_batches(reservations, reservation_rows)
         allocatable = subnet.allocatable()
         if allocatable is not None:
-            self._insert_batches(free_ranges, [
-                {"subnet_id": subnet_id, "first": pack(a), "last": pack(b)}
-                for a, b in allocator.gaps(allocatable, allocator.merge(taken))])
+            self._insert_batches(
+                free_ranges,
+                [
+                    {"subnet_id": subnet_id, "first": pack(a), "last": pack(b)}
+                    for a, b in allocator.gaps(allocatable, allocator.merge(taken))
+                ],
+            )
         return len(lease_rows)
 
     # --- check ---------------------------------------------------------------------------
@@ -432,22 +595,25 @@ class Admin:
             all_pools = inventory.pools()
             subnet_rows = inventory.subnets()
             for s in subnet_rows:
-                found, count = self._check_subnet(inventory, s,
-                                                  [p for p in all_pools if p.subnet_id == s.id])
+                found, count = self._check_subnet(
+                    inventory, s, [p for p in all_pools if p.subnet_id == s.id]
+                )
                 problems += found
                 lease_count += count
                 progress(1)
         return CheckReport(len(subnet_rows), lease_count, problems)
 
     @staticmethod
-    def _check_subnet(inventory: Inventory, s: Any, subnet_pools: list[PoolRow]
-                      ) -> tuple[list[str], int]:
+    def _check_subnet(
+        inventory: Inventory, s: Any, subnet_pools: list[PoolRow]
+    ) -> tuple[list[str], int]:
         subnet, v = s.subnet, s.subnet.version
         where = f"{s.space} {subnet.cidr}"
         problems: list[str] = []
         if s.refs != len(subnet_pools):
-            problems.append(f"{where}: {len(subnet_pools)} pools use it but its count says "
-                            f"{s.refs}")
+            problems.append(
+                f"{where}: {len(subnet_pools)} pools use it but its count says {s.refs}"
+            )
         pool_ids = {p.id for p in subnet_pools}
         for p in subnet_pools:
             if not subnet.first <= p.range_first <= p.range_last <= subnet.last:
@@ -460,8 +626,10 @@ class Admin:
             if not subnet.contains(row.address) or subnet.reserved(row.address):
                 problems.append(f"{where}: lease {show(row.address, v)} cannot be in it")
             if row.pool_id not in pool_ids:
-                problems.append(f"{where}: lease {show(row.address, v)} names pool "
-                                f"{row.pool_id!r}, which is not a pool of this subnet")
+                problems.append(
+                    f"{where}: lease {show(row.address, v)} names pool "
+                    f"{row.pool_id!r}, which is not a pool of this subnet"
+                )
             seen.add(row.address)
             taken.append((row.address, row.address))
         for p in inventory.parked(s.id):
@@ -470,8 +638,9 @@ class Admin:
             taken.append((p.address, p.address))
         reservation_list = inventory.reservations(s.id)
         if len(reservation_list) != s.reservations:
-            problems.append(f"{where}: {len(reservation_list)} reservations but its count says "
-                            f"{s.reservations}")
+            problems.append(
+                f"{where}: {len(reservation_list)} reservations but its count says {s.reservations}"
+            )
         for i, (first, last, label) in enumerate(reservation_list):
             if i and first <= reservation_list[i - 1][1]:
                 problems.append(f"{where}: reservation {label!r} overlaps the one before it")
@@ -486,11 +655,17 @@ class Admin:
             missing = sorted(should - free_now)
             detail = []
             if extra:
-                detail.append("marked free but not expected: " + ", ".join(
-                    show_range(a, b, v) for a, b in extra[:3]))
+                detail.append(
+                    "marked free but not expected: "
+                    + ", ".join(show_range(a, b, v) for a, b in extra[:3])
+                )
             if missing:
-                detail.append("expected free but not marked: " + ", ".join(
-                    show_range(a, b, v) for a, b in missing[:3]))
-            problems.append(f"{where}: the free ranges do not match the leases, reservations "
-                            f"and parked addresses ({'; '.join(detail)})")
+                detail.append(
+                    "expected free but not marked: "
+                    + ", ".join(show_range(a, b, v) for a, b in missing[:3])
+                )
+            problems.append(
+                f"{where}: the free ranges do not match the leases, reservations "
+                f"and parked addresses ({'; '.join(detail)})"
+            )
         return problems, count

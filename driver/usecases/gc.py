@@ -12,8 +12,14 @@ from driver.domain.reconcile import Finding
 from driver.usecases.ipam import Ipam
 
 
-def apply(ipam: Ipam, findings: Iterable[Finding], *, now: datetime, grace: timedelta,
-          progress: Callable[[int], None] = lambda _n: None) -> list[tuple[Finding, str]]:
+def apply(
+    ipam: Ipam,
+    findings: Iterable[Finding],
+    *,
+    now: datetime,
+    grace: timedelta,
+    progress: Callable[[int], None] = lambda _n: None,
+) -> list[tuple[Finding, str]]:
     """Repair what is due; returns each finding with what was done about it."""
     cutoff = now - grace
     done = []
@@ -30,8 +36,13 @@ def apply(ipam: Ipam, findings: Iterable[Finding], *, now: datetime, grace: time
                 ok = ipam.reclaim_address(finding.pool_id, finding.address, cutoff)
                 done.append((finding, "released" if ok else "kept: changed meanwhile"))
             elif finding.what == "missing" and finding.address:
-                options = ({REQUEST_ADDRESS_TYPE: GATEWAY_TYPE} if finding.kind == "gateway"
-                           else {MAC_OPTION: finding.mac} if finding.mac else {})
+                options = (
+                    {REQUEST_ADDRESS_TYPE: GATEWAY_TYPE}
+                    if finding.kind == "gateway"
+                    else {MAC_OPTION: finding.mac}
+                    if finding.mac
+                    else {}
+                )
                 ipam.request_address(finding.pool_id, finding.address, options)
                 done.append((finding, "recorded in the ledger"))
         except AddressInUse:

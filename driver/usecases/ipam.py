@@ -49,11 +49,13 @@ log = logging.getLogger(__name__)
 # Expired parked addresses freed per allocation: bounds the cost of one call after a long pause.
 EXPIRE_BATCH = 32
 
+
 class Ipam:
     """Docker's IPAM calls as use cases over one :class:`Store`."""
 
-    def __init__(self, store: Store, default_pools: tuple[DefaultPool, ...],
-                 host_id: str = "local") -> None:
+    def __init__(
+        self, store: Store, default_pools: tuple[DefaultPool, ...], host_id: str = "local"
+    ) -> None:
         self.store = store
         self.default_pools = default_pools
         self.host_id = host_id
@@ -62,8 +64,9 @@ class Ipam:
     # --- pools ---------------------------------------------------------------------------
 
     @retrying
-    def request_pool(self, space: str, pool: str, subpool: str,
-                     options: Mapping[str, str], v6: bool) -> PoolGrant:
+    def request_pool(
+        self, space: str, pool: str, subpool: str, options: Mapping[str, str], v6: bool
+    ) -> PoolGrant:
         if space not in SPACES:
             raise InvalidRequest(
                 f"unknown address space {space!r}: ipledger serves {' and '.join(SPACES)}"
@@ -85,36 +88,75 @@ class Ipam:
         policy = reuse_policy(options)
         shared = shared_name(options)
         if shared is not None and network is None:
-            raise InvalidRequest(f"{SHARED_OPTION}={shared} needs a subnet (--subnet): every "
-                                 "host must name the same one")
+            raise InvalidRequest(
+                f"{SHARED_OPTION}={shared} needs a subnet (--subnet): every "
+                "host must name the same one"
+            )
         encoded_options = json.dumps(dict(options), sort_keys=True)
         owner = SHARED if shared is not None else self.owner
 
         with self.store.transaction() as ledger:
             ledger.lock_plans(space, self.owner, shared_too=shared is not None)
             if network is None:
-                grant = self._new_default_pool(ledger, space, version, size, encoded_options,
-                                               policy)
+                grant = self._new_default_pool(
+                    ledger, space, version, size, encoded_options, policy
+                )
             else:
-                grant = self._new_explicit_pool(ledger, owner, space, Subnet(network), sub,
-                                                encoded_options, policy, shared)
-            ledger.record(self.host_id, "pool-create", grant.pool_id, grant.pool,
-                          detail=describe(policy, shared))
-        log.info("pool %s granted (%s)", grant.pool_id, grant.pool,
-                 extra={"event": "pool-create", "pool": grant.pool_id, "subnet": grant.pool})
+                grant = self._new_explicit_pool(
+                    ledger, owner, space, Subnet(network), sub, encoded_options, policy, shared
+                )
+            ledger.record(
+                self.host_id,
+                "pool-create",
+                grant.pool_id,
+                grant.pool,
+                detail=describe(policy, shared),
+            )
+        log.info(
+            "pool %s granted (%s)",
+            grant.pool_id,
+            grant.pool,
+            extra={"event": "pool-create", "pool": grant.pool_id, "subnet": grant.pool},
+        )
         return grant
 
-    def _add_pool(self, ledger: Ledger, owner: str, pool_id: str, subnet_id: int, space: str,
-                  subnet: Subnet, subrange: Subnet | None, options: str,
-                  policy: ReusePolicy) -> None:
+    def _add_pool(
+        self,
+        ledger: Ledger,
+        owner: str,
+        pool_id: str,
+        subnet_id: int,
+        space: str,
+        subnet: Subnet,
+        subrange: Subnet | None,
+        options: str,
+        policy: ReusePolicy,
+    ) -> None:
         bounds = (subrange.first, subrange.last) if subrange else (subnet.first, subnet.last)
-        ledger.add_pool(owner, pool_id, subnet_id, space, subnet.cidr,
-                        subrange.cidr if subrange else None, bounds, options,
-                        reuse=policy.reuse, quarantine_s=policy.quarantine_s,
-                        hold_s=policy.hold_s, host_id=self.host_id)
+        ledger.add_pool(
+            owner,
+            pool_id,
+            subnet_id,
+            space,
+            subnet.cidr,
+            subrange.cidr if subrange else None,
+            bounds,
+            options,
+            reuse=policy.reuse,
+            quarantine_s=policy.quarantine_s,
+            hold_s=policy.hold_s,
+            host_id=self.host_id,
+        )
 
-    def _new_default_pool(self, ledger: Ledger, space: str, version: int, size: int | None,
-                          options: str, policy: ReusePolicy) -> PoolGrant:
+    def _new_default_pool(
+        self,
+        ledger: Ledger,
+        space: str,
+        version: int,
+        size: int | None,
+        options: str,
+        policy: ReusePolicy,
+    ) -> PoolGrant:
         held = ledger.held_subnets((self.owner, SHARED), space, version)
         network = allocator.pick_default_subnet(self.default_pools, version, size, held)
         if network is None:
@@ -127,13 +169,20 @@ class Ipam:
         subnet = Subnet(network)
         subnet_id = ledger.add_subnet(self.owner, space, subnet)
         pool_id = pool_id_for(space, subnet.cidr, None)
-        self._add_pool(ledger, self.owner, pool_id, subnet_id, space, subnet, None, options,
-                       policy)
+        self._add_pool(ledger, self.owner, pool_id, subnet_id, space, subnet, None, options, policy)
         return PoolGrant(pool_id, subnet.cidr)
 
-    def _new_explicit_pool(self, ledger: Ledger, owner: str, space: str, subnet: Subnet,
-                           sub: netaddr.IPNetwork | None, options: str,
-                           policy: ReusePolicy, shared: str | None) -> PoolGrant:
+    def _new_explicit_pool(
+        self,
+        ledger: Ledger,
+        owner: str,
+        space: str,
+        subnet: Subnet,
+        sub: netaddr.IPNetwork | None,
+        options: str,
+        policy: ReusePolicy,
+        shared: str | None,
+    ) -> PoolGrant:
         subrange: Subnet | None = None
         if sub is not None:
             subrange = Subnet(sub)
@@ -144,11 +193,14 @@ class Ipam:
         pool_id = pool_id_for(space, subnet.cidr, subrange.cidr if subrange else None, shared)
         existing = ledger.subnet_at(owner, space, subnet)
         if shared is not None:
-            named = [p for p in ledger.shared_pools_named(f"{SHARED_PREFIX}{shared}/")
-                     if p != pool_id]
+            named = [
+                p for p in ledger.shared_pools_named(f"{SHARED_PREFIX}{shared}/") if p != pool_id
+            ]
             if named:
-                raise InvalidRequest(f"{SHARED_OPTION}={shared} is already {named[0]}: every "
-                                     "host must give the same subnet and ip-range")
+                raise InvalidRequest(
+                    f"{SHARED_OPTION}={shared} is already {named[0]}: every "
+                    "host must give the same subnet and ip-range"
+                )
         # A host's own pools and the shared pools it uses are one address plan to it: nothing
         # in one may overlap the other.
         other_plan = self.owner if shared is not None else SHARED
@@ -157,8 +209,11 @@ class Ipam:
             # would release the first one's leases with its own: refused, as an overlap.
             self._refuse_overlap(ledger, (other_plan,), space, subnet)
             if not ledger.attach(pool_id, self.host_id):
-                raise PoolOverlap(subnet.cidr, f"{subnet.cidr} ({pool_id}, already used by "
-                                  f"a network on host {self.host_id})", space)
+                raise PoolOverlap(
+                    subnet.cidr,
+                    f"{subnet.cidr} ({pool_id}, already used by a network on host {self.host_id})",
+                    space,
+                )
             return PoolGrant(pool_id, subnet.cidr)
         if existing is not None:
             # The built-in IPAM shares one address set between networks that give the same
@@ -172,17 +227,18 @@ class Ipam:
         else:
             self._refuse_overlap(ledger, (owner, other_plan), space, subnet)
             subnet_id = ledger.add_subnet(owner, space, subnet)
-        self._add_pool(ledger, owner, pool_id, subnet_id, space, subnet, subrange, options,
-                       policy)
+        self._add_pool(ledger, owner, pool_id, subnet_id, space, subnet, subrange, options, policy)
         if shared is not None:
             ledger.attach(pool_id, self.host_id)
         return PoolGrant(pool_id, subnet.cidr)
 
     @staticmethod
-    def _refuse_overlap(ledger: Ledger, owners: tuple[str, ...], space: str,
-                        subnet: Subnet) -> None:
+    def _refuse_overlap(
+        ledger: Ledger, owners: tuple[str, ...], space: str, subnet: Subnet
+    ) -> None:
         blocker = ledger.held_subnets(owners, space, subnet.version).first_overlapping(
-            subnet.first, subnet.last)
+            subnet.first, subnet.last
+        )
         if blocker is not None:
             other, held_by = ledger.holder_of(owners, space, blocker)
             raise PoolOverlap(subnet.cidr, other, space, held_by)
@@ -214,13 +270,18 @@ class Ipam:
                 # Other hosts still use it: only this host's leftovers go back, and never the
                 # gateway, which is every host's.
                 gateway = ledger.gateway_of(record.subnet_id, record.id)
-                for address in ledger.leased_addresses_of_pool(record.subnet_id, record.id,
-                                                               self.host_id):
+                for address in ledger.leased_addresses_of_pool(
+                    record.subnet_id, record.id, self.host_id
+                ):
                     if address != gateway and ledger.drop_lease(record.subnet_id, address):
                         self._free(ledger, record, address)
                 ledger.record(self.host_id, "pool-detach", record.id, record.subnet.cidr)
-                log.info("host %s no longer uses shared pool %s", self.host_id, record.id,
-                         extra={"event": "pool-detach", "pool": record.id})
+                log.info(
+                    "host %s no longer uses shared pool %s",
+                    self.host_id,
+                    record.id,
+                    extra={"event": "pool-detach", "pool": record.id},
+                )
                 return
         ledger.drop_pool(record.owner, record.id)
         if record.refs <= 1:
@@ -236,14 +297,17 @@ class Ipam:
                 if ledger.drop_lease(record.subnet_id, address):
                     self._free(ledger, record, address)
         ledger.record(self.host_id, action, record.id, record.subnet.cidr)
-        log.info("pool %s released%s", record.id, " by gc" if action.startswith("gc") else "",
-                 extra={"event": action, "pool": record.id, "subnet": record.subnet.cidr})
+        log.info(
+            "pool %s released%s",
+            record.id,
+            " by gc" if action.startswith("gc") else "",
+            extra={"event": action, "pool": record.id, "subnet": record.subnet.cidr},
+        )
 
     # --- addresses -----------------------------------------------------------------------
 
     @retrying
-    def request_address(self, pool_id: str, address: str,
-                        options: Mapping[str, str]) -> str:
+    def request_address(self, pool_id: str, address: str, options: Mapping[str, str]) -> str:
         wanted = allocator.parse_address(address) if address else None
         mac = options.get(MAC_OPTION) or None
         name = options.get(NAME_OPTION) or None
@@ -263,22 +327,39 @@ class Ipam:
             subnet = record.subnet
             gateway = self._shared_gateway(ledger, record, kind, wanted)
             if gateway is not None:
-                log.info("gateway %s of shared pool %s answered to host %s", subnet.format(gateway),
-                         pool_id, self.host_id)
+                log.info(
+                    "gateway %s of shared pool %s answered to host %s",
+                    subnet.format(gateway),
+                    pool_id,
+                    self.host_id,
+                )
                 return subnet.format(gateway)
             if wanted is not None:
                 value = self._take_static(ledger, record, wanted)
             else:
-                value = self._take_dynamic(ledger, record, lease,
-                                           serial or record.reuse == "serial")
+                value = self._take_dynamic(
+                    ledger, record, lease, serial or record.reuse == "serial"
+                )
             ledger.add_lease(record.subnet_id, value, pool_id, kind, mac, name, self.host_id)
             address = str(netaddr.IPAddress(value, subnet.version))
             ledger.record(self.host_id, "allocate", pool_id, address, lease)
         answer = subnet.format(value)
-        log.info("address %s leased in pool %s (%s%s%s)", answer, pool_id, kind,
-                 f", mac {mac}" if mac else "", f", name {name}" if name else "",
-                 extra={"event": "allocate", "pool": pool_id, "address": address,
-                        "kind": kind, "mac": mac, "endpoint": name})
+        log.info(
+            "address %s leased in pool %s (%s%s%s)",
+            answer,
+            pool_id,
+            kind,
+            f", mac {mac}" if mac else "",
+            f", name {name}" if name else "",
+            extra={
+                "event": "allocate",
+                "pool": pool_id,
+                "address": address,
+                "kind": kind,
+                "mac": mac,
+                "endpoint": name,
+            },
+        )
         return answer
 
     @staticmethod
@@ -299,13 +380,15 @@ class Ipam:
         holder = ledger.lease_holder(record.subnet_id, value)
         if holder is None and ledger.unpark(record.subnet_id, value):
             return value
-        if holder is None and record.reservations and ledger.reservation_at(record.subnet_id,
-                                                                             value):
+        if (
+            holder is None
+            and record.reservations
+            and ledger.reservation_at(record.subnet_id, value)
+        ):
             return value
         raise AddressInUse(str(wanted), f"held by {holder or 'another lease'} in {subnet.cidr}")
 
-    def _take_dynamic(self, ledger: Ledger, record: PoolRecord, lease: Lease,
-                      serial: bool) -> int:
+    def _take_dynamic(self, ledger: Ledger, record: PoolRecord, lease: Lease, serial: bool) -> int:
         """Take the lowest free address of the pool's range, or the next one after the cursor.
 
         In a pool that parks released addresses: an endpoint that had an address within the
@@ -334,7 +417,8 @@ class Ipam:
                 ledger.unpark(record.subnet_id, taken)
         if taken is None:
             raise NoAvailableAddress(
-                f"ip-range {record.subpool} of pool {record.subnet.cidr}" if record.subpool
+                f"ip-range {record.subpool} of pool {record.subnet.cidr}"
+                if record.subpool
                 else f"pool {record.subnet.cidr}"
             )
         if serial:
@@ -342,8 +426,9 @@ class Ipam:
         return taken
 
     @staticmethod
-    def _shared_gateway(ledger: Ledger, record: PoolRecord, kind: str,
-                        wanted: netaddr.IPAddress | None) -> int | None:
+    def _shared_gateway(
+        ledger: Ledger, record: PoolRecord, kind: str, wanted: netaddr.IPAddress | None
+    ) -> int | None:
         """The one gateway of a shared pool, which every host's network asks for.
 
         This is the only request answered with an existing lease. It cannot give one address
@@ -392,8 +477,11 @@ class Ipam:
 
     def _release(self, ledger: Ledger, record: PoolRecord, value: int, action: str) -> bool:
         """Drop a lease; park the address or free it. False when it was not leased."""
-        if (record.shared and ledger.gateway_of(record.subnet_id, record.id) == value
-                and set(ledger.attached_hosts(record.id)) - {self.host_id}):
+        if (
+            record.shared
+            and ledger.gateway_of(record.subnet_id, record.id) == value
+            and set(ledger.attached_hosts(record.id)) - {self.host_id}
+        ):
             log.info("gateway %s of shared pool %s stays: other hosts use it", value, record.id)
             return False
         lease = ledger.drop_lease(record.subnet_id, value)
@@ -407,12 +495,28 @@ class Ipam:
         else:
             self._free(ledger, record, value)
         address = str(netaddr.IPAddress(value, record.subnet.version))
-        ledger.record(self.host_id, action, record.id, address, lease,
-                      detail=f"parked for {keep}s" if keep else None)
-        log.info("address %s released in pool %s%s", address, record.id,
-                 f" (parked for {keep}s)" if keep else "",
-                 extra={"event": action, "pool": record.id, "address": address,
-                        "kind": lease.kind, "mac": lease.mac, "endpoint": lease.name})
+        ledger.record(
+            self.host_id,
+            action,
+            record.id,
+            address,
+            lease,
+            detail=f"parked for {keep}s" if keep else None,
+        )
+        log.info(
+            "address %s released in pool %s%s",
+            address,
+            record.id,
+            f" (parked for {keep}s)" if keep else "",
+            extra={
+                "event": action,
+                "pool": record.id,
+                "address": address,
+                "kind": lease.kind,
+                "mac": lease.mac,
+                "endpoint": lease.name,
+            },
+        )
         return True
 
     @staticmethod

@@ -2,7 +2,13 @@
 
 import pytest
 
-POOL = {"AddressSpace": "LocalDefault", "Pool": "192.0.2.0/24", "SubPool": "", "Options": {}, "V6": False}
+POOL = {
+    "AddressSpace": "LocalDefault",
+    "Pool": "192.0.2.0/24",
+    "SubPool": "",
+    "Options": {},
+    "V6": False,
+}
 
 
 def err(message):
@@ -15,23 +21,38 @@ def test_activation_announces_an_ipam_driver(plugin):
 
 def test_capabilities_ask_for_the_mac_address_and_no_replay(plugin):
     assert plugin.call("GetCapabilities") == (
-        200, {"RequiresMACAddress": True, "RequiresRequestReplay": False})
+        200,
+        {"RequiresMACAddress": True, "RequiresRequestReplay": False},
+    )
 
 
 def test_default_address_spaces_are_two_distinct_names(plugin):
     assert plugin.call("GetDefaultAddressSpaces") == (
-        200, {"LocalDefaultAddressSpace": "LocalDefault", "GlobalDefaultAddressSpace": "GlobalDefault"})
+        200,
+        {"LocalDefaultAddressSpace": "LocalDefault", "GlobalDefaultAddressSpace": "GlobalDefault"},
+    )
 
 
 def test_a_pool_and_an_address_round_trip(plugin):
     assert plugin.call("RequestPool", POOL) == (
-        200, {"PoolID": "LocalDefault/192.0.2.0/24", "Pool": "192.0.2.0/24", "Data": {}})
-    assert plugin.call("RequestAddress", {"PoolID": "LocalDefault/192.0.2.0/24", "Address": "",
-                                          "Options": {"RequestAddressType": "com.docker.network.gateway"}}) == (
-        200, {"Address": "192.0.2.1/24", "Data": {}})
-    assert plugin.call("RequestAddress", {"PoolID": "LocalDefault/192.0.2.0/24", "Address": "192.0.2.9", "Options": None}) == (
-        200, {"Address": "192.0.2.9/24", "Data": {}})
-    assert plugin.call("ReleaseAddress", {"PoolID": "LocalDefault/192.0.2.0/24", "Address": "192.0.2.9"}) == (200, {})
+        200,
+        {"PoolID": "LocalDefault/192.0.2.0/24", "Pool": "192.0.2.0/24", "Data": {}},
+    )
+    assert plugin.call(
+        "RequestAddress",
+        {
+            "PoolID": "LocalDefault/192.0.2.0/24",
+            "Address": "",
+            "Options": {"RequestAddressType": "com.docker.network.gateway"},
+        },
+    ) == (200, {"Address": "192.0.2.1/24", "Data": {}})
+    assert plugin.call(
+        "RequestAddress",
+        {"PoolID": "LocalDefault/192.0.2.0/24", "Address": "192.0.2.9", "Options": None},
+    ) == (200, {"Address": "192.0.2.9/24", "Data": {}})
+    assert plugin.call(
+        "ReleaseAddress", {"PoolID": "LocalDefault/192.0.2.0/24", "Address": "192.0.2.9"}
+    ) == (200, {})
     assert plugin.call("ReleasePool", {"PoolID": "LocalDefault/192.0.2.0/24"}) == (200, {})
 
 
@@ -39,49 +60,93 @@ def test_options_null_and_missing_optional_keys_are_normal(plugin):
     assert plugin.call("RequestPool", {"AddressSpace": "LocalDefault", "Options": None})[0] == 200
 
 
-@pytest.mark.parametrize(("method", "body", "status", "message"), [
-    ("RequestPool", b"", 400, "empty request body: expected a JSON object"),
-    ("RequestPool", b"{", 400, "request body is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
-    ("RequestPool", b"[]", 400, "request body must be a JSON object, not list"),
-    ("RequestPool", b'{"Pool": "192.0.2.0/24"}', 400, "missing AddressSpace in request body"),
-    ("RequestPool", b'{"AddressSpace": 4}', 400, "AddressSpace must be a string, not int 4"),
-    ("RequestPool", b'{"AddressSpace": "LocalDefault", "V6": "yes"}', 400, 'V6 must be true or false, not str "yes"'),
-    ("RequestPool", b'{"AddressSpace": "LocalDefault", "Options": []}', 400, "Options must be an object of strings or null, not list []"),
-    ("RequestPool", b'{"AddressSpace": "LocalDefault", "Options": {"a": 1}}', 400, "Options['a'] must be a string, not int 1"),
-    ("RequestPool", b'{"AddressSpace": "LocalDefault", "Pool": "banana"}', 400, "invalid pool 'banana': expected a CIDR such as 192.0.2.0/24"),
-    ("RequestAddress", b'{"Address": ""}', 400, "missing PoolID in request body"),
-    ("RequestAddress", b'{"PoolID": "LocalDefault/203.0.113.0/24"}', 404, "pool 'LocalDefault/203.0.113.0/24' not found"),
-    ("ReleaseAddress", b'{"PoolID": "x"}', 400, "missing Address in request body"),
-    ("ReleasePool", b'{"PoolID": ""}', 400, "PoolID must not be empty"),
-])
-def test_bad_requests_get_a_non_200_and_an_err_naming_the_problem(plugin, method, body, status, message):
+@pytest.mark.parametrize(
+    ("method", "body", "status", "message"),
+    [
+        ("RequestPool", b"", 400, "empty request body: expected a JSON object"),
+        (
+            "RequestPool",
+            b"{",
+            400,
+            "request body is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        ),
+        ("RequestPool", b"[]", 400, "request body must be a JSON object, not list"),
+        ("RequestPool", b'{"Pool": "192.0.2.0/24"}', 400, "missing AddressSpace in request body"),
+        ("RequestPool", b'{"AddressSpace": 4}', 400, "AddressSpace must be a string, not int 4"),
+        (
+            "RequestPool",
+            b'{"AddressSpace": "LocalDefault", "V6": "yes"}',
+            400,
+            'V6 must be true or false, not str "yes"',
+        ),
+        (
+            "RequestPool",
+            b'{"AddressSpace": "LocalDefault", "Options": []}',
+            400,
+            "Options must be an object of strings or null, not list []",
+        ),
+        (
+            "RequestPool",
+            b'{"AddressSpace": "LocalDefault", "Options": {"a": 1}}',
+            400,
+            "Options['a'] must be a string, not int 1",
+        ),
+        (
+            "RequestPool",
+            b'{"AddressSpace": "LocalDefault", "Pool": "banana"}',
+            400,
+            "invalid pool 'banana': expected a CIDR such as 192.0.2.0/24",
+        ),
+        ("RequestAddress", b'{"Address": ""}', 400, "missing PoolID in request body"),
+        (
+            "RequestAddress",
+            b'{"PoolID": "LocalDefault/203.0.113.0/24"}',
+            404,
+            "pool 'LocalDefault/203.0.113.0/24' not found",
+        ),
+        ("ReleaseAddress", b'{"PoolID": "x"}', 400, "missing Address in request body"),
+        ("ReleasePool", b'{"PoolID": ""}', 400, "PoolID must not be empty"),
+    ],
+)
+def test_bad_requests_get_a_non_200_and_an_err_naming_the_problem(
+    plugin, method, body, status, message
+):
     assert plugin.raw(f"/IpamDriver.{method}", body) == (status, err(message))
 
 
 def test_a_conflict_is_a_409_with_the_builtin_wording(plugin):
     plugin.call("RequestPool", POOL)
     plugin.call("RequestAddress", {"PoolID": "LocalDefault/192.0.2.0/24", "Address": "192.0.2.9"})
-    assert plugin.call("RequestAddress", {"PoolID": "LocalDefault/192.0.2.0/24", "Address": "192.0.2.9"}) == (
-        409, err("Address already in use: 192.0.2.9 (held by an auxiliary address in 192.0.2.0/24)"))
+    assert plugin.call(
+        "RequestAddress", {"PoolID": "LocalDefault/192.0.2.0/24", "Address": "192.0.2.9"}
+    ) == (
+        409,
+        err("Address already in use: 192.0.2.9 (held by an auxiliary address in 192.0.2.0/24)"),
+    )
     status, body = plugin.call("RequestPool", POOL)
     assert status == 409
     assert body["Err"].startswith(
         "Pool overlaps with other one on this address space: 192.0.2.0/24 overlaps 192.0.2.0/24 "
-        "in address space LocalDefault: 192.0.2.0/24 is pool LocalDefault/192.0.2.0/24, created ")
+        "in address space LocalDefault: 192.0.2.0/24 is pool LocalDefault/192.0.2.0/24, created "
+    )
     assert "ago, holding 1 lease; if no Docker network uses it any more" in body["Err"]
     assert body["Err"].endswith("'ipledger gc --apply' reclaims it")
 
 
 def test_unknown_endpoints_and_methods_answer_json(plugin):
     assert plugin.raw("/IpamDriver.Bogus", b"{}") == (
-        404, err("unknown endpoint '/IpamDriver.Bogus': not an IpamDriver call"))
+        404,
+        err("unknown endpoint '/IpamDriver.Bogus': not an IpamDriver call"),
+    )
     response = plugin.client.get("/IpamDriver.RequestPool")
     assert response.status_code == 405
     assert response.get_json() == err("GET is not allowed on '/IpamDriver.RequestPool': use POST")
 
 
 def test_a_body_over_64_kib_is_refused(plugin):
-    status, body = plugin.raw("/IpamDriver.RequestPool", b'{"AddressSpace": "' + b"x" * 70000 + b'"}')
+    status, body = plugin.raw(
+        "/IpamDriver.RequestPool", b'{"AddressSpace": "' + b"x" * 70000 + b'"}'
+    )
     assert (status, body) == (413, err("request body too large: at most 65536 bytes"))
 
 
@@ -89,25 +154,43 @@ def test_an_unexpected_failure_is_a_500_without_a_traceback(plugin, monkeypatch,
     ipam = plugin.client.application.extensions["ipledger"]
     monkeypatch.setattr(ipam, "request_pool", lambda *a: 1 / 0)
     status, body = plugin.call("RequestPool", POOL)
-    assert (status, body) == (500, err("internal error in ipledger (ZeroDivisionError); see the plugin's log"))
+    assert (status, body) == (
+        500,
+        err("internal error in ipledger (ZeroDivisionError); see the plugin's log"),
+    )
     assert "Traceback" in caplog.text  # the log has it, Docker does not
 
 
-def test_a_recreated_endpoint_with_the_same_docker_29_name_gets_its_address_back_within_the_hold(plugin):
+def test_a_recreated_endpoint_with_the_same_docker_29_name_gets_its_address_back_within_the_hold(
+    plugin,
+):
     pool = {**POOL, "Options": {"ipledger.hold": "10m"}}
     pool_id = plugin.call("RequestPool", pool)[1]["PoolID"]
 
     def request(mac, name):
-        options = {"com.docker.network.endpoint.macaddress": mac, "com.docker.network.endpoint.name": name}
-        return plugin.call("RequestAddress", {"PoolID": pool_id, "Address": "", "Options": options})[1]["Address"]
+        options = {
+            "com.docker.network.endpoint.macaddress": mac,
+            "com.docker.network.endpoint.name": name,
+        }
+        return plugin.call(
+            "RequestAddress", {"PoolID": pool_id, "Address": "", "Options": options}
+        )[1]["Address"]
 
     db = request("02:00:00:00:00:01", "db")
-    assert plugin.call("ReleaseAddress", {"PoolID": pool_id, "Address": db.split("/")[0]}) == (200, {})
+    assert plugin.call("ReleaseAddress", {"PoolID": pool_id, "Address": db.split("/")[0]}) == (
+        200,
+        {},
+    )
     assert request("02:00:00:00:00:02", "web") != db
     assert request("02:00:00:00:00:03", "db") == db
 
 
 def test_a_bad_reuse_option_is_answered_with_an_error_naming_it(plugin):
-    status, body = plugin.call("RequestPool", {**POOL, "Options": {"ipledger.quarantine": "a while"}})
+    status, body = plugin.call(
+        "RequestPool", {**POOL, "Options": {"ipledger.quarantine": "a while"}}
+    )
     assert status == 400
-    assert body["Err"] == "invalid ipledger.quarantine 'a while': expected a duration such as 60s, 15m, 2h or 7d"
+    assert (
+        body["Err"]
+        == "invalid ipledger.quarantine 'a while': expected a duration such as 60s, 15m, 2h or 7d"
+    )

@@ -51,7 +51,9 @@ def replay(plugin, path: Path) -> list[tuple[str, dict, dict]]:
         body = record["body"]
         assert record["content_type"] is None
         if body is not None and "AddressSpace" in body:
-            body["AddressSpace"] = {"local": "LocalDefault", "global": "GlobalDefault"}[body["AddressSpace"]]
+            body["AddressSpace"] = {"local": "LocalDefault", "global": "GlobalDefault"}[
+                body["AddressSpace"]
+            ]
         stub = None
         if body is not None and "PoolID" in body:
             stub_id = body["PoolID"]
@@ -60,7 +62,11 @@ def replay(plugin, path: Path) -> list[tuple[str, dict, dict]]:
             stub = pools[stub_id]
             body["PoolID"] = stub.ours_id
         if method == "RequestAddress" and stub is not None:
-            stub_address = int(netaddr.IPAddress(body["Address"])) if body["Address"] else stub.stub_lowest_free()
+            stub_address = (
+                int(netaddr.IPAddress(body["Address"]))
+                if body["Address"]
+                else stub.stub_lowest_free()
+            )
             if body["Address"]:
                 body["Address"] = stub.translate(body["Address"])
         if method == "ReleaseAddress" and stub is not None:
@@ -91,7 +97,11 @@ def test_every_recorded_docker_call_succeeds_and_leaves_nothing_behind(plugin, e
     assert all("/" in a for a in leased)
     from tests.integration.test_ledger import snapshot
 
-    leftovers = {name: rows for name, rows in snapshot(engine).items() if name not in ("alembic_version", "history") and rows}
+    leftovers = {
+        name: rows
+        for name, rows in snapshot(engine).items()
+        if name not in ("alembic_version", "history") and rows
+    }
     assert leftovers == {}
 
 

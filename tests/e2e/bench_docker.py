@@ -34,8 +34,15 @@ def main() -> None:
     try:
         daemon.make_busybox_image()
         daemon.docker("network", "create", "--subnet", "198.51.100.0/24", "bench-builtin")
-        daemon.docker("network", "create", "--ipam-driver", plugin.name, "--subnet",
-                      "203.0.113.0/24", "bench-ipledger")
+        daemon.docker(
+            "network",
+            "create",
+            "--ipam-driver",
+            plugin.name,
+            "--subnet",
+            "203.0.113.0/24",
+            "bench-ipledger",
+        )
         times: dict[str, list[float]] = {"bench-builtin": [], "bench-ipledger": []}
         for network in times:  # warm-up
             daemon.docker("run", "--rm", "--network", network, IMAGE, "true")
@@ -50,7 +57,9 @@ def main() -> None:
         print(f"{'network':<16}{'median ms':>10}{'p90 ms':>9}")
         for network, seen in times.items():
             p90 = sorted(seen)[int(0.9 * (len(seen) - 1))]
-            print(f"{network.removeprefix('bench-'):<16}{statistics.median(seen):>10.1f}{p90:>9.1f}")
+            print(
+                f"{network.removeprefix('bench-'):<16}{statistics.median(seen):>10.1f}{p90:>9.1f}"
+            )
         print(f"ipledger / built-in: {ours / builtin:.3f}")
     finally:
         daemon.stop()

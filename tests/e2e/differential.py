@@ -20,12 +20,23 @@ IMAGE = "busybox-local:latest"
 
 ERROR_KINDS = (
     ("in use", ("already in use", "already allocated")),
-    ("out of range", ("out of range", "does not belong", "no matching subnet", "not in subnet",
-                      "is not contained", "not inside")),
+    (
+        "out of range",
+        (
+            "out of range",
+            "does not belong",
+            "no matching subnet",
+            "not in subnet",
+            "is not contained",
+            "not inside",
+        ),
+    ),
     ("full", ("no available addresses", "no available ip")),
     ("overlap", ("overlap",)),
-    ("no pool", ("could not find an available", "no available network", "no available pool",
-                 "no free")),
+    (
+        "no pool",
+        ("could not find an available", "no available network", "no available pool", "no free"),
+    ),
 )
 
 
@@ -40,8 +51,9 @@ def error_kind(stderr: str) -> str:
 class Scenario:
     """The steps of one scenario against one daemon, with one IPAM driver."""
 
-    def __init__(self, daemon: DockerDaemon, driver: str | None, prefix: str,
-                 workdir: Path | None = None) -> None:
+    def __init__(
+        self, daemon: DockerDaemon, driver: str | None, prefix: str, workdir: Path | None = None
+    ) -> None:
         self.daemon = daemon
         self.driver = driver
         self.ipam = ["--ipam-driver", driver] if driver else []
@@ -75,17 +87,23 @@ class Scenario:
         return False
 
     def create(self, net: str, *args: str) -> None:
-        if not self._docker(("create", net), "network", "create", *self.ipam, *args,
-                            self._name(net)):
+        if not self._docker(
+            ("create", net), "network", "create", *self.ipam, *args, self._name(net)
+        ):
             return
         configs = self.daemon.network_ipam(self._name(net))
         self.subnets[net] = [netaddr.IPNetwork(c["Subnet"]) for c in configs]
         shape = []
         for c, subnet in zip(configs, self.subnets[net], strict=True):
             gateway = c.get("Gateway")
-            shape.append((subnet.version, subnet.prefixlen,
-                          self._offset(net, gateway) if gateway else None,
-                          self._range(subnet, c.get("IPRange"))))
+            shape.append(
+                (
+                    subnet.version,
+                    subnet.prefixlen,
+                    self._offset(net, gateway) if gateway else None,
+                    self._range(subnet, c.get("IPRange")),
+                )
+            )
         self.outcomes.append(("create", net, "ok", sorted(shape, key=str)))
 
     @staticmethod
@@ -98,16 +116,30 @@ class Scenario:
     def addresses(self, ctr: str) -> dict[str, tuple[int | None, int | None]]:
         seen = self.daemon.container_addresses(self._name(ctr))
         return {
-            name.removeprefix(f"{self.prefix}-"): (self._offset(name.removeprefix(f"{self.prefix}-"), v4),
-                                                   self._offset(name.removeprefix(f"{self.prefix}-"), v6))
+            name.removeprefix(f"{self.prefix}-"): (
+                self._offset(name.removeprefix(f"{self.prefix}-"), v4),
+                self._offset(name.removeprefix(f"{self.prefix}-"), v6),
+            )
             for name, (v4, v6) in seen.items()
         }
 
     def run(self, ctr: str, net: str, *args: str, mac: str | None = None) -> None:
         flags = ["--mac-address", mac] if mac else []
-        ok = self._docker(("run", ctr), "run", "-d", "--name", self._name(ctr), "--network",
-                          self._name(net), *flags, *args, IMAGE, "sleep", "600",
-                          cli=self.daemon.mac_cli if mac else None)
+        ok = self._docker(
+            ("run", ctr),
+            "run",
+            "-d",
+            "--name",
+            self._name(ctr),
+            "--network",
+            self._name(net),
+            *flags,
+            *args,
+            IMAGE,
+            "sleep",
+            "600",
+            cli=self.daemon.mac_cli if mac else None,
+        )
         if ok:
             self.outcomes.append(("run", ctr, "ok", self.addresses(ctr)))
         else:
@@ -123,13 +155,15 @@ class Scenario:
             self.outcomes.append(("restart", ctr, "ok", self.addresses(ctr)))
 
     def connect(self, net: str, ctr: str, *args: str) -> None:
-        if self._docker(("connect", net, ctr), "network", "connect", *args, self._name(net),
-                        self._name(ctr)):
+        if self._docker(
+            ("connect", net, ctr), "network", "connect", *args, self._name(net), self._name(ctr)
+        ):
             self.outcomes.append(("connect", net, ctr, "ok", self.addresses(ctr)))
 
     def disconnect(self, net: str, ctr: str) -> None:
-        if self._docker(("disconnect", net, ctr), "network", "disconnect", self._name(net),
-                        self._name(ctr)):
+        if self._docker(
+            ("disconnect", net, ctr), "network", "disconnect", self._name(net), self._name(ctr)
+        ):
             self.outcomes.append(("disconnect", net, ctr, "ok", self.addresses(ctr)))
 
     def netrm(self, net: str) -> None:
@@ -150,20 +184,24 @@ class Scenario:
         if self.driver:
             ipam["driver"] = self.driver
         project = {
-            "services": {"web": {"image": IMAGE, "command": ["sleep", "600"],
-                                 "networks": [net]}},
+            "services": {"web": {"image": IMAGE, "command": ["sleep", "600"], "networks": [net]}},
             "networks": {net: {"name": self._name(net), "ipam": ipam}},
         }
         path = self.workdir / f"{self.prefix}-compose.json"
         path.write_text(json.dumps(project))
         result = subprocess.run(
             [compose_binary(), "-p", self._name("p"), "-f", str(path), *args],
-            env=self.daemon.env, capture_output=True, text=True, timeout=300)
+            env=self.daemon.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if not self._outcome(("compose", *args), result):
             return
         if net not in self.subnets and args[0] == "up":
-            self.subnets[net] = [netaddr.IPNetwork(c["Subnet"])
-                                 for c in self.daemon.network_ipam(self._name(net))]
+            self.subnets[net] = [
+                netaddr.IPNetwork(c["Subnet"]) for c in self.daemon.network_ipam(self._name(net))
+            ]
         if args[0] == "down":
             self.subnets.pop(net, None)
         found = self._project_addresses(net)
@@ -175,8 +213,13 @@ class Scenario:
         """(container, offset) of every container of the project: which numbers compose gave
         them is its business, so only the set of offsets per state is compared."""
         names = self.daemon.docker(
-            "ps", "-a", "--filter", f"label=com.docker.compose.project={self._name('p')}",
-            "--format", "{{.Names}} {{.State}}").stdout.split("\n")
+            "ps",
+            "-a",
+            "--filter",
+            f"label=com.docker.compose.project={self._name('p')}",
+            "--format",
+            "{{.Names}} {{.State}}",
+        ).stdout.split("\n")
         found = []
         for line in filter(None, names):
             name, state = line.split()
@@ -189,5 +232,11 @@ def compose_binary() -> str:
     """Compose v2 from Debian trixie's docker-compose package, unpacked like dockerd."""
     from tests.e2e.engines import unpacked
 
-    return str(unpacked("trixie", ("docker-compose",)) / "usr" / "libexec" / "docker" /
-               "cli-plugins" / "docker-compose")
+    return str(
+        unpacked("trixie", ("docker-compose",))
+        / "usr"
+        / "libexec"
+        / "docker"
+        / "cli-plugins"
+        / "docker-compose"
+    )

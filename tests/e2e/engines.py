@@ -42,11 +42,21 @@ def unpacked(suite: str, packages: tuple[str, ...]) -> Path:
             (directory / "lists" / "partial").mkdir(parents=True, exist_ok=True)
             sources = directory / "sources.list"
             sources.write_text(f"deb http://deb.debian.org/debian {suite} main\n")
-            options = ["-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
-                       "-o", f"Dir::State::Lists={directory / 'lists'}"]
+            options = [
+                "-o",
+                f"Dir::Etc::SourceList={sources}",
+                "-o",
+                "Dir::Etc::SourceParts=/dev/null",
+                "-o",
+                f"Dir::State::Lists={directory / 'lists'}",
+            ]
             subprocess.run(["apt-get", *options, "-qq", "update"], check=True, capture_output=True)
-            subprocess.run(["apt-get", *options, "-qq", "download", *missing], cwd=directory,
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["apt-get", *options, "-qq", "download", *missing],
+                cwd=directory,
+                check=True,
+                capture_output=True,
+            )
         for package in packages:
             marker = directory / f".unpacked-{package}"
             if not marker.exists():

@@ -49,11 +49,26 @@ class DockerDaemon:
         r = self.root
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [self.engine.dockerd, "--data-root", f"{r}/data", "--exec-root", f"{r}/exec",
-                 "--pidfile", f"{r}/pid", "-H", f"unix://{self.socket}",
-                 "--storage-driver", "vfs", "--iptables=false", "--ip-masq=false",
-                 "--bridge=none"],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+                [
+                    self.engine.dockerd,
+                    "--data-root",
+                    f"{r}/data",
+                    "--exec-root",
+                    f"{r}/exec",
+                    "--pidfile",
+                    f"{r}/pid",
+                    "-H",
+                    f"unix://{self.socket}",
+                    "--storage-driver",
+                    "vfs",
+                    "--iptables=false",
+                    "--ip-masq=false",
+                    "--bridge=none",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
             )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -85,8 +100,9 @@ class DockerDaemon:
         ids = self.docker("ps", "-aq", check=False).stdout.split()
         if ids:
             self.docker("rm", "-f", *ids, check=False)
-        networks = self.docker("network", "ls", "-q", "--filter", "type=custom",
-                               check=False).stdout.split()
+        networks = self.docker(
+            "network", "ls", "-q", "--filter", "type=custom", check=False
+        ).stdout.split()
         if networks:
             self.docker("network", "rm", *networks, check=False)
 
@@ -101,10 +117,16 @@ class DockerDaemon:
         network, which needs API 1.44 (Docker 25); Debian's own 20.10 CLI sends it the old way."""
         return self.cli_binary if self.major_minor >= (25, 0) else "/usr/bin/docker"
 
-    def docker(self, *args: str, check: bool = True, timeout: float = 120,
-               cli: str | None = None) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([cli or self.cli_binary, *args], env=self.env,
-                                capture_output=True, text=True, timeout=timeout)
+    def docker(
+        self, *args: str, check: bool = True, timeout: float = 120, cli: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [cli or self.cli_binary, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
         return result
@@ -124,14 +146,21 @@ class DockerDaemon:
             if not link.exists():
                 link.symlink_to("busybox")
         tar = subprocess.run(["tar", "-C", str(image), "-c", "."], capture_output=True, check=True)
-        subprocess.run([self.cli_binary, "import", "-", tag], input=tar.stdout, env=self.env,
-                       capture_output=True, check=True)
+        subprocess.run(
+            [self.cli_binary, "import", "-", tag],
+            input=tar.stdout,
+            env=self.env,
+            capture_output=True,
+            check=True,
+        )
         return tag
 
     def container_addresses(self, container: str) -> dict[str, tuple[str, str]]:
         """network name -> (IPv4 address, IPv6 address) as Docker has them."""
         out = self.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", container).stdout
-        return {name: (n["IPAddress"], n["GlobalIPv6Address"]) for name, n in json.loads(out).items()}
+        return {
+            name: (n["IPAddress"], n["GlobalIPv6Address"]) for name, n in json.loads(out).items()
+        }
 
     def running_addresses(self, network: str) -> dict[str, str]:
         """container name -> IPv4 address, for the running containers on `network`."""
@@ -155,8 +184,15 @@ class DockerDaemon:
 class PluginProcess:
     """`ipledger serve` under gunicorn, as a legacy plugin at /run/docker/plugins/NAME.sock."""
 
-    def __init__(self, name: str, db_url: str, workdir: Path, workers: int = 2,
-                 extra_env: dict[str, str] | None = None, socket: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        db_url: str,
+        workdir: Path,
+        workers: int = 2,
+        extra_env: dict[str, str] | None = None,
+        socket: str | None = None,
+    ) -> None:
         self.name = name
         self.socket = socket or str(PLUGIN_DIR / f"{name}.sock")
         self.db_url = db_url
@@ -171,9 +207,22 @@ class PluginProcess:
         started = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "driver", "serve", "--socket", self.socket,
-                 "--db", self.db_url, "--workers", str(self.workers)],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "driver",
+                    "serve",
+                    "--socket",
+                    self.socket,
+                    "--db",
+                    self.db_url,
+                    "--workers",
+                    str(self.workers),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
             )
         if not wait:
             return 0.0

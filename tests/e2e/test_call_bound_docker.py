@@ -16,19 +16,28 @@ IMAGE = "busybox-local"
 
 
 def test_docker_run_with_the_ledger_partitioned_fails_within_the_bound_with_ipledgers_message(
-        dockerd, names, networked_postgres, tmp_path):
+    dockerd, names, networked_postgres, tmp_path
+):
     local = networked_postgres.new_database()
-    plugin = PluginProcess(f"ipl-{names}", networked_postgres.tcp_url(str(make_url(local).database)),
-                           tmp_path, extra_env={"IPLEDGER_CALL_TIMEOUT": str(BOUND)})
+    plugin = PluginProcess(
+        f"ipl-{names}",
+        networked_postgres.tcp_url(str(make_url(local).database)),
+        tmp_path,
+        extra_env={"IPLEDGER_CALL_TIMEOUT": str(BOUND)},
+    )
     plugin.start()
     net = f"{names}-pg"
     try:
-        dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "198.51.100.0/24", net)
+        dockerd.docker(
+            "network", "create", "--ipam-driver", plugin.name, "--subnet", "198.51.100.0/24", net
+        )
         dockerd.docker("run", "-d", "--name", f"{names}-a", "--network", net, IMAGE, "sleep", "600")
         networked_postgres.drop_packets()
         try:
             started = time.monotonic()
-            error = dockerd.fails("run", "-d", "--name", f"{names}-b", "--network", net, IMAGE, "sleep", "600")
+            error = dockerd.fails(
+                "run", "-d", "--name", f"{names}-b", "--network", net, IMAGE, "sleep", "600"
+            )
             elapsed = time.monotonic() - started
         finally:
             networked_postgres.heal()

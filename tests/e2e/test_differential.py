@@ -69,8 +69,17 @@ def exhaustion_and_recovery(s: Scenario) -> None:
 
 
 def gateway_and_aux(s: Scenario) -> None:
-    s.create("n", "--subnet", V4, "--gateway", "198.51.100.254",
-             "--aux-address", "a1=198.51.100.1", "--aux-address", "a2=198.51.100.3")
+    s.create(
+        "n",
+        "--subnet",
+        V4,
+        "--gateway",
+        "198.51.100.254",
+        "--aux-address",
+        "a1=198.51.100.1",
+        "--aux-address",
+        "a2=198.51.100.3",
+    )
     s.run("a", "n")
     s.run("b", "n")
     s.run("c", "n", "--ip", "198.51.100.3")
@@ -102,8 +111,16 @@ def dual_stack(s: Scenario) -> None:
 
 
 def ipv6_ip_range(s: Scenario) -> None:
-    s.create("n", "--ipv6", "--subnet", V4, "--subnet", "2001:db8:2::/64",
-             "--ip-range", "2001:db8:2::100/120")
+    s.create(
+        "n",
+        "--ipv6",
+        "--subnet",
+        V4,
+        "--subnet",
+        "2001:db8:2::/64",
+        "--ip-range",
+        "2001:db8:2::100/120",
+    )
     s.run("a", "n")
     s.run("b", "n", "--ip6", "2001:db8:2::5")
     s.run("c", "n")
@@ -203,11 +220,26 @@ def compose_scale_down_and_recreate(s: Scenario) -> None:
 
 
 SCENARIOS: dict[str, Callable[[Scenario], None]] = {
-    f.__name__: f for f in (
-        allocation_order, lowest_free_reuse, ip_range, static_conflicts, exhaustion_and_recovery,
-        gateway_and_aux, invalid_gateway_and_range, overlap_and_reuse, dual_stack, ipv6_ip_range,
-        large_ipv6_subnet, without_subnet, restart, small_subnets, connect_disconnect, ipv6_only,
-        one_mac_for_two_containers, connect_with_ip_to_running_containers,
+    f.__name__: f
+    for f in (
+        allocation_order,
+        lowest_free_reuse,
+        ip_range,
+        static_conflicts,
+        exhaustion_and_recovery,
+        gateway_and_aux,
+        invalid_gateway_and_range,
+        overlap_and_reuse,
+        dual_stack,
+        ipv6_ip_range,
+        large_ipv6_subnet,
+        without_subnet,
+        restart,
+        small_subnets,
+        connect_disconnect,
+        ipv6_only,
+        one_mac_for_two_containers,
+        connect_with_ip_to_running_containers,
         compose_scale_down_and_recreate,
     )
 }
@@ -239,8 +271,12 @@ KNOWN_DIFFERENCES: dict[tuple[str, str], tuple[str, Callable[[Outcomes], Outcome
     ("small_subnets", "20.10"): (
         "Docker 20.10 reserves the two addresses of a /31; ipledger follows RFC 3021 like "
         "Docker 23 and later: both are usable, the first goes to the gateway",
-        lambda b: [*b[:3], ("create", "o", "ok", [(4, 31, None, None)]),
-                   ("run", "c", "ok", {"o": (1, None)}), ("run", "d", "failed", "full")],
+        lambda b: [
+            *b[:3],
+            ("create", "o", "ok", [(4, 31, None, None)]),
+            ("run", "c", "ok", {"o": (1, None)}),
+            ("run", "d", "failed", "full"),
+        ],
     ),
 }
 KNOWN_DIFFERENCES[("large_ipv6_subnet", "26.1")] = KNOWN_DIFFERENCES[("large_ipv6_subnet", "20.10")]
@@ -255,8 +291,12 @@ def test_ipledger_behaves_like_the_builtin_ipam(dockerd, names, tmp_path, name):
     scenario(builtin)
     dockerd.remove_all()
 
-    plugin = PluginProcess(f"ipl-{names}", f"sqlite:///{tmp_path}/ledger.db", tmp_path,
-                           extra_env=SCENARIO_ENV.get(name))
+    plugin = PluginProcess(
+        f"ipl-{names}",
+        f"sqlite:///{tmp_path}/ledger.db",
+        tmp_path,
+        extra_env=SCENARIO_ENV.get(name),
+    )
     plugin.start()
     try:
         ours = Scenario(dockerd, plugin.name, f"i{names}", tmp_path)

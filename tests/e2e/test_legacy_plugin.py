@@ -32,20 +32,39 @@ def test_a_network_without_a_subnet_gets_one_from_the_default_pools(dockerd, plu
     assert all(s.prefixlen == 24 and s in netaddr.IPNetwork("10.128.0.0/9") for s in subnets)
     assert [c["Gateway"] for c in configs] == [str(s[1]) for s in subnets]
     assert run(dockerd, f"{names}-c", f"{names}-a")[0] == str(subnets[0][2])
-    assert plugin.leases() == {str(subnets[0]): {str(subnets[0][1]), str(subnets[0][2])},
-                               str(subnets[1]): {str(subnets[1][1])}}
+    assert plugin.leases() == {
+        str(subnets[0]): {str(subnets[0][1]), str(subnets[0][2])},
+        str(subnets[1]): {str(subnets[1][1])},
+    }
 
 
 def test_subnet_gateway_ip_range_and_aux_addresses_are_honoured(dockerd, plugin, names):
     net = f"{names}-full"
-    dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "203.0.113.0/24",
-                   "--gateway", "203.0.113.254", "--ip-range", "203.0.113.128/25",
-                   "--aux-address", "host1=203.0.113.10", net)
+    dockerd.docker(
+        "network",
+        "create",
+        "--ipam-driver",
+        plugin.name,
+        "--subnet",
+        "203.0.113.0/24",
+        "--gateway",
+        "203.0.113.254",
+        "--ip-range",
+        "203.0.113.128/25",
+        "--aux-address",
+        "host1=203.0.113.10",
+        net,
+    )
     assert run(dockerd, f"{names}-1", net)[0] == "203.0.113.128"
     assert run(dockerd, f"{names}-2", net, "--ip", "203.0.113.50")[0] == "203.0.113.50"
     assert run(dockerd, f"{names}-3", net)[0] == "203.0.113.129"
-    assert plugin.leases()["203.0.113.0/24"] == {"203.0.113.254", "203.0.113.10", "203.0.113.128",
-                                               "203.0.113.50", "203.0.113.129"}
+    assert plugin.leases()["203.0.113.0/24"] == {
+        "203.0.113.254",
+        "203.0.113.10",
+        "203.0.113.128",
+        "203.0.113.50",
+        "203.0.113.129",
+    }
     # conflicts: taken by a container, by the gateway, by an aux address, outside the subnet
     for taken in ("203.0.113.50", "203.0.113.254", "203.0.113.10"):
         error = dockerd.fails("run", "--rm", "--network", net, "--ip", taken, IMAGE, "true")
@@ -64,33 +83,74 @@ def test_subnet_gateway_ip_range_and_aux_addresses_are_honoured(dockerd, plugin,
 
 def test_a_dual_stack_network_with_static_ipv4_and_ipv6(dockerd, plugin, names):
     net = f"{names}-dual"
-    dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--ipv6",
-                   "--subnet", "198.51.100.0/24", "--subnet", "2001:db8:1::/64", net)
+    dockerd.docker(
+        "network",
+        "create",
+        "--ipam-driver",
+        plugin.name,
+        "--ipv6",
+        "--subnet",
+        "198.51.100.0/24",
+        "--subnet",
+        "2001:db8:1::/64",
+        net,
+    )
     # Docker keeps the user's IPAM config as given; the gateways it asked for are in the ledger
-    assert plugin.leases() == {"198.51.100.0/24": {"198.51.100.1"},
-                               "2001:db8:1::/64": {"2001:db8:1::1"}}
+    assert plugin.leases() == {
+        "198.51.100.0/24": {"198.51.100.1"},
+        "2001:db8:1::/64": {"2001:db8:1::1"},
+    }
     assert run(dockerd, f"{names}-1", net) == ("198.51.100.2", "2001:db8:1::2")
     assert run(dockerd, f"{names}-2", net, "--ip", "198.51.100.77", "--ip6", "2001:db8:1::99") == (
-        "198.51.100.77", "2001:db8:1::99")
+        "198.51.100.77",
+        "2001:db8:1::99",
+    )
     error = dockerd.fails("run", "--rm", "--network", net, "--ip6", "2001:db8:1::99", IMAGE, "true")
     assert "Address already in use: 2001:db8:1::99" in error
-    assert plugin.leases()["2001:db8:1::/64"] == {"2001:db8:1::1", "2001:db8:1::2", "2001:db8:1::99"}
+    assert plugin.leases()["2001:db8:1::/64"] == {
+        "2001:db8:1::1",
+        "2001:db8:1::2",
+        "2001:db8:1::99",
+    }
 
 
 def test_an_overlapping_subnet_is_refused_and_reusable_after_network_rm(dockerd, plugin, names):
-    dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "203.0.113.0/24",
-                   f"{names}-1")
-    error = dockerd.fails("network", "create", "--ipam-driver", plugin.name, "--subnet",
-                          "203.0.113.0/25", f"{names}-2")
+    dockerd.docker(
+        "network",
+        "create",
+        "--ipam-driver",
+        plugin.name,
+        "--subnet",
+        "203.0.113.0/24",
+        f"{names}-1",
+    )
+    error = dockerd.fails(
+        "network",
+        "create",
+        "--ipam-driver",
+        plugin.name,
+        "--subnet",
+        "203.0.113.0/25",
+        f"{names}-2",
+    )
     assert "Pool overlaps with other one on this address space" in error
     dockerd.docker("network", "rm", f"{names}-1")
-    dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "203.0.113.0/25",
-                   f"{names}-2")
+    dockerd.docker(
+        "network",
+        "create",
+        "--ipam-driver",
+        plugin.name,
+        "--subnet",
+        "203.0.113.0/25",
+        f"{names}-2",
+    )
 
 
 def test_state_survives_a_sigkill_of_the_whole_plugin(dockerd, plugin, names):
     net = f"{names}-k"
-    dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "203.0.113.0/28", net)
+    dockerd.docker(
+        "network", "create", "--ipam-driver", plugin.name, "--subnet", "203.0.113.0/28", net
+    )
     before = {run(dockerd, f"{names}-{i}", net)[0] for i in range(3)}
     plugin.kill(signal.SIGKILL)
     # while it is down, Docker's error is clear and nothing is half-done

@@ -42,8 +42,9 @@ class PluginBuilder:
         self.env = dict(daemon.env, PATH=f"{bin_dir}:{daemon.env['PATH']}")
 
     def run(self, *args: str) -> str:
-        result = subprocess.run(args, cwd=REPO, env=self.env, capture_output=True, text=True,
-                                timeout=900)
+        result = subprocess.run(
+            args, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=900
+        )
         assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
         return result.stdout.strip()
 
@@ -107,7 +108,9 @@ def built(newest: DockerDaemon) -> tuple[PluginBuilder, str]:
     return builder, base
 
 
-def test_the_managed_plugin_installs_serves_and_upgrades_without_losing_a_lease(newest, built, tmp_path):
+def test_the_managed_plugin_installs_serves_and_upgrades_without_losing_a_lease(
+    newest, built, tmp_path
+):
     builder, base = built
     if newest.docker("plugin", "inspect", NAME, check=False).returncode != 0:
         builder.build(base)
@@ -121,8 +124,19 @@ def test_the_managed_plugin_installs_serves_and_upgrades_without_losing_a_lease(
 
     newest.docker("network", "create", "--ipam-driver", NAME, "--subnet", "198.51.100.0/24", "mp")
     newest.docker("run", "-d", "--name", "mp-a", "--network", "mp", IMAGE, "sleep", "600")
-    newest.docker("run", "-d", "--name", "mp-b", "--network", "mp", "--ip", "198.51.100.77", IMAGE,
-                  "sleep", "600")
+    newest.docker(
+        "run",
+        "-d",
+        "--name",
+        "mp-b",
+        "--network",
+        "mp",
+        "--ip",
+        "198.51.100.77",
+        IMAGE,
+        "sleep",
+        "600",
+    )
     before = newest.running_addresses("mp")
     assert before == {"mp-a": "198.51.100.2", "mp-b": "198.51.100.77"}
     assert (data / "ipledger.db").stat().st_mode & 0o077 == 0
@@ -147,9 +161,22 @@ def test_the_managed_plugin_installs_serves_and_upgrades_without_losing_a_lease(
     # gc on the host finds the plugin's networks by the plugin's name, without being told it,
     # and so never takes the live pool for a leak
     gc = subprocess.run(
-        [sys.executable, "-m", "driver", "gc", "--db", f"sqlite:///{data}/ipledger.db", "--grace", "0s",
-         "--apply"], capture_output=True, text=True, timeout=120,
-        env={**os.environ, "DOCKER_HOST": f"unix://{newest.socket}"})
+        [
+            sys.executable,
+            "-m",
+            "driver",
+            "gc",
+            "--db",
+            f"sqlite:///{data}/ipledger.db",
+            "--grace",
+            "0s",
+            "--apply",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DOCKER_HOST": f"unix://{newest.socket}"},
+    )
     assert gc.returncode == 0, gc.stdout + gc.stderr
     assert f"1 Docker networks use {NAME}" in gc.stdout
     assert "no leaks" in gc.stdout
@@ -157,11 +184,28 @@ def test_the_managed_plugin_installs_serves_and_upgrades_without_losing_a_lease(
 
     # swarm: the manager allocates in the global address space, the node in the local one
     # ports of their own, so that the test never meets another swarm on this machine
-    newest.docker("swarm", "init", "--advertise-addr", "127.0.0.1",
-                  "--listen-addr", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
-                  "--data-path-port", str(free_data_path_port()))
-    newest.docker("network", "create", "-d", "overlay", "--attachable", "--ipam-driver", NAME,
-                  "--subnet", "203.0.113.0/24", "ov")
+    newest.docker(
+        "swarm",
+        "init",
+        "--advertise-addr",
+        "127.0.0.1",
+        "--listen-addr",
+        f"127.0.0.1:{free_port(socket.SOCK_STREAM)}",
+        "--data-path-port",
+        str(free_data_path_port()),
+    )
+    newest.docker(
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--attachable",
+        "--ipam-driver",
+        NAME,
+        "--subnet",
+        "203.0.113.0/24",
+        "ov",
+    )
     newest.docker("run", "-d", "--name", "ov-a", "--network", "ov", IMAGE, "sleep", "600")
     spaces = {pool_id.split("/")[0] for pool_id, _ in ledger(data) if "203.0.113.0/24" in pool_id}
     assert spaces == {"GlobalDefault", "LocalDefault"}
@@ -181,10 +225,13 @@ def registry(tmp_path) -> Iterator[str]:
     _need(binary is not None, "docker-registry not installed (tests/run.sh installs it)")
     port = free_port(socket.SOCK_STREAM)
     config = tmp_path / "registry.yml"
-    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/registry\n"
-                      f"http:\n  addr: 127.0.0.1:{port}\n")
-    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/registry\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    process = subprocess.Popen(
+        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with socket.socket() as probe:
@@ -197,7 +244,9 @@ def registry(tmp_path) -> Iterator[str]:
 
 
 @pytest.mark.usefixtures("built")
-def test_install_from_a_registry_asks_for_its_privileges_and_upgrades_in_place(newest, registry, tmp_path):
+def test_install_from_a_registry_asks_for_its_privileges_and_upgrades_in_place(
+    newest, registry, tmp_path
+):
     plugin_dir = REPO / "plugin" / "build" / "plugin"
     v1, v2 = f"{registry}/ipledger:v1", f"{registry}/ipledger:v2"
     # Docker's plugin store refuses a second plugin with the same layer: one at a time
@@ -213,8 +262,14 @@ def test_install_from_a_registry_asks_for_its_privileges_and_upgrades_in_place(n
 
     data = tmp_path / "data"
     data.mkdir()
-    prompt = subprocess.run([newest.cli_binary, "plugin", "install", v1, f"data.source={data}"],
-                            input="y\n", env=newest.env, capture_output=True, text=True, timeout=300)
+    prompt = subprocess.run(
+        [newest.cli_binary, "plugin", "install", v1, f"data.source={data}"],
+        input="y\n",
+        env=newest.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert prompt.returncode == 0, prompt.stderr
     print(prompt.stdout)
     assert f'Plugin "{v1}" is requesting the following privileges:' in prompt.stdout
@@ -226,9 +281,14 @@ def test_install_from_a_registry_asks_for_its_privileges_and_upgrades_in_place(n
     before = newest.running_addresses("rg")
     newest.docker("plugin", "disable", "-f", v1)
     # the CLI asks "Plugin images do not match, are you sure?" since the repositories differ
-    upgrade = subprocess.run([newest.cli_binary, "plugin", "upgrade", "--grant-all-permissions",
-                              v1, v2], input="y\n", env=newest.env, capture_output=True,
-                             text=True, timeout=300)
+    upgrade = subprocess.run(
+        [newest.cli_binary, "plugin", "upgrade", "--grant-all-permissions", v1, v2],
+        input="y\n",
+        env=newest.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert upgrade.returncode == 0, upgrade.stderr
     assert "Upgraded plugin" in upgrade.stdout, upgrade.stdout
     # an upgrade takes the new config.json's mounts: the data source must be set again

@@ -52,23 +52,44 @@ def daemons():
 
 
 def test_two_docker_hosts_on_one_shared_pool_give_their_containers_distinct_addresses(
-        tmp_path, postgres, wire, daemons):
+    tmp_path, postgres, wire, daemons
+):
     url = postgres.new_database(template=None)
-    plugins = [PluginProcess(f"ipl-h{i}-{uuid.uuid4().hex[:4]}", url, tmp_path,
-                             extra_env={"IPLEDGER_HOST_ID": f"docker-host-{i}"}) for i in range(2)]
+    plugins = [
+        PluginProcess(
+            f"ipl-h{i}-{uuid.uuid4().hex[:4]}",
+            url,
+            tmp_path,
+            extra_env={"IPLEDGER_HOST_ID": f"docker-host-{i}"},
+        )
+        for i in range(2)
+    ]
     try:
         for plugin in plugins:
             plugin.start()
         addresses: dict[str, str] = {}
         gateways = set()
         for i, (daemon, plugin, parent) in enumerate(zip(daemons, plugins, wire, strict=True)):
-            daemon.docker("network", "create", "-d", "macvlan", "-o", f"parent={parent}",
-                          "--subnet", "198.51.100.0/24", "--ipam-driver", plugin.name,
-                          "--ipam-opt", "ipledger.shared=lan", "lan")
+            daemon.docker(
+                "network",
+                "create",
+                "-d",
+                "macvlan",
+                "-o",
+                f"parent={parent}",
+                "--subnet",
+                "198.51.100.0/24",
+                "--ipam-driver",
+                plugin.name,
+                "--ipam-opt",
+                "ipledger.shared=lan",
+                "lan",
+            )
             gateways |= {c["Gateway"] for c in daemon.network_ipam("lan") if c.get("Gateway")}
             for n in range(3):
-                daemon.docker("run", "-d", "--name", f"c{i}{n}", "--network", "lan", IMAGE,
-                              "sleep", "600")
+                daemon.docker(
+                    "run", "-d", "--name", f"c{i}{n}", "--network", "lan", IMAGE, "sleep", "600"
+                )
             for name, address in daemon.running_addresses("lan").items():
                 addresses[f"{daemon.version}/{name}"] = address
         assert len(addresses) == 6
@@ -83,14 +104,34 @@ def test_two_docker_hosts_on_one_shared_pool_give_their_containers_distinct_addr
         # gc on each host judges its own leases in the shared pool: a lease made on host 0 that
         # no container uses is a leak there, and none of host 1's business
         pool_id = "shared/lan/LocalDefault/198.51.100.0/24"
-        stray = plugins[0].client.call("RequestAddress", {"PoolID": pool_id})[1]["Address"].split("/")[0]
+        stray = (
+            plugins[0]
+            .client.call("RequestAddress", {"PoolID": pool_id})[1]["Address"]
+            .split("/")[0]
+        )
         for daemon, plugin, expected in zip(daemons, plugins, ([stray], []), strict=True):
             result = subprocess.run(
-                [sys.executable, "-m", "driver", "gc", "--db", url, "--driver", plugin.name, "--grace", "0s"],
-                capture_output=True, text=True, timeout=120,
-                env={**plugin.env, "DOCKER_HOST": f"unix://{daemon.socket}"})
+                [
+                    sys.executable,
+                    "-m",
+                    "driver",
+                    "gc",
+                    "--db",
+                    url,
+                    "--driver",
+                    plugin.name,
+                    "--grace",
+                    "0s",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**plugin.env, "DOCKER_HOST": f"unix://{daemon.socket}"},
+            )
             assert result.returncode == 0, result.stderr
-            leaked = [line.split()[2] for line in result.stdout.splitlines() if line.startswith("lease ")]
+            leaked = [
+                line.split()[2] for line in result.stdout.splitlines() if line.startswith("lease ")
+            ]
             assert leaked == expected, result.stdout
         for daemon in daemons:
             daemon.remove_all()

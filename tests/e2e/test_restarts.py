@@ -24,10 +24,23 @@ def agree(dockerd, plugin, network: str, cidr: str, gateway: str) -> dict[str, s
 
 def test_a_dockerd_restart_keeps_every_address_consistent(dockerd, plugin, names):
     net = f"{names}-n"
-    dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "198.51.100.0/24", net)
+    dockerd.docker(
+        "network", "create", "--ipam-driver", plugin.name, "--subnet", "198.51.100.0/24", net
+    )
     for c in ("a", "b"):
-        dockerd.docker("run", "-d", "--restart", "always", "--name", f"{names}-{c}", "--network", net,
-                       IMAGE, "sleep", "600")
+        dockerd.docker(
+            "run",
+            "-d",
+            "--restart",
+            "always",
+            "--name",
+            f"{names}-{c}",
+            "--network",
+            net,
+            IMAGE,
+            "sleep",
+            "600",
+        )
     dockerd.docker("run", "-d", "--name", f"{names}-c", "--network", net, IMAGE, "sleep", "600")
     before = agree(dockerd, plugin, net, "198.51.100.0/24", "198.51.100.1")
     assert len(before) == 3
@@ -44,15 +57,29 @@ def test_a_dockerd_restart_keeps_every_address_consistent(dockerd, plugin, names
     assert final[f"{names}-d"] not in after.values()
 
 
-def test_a_sigkill_during_a_loop_of_docker_run_leaves_docker_and_the_ledger_agreeing(dockerd, plugin, names):
+def test_a_sigkill_during_a_loop_of_docker_run_leaves_docker_and_the_ledger_agreeing(
+    dockerd, plugin, names
+):
     net = f"{names}-n"
-    dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "203.0.113.0/24", net)
+    dockerd.docker(
+        "network", "create", "--ipam-driver", plugin.name, "--subnet", "203.0.113.0/24", net
+    )
     results: list[int] = []
 
     def loop() -> None:
         for i in range(12):
-            r = dockerd.docker("run", "-d", "--name", f"{names}-{i}", "--network", net, IMAGE,
-                               "sleep", "600", check=False)
+            r = dockerd.docker(
+                "run",
+                "-d",
+                "--name",
+                f"{names}-{i}",
+                "--network",
+                net,
+                IMAGE,
+                "sleep",
+                "600",
+                check=False,
+            )
             results.append(r.returncode)
 
     runner = threading.Thread(target=loop)
@@ -69,14 +96,31 @@ def test_a_sigkill_during_a_loop_of_docker_run_leaves_docker_and_the_ledger_agre
     assert len(running) == results.count(0) >= 10
 
 
-def test_while_ipledger_is_down_docker_fails_clearly_and_nothing_is_half_done(dockerd, plugin, names):
+def test_while_ipledger_is_down_docker_fails_clearly_and_nothing_is_half_done(
+    dockerd, plugin, names
+):
     plugin.kill(signal.SIGKILL)
-    result = dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet",
-                            "198.51.100.0/24", f"{names}-down", check=False)
+    result = dockerd.docker(
+        "network",
+        "create",
+        "--ipam-driver",
+        plugin.name,
+        "--subnet",
+        "198.51.100.0/24",
+        f"{names}-down",
+        check=False,
+    )
     assert result.returncode != 0
     assert f"/run/docker/plugins/{plugin.name}.sock" in result.stderr
     assert f"{names}-down" not in dockerd.docker("network", "ls", "--format", "{{.Name}}").stdout
     plugin.start()
     assert plugin.leases() == {}
-    dockerd.docker("network", "create", "--ipam-driver", plugin.name, "--subnet", "198.51.100.0/24",
-                   f"{names}-down")
+    dockerd.docker(
+        "network",
+        "create",
+        "--ipam-driver",
+        plugin.name,
+        "--subnet",
+        "198.51.100.0/24",
+        f"{names}-down",
+    )

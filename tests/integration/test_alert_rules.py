@@ -24,15 +24,23 @@ def promtool() -> str:
 
 
 def test_the_alert_rules_file_is_valid(promtool):
-    result = subprocess.run([promtool, "check", "rules", "ipledger.rules.yml"], cwd=RULES,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [promtool, "check", "rules", "ipledger.rules.yml"],
+        cwd=RULES,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 5 rules found" in result.stdout
 
 
 def test_the_alerts_fire_on_a_filling_pool_churn_leaks_and_a_lost_ledger(promtool):
-    result = subprocess.run([promtool, "test", "rules", "ipledger.rules.test.yml"], cwd=RULES,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [promtool, "test", "rules", "ipledger.rules.test.yml"],
+        cwd=RULES,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -45,8 +53,20 @@ def test_the_rules_only_use_metrics_ipledger_exports(ipam):
     from driver.usecases.admin import Admin
 
     ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {}, False)
-    Admin(ipam.store, ipam.host_id).record_findings([type("F", (), {"what": "lease", "pool_id": "LocalDefault/198.51.100.0/24",
-                                                       "address": "198.51.100.9", "detail": "test"})()])
+    Admin(ipam.store, ipam.host_id).record_findings(
+        [
+            type(
+                "F",
+                (),
+                {
+                    "what": "lease",
+                    "pool_id": "LocalDefault/198.51.100.0/24",
+                    "address": "198.51.100.9",
+                    "detail": "test",
+                },
+            )()
+        ]
+    )
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     metrics.allocations.labels("p").inc()

@@ -11,8 +11,10 @@ def test_the_quick_benchmark_prints_every_table_and_finds_no_duplicate():
     lines: list[str] = []
     results = run(quick=True, out=lines.append)
     text = "\n".join(lines)
-    for heading in ("## Sequential RequestAddress + ReleaseAddress (ms)",
-                    "## Concurrent RequestAddress, every address checked for duplicates"):
+    for heading in (
+        "## Sequential RequestAddress + ReleaseAddress (ms)",
+        "## Concurrent RequestAddress, every address checked for duplicates",
+    ):
         assert heading in text
     assert len(results["sequential_p50"]) == 6
     concurrent = results["concurrent"]
@@ -31,4 +33,7 @@ def test_the_quick_postgresql_benchmark_runs_three_instances_and_finds_no_duplic
         postgres.drop_database(url)
     assert "## Concurrent RequestAddress over the three instances, checked for duplicates" in lines
     assert [(clients, total, dups) for clients, _, _, total, dups in results["concurrent"]] == [
-        (3, 150, 0), (6, 300, 0), (12, 600, 0)]
+        (3, 150, 0),
+        (6, 300, 0),
+        (12, 600, 0),
+    ]

@@ -39,9 +39,13 @@ def timed(client: PluginClient, method: str, body: dict) -> tuple[float, int, di
 
 @pytest.fixture
 def server(tmp_path):
-    plugin = PluginProcess("ipl-bound", f"sqlite:///{tmp_path}/ledger.db", tmp_path,
-                           socket=str(tmp_path / "ipl.sock"),
-                           extra_env={"IPLEDGER_CALL_TIMEOUT": str(BOUND)})
+    plugin = PluginProcess(
+        "ipl-bound",
+        f"sqlite:///{tmp_path}/ledger.db",
+        tmp_path,
+        socket=str(tmp_path / "ipl.sock"),
+        extra_env={"IPLEDGER_CALL_TIMEOUT": str(BOUND)},
+    )
     plugin.start()
     yield plugin
     plugin.stop()
@@ -50,10 +54,17 @@ def server(tmp_path):
 def hold_lock(path: Path) -> subprocess.Popen[str]:
     """Another process that takes the write lock and keeps it until killed."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys, time\n"
-         "f = open(sys.argv[1], 'a')\nfcntl.flock(f, fcntl.LOCK_EX)\n"
-         "print('held', flush=True)\ntime.sleep(600)\n", str(path)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            "f = open(sys.argv[1], 'a')\nfcntl.flock(f, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\ntime.sleep(600)\n",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     return holder
 
@@ -77,13 +88,16 @@ def test_a_call_waits_for_a_lock_file_held_elsewhere_no_longer_than_the_bound(se
         assert holder.stdout is not None
         holder.stdout.close()
     assert client.call("RequestAddress", {"PoolID": POOL_ID}) == (
-        200, {"Address": "198.51.100.2/24", "Data": {}}), "the 503s left nothing behind"
+        200,
+        {"Address": "198.51.100.2/24", "Data": {}},
+    ), "the 503s left nothing behind"
 
 
 def worker_pids(plugin: PluginProcess) -> list[int]:
     assert plugin.process is not None
-    out = subprocess.run(["pgrep", "-P", str(plugin.process.pid)], capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        ["pgrep", "-P", str(plugin.process.pid)], capture_output=True, text=True
+    ).stdout
     return [int(pid) for pid in out.split()]
 
 
@@ -106,8 +120,7 @@ def holds_flock(pid: int, path: Path) -> bool:
     return False
 
 
-def test_a_worker_stopped_holding_the_write_lock_holds_no_call_beyond_the_bound(server,
-                                                                               tmp_path):
+def test_a_worker_stopped_holding_the_write_lock_holds_no_call_beyond_the_bound(server, tmp_path):
     client = PluginClient(server.socket, timeout=60)
     assert client.call("RequestPool", POOL)[0] == 200
     lock = tmp_path / "ledger.db.lock"
@@ -115,12 +128,17 @@ def test_a_worker_stopped_holding_the_write_lock_holds_no_call_beyond_the_bound(
 
     def load() -> None:
         # calls caught in the stopped worker fail when gunicorn replaces it: that is expected
-        with PluginClient(server.socket, timeout=60) as c, contextlib.suppress(OSError, HTTPException):
+        with (
+            PluginClient(server.socket, timeout=60) as c,
+            contextlib.suppress(OSError, HTTPException),
+        ):
             while not stop.is_set():
                 status, answer = c.call("RequestAddress", {"PoolID": POOL_ID})
                 if status == 200:
-                    c.call("ReleaseAddress", {"PoolID": POOL_ID,
-                                              "Address": answer["Address"].split("/")[0]})
+                    c.call(
+                        "ReleaseAddress",
+                        {"PoolID": POOL_ID, "Address": answer["Address"].split("/")[0]},
+                    )
 
     loaders = [threading.Thread(target=load) for _ in range(4)]
     for t in loaders:
@@ -171,20 +189,57 @@ def big_export(leases: int) -> dict:
     base = int(netaddr.IPAddress("2001:db8:5::"))
     addresses = [str(netaddr.IPAddress(base + n, 6)) for n in range(2, leases + 2)]
     return {
-        "format": "ipledger-export/1", "exported_at": at,
-        "subnets": [{
-            "owner": "shared", "space": "LocalDefault", "cidr": "2001:db8:5::/64", "cursor": None,
-            "created_at": at,
-            "pools": [{"id": pool, "subpool": None, "options": {}, "reuse": "lowest",
-                       "quarantine_s": 0, "hold_s": 0, "host_id": "old", "created_at": at}],
-            "leases": [{"address": address, "pool_id": pool, "kind": "endpoint",
-                        "mac": None, "name": None, "host_id": "old", "created_at": at}
-                       for address in addresses],
-            "reservations": [], "parked": [],
-        }],
-        "history": [{"at": at, "host_id": "old", "action": "allocate", "pool_id": pool,
-                     "address": address, "kind": "endpoint", "mac": None,
-                     "name": None, "detail": None} for address in addresses],
+        "format": "ipledger-export/1",
+        "exported_at": at,
+        "subnets": [
+            {
+                "owner": "shared",
+                "space": "LocalDefault",
+                "cidr": "2001:db8:5::/64",
+                "cursor": None,
+                "created_at": at,
+                "pools": [
+                    {
+                        "id": pool,
+                        "subpool": None,
+                        "options": {},
+                        "reuse": "lowest",
+                        "quarantine_s": 0,
+                        "hold_s": 0,
+                        "host_id": "old",
+                        "created_at": at,
+                    }
+                ],
+                "leases": [
+                    {
+                        "address": address,
+                        "pool_id": pool,
+                        "kind": "endpoint",
+                        "mac": None,
+                        "name": None,
+                        "host_id": "old",
+                        "created_at": at,
+                    }
+                    for address in addresses
+                ],
+                "reservations": [],
+                "parked": [],
+            }
+        ],
+        "history": [
+            {
+                "at": at,
+                "host_id": "old",
+                "action": "allocate",
+                "pool_id": pool,
+                "address": address,
+                "kind": "endpoint",
+                "mac": None,
+                "name": None,
+                "detail": None,
+            }
+            for address in addresses
+        ],
     }
 
 
@@ -196,22 +251,32 @@ def test_long_operator_writes_let_docker_calls_through_within_the_bound(server, 
     export = tmp_path / "big.json"
     export.write_text(json.dumps(big_export(150_000)))
     for command in (["import", str(export)], ["prune-history", "--older-than", "1d"]):
-        operator = subprocess.Popen([sys.executable, "-m", "driver", command[0], "--db",
-                                     server.db_url, *command[1:]],
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "driver", command[0], "--db", server.db_url, *command[1:]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         slowest, statuses = 0.0, set()
         while operator.poll() is None:
             elapsed, status, answer = timed(client, "RequestAddress", {"PoolID": POOL_ID})
             statuses.add(status)
             slowest = max(slowest, elapsed)
             if status == 200:
-                client.call("ReleaseAddress", {"PoolID": POOL_ID,
-                                               "Address": answer["Address"].split("/")[0]})
+                client.call(
+                    "ReleaseAddress",
+                    {"PoolID": POOL_ID, "Address": answer["Address"].split("/")[0]},
+                )
         output = operator.communicate()[0]
         assert operator.returncode == 0, output
         print(command[0], output.strip(), f"slowest call {slowest * 1000:.0f} ms")
         assert statuses == {200}
         assert slowest < BOUND / 2
-    assert "150000 leases" in subprocess.run(
-        [sys.executable, "-m", "driver", "check", "--db", server.db_url],
-        capture_output=True, text=True).stdout
+    assert (
+        "150000 leases"
+        in subprocess.run(
+            [sys.executable, "-m", "driver", "check", "--db", server.db_url],
+            capture_output=True,
+            text=True,
+        ).stdout
+    )

@@ -42,8 +42,13 @@ def ledger(remote) -> Iterator[tuple[str, str]]:
 
 @pytest.fixture
 def server(ledger, tmp_path) -> Iterator[PluginProcess]:
-    plugin = PluginProcess("ipl-pgbound", ledger[0], tmp_path, socket=str(tmp_path / "ipl.sock"),
-                           extra_env={"IPLEDGER_CALL_TIMEOUT": str(BOUND)})
+    plugin = PluginProcess(
+        "ipl-pgbound",
+        ledger[0],
+        tmp_path,
+        socket=str(tmp_path / "ipl.sock"),
+        extra_env={"IPLEDGER_CALL_TIMEOUT": str(BOUND)},
+    )
     plugin.start()
     yield plugin
     plugin.stop()
@@ -76,7 +81,8 @@ def resumes(client: PluginClient, within: float = 30) -> str:
 
 
 def test_calls_during_a_partition_are_answered_503_within_the_bound_and_service_resumes(
-        remote, ledger, server):
+    remote, ledger, server
+):
     client = PluginClient(server.socket, timeout=60)
     assert client.call("RequestPool", POOL)[0] == 200
     acked = [call(client)[2]["Address"].split("/")[0] for _ in range(2)]
@@ -95,15 +101,17 @@ def test_calls_during_a_partition_are_answered_503_within_the_bound_and_service_
 
 
 def test_a_call_waiting_on_a_row_lock_when_the_network_goes_is_answered_within_the_bound(
-        remote, ledger, server):
+    remote, ledger, server
+):
     client = PluginClient(server.socket, timeout=60)
     assert client.call("RequestPool", POOL)[0] == 200
     acked = [call(client)[2]["Address"].split("/")[0]]
     holder = create_engine(ledger[1]).connect()
     holder.execute(text("SELECT id FROM subnets FOR UPDATE"))  # the allocation now waits
     outcome: list[tuple[float, int, dict]] = []
-    waiting = threading.Thread(target=lambda: outcome.append(call(PluginClient(server.socket,
-                                                                                 timeout=60))))
+    waiting = threading.Thread(
+        target=lambda: outcome.append(call(PluginClient(server.socket, timeout=60)))
+    )
     try:
         waiting.start()
         time.sleep(0.5)
@@ -126,8 +134,7 @@ def test_a_call_waiting_on_a_row_lock_when_the_network_goes_is_answered_within_t
     assert leased(ledger[1]) == sorted(acked)
 
 
-def test_a_link_taken_down_is_answered_within_the_bound_and_service_resumes(remote, ledger,
-                                                                           server):
+def test_a_link_taken_down_is_answered_within_the_bound_and_service_resumes(remote, ledger, server):
     client = PluginClient(server.socket, timeout=60)
     assert client.call("RequestPool", POOL)[0] == 200
     acked = [call(client)[2]["Address"].split("/")[0]]

@@ -31,7 +31,9 @@ def allocate_and_release(db_url: str, host_id: str, pool_id: str, count: int) ->
 def test_concurrent_processes_never_share_an_address(ipam, engine, settings):
     pool_id = ipam.request_pool("LocalDefault", "2001:db8::/48", "", {}, True).pool_id
     with multiprocessing.get_context("spawn").Pool(4) as workers:
-        results = workers.starmap(allocate_and_release, [(settings.db_url, settings.host_id, pool_id, 60)] * 4)
+        results = workers.starmap(
+            allocate_and_release, [(settings.db_url, settings.host_id, pool_id, 60)] * 4
+        )
     kept = [a for result in results for a in result]
     assert len(kept) == 4 * 40
     assert len(set(kept)) == len(kept)

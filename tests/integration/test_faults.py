@@ -59,7 +59,9 @@ def test_a_full_disk_is_a_clear_503_and_service_resumes_when_space_is_back(small
     statuses = [plugin.call("RequestAddress", ADDRESS) for _ in range(200)]
     failures = [answer for status, answer in statuses if status != 200]
     assert failures, "the disk never filled up"
-    assert all(a["Err"].startswith("database unavailable: database or disk is full") for a in failures)
+    assert all(
+        a["Err"].startswith("database unavailable: database or disk is full") for a in failures
+    )
     assert {s for s, _ in statuses} <= {200, 503}
     filler.unlink()
     status, answer = plugin.call("RequestAddress", ADDRESS)
@@ -82,11 +84,16 @@ def test_a_read_only_database_is_a_clear_503_and_service_resumes_when_writable(s
     try:
         status, answer = plugin.call("RequestAddress", ADDRESS)
         assert status == 503
-        assert answer["Err"] in ("database unavailable: attempt to write a readonly database",
-                                 "database unavailable: unable to open database file")
+        assert answer["Err"] in (
+            "database unavailable: attempt to write a readonly database",
+            "database unavailable: unable to open database file",
+        )
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
-    assert plugin.call("RequestAddress", ADDRESS) == (200, {"Address": "2001:db8::1/64", "Data": {}})
+    assert plugin.call("RequestAddress", ADDRESS) == (
+        200,
+        {"Address": "2001:db8::1/64", "Data": {}},
+    )
     assert integrity(db) == "ok"
 
 
@@ -98,7 +105,12 @@ def test_a_database_locked_longer_than_the_busy_timeout_is_a_clear_503(tmp_path)
     locker.execute("BEGIN IMMEDIATE")
     try:
         assert plugin.call("RequestAddress", ADDRESS) == (
-            503, {"Err": "database unavailable: database is locked", "Error": "database unavailable: database is locked"})
+            503,
+            {
+                "Err": "database unavailable: database is locked",
+                "Error": "database unavailable: database is locked",
+            },
+        )
     finally:
         locker.execute("ROLLBACK")
         locker.close()

@@ -23,7 +23,9 @@ GW = {"RequestAddressType": "com.docker.network.gateway"}
 
 def snapshot(engine: Engine) -> dict[str, list[tuple]]:
     with engine.connect() as c:
-        return {t.name: sorted(map(tuple, c.execute(select(t)))) for t in Base.metadata.sorted_tables}
+        return {
+            t.name: sorted(map(tuple, c.execute(select(t)))) for t in Base.metadata.sorted_tables
+        }
 
 
 def pool(ipam: Ipam, cidr: str = "", subpool: str = "", v6: bool = False, space="LocalDefault"):
@@ -62,15 +64,41 @@ def test_the_lowest_free_address_is_reused_after_a_release(ipam):
 @pytest.mark.parametrize(
     ("address", "error", "message"),
     [
-        ("192.0.2.0", AddressInUse, "Address already in use: 192.0.2.0 (the network address of 192.0.2.0/24 is reserved)"),
-        ("192.0.2.255", AddressInUse, "Address already in use: 192.0.2.255 (the broadcast address of 192.0.2.0/24 is reserved)"),
-        ("192.0.2.1", AddressInUse, "Address already in use: 192.0.2.1 (held by the gateway in 192.0.2.0/24)"),
-        ("198.51.100.1", AddressOutOfRange, "requested address is out of range: 198.51.100.1 is not in pool 192.0.2.0/24"),
-        ("2001:db8::1", AddressOutOfRange, "requested address is out of range: 2001:db8::1 is not in pool 192.0.2.0/24"),
-        ("192.0.2.1/24", InvalidRequest, "invalid address '192.0.2.1/24': expected a plain IP address, without a zone or a prefix length"),
+        (
+            "192.0.2.0",
+            AddressInUse,
+            "Address already in use: 192.0.2.0 (the network address of 192.0.2.0/24 is reserved)",
+        ),
+        (
+            "192.0.2.255",
+            AddressInUse,
+            "Address already in use: 192.0.2.255 (the broadcast address of 192.0.2.0/24 is reserved)",
+        ),
+        (
+            "192.0.2.1",
+            AddressInUse,
+            "Address already in use: 192.0.2.1 (held by the gateway in 192.0.2.0/24)",
+        ),
+        (
+            "198.51.100.1",
+            AddressOutOfRange,
+            "requested address is out of range: 198.51.100.1 is not in pool 192.0.2.0/24",
+        ),
+        (
+            "2001:db8::1",
+            AddressOutOfRange,
+            "requested address is out of range: 2001:db8::1 is not in pool 192.0.2.0/24",
+        ),
+        (
+            "192.0.2.1/24",
+            InvalidRequest,
+            "invalid address '192.0.2.1/24': expected a plain IP address, without a zone or a prefix length",
+        ),
     ],
 )
-def test_a_refused_static_address_says_why_and_changes_nothing(ipam, engine, address, error, message):
+def test_a_refused_static_address_says_why_and_changes_nothing(
+    ipam, engine, address, error, message
+):
     p = pool(ipam, "192.0.2.0/24").pool_id
     ipam.request_address(p, "", GW)
     before = snapshot(engine)
@@ -84,7 +112,10 @@ def test_a_full_pool_says_so_and_recovers_after_a_release(ipam):
     p = pool(ipam, "192.0.2.0/29").pool_id
     got = [ipam.request_address(p, "", {}) for _ in range(6)]
     assert got[-1] == "192.0.2.6/29"
-    with pytest.raises(NoAvailableAddress, match=r"no available addresses on this pool: pool 192\.0\.2\.0/29 is full"):
+    with pytest.raises(
+        NoAvailableAddress,
+        match=r"no available addresses on this pool: pool 192\.0\.2\.0/29 is full",
+    ):
         ipam.request_address(p, "", {})
     ipam.release_address(p, "192.0.2.4")
     assert ipam.request_address(p, "", {}) == "192.0.2.4/29"
@@ -94,15 +125,20 @@ def test_a_full_ip_range_is_full_even_when_the_rest_of_the_subnet_is_free(ipam):
     p = pool(ipam, "192.0.2.0/24", "192.0.2.64/31").pool_id
     ipam.request_address(p, "", {})
     ipam.request_address(p, "", {})
-    with pytest.raises(NoAvailableAddress, match=r"ip-range 192\.0\.2\.64/31 of pool 192\.0\.2\.0/24 is full"):
+    with pytest.raises(
+        NoAvailableAddress, match=r"ip-range 192\.0\.2\.64/31 of pool 192\.0\.2\.0/24 is full"
+    ):
         ipam.request_address(p, "", {})
 
 
-@pytest.mark.parametrize(("cidr", "first", "second"), [
-    ("192.0.2.0/31", "192.0.2.0/31", "192.0.2.1/31"),
-    ("192.0.2.8/32", "192.0.2.8/32", None),
-    ("192.0.2.8/30", "192.0.2.9/30", "192.0.2.10/30"),
-])
+@pytest.mark.parametrize(
+    ("cidr", "first", "second"),
+    [
+        ("192.0.2.0/31", "192.0.2.0/31", "192.0.2.1/31"),
+        ("192.0.2.8/32", "192.0.2.8/32", None),
+        ("192.0.2.8/30", "192.0.2.9/30", "192.0.2.10/30"),
+    ],
+)
 def test_small_ipv4_subnets_follow_rfc_3021(ipam, cidr, first, second):
     p = pool(ipam, cidr).pool_id
     assert ipam.request_address(p, "", {}) == first
@@ -158,7 +194,11 @@ def test_a_subnet_is_freed_with_its_last_pool(ipam, engine):
     ipam.request_address(b, "", GW)
     ipam.release_pool(a)
     ipam.release_pool(b)
-    assert all(rows == [] for name, rows in snapshot(engine).items() if name not in ("alembic_version", "history"))
+    assert all(
+        rows == []
+        for name, rows in snapshot(engine).items()
+        if name not in ("alembic_version", "history")
+    )
     assert pool(ipam, "192.0.2.0/24").pool_id == "LocalDefault/192.0.2.0/24"
 
 
@@ -168,12 +208,23 @@ def test_the_same_ip_range_twice_is_an_overlap(ipam):
         pool(ipam, "192.0.2.0/24", "192.0.2.0/25")
 
 
-@pytest.mark.parametrize(("cidr", "subpool", "message"), [
-    ("192.0.2.0/24", "192.0.3.0/25", "ip-range (SubPool) 192.0.3.0/25 is not inside pool 192.0.2.0/24"),
-    ("192.0.2.0/24", "2001:db8::/64", "ip-range (SubPool) 2001:db8::/64 is not inside pool 192.0.2.0/24"),
-    ("", "192.0.2.0/25", "ip-range (SubPool) 192.0.2.0/25 given without a pool (subnet)"),
-    ("192.0.2.0/33", "", "invalid pool '192.0.2.0/33': bad prefix length '33'"),
-])
+@pytest.mark.parametrize(
+    ("cidr", "subpool", "message"),
+    [
+        (
+            "192.0.2.0/24",
+            "192.0.3.0/25",
+            "ip-range (SubPool) 192.0.3.0/25 is not inside pool 192.0.2.0/24",
+        ),
+        (
+            "192.0.2.0/24",
+            "2001:db8::/64",
+            "ip-range (SubPool) 2001:db8::/64 is not inside pool 192.0.2.0/24",
+        ),
+        ("", "192.0.2.0/25", "ip-range (SubPool) 192.0.2.0/25 given without a pool (subnet)"),
+        ("192.0.2.0/33", "", "invalid pool '192.0.2.0/33': bad prefix length '33'"),
+    ],
+)
 def test_an_invalid_ip_range_is_refused(ipam, engine, cidr, subpool, message):
     before = snapshot(engine)
     with pytest.raises(InvalidRequest) as caught:
@@ -213,7 +264,10 @@ def test_exhausted_default_pools_fail_cleanly(engine):
     ipam = Ipam(Store(engine), parse_default_pools('[{"base":"192.0.2.0/24","size":25}]'))
     assert pool(ipam).pool == "192.0.2.0/25"
     assert pool(ipam).pool == "192.0.2.128/25"
-    with pytest.raises(PoolsExhausted, match=r"no free IPv4 subnet of the configured size left in the default pools \(192.0.2.0/24"):
+    with pytest.raises(
+        PoolsExhausted,
+        match=r"no free IPv4 subnet of the configured size left in the default pools \(192.0.2.0/24",
+    ):
         pool(ipam)
     with pytest.raises(PoolsExhausted, match="no free IPv6 subnet"):
         pool(ipam, v6=True)
@@ -240,9 +294,11 @@ def test_releasing_twice_frees_once(ipam, engine):
 
 
 def test_unknown_pools_are_reported(ipam):
-    for call in (lambda: ipam.request_address("LocalDefault/203.0.113.0/24", "", {}),
-                 lambda: ipam.release_address("nope", "192.0.2.1"),
-                 lambda: ipam.release_pool("nope")):
+    for call in (
+        lambda: ipam.request_address("LocalDefault/203.0.113.0/24", "", {}),
+        lambda: ipam.release_address("nope", "192.0.2.1"),
+        lambda: ipam.release_pool("nope"),
+    ):
         with pytest.raises(PoolNotFound):
             call()
 
@@ -270,11 +326,23 @@ def test_lease_metadata_is_recorded(ipam, engine):
     p = pool(ipam, "192.0.2.0/24").pool_id
     ipam.request_address(p, "", GW)
     ipam.request_address(p, "192.0.2.10", {})
-    ipam.request_address(p, "", {"com.docker.network.endpoint.macaddress": "02:42:00:00:00:01",
-                                 "com.docker.network.endpoint.name": "web"})
+    ipam.request_address(
+        p,
+        "",
+        {
+            "com.docker.network.endpoint.macaddress": "02:42:00:00:00:01",
+            "com.docker.network.endpoint.name": "web",
+        },
+    )
     with engine.connect() as c:
-        rows = c.execute(select(leases.c.kind, leases.c.mac, leases.c.name).order_by(leases.c.address)).all()
-    assert [tuple(r) for r in rows] == [("gateway", None, None), ("endpoint", "02:42:00:00:00:01", "web"), ("aux", None, None)]
+        rows = c.execute(
+            select(leases.c.kind, leases.c.mac, leases.c.name).order_by(leases.c.address)
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("gateway", None, None),
+        ("endpoint", "02:42:00:00:00:01", "web"),
+        ("aux", None, None),
+    ]
 
 
 def test_the_database_primary_key_refuses_a_double_lease(ipam, engine):
@@ -283,8 +351,12 @@ def test_the_database_primary_key_refuses_a_double_lease(ipam, engine):
     p = pool(ipam, "192.0.2.0/24").pool_id
     ipam.request_address(p, "", {})
     with pytest.raises(IntegrityError), engine.begin() as c:
-        c.execute(text("INSERT INTO leases (subnet_id, address, pool_id, kind, created_at) "
-                       "SELECT subnet_id, address, pool_id, kind, created_at FROM leases"))
+        c.execute(
+            text(
+                "INSERT INTO leases (subnet_id, address, pool_id, kind, created_at) "
+                "SELECT subnet_id, address, pool_id, kind, created_at FROM leases"
+            )
+        )
 
 
 def test_the_schema_is_at_the_newest_migration_and_matches_the_models(engine):
@@ -310,11 +382,19 @@ def test_a_ledger_of_the_first_schema_keeps_its_leases_through_the_upgrade(tmp_p
         config.attributes["connection"] = c
         command.upgrade(config, "0001")
     with engine.begin() as c:
-        c.execute(text("INSERT INTO subnets VALUES (1, 'LocalDefault', 4, '192.0.2.0/24', "
-                       "x'000000000000000000000000c0000200', x'000000000000000000000000c00002ff', "
-                       "1, NULL, '2026-01-01 00:00:00')"))
-        c.execute(text("INSERT INTO leases VALUES (1, x'000000000000000000000000c0000205', "
-                       "'LocalDefault/192.0.2.0/24', 'endpoint', NULL, NULL, '2026-01-01 00:00:00')"))
+        c.execute(
+            text(
+                "INSERT INTO subnets VALUES (1, 'LocalDefault', 4, '192.0.2.0/24', "
+                "x'000000000000000000000000c0000200', x'000000000000000000000000c00002ff', "
+                "1, NULL, '2026-01-01 00:00:00')"
+            )
+        )
+        c.execute(
+            text(
+                "INSERT INTO leases VALUES (1, x'000000000000000000000000c0000205', "
+                "'LocalDefault/192.0.2.0/24', 'endpoint', NULL, NULL, '2026-01-01 00:00:00')"
+            )
+        )
     migrate(engine)
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM leases")).scalar() == 1

@@ -26,8 +26,11 @@ def free_port() -> int:
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def value(samples, name: str, **labels) -> float:
@@ -37,10 +40,14 @@ def value(samples, name: str, **labels) -> float:
 @pytest.fixture
 def server(tmp_path):
     port = free_port()
-    process = PluginProcess("ipl-metrics", f"sqlite:///{tmp_path}/ledger.db", tmp_path,
-                            socket=str(tmp_path / "ipl-metrics.sock"), workers=2,
-                            extra_env={"IPLEDGER_METRICS_ADDR": str(port),
-                                       "IPLEDGER_LOG_FORMAT": "json"})
+    process = PluginProcess(
+        "ipl-metrics",
+        f"sqlite:///{tmp_path}/ledger.db",
+        tmp_path,
+        socket=str(tmp_path / "ipl-metrics.sock"),
+        workers=2,
+        extra_env={"IPLEDGER_METRICS_ADDR": str(port), "IPLEDGER_LOG_FORMAT": "json"},
+    )
     process.start()
     process.port = port
     yield process
@@ -54,14 +61,18 @@ def test_metrics_count_every_workers_calls_and_read_pool_usage_from_the_ledger(s
 
     def allocate(_: int) -> list[str]:
         with PluginClient(server.socket) as client:
-            return [client.call("RequestAddress", {"PoolID": pool_id})[1]["Address"]
-                    for _ in range(5)]
+            return [
+                client.call("RequestAddress", {"PoolID": pool_id})[1]["Address"] for _ in range(5)
+            ]
 
     with ThreadPoolExecutor(4) as pool_of_clients:
         got = [a for batch in pool_of_clients.map(allocate, range(4)) for a in batch]
     assert len(set(got)) == 20
-    events = [json.loads(line) for line in server.log_path.read_text().splitlines()
-              if line.startswith("{")]
+    events = [
+        json.loads(line)
+        for line in server.log_path.read_text().splitlines()
+        if line.startswith("{")
+    ]
     allocations = [e for e in events if e.get("event") == "allocate"]
     assert {e["address"] for e in allocations} == {a.split("/")[0] for a in got}
     assert {(e["pool"], e["kind"], e["level"]) for e in allocations} == {(pool_id, "other", "info")}
@@ -73,11 +84,39 @@ def test_metrics_count_every_workers_calls_and_read_pool_usage_from_the_ledger(s
     samples = scrape(server.port)
     assert value(samples, "ipledger_allocations_total", pool=pool_id) == 20
     assert value(samples, "ipledger_releases_total", pool=pool_id) == 5
-    assert value(samples, "ipledger_errors_total", endpoint="IpamDriver.RequestAddress", error="AddressOutOfRange") == 1
-    assert value(samples, "ipledger_errors_total", endpoint="IpamDriver.RequestAddress", error="PoolNotFound") == 1
-    assert value(samples, "ipledger_request_duration_seconds_count", endpoint="IpamDriver.RequestAddress") == 22
-    labels = {"pool": pool_id, "subnet": "198.51.100.0/24", "range": "198.51.100.0/26", "owner": "local"}
-    assert value(samples, "ipledger_pool_size_addresses", **labels) == 63  # .0 is the network address
+    assert (
+        value(
+            samples,
+            "ipledger_errors_total",
+            endpoint="IpamDriver.RequestAddress",
+            error="AddressOutOfRange",
+        )
+        == 1
+    )
+    assert (
+        value(
+            samples,
+            "ipledger_errors_total",
+            endpoint="IpamDriver.RequestAddress",
+            error="PoolNotFound",
+        )
+        == 1
+    )
+    assert (
+        value(
+            samples, "ipledger_request_duration_seconds_count", endpoint="IpamDriver.RequestAddress"
+        )
+        == 22
+    )
+    labels = {
+        "pool": pool_id,
+        "subnet": "198.51.100.0/24",
+        "range": "198.51.100.0/26",
+        "owner": "local",
+    }
+    assert (
+        value(samples, "ipledger_pool_size_addresses", **labels) == 63
+    )  # .0 is the network address
     assert value(samples, "ipledger_pool_leased_addresses", **labels) == 15
     assert value(samples, "ipledger_pool_free_addresses", **labels) == 48
     assert value(samples, "ipledger_pool_utilisation_ratio", **labels) == pytest.approx(15 / 63)
@@ -89,14 +128,18 @@ def test_counts_of_a_killed_worker_stay_counted_after_gunicorn_replaces_it(serve
     assert server.client.call("RequestPool", pool)[0] == 200
     for _ in range(10):
         with PluginClient(server.socket) as client:
-            assert client.call("RequestAddress", {"PoolID": "LocalDefault/198.51.100.0/24"})[0] == 200
-    workers = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True,
-                             text=True, check=True).stdout.split()
+            assert (
+                client.call("RequestAddress", {"PoolID": "LocalDefault/198.51.100.0/24"})[0] == 200
+            )
+    workers = subprocess.run(
+        ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True, check=True
+    ).stdout.split()
     os.kill(int(workers[0]), signal.SIGKILL)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        now = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True,
-                             text=True).stdout.split()
+        now = subprocess.run(
+            ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True
+        ).stdout.split()
         if len(now) == 2 and workers[0] not in now:
             break
         time.sleep(0.1)
@@ -107,8 +150,12 @@ def test_counts_of_a_killed_worker_stay_counted_after_gunicorn_replaces_it(serve
 
 
 def test_the_metrics_listener_is_off_unless_asked_for(tmp_path):
-    process = PluginProcess("ipl-nometrics", f"sqlite:///{tmp_path}/ledger.db", tmp_path,
-                            socket=str(tmp_path / "ipl-nometrics.sock"))
+    process = PluginProcess(
+        "ipl-nometrics",
+        f"sqlite:///{tmp_path}/ledger.db",
+        tmp_path,
+        socket=str(tmp_path / "ipl-nometrics.sock"),
+    )
     process.start()
     try:
         listening = [line for line in process.log_tail(50).splitlines() if "metrics on" in line]

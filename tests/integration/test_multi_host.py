@@ -14,8 +14,11 @@ from driver.storage.models import leases
 from driver.storage.store import unpack
 from tests.e2e.harness import PluginProcess
 
-SHARED_POOL = {"AddressSpace": "LocalDefault", "Pool": "2001:db8:1::/64",
-               "Options": {"ipledger.shared": "lan"}}
+SHARED_POOL = {
+    "AddressSpace": "LocalDefault",
+    "Pool": "2001:db8:1::/64",
+    "Options": {"ipledger.shared": "lan"},
+}
 POOL_ID = "shared/lan/LocalDefault/2001:db8:1::/64"
 GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
 
@@ -29,8 +32,16 @@ def pg_url(postgres):
 
 @pytest.fixture
 def hosts(tmp_path, pg_url):
-    instances = [PluginProcess(f"ipl-host{i}", pg_url, tmp_path, socket=str(tmp_path / f"host{i}.sock"),
-                               extra_env={"IPLEDGER_HOST_ID": f"host-{i}"}) for i in range(3)]
+    instances = [
+        PluginProcess(
+            f"ipl-host{i}",
+            pg_url,
+            tmp_path,
+            socket=str(tmp_path / f"host{i}.sock"),
+            extra_env={"IPLEDGER_HOST_ID": f"host-{i}"},
+        )
+        for i in range(3)
+    ]
     threads = [threading.Thread(target=instance.start) for instance in instances]
     for t in threads:  # all three migrate the new database at once
         t.start()
@@ -45,8 +56,10 @@ def ledger_addresses(url: str) -> list[str]:
     engine = create_engine(url)
     try:
         with engine.connect() as c:
-            return [str(netaddr.IPAddress(unpack(a), 6))
-                    for a in c.execute(select(leases.c.address)).scalars()]
+            return [
+                str(netaddr.IPAddress(unpack(a), 6))
+                for a in c.execute(select(leases.c.address)).scalars()
+            ]
     finally:
         engine.dispose()
 
@@ -55,14 +68,17 @@ class Load:
     """Clients on every host asking for and giving back addresses until stopped."""
 
     def __init__(self, hosts, clients_per_host: int = 3) -> None:
-        self.held: dict[str, tuple[int, str]] = {}   # address -> (host, MAC), acknowledged
+        self.held: dict[str, tuple[int, str]] = {}  # address -> (host, MAC), acknowledged
         self.duplicates: list[str] = []
         self.uncertain = 0
         self.errors: list[str] = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.run, args=(h, host.socket, n))
-                        for h, host in enumerate(hosts) for n in range(clients_per_host)]
+        self.threads = [
+            threading.Thread(target=self.run, args=(h, host.socket, n))
+            for h, host in enumerate(hosts)
+            for n in range(clients_per_host)
+        ]
 
     def run(self, h: int, socket: str, n: int) -> None:
         client = PluginClient(socket, timeout=10)
@@ -70,7 +86,7 @@ class Load:
         i = 0
         while not self.stop.is_set():
             i += 1
-            mac = f"02:00:{h:02x}:{n:02x}:{i >> 8 & 0xff:02x}:{i & 0xff:02x}"
+            mac = f"02:00:{h:02x}:{n:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}"
             try:
                 if i % 4 == 0 and mine:
                     address = mine.pop(0)
@@ -78,14 +94,18 @@ class Load:
                     # done, another client may get the address
                     with self.lock:
                         del self.held[address]
-                    status, body = client.call("ReleaseAddress", {"PoolID": POOL_ID, "Address": address})
+                    status, body = client.call(
+                        "ReleaseAddress", {"PoolID": POOL_ID, "Address": address}
+                    )
                     if status != 200:
                         with self.lock:
                             self.uncertain += 1
                             self.errors.append(body.get("Err", ""))
                     continue
-                status, body = client.call("RequestAddress", {
-                    "PoolID": POOL_ID, "Options": {"com.docker.network.endpoint.macaddress": mac}})
+                status, body = client.call(
+                    "RequestAddress",
+                    {"PoolID": POOL_ID, "Options": {"com.docker.network.endpoint.macaddress": mac}},
+                )
             except OSError:
                 with self.lock:
                     self.uncertain += 1
@@ -116,8 +136,15 @@ class Load:
 def attach_all(hosts) -> str:
     gateways = set()
     for host in hosts:
-        assert host.client.call("RequestPool", SHARED_POOL) == (200, {"PoolID": POOL_ID, "Pool": "2001:db8:1::/64", "Data": {}})
-        gateways.add(host.client.call("RequestAddress", {"PoolID": POOL_ID, "Options": GATEWAY})[1]["Address"])
+        assert host.client.call("RequestPool", SHARED_POOL) == (
+            200,
+            {"PoolID": POOL_ID, "Pool": "2001:db8:1::/64", "Data": {}},
+        )
+        gateways.add(
+            host.client.call("RequestAddress", {"PoolID": POOL_ID, "Options": GATEWAY})[1][
+                "Address"
+            ]
+        )
     assert len(gateways) == 1, "every host's network has the shared segment's one gateway"
     return gateways.pop()
 
@@ -135,7 +162,9 @@ def test_three_hosts_on_one_shared_pool_never_hand_out_an_address_twice(hosts, p
     assert len(load.held) > 300
 
 
-def test_a_postgresql_restart_under_load_loses_no_acknowledged_lease_and_service_resumes(hosts, pg_url, postgres):
+def test_a_postgresql_restart_under_load_loses_no_acknowledged_lease_and_service_resumes(
+    hosts, pg_url, postgres
+):
     attach_all(hosts)
     with Load(hosts) as load:
         time.sleep(2)
@@ -183,9 +212,11 @@ def test_a_second_network_on_one_host_cannot_take_the_same_shared_pool(hosts):
     attach_all(hosts)
     status, body = hosts[0].client.call("RequestPool", SHARED_POOL)
     assert status == 409
-    assert body["Err"] == ("Pool overlaps with other one on this address space: 2001:db8:1::/64 overlaps "
-                           "2001:db8:1::/64 (shared/lan/LocalDefault/2001:db8:1::/64, already used by a network "
-                           "on host host-0) in address space LocalDefault")
+    assert body["Err"] == (
+        "Pool overlaps with other one on this address space: 2001:db8:1::/64 overlaps "
+        "2001:db8:1::/64 (shared/lan/LocalDefault/2001:db8:1::/64, already used by a network "
+        "on host host-0) in address space LocalDefault"
+    )
 
 
 def test_a_reservation_in_a_shared_pool_holds_for_every_host(hosts, pg_url):
@@ -194,8 +225,19 @@ def test_a_reservation_in_a_shared_pool_holds_for_every_host(hosts, pg_url):
     from driver.entrypoints.cli import main
 
     attach_all(hosts)
-    result = CliRunner().invoke(main, ["reserve", "--db", pg_url, "--shared", "2001:db8:1::2-2001:db8:1::9",
-                                       "--label", "routers"], env={"IPLEDGER_HOST_ID": "host-0"})
+    result = CliRunner().invoke(
+        main,
+        [
+            "reserve",
+            "--db",
+            pg_url,
+            "--shared",
+            "2001:db8:1::2-2001:db8:1::9",
+            "--label",
+            "routers",
+        ],
+        env={"IPLEDGER_HOST_ID": "host-0"},
+    )
     assert result.exit_code == 0, result.output
     got = {host.client.call("RequestAddress", {"PoolID": POOL_ID})[1]["Address"] for host in hosts}
     assert got == {"2001:db8:1::a/64", "2001:db8:1::b/64", "2001:db8:1::c/64"}
@@ -205,7 +247,10 @@ def test_without_the_shared_option_each_host_keeps_its_own_pools(hosts):
     pool = {"AddressSpace": "LocalDefault", "Pool": "203.0.113.0/24"}
     answers = [host.client.call("RequestPool", pool) for host in hosts]
     assert {status for status, _ in answers} == {200}
-    first = [host.client.call("RequestAddress", {"PoolID": "LocalDefault/203.0.113.0/24"})[1]["Address"] for host in hosts]
+    first = [
+        host.client.call("RequestAddress", {"PoolID": "LocalDefault/203.0.113.0/24"})[1]["Address"]
+        for host in hosts
+    ]
     assert first == ["203.0.113.1/24"] * 3
 
 
@@ -217,7 +262,14 @@ def test_ipledger_pools_on_a_shared_ledger_names_each_pools_owner(hosts, pg_url)
     attach_all(hosts)
     for host in hosts[:2]:
         host.client.call("RequestPool", {"AddressSpace": "LocalDefault", "Pool": "203.0.113.0/24"})
-    out = CliRunner().invoke(main, ["pools", "--db", pg_url], env={"IPLEDGER_HOST_ID": "host-0"}).output
+    out = (
+        CliRunner()
+        .invoke(main, ["pools", "--db", pg_url], env={"IPLEDGER_HOST_ID": "host-0"})
+        .output
+    )
     rows = sorted(line.split()[:2] for line in out.splitlines()[1:])
-    assert rows == [["LocalDefault/203.0.113.0/24", "host-0"], ["LocalDefault/203.0.113.0/24", "host-1"],
-                    ["shared/lan/LocalDefault/2001:db8:1::/64", "shared"]]
+    assert rows == [
+        ["LocalDefault/203.0.113.0/24", "host-0"],
+        ["LocalDefault/203.0.113.0/24", "host-1"],
+        ["shared/lan/LocalDefault/2001:db8:1::/64", "shared"],
+    ]

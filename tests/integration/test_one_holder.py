@@ -31,8 +31,9 @@ def endpoint(mac: str, name: str | None = None) -> dict[str, str]:
 
 
 def new_pool(ipam: Ipam, cidr: str, subpool: str = "", **options: str) -> str:
-    return ipam.request_pool("LocalDefault", cidr, subpool,
-                             {f"ipledger.{k}": v for k, v in options.items()}, False).pool_id
+    return ipam.request_pool(
+        "LocalDefault", cidr, subpool, {f"ipledger.{k}": v for k, v in options.items()}, False
+    ).pool_id
 
 
 def test_two_endpoints_with_the_same_mac_get_two_addresses(ipam):
@@ -79,8 +80,9 @@ def test_a_held_address_goes_back_to_one_endpoint_only(ipam):
 
 
 def test_a_default_pool_never_overlaps_a_shared_pool(ipam, settings):
-    shared = ipam.request_pool("LocalDefault", "10.128.0.0/24", "",
-                               {"ipledger.shared": "lan"}, False)
+    shared = ipam.request_pool(
+        "LocalDefault", "10.128.0.0/24", "", {"ipledger.shared": "lan"}, False
+    )
     own = ipam.request_pool("LocalDefault", "", "", {}, False)
     assert shared.pool == "10.128.0.0/24"
     assert own.pool == "10.128.1.0/24"
@@ -97,8 +99,7 @@ def test_an_explicit_pool_of_this_host_overlapping_a_shared_pool_is_refused(ipam
 def test_a_shared_pool_overlapping_a_pool_of_this_host_is_refused(ipam):
     new_pool(ipam, "198.51.100.0/25")
     with pytest.raises(PoolOverlap, match=re.escape("LocalDefault/198.51.100.0/25")):
-        ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {"ipledger.shared": "lan"},
-                          False)
+        ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {"ipledger.shared": "lan"}, False)
 
 
 def test_another_host_cannot_join_a_shared_pool_its_own_pool_overlaps(ipam, engine, settings):
@@ -108,17 +109,18 @@ def test_another_host_cannot_join_a_shared_pool_its_own_pool_overlaps(ipam, engi
     new_pool(other, "198.51.100.0/26")
     ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {"ipledger.shared": "lan"}, False)
     with pytest.raises(PoolOverlap, match=re.escape("LocalDefault/198.51.100.0/26")):
-        other.request_pool("LocalDefault", "198.51.100.0/24", "", {"ipledger.shared": "lan"},
-                           False)
+        other.request_pool("LocalDefault", "198.51.100.0/24", "", {"ipledger.shared": "lan"}, False)
 
 
-@pytest.mark.parametrize(("pool", "v6", "expected"), [
-    ("::/0", True, "fd42:1edb::/64"),
-    ("0.0.0.0/0", False, "10.128.0.0/24"),
-    ("::/56", True, "fd42:1edb::/56"),
-])
-def test_an_all_zero_pool_of_any_length_is_a_request_for_a_default_subnet(ipam, pool, v6,
-                                                                          expected):
+@pytest.mark.parametrize(
+    ("pool", "v6", "expected"),
+    [
+        ("::/0", True, "fd42:1edb::/64"),
+        ("0.0.0.0/0", False, "10.128.0.0/24"),
+        ("::/56", True, "fd42:1edb::/56"),
+    ],
+)
+def test_an_all_zero_pool_of_any_length_is_a_request_for_a_default_subnet(ipam, pool, v6, expected):
     assert ipam.request_pool("LocalDefault", pool, "", {}, v6).pool == expected
 
 
@@ -126,13 +128,21 @@ def test_an_all_zero_pool_of_any_length_is_a_request_for_a_default_subnet(ipam, 
 
 SUBNETS = ("198.51.100.0/28", "198.51.100.0/29", "198.51.100.8/29", "10.128.0.0/24")
 POOL_KINDS = st.sampled_from(["default", "own", "own-range", "shared"])
-OPS = st.lists(st.one_of(
-    st.tuples(st.just("pool"), st.integers(0, 1), POOL_KINDS, st.sampled_from(SUBNETS)),
-    st.tuples(st.just("take"), st.integers(0, 1), st.integers(0, 7),
-              st.sampled_from(["", "gateway", "mac", "static"]), st.integers(1, 14)),
-    st.tuples(st.just("release"), st.integers(0, 1), st.integers(0, 30)),
-    st.tuples(st.just("release-pool"), st.integers(0, 1), st.integers(0, 7)),
-), max_size=40)
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("pool"), st.integers(0, 1), POOL_KINDS, st.sampled_from(SUBNETS)),
+        st.tuples(
+            st.just("take"),
+            st.integers(0, 1),
+            st.integers(0, 7),
+            st.sampled_from(["", "gateway", "mac", "static"]),
+            st.integers(1, 14),
+        ),
+        st.tuples(st.just("release"), st.integers(0, 1), st.integers(0, 30)),
+        st.tuples(st.just("release-pool"), st.integers(0, 1), st.integers(0, 7)),
+    ),
+    max_size=40,
+)
 
 
 @dataclass(frozen=True)
@@ -155,16 +165,25 @@ def conflicting(a: Answer, b: Answer) -> bool:
     return a.host == b.host
 
 
-@hyp_settings(max_examples=100, deadline=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hyp_settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 # the two ways ipledger once gave an address twice, besides whatever hypothesis comes up with
-@example(ops=[("pool", 0, "own", "198.51.100.0/28"), ("take", 0, 0, "mac", 1),
-              ("take", 0, 0, "mac", 1)])
-@example(ops=[("pool", 0, "shared", "10.128.0.0/24"), ("pool", 0, "default", ""),
-              ("take", 0, 0, "", 1), ("take", 0, 1, "", 1)])
+@example(
+    ops=[("pool", 0, "own", "198.51.100.0/28"), ("take", 0, 0, "mac", 1), ("take", 0, 0, "mac", 1)]
+)
+@example(
+    ops=[
+        ("pool", 0, "shared", "10.128.0.0/24"),
+        ("pool", 0, "default", ""),
+        ("take", 0, 0, "", 1),
+        ("take", 0, 1, "", 1),
+    ]
+)
 @given(ops=OPS)
 def test_no_sequence_of_requests_from_any_hosts_gives_one_address_to_two_holders(
-        backend, request, tmp_path_factory, ops):
+    backend, request, tmp_path_factory, ops
+):
     from driver.config import parse_default_pools
     from driver.usecases.admin import Admin
 
@@ -188,18 +207,27 @@ def test_no_sequence_of_requests_from_any_hosts_gives_one_address_to_two_holders
                     kind, cidr = op[2], op[3]
                     options = {"ipledger.shared": "lan"} if kind == "shared" else {}
                     grant = ipam.request_pool(
-                        "LocalDefault", "" if kind == "default" else cidr,
+                        "LocalDefault",
+                        "" if kind == "default" else cidr,
                         cidr.replace("/28", "/30").replace("/29", "/30")
-                        if kind == "own-range" and cidr != "10.128.0.0/24" else "",
-                        options, False)
-                    pools.append((host, grant.pool_id, kind == "shared",
-                                  netaddr.IPNetwork(grant.pool)))
+                        if kind == "own-range" and cidr != "10.128.0.0/24"
+                        else "",
+                        options,
+                        False,
+                    )
+                    pools.append(
+                        (host, grant.pool_id, kind == "shared", netaddr.IPNetwork(grant.pool))
+                    )
                 elif op[0] == "take" and (mine := [p for p in pools if p[0] == host]):
                     _, pool_id, shared, subnet = mine[op[2] % len(mine)]
                     how, n = op[3], op[4]
-                    options = ({"RequestAddressType": "com.docker.network.gateway"}
-                               if how == "gateway" else
-                               {MAC: "02:42:c6:33:64:01"} if how == "mac" else {})
+                    options = (
+                        {"RequestAddressType": "com.docker.network.gateway"}
+                        if how == "gateway"
+                        else {MAC: "02:42:c6:33:64:01"}
+                        if how == "mac"
+                        else {}
+                    )
                     address = ""
                     if how == "static" and n < subnet.size:
                         address = str(netaddr.IPAddress(int(subnet.first) + n))

@@ -22,9 +22,13 @@ MAC = "com.docker.network.endpoint.macaddress"
 @pytest.fixture
 def run(settings):
     def run(*args: str, ok: bool = True, db: str | None = None, stdin: str | None = None):
-        result = CliRunner().invoke(main, [*args[:1], "--db", db or settings.db_url, *args[1:]],
-                                    input=stdin, catch_exceptions=False,
-                                    env={"IPLEDGER_HOST_ID": settings.host_id})
+        result = CliRunner().invoke(
+            main,
+            [*args[:1], "--db", db or settings.db_url, *args[1:]],
+            input=stdin,
+            catch_exceptions=False,
+            env={"IPLEDGER_HOST_ID": settings.host_id},
+        )
         assert (result.exit_code == 0) == ok, result.output
         return result.output
 
@@ -34,7 +38,9 @@ def run(settings):
 @pytest.fixture
 def busy(ipam):
     """A ledger with a gateway, endpoints, a reservation and a quarantined address."""
-    pool = ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {"ipledger.quarantine": "1h"}, False).pool_id
+    pool = ipam.request_pool(
+        "LocalDefault", "198.51.100.0/24", "", {"ipledger.quarantine": "1h"}, False
+    ).pool_id
     ipam.request_address(pool, "", {"RequestAddressType": "com.docker.network.gateway"})
     for i in range(4):
         ipam.request_address(pool, "", {MAC: f"02:00:00:00:00:0{i}"})
@@ -51,8 +57,16 @@ def test_pools_shows_each_pool_with_its_counts_and_a_utilisation_bar(run, busy, 
         # a shared ledger names each pool's owner: this host's id
         assert [line.pop(1) for line in lines] == ["OWNER", "host-a", "host-a"]
     assert lines[0] == ["POOL", "SIZE", "LEASED", "RESERVED", "PARKED", "FREE", "UTILISATION"]
-    assert lines[1] == ["LocalDefault/198.51.100.0/24", "254", "4", "50", "1", "199",
-                        "[####................]", "21.7%"]
+    assert lines[1] == [
+        "LocalDefault/198.51.100.0/24",
+        "254",
+        "4",
+        "50",
+        "1",
+        "199",
+        "[####................]",
+        "21.7%",
+    ]
     assert lines[2][:3] == ["LocalDefault/2001:db8::/64", "1.84e+19", "1"]
     as_json = json.loads(run("pools", "--json"))
     assert as_json[0]["free"] == 199 and as_json[1]["size"] == 2**64 - 1
@@ -61,13 +75,15 @@ def test_pools_shows_each_pool_with_its_counts_and_a_utilisation_bar(run, busy, 
 def test_leases_lists_every_held_address_with_its_state(run, busy):
     run("reserve", "198.51.100.200", "--label", "vip")
     rows = [line.split()[:3] for line in run("leases", busy).splitlines()]
-    assert rows == [["ADDRESS", "STATE", "KIND"],
-                    ["198.51.100.1", "leased", "gateway"],
-                    ["198.51.100.2", "leased", "endpoint"],
-                    ["198.51.100.3", "quarantined", "-"],
-                    ["198.51.100.4", "leased", "endpoint"],
-                    ["198.51.100.5", "leased", "endpoint"],
-                    ["198.51.100.200", "reserved", "-"]]
+    assert rows == [
+        ["ADDRESS", "STATE", "KIND"],
+        ["198.51.100.1", "leased", "gateway"],
+        ["198.51.100.2", "leased", "endpoint"],
+        ["198.51.100.3", "quarantined", "-"],
+        ["198.51.100.4", "leased", "endpoint"],
+        ["198.51.100.5", "leased", "endpoint"],
+        ["198.51.100.200", "reserved", "-"],
+    ]
 
 
 def test_usage_totals_each_address_space_and_flags_a_subnet_running_out(run, ipam):
@@ -90,15 +106,21 @@ def test_history_tells_who_had_an_address_and_when(run, busy):
 
 def test_prune_history_drops_only_events_older_than_asked(run, busy, engine):
     with engine.begin() as c:
-        c.execute(text("UPDATE history SET at = :old WHERE address = '198.51.100.3'"),
-                  {"old": datetime(2020, 1, 1)})
+        c.execute(
+            text("UPDATE history SET at = :old WHERE address = '198.51.100.3'"),
+            {"old": datetime(2020, 1, 1)},
+        )
     assert "dropped 2 history events older than 30d" in run("prune-history", "--older-than", "30d")
     assert run("history", "198.51.100.3").strip() == "no history for that"
     assert "allocate" in run("history", "198.51.100.2")
-    assert "Error: invalid --older-than 'soon'" in run("prune-history", "--older-than", "soon", ok=False)
+    assert "Error: invalid --older-than 'soon'" in run(
+        "prune-history", "--older-than", "soon", ok=False
+    )
 
 
-def test_export_then_import_into_a_new_ledger_gives_back_the_same_export(run, busy, tmp_path, other_db_url):
+def test_export_then_import_into_a_new_ledger_gives_back_the_same_export(
+    run, busy, tmp_path, other_db_url
+):
     run("reserve", "198.51.100.10-198.51.100.19", "--label", "routers")
     exported = tmp_path / "ledger.json"
     run("export", "-o", str(exported))
@@ -114,14 +136,21 @@ def test_export_then_import_into_a_new_ledger_gives_back_the_same_export(run, bu
     assert "ok: 2 subnets and 5 leases are consistent" in run("check", db=target)
 
 
-def test_import_refuses_a_ledger_that_already_holds_this_hosts_pools_and_a_file_that_is_not_an_export(run, busy, tmp_path, other_db_url, backend, settings):
+def test_import_refuses_a_ledger_that_already_holds_this_hosts_pools_and_a_file_that_is_not_an_export(
+    run, busy, tmp_path, other_db_url, backend, settings
+):
     exported = tmp_path / "ledger.json"
     run("export", "-o", str(exported))
     owner = "local" if backend == "sqlite" else settings.host_id
-    assert f"the target ledger already holds pools of '{owner}': import a host's ledger only once" in run("import", str(exported), ok=False)
+    assert (
+        f"the target ledger already holds pools of '{owner}': import a host's ledger only once"
+        in run("import", str(exported), ok=False)
+    )
     (tmp_path / "other.json").write_text('{"subnets": []}')
     target = other_db_url
-    assert "not an ipledger export" in run("import", str(tmp_path / "other.json"), ok=False, db=target)
+    assert "not an ipledger export" in run(
+        "import", str(tmp_path / "other.json"), ok=False, db=target
+    )
     (tmp_path / "bad.json").write_text("{nope")
     assert "is not JSON" in run("import", str(tmp_path / "bad.json"), ok=False, db=target)
 
@@ -130,28 +159,47 @@ def test_check_finds_a_lost_free_range_and_a_lease_nobody_can_hold(run, busy, en
     assert "ok: 2 subnets and 5 leases are consistent" in run("check")
     with engine.begin() as c:
         c.execute(text("DELETE FROM free_ranges WHERE subnet_id = 1"))
-        c.execute(text("UPDATE leases SET pool_id = 'LocalDefault/gone' WHERE address = :a"),
-                  {"a": (0xC6336402).to_bytes(16, "big")})
+        c.execute(
+            text("UPDATE leases SET pool_id = 'LocalDefault/gone' WHERE address = :a"),
+            {"a": (0xC6336402).to_bytes(16, "big")},
+        )
     out = run("check", ok=False)
     assert "expected free but not marked: 198.51.100.6-198.51.100.254" in out
-    assert "lease 198.51.100.2 names pool 'LocalDefault/gone', which is not a pool of this subnet" in out
+    assert (
+        "lease 198.51.100.2 names pool 'LocalDefault/gone', which is not a pool of this subnet"
+        in out
+    )
     assert "2 problems in 2 subnets" in out
 
 
 def test_reserve_and_unreserve_report_bad_input_without_a_traceback(run, busy):
-    assert "reserved 198.51.100.10-198.51.100.12 (x)" in run("reserve", "198.51.100.10-198.51.100.12", "--label", "x")
-    assert "Error: invalid range to reserve 'nonsense'" in run("reserve", "nonsense", "--label", "x", ok=False)
-    assert "Error: no reservation in 198.51.100.0/24 covers 198.51.100.50" in run("unreserve", "198.51.100.50", ok=False)
+    assert "reserved 198.51.100.10-198.51.100.12 (x)" in run(
+        "reserve", "198.51.100.10-198.51.100.12", "--label", "x"
+    )
+    assert "Error: invalid range to reserve 'nonsense'" in run(
+        "reserve", "nonsense", "--label", "x", ok=False
+    )
+    assert "Error: no reservation in 198.51.100.0/24 covers 198.51.100.50" in run(
+        "unreserve", "198.51.100.50", ok=False
+    )
     assert "unreserved 198.51.100.10-198.51.100.12" in run("unreserve", "198.51.100.10")
 
 
-OPS = st.lists(st.tuples(st.sampled_from(["take", "static", "release", "reserve", "unreserve"]),
-                         st.integers(1, 30)), max_size=40)
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["take", "static", "release", "reserve", "unreserve"]), st.integers(1, 30)
+    ),
+    max_size=40,
+)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=OPS)
-def test_any_history_of_operations_leaves_a_ledger_that_checks_clean_and_survives_export(tmp_path_factory, ops):
+def test_any_history_of_operations_leaves_a_ledger_that_checks_clean_and_survives_export(
+    tmp_path_factory, ops
+):
     from driver.domain.errors import IpamError
     from driver.usecases.admin import Admin
 
@@ -160,7 +208,9 @@ def test_any_history_of_operations_leaves_a_ledger_that_checks_clean_and_survive
     migrate(engine)
     ipam = Ipam(Store(engine), ())
     admin = Admin(ipam.store)
-    pool = ipam.request_pool("LocalDefault", "198.51.100.0/27", "198.51.100.0/28", {"ipledger.quarantine": "1h"}, False).pool_id
+    pool = ipam.request_pool(
+        "LocalDefault", "198.51.100.0/27", "198.51.100.0/28", {"ipledger.quarantine": "1h"}, False
+    ).pool_id
     for op, n in ops:
         address = f"198.51.100.{n}"
         try:
@@ -184,25 +234,34 @@ def test_any_history_of_operations_leaves_a_ledger_that_checks_clean_and_survive
     copy_admin.import_(exported)
     assert copy_admin.check().problems == []
     again = copy_admin.export()
-    assert {k: v for k, v in again.items() if k != "exported_at"} == \
-        {k: v for k, v in exported.items() if k != "exported_at"}
+    assert {k: v for k, v in again.items() if k != "exported_at"} == {
+        k: v for k, v in exported.items() if k != "exported_at"
+    }
     engine.dispose()
     copy.dispose()
 
 
-def test_migrate_db_moves_an_sqlite_ledger_into_postgresql_where_the_plugin_carries_on(tmp_path, postgres):
+def test_migrate_db_moves_an_sqlite_ledger_into_postgresql_where_the_plugin_carries_on(
+    tmp_path, postgres
+):
     sqlite_url = f"sqlite:///{tmp_path}/host.db"
     engine = make_engine(sqlite_url)
     migrate(engine)
     ipam = Ipam(Store(engine), ())
-    pool = ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {"ipledger.quarantine": "1h"}, False).pool_id
+    pool = ipam.request_pool(
+        "LocalDefault", "198.51.100.0/24", "", {"ipledger.quarantine": "1h"}, False
+    ).pool_id
     taken = [ipam.request_address(pool, "", {MAC: f"02:00:00:00:00:0{i}"}) for i in range(4)]
     ipam.release_address(pool, taken[1].split("/")[0])
     engine.dispose()
     target = postgres.new_database(template=None)
     try:
-        result = CliRunner().invoke(main, ["migrate-db", "--db", sqlite_url, "--to", target],
-                                    env={"IPLEDGER_HOST_ID": "host-a"}, catch_exceptions=False)
+        result = CliRunner().invoke(
+            main,
+            ["migrate-db", "--db", sqlite_url, "--to", target],
+            env={"IPLEDGER_HOST_ID": "host-a"},
+            catch_exceptions=False,
+        )
         assert result.exit_code == 0, result.output
         assert "moved 1 subnets, 3 leases and 6 history events" in result.output
         assert "as host 'host-a'" in result.output
@@ -215,8 +274,11 @@ def test_migrate_db_moves_an_sqlite_ledger_into_postgresql_where_the_plugin_carr
         with pytest.raises(Exception, match="not found"):
             Ipam(Store(pg), (), "host-b").request_address(pool, "", {})
         pg.dispose()
-        again = CliRunner().invoke(main, ["migrate-db", "--db", sqlite_url, "--to", target],
-                                   env={"IPLEDGER_HOST_ID": "host-a"})
+        again = CliRunner().invoke(
+            main,
+            ["migrate-db", "--db", sqlite_url, "--to", target],
+            env={"IPLEDGER_HOST_ID": "host-a"},
+        )
         assert again.exit_code == 1
         assert "already holds pools of 'host-a'" in again.output
     finally:
@@ -231,7 +293,7 @@ def test_reports_read_beside_a_writer_instead_of_waiting_for_it(ipam, busy):
     admin = Admin(ipam.store, ipam.host_id)
     done: list[int] = []
     with ipam.store.transaction() as ledger:
-        ledger.record("host-a", "test", busy, "198.51.100.99")   # a writer holds the database
+        ledger.record("host-a", "test", busy, "198.51.100.99")  # a writer holds the database
         reader = threading.Thread(target=lambda: done.append(len(admin.pools())))
         reader.start()
         reader.join(2)

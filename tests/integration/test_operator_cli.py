@@ -26,8 +26,9 @@ def invoke(*args: str, env: dict[str, str] | None = None):
 @pytest.fixture
 def run(settings):
     def run(*args: str, ok: bool = True) -> str:
-        result = invoke(*args, env={"IPLEDGER_HOST_ID": settings.host_id,
-                                    "IPLEDGER_DB": settings.db_url})
+        result = invoke(
+            *args, env={"IPLEDGER_HOST_ID": settings.host_id, "IPLEDGER_DB": settings.db_url}
+        )
         assert (result.exit_code == 0) == ok, result.output
         return result.output
 
@@ -63,19 +64,29 @@ def test_an_unknown_pool_says_how_to_find_one(run, ipam):
 
 def test_a_read_only_command_refuses_a_ledger_file_that_does_not_exist(tmp_path):
     missing = tmp_path / "typo.db"
-    for command in (["pools"], ["leases", "x"], ["usage"], ["check"], ["export"],
-                    ["history", "--pool", "x"], ["gc"]):
+    for command in (
+        ["pools"],
+        ["leases", "x"],
+        ["usage"],
+        ["check"],
+        ["export"],
+        ["history", "--pool", "x"],
+        ["gc"],
+    ):
         result = invoke(*command, "--db", f"sqlite:///{missing}")
         assert result.exit_code == 1, command
         assert f"no ledger at {missing}" in result.output
         assert not missing.exists()
 
 
-@pytest.mark.parametrize(("url", "says"), [
-    ("not a url", "invalid database URL 'not a url'"),
-    ("mysql+nodriver://x@127.0.0.1/z", "invalid database URL"),
-    ("mysql://x@127.0.0.1/z", "ipledger keeps its ledger in SQLite or PostgreSQL"),
-])
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("not a url", "invalid database URL 'not a url'"),
+        ("mysql+nodriver://x@127.0.0.1/z", "invalid database URL"),
+        ("mysql://x@127.0.0.1/z", "ipledger keeps its ledger in SQLite or PostgreSQL"),
+    ],
+)
 def test_a_database_url_that_cannot_work_is_a_clean_error(url, says):
     result = invoke("pools", "--db", url)
     assert result.exit_code == 1
@@ -117,21 +128,33 @@ def test_a_shared_reservation_is_written_to_history_under_the_shared_pools_id(ru
     assert "unreserve" in run("history", "--pool", pool)
 
 
-@pytest.mark.parametrize(("change", "says"), [
-    (lambda d: d["subnets"][0].pop("cidr"), "subnets[0]: missing 'cidr'"),
-    (lambda d: d["subnets"][0].update(cidr=7), "subnets[0].cidr: expected a string, not int"),
-    (lambda d: d["subnets"][0]["leases"][0].update(address="nope"),
-     "subnets[0].leases[0].address: invalid address 'nope'"),
-    (lambda d: d["subnets"][0]["leases"][0].update(created_at="yesterday"),
-     "subnets[0].leases[0].created_at: invalid timestamp 'yesterday'"),
-    (lambda d: d["subnets"][0]["pools"][0].update(quarantine_s="1h"),
-     "subnets[0].pools[0].quarantine_s: expected an integer, not str"),
-    (lambda d: d.update(history={}), "history: expected a list, not dict"),
-    (lambda d: d["subnets"][0]["leases"][0].update(address="203.0.113.9"),
-     "subnets[0].leases[0].address: 203.0.113.9 cannot be held in 198.51.100.0/24"),
-])
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda d: d["subnets"][0].pop("cidr"), "subnets[0]: missing 'cidr'"),
+        (lambda d: d["subnets"][0].update(cidr=7), "subnets[0].cidr: expected a string, not int"),
+        (
+            lambda d: d["subnets"][0]["leases"][0].update(address="nope"),
+            "subnets[0].leases[0].address: invalid address 'nope'",
+        ),
+        (
+            lambda d: d["subnets"][0]["leases"][0].update(created_at="yesterday"),
+            "subnets[0].leases[0].created_at: invalid timestamp 'yesterday'",
+        ),
+        (
+            lambda d: d["subnets"][0]["pools"][0].update(quarantine_s="1h"),
+            "subnets[0].pools[0].quarantine_s: expected an integer, not str",
+        ),
+        (lambda d: d.update(history={}), "history: expected a list, not dict"),
+        (
+            lambda d: d["subnets"][0]["leases"][0].update(address="203.0.113.9"),
+            "subnets[0].leases[0].address: 203.0.113.9 cannot be held in 198.51.100.0/24",
+        ),
+    ],
+)
 def test_a_malformed_export_is_refused_naming_the_field_and_changes_nothing(
-        run, ipam, tmp_path, other_db_url, settings, change, says):
+    run, ipam, tmp_path, other_db_url, settings, change, says
+):
     pool = ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {}, False).pool_id
     ipam.request_address(pool, "", {})
     exported = tmp_path / "ledger.json"
@@ -139,15 +162,17 @@ def test_a_malformed_export_is_refused_naming_the_field_and_changes_nothing(
     data = json.loads(exported.read_text())
     change(data)
     exported.write_text(json.dumps(data))
-    result = invoke("import", str(exported), "--db", other_db_url,
-                    env={"IPLEDGER_HOST_ID": settings.host_id})
+    result = invoke(
+        "import", str(exported), "--db", other_db_url, env={"IPLEDGER_HOST_ID": settings.host_id}
+    )
     assert result.exit_code == 1
     assert f"malformed export: {says}" in result.output
     assert "no pools" in invoke("pools", "--db", other_db_url).output
 
 
-def test_a_bug_met_during_import_is_not_reported_as_a_malformed_export(run, ipam, tmp_path,
-                                                                      other_db_url, monkeypatch):
+def test_a_bug_met_during_import_is_not_reported_as_a_malformed_export(
+    run, ipam, tmp_path, other_db_url, monkeypatch
+):
     ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {}, False)
     exported = tmp_path / "ledger.json"
     run("export", "-o", str(exported))
@@ -160,16 +185,19 @@ def test_a_bug_met_during_import_is_not_reported_as_a_malformed_export(run, ipam
         invoke("import", str(exported), "--db", other_db_url)
 
 
-def test_quarantine_deadlines_on_a_shared_ledger_follow_the_database_clock(engine, settings,
-                                                                          monkeypatch, backend):
+def test_quarantine_deadlines_on_a_shared_ledger_follow_the_database_clock(
+    engine, settings, monkeypatch, backend
+):
     if backend != "postgresql":
         pytest.skip("an SQLite ledger has one host, and so one clock")
     a = Ipam(Store(engine), settings.default_pools, "host-a")
     b = Ipam(Store(engine), settings.default_pools, "host-b")
-    pool = a.request_pool("LocalDefault", "198.51.100.0/24", "",
-                          {**SHARED, "ipledger.quarantine": "1h"}, False).pool_id
-    b.request_pool("LocalDefault", "198.51.100.0/24", "", {**SHARED, "ipledger.quarantine": "1h"},
-                   False)
+    pool = a.request_pool(
+        "LocalDefault", "198.51.100.0/24", "", {**SHARED, "ipledger.quarantine": "1h"}, False
+    ).pool_id
+    b.request_pool(
+        "LocalDefault", "198.51.100.0/24", "", {**SHARED, "ipledger.quarantine": "1h"}, False
+    )
     first = a.request_address(pool, "", {}).split("/")[0]
     a.release_address(pool, first)
     import time

@@ -28,8 +28,9 @@ def clock(monkeypatch) -> Clock:
 
 
 def new_pool(ipam, cidr="198.51.100.0/24", subpool="", **options) -> str:
-    return ipam.request_pool("LocalDefault", cidr, subpool,
-                             {f"ipledger.{k}": v for k, v in options.items()}, False).pool_id
+    return ipam.request_pool(
+        "LocalDefault", cidr, subpool, {f"ipledger.{k}": v for k, v in options.items()}, False
+    ).pool_id
 
 
 def take(ipam, pool_id, address="", **options) -> str:
@@ -82,7 +83,9 @@ def test_a_static_request_may_take_a_quarantined_address(ipam, clock):
     assert take(ipam, pool, first) == first
 
 
-def test_a_container_that_comes_back_with_its_mac_within_the_hold_time_gets_its_address(ipam, clock):
+def test_a_container_that_comes_back_with_its_mac_within_the_hold_time_gets_its_address(
+    ipam, clock
+):
     pool = new_pool(ipam, hold="10m")
     mine = take(ipam, pool, **{MAC: "02:00:00:00:00:aa"})
     other = take(ipam, pool, **{MAC: "02:00:00:00:00:bb"})
@@ -116,12 +119,24 @@ def test_hold_does_not_keep_back_addresses_of_requests_without_mac_or_name(ipam,
     assert take(ipam, pool) == first
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"ipledger.reuse": "random"}, "invalid ipledger.reuse 'random': expected lowest or serial"),
-    ({"ipledger.quarantine": "soon"}, "invalid ipledger.quarantine 'soon': expected a duration such as 60s, 15m, 2h or 7d"),
-    ({"ipledger.hold": "-5m"}, "invalid ipledger.hold '-5m'"),
-    ({"ipledger.holdd": "5m"}, "unknown option 'ipledger.holdd': ipledger's options are ipledger.reuse, ipledger.quarantine, ipledger.hold"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"ipledger.reuse": "random"},
+            "invalid ipledger.reuse 'random': expected lowest or serial",
+        ),
+        (
+            {"ipledger.quarantine": "soon"},
+            "invalid ipledger.quarantine 'soon': expected a duration such as 60s, 15m, 2h or 7d",
+        ),
+        ({"ipledger.hold": "-5m"}, "invalid ipledger.hold '-5m'"),
+        (
+            {"ipledger.holdd": "5m"},
+            "unknown option 'ipledger.holdd': ipledger's options are ipledger.reuse, ipledger.quarantine, ipledger.hold",
+        ),
+    ],
+)
 def test_a_bad_reuse_option_is_refused_by_name_and_creates_nothing(ipam, engine, options, message):
     before = snapshot(engine)
     with pytest.raises(InvalidRequest, match=message.replace(".", r"\.").replace("(", r"\(")):
@@ -163,17 +178,22 @@ def test_unreserving_frees_what_is_not_leased_and_check_stays_clean(ipam):
     assert admin.check().problems == []
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("203.0.113.5", "203.0.113.5 is not in a subnet of a network in LocalDefault"),
-    ("198.51.100.9-198.51.100.3", "the last address must follow the first"),
-    ("198.51.100.0", "holds only addresses 198.51.100.0/24 never hands out"),
-    ("198.51.100.20-198.51.100.40", "overlaps the reservation 198.51.100.10-198.51.100.30 (a)"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("203.0.113.5", "203.0.113.5 is not in a subnet of a network in LocalDefault"),
+        ("198.51.100.9-198.51.100.3", "the last address must follow the first"),
+        ("198.51.100.0", "holds only addresses 198.51.100.0/24 never hands out"),
+        ("198.51.100.20-198.51.100.40", "overlaps the reservation 198.51.100.10-198.51.100.30 (a)"),
+    ],
+)
 def test_a_bad_reservation_is_refused_by_name_and_changes_nothing(ipam, engine, text, message):
     new_pool(ipam)
     admin = Admin(ipam.store, ipam.host_id)
     admin.reserve("198.51.100.10-198.51.100.30", "a")
     before = snapshot(engine)
-    with pytest.raises(InvalidRequest, match=message.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        InvalidRequest, match=message.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")
+    ):
         admin.reserve(text, "b")
     assert snapshot(engine) == before

@@ -13,8 +13,12 @@ from tests.e2e.harness import PluginProcess
 @pytest.fixture
 def server(tmp_path):
     sock_dir = tmp_path / "plugins"
-    process = PluginProcess("ipl-test", f"sqlite:///{tmp_path}/var/lib/ledger.db", tmp_path,
-        socket=str(sock_dir / "ipl-test.sock"))
+    process = PluginProcess(
+        "ipl-test",
+        f"sqlite:///{tmp_path}/var/lib/ledger.db",
+        tmp_path,
+        socket=str(sock_dir / "ipl-test.sock"),
+    )
     yield process
     process.stop()
 
@@ -25,7 +29,9 @@ def test_serve_creates_a_root_only_socket_and_a_private_database(server, tmp_pat
     assert stat.S_IMODE((tmp_path / "var" / "lib" / "ledger.db").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "var" / "lib").stat().st_mode) == 0o700
     assert server.client.call("GetCapabilities") == (
-        200, {"RequiresMACAddress": True, "RequiresRequestReplay": False})
+        200,
+        {"RequiresMACAddress": True, "RequiresRequestReplay": False},
+    )
 
 
 def test_serve_replaces_a_stale_socket_left_by_a_crash(server, tmp_path):
@@ -47,13 +53,25 @@ def test_serve_refuses_to_replace_a_file_that_is_not_a_socket(server, tmp_path):
 
 def test_leases_survive_a_sigkill_of_master_and_workers(server):
     server.start()
-    body = {"AddressSpace": "LocalDefault", "Pool": "2001:db8::/32", "SubPool": "", "Options": {}, "V6": True}
+    body = {
+        "AddressSpace": "LocalDefault",
+        "Pool": "2001:db8::/32",
+        "SubPool": "",
+        "Options": {},
+        "V6": True,
+    }
     assert server.client.call("RequestPool", body)[0] == 200
-    got = [server.client.call("RequestAddress", {"PoolID": "LocalDefault/2001:db8::/32", "Address": ""})[1]["Address"]
-           for _ in range(5)]
+    got = [
+        server.client.call(
+            "RequestAddress", {"PoolID": "LocalDefault/2001:db8::/32", "Address": ""}
+        )[1]["Address"]
+        for _ in range(5)
+    ]
     server.kill()
     server.start()
-    after = server.client.call("RequestAddress", {"PoolID": "LocalDefault/2001:db8::/32", "Address": ""})[1]
+    after = server.client.call(
+        "RequestAddress", {"PoolID": "LocalDefault/2001:db8::/32", "Address": ""}
+    )[1]
     assert got == [f"2001:db8::{i}/32" for i in range(1, 6)]
     assert after == {"Address": "2001:db8::6/32", "Data": {}}
 

@@ -25,7 +25,10 @@ from tests.e2e.harness import PluginProcess
 FULL = os.environ.get("IPLEDGER_TEST_FULL") == "1"
 STRESS_SECONDS = 60.0 if FULL else 4.0
 CRASH_ROUNDS = 50 if FULL else 20
-SHARED = {"LocalDefault/2001:db8:1::/64": "2001:db8:1::/64", "LocalDefault/198.51.100.0/26": "198.51.100.0/26"}
+SHARED = {
+    "LocalDefault/2001:db8:1::/64": "2001:db8:1::/64",
+    "LocalDefault/198.51.100.0/26": "198.51.100.0/26",
+}
 SMALL = "LocalDefault/198.51.100.0/26"
 
 
@@ -52,7 +55,9 @@ def load(args: tuple[str, int, float, int]) -> dict[str, object]:
                     held.add((pool, answer["Address"].split("/")[0]))
             elif roll < 0.5:
                 address = f"198.51.100.{rng.randrange(1, 63)}"
-                status, answer = client.call("RequestAddress", {"PoolID": SMALL, "Address": address})
+                status, answer = client.call(
+                    "RequestAddress", {"PoolID": SMALL, "Address": address}
+                )
                 if status == 200:
                     held.add((SMALL, address))
                 else:
@@ -60,17 +65,23 @@ def load(args: tuple[str, int, float, int]) -> dict[str, object]:
             elif roll < 0.8 and held:
                 lease = rng.choice(sorted(held))
                 uncertain = {lease}
-                status, answer = client.call("ReleaseAddress", {"PoolID": lease[0], "Address": lease[1]})
+                status, answer = client.call(
+                    "ReleaseAddress", {"PoolID": lease[0], "Address": lease[1]}
+                )
                 assert status == 200, answer
                 held.discard(lease)
                 released.append(lease)
                 uncertain = set()
             elif roll < 0.9:
                 cidr = f"203.0.113.{16 * rng.randrange(16)}/28"
-                status, answer = client.call("RequestPool", {"AddressSpace": "LocalDefault", "Pool": cidr})
+                status, answer = client.call(
+                    "RequestPool", {"AddressSpace": "LocalDefault", "Pool": cidr}
+                )
                 if status == 200:
                     own_pools.add(answer["PoolID"])
-                    status, answer = client.call("RequestAddress", {"PoolID": answer["PoolID"], "Address": ""})
+                    status, answer = client.call(
+                        "RequestAddress", {"PoolID": answer["PoolID"], "Address": ""}
+                    )
                     assert status == 200, answer
                 else:
                     assert "Pool overlaps" in answer["Err"], answer
@@ -83,8 +94,14 @@ def load(args: tuple[str, int, float, int]) -> dict[str, object]:
             unknown += 1
             held -= uncertain
             break
-    return {"held": held, "released": released, "own_pools": own_pools, "unknown": unknown,
-            "uncertain": uncertain, "calls": calls}
+    return {
+        "held": held,
+        "released": released,
+        "own_pools": own_pools,
+        "unknown": unknown,
+        "uncertain": uncertain,
+        "calls": calls,
+    }
 
 
 def ledger_state(db: Path) -> tuple[set[tuple[str, str]], set[str], str]:
@@ -125,15 +142,18 @@ def test_sixteen_clients_over_four_workers_never_lose_or_double_a_lease(tmp_path
     assert own <= pools
     calls = sum(r["calls"] for r in results)
     assert calls > 16 * 10
-    print(f"stress: {calls} calls from 16 clients over 4 workers in {STRESS_SECONDS:.0f} s, "
-          f"{len(held)} leases held at the end, all in the ledger, none twice")
+    print(
+        f"stress: {calls} calls from 16 clients over 4 workers in {STRESS_SECONDS:.0f} s, "
+        f"{len(held)} leases held at the end, all in the ledger, none twice"
+    )
 
 
 @pytest.mark.slow
 def test_sigkill_of_the_whole_server_at_random_moments_loses_nothing(tmp_path):
     db = tmp_path / "ledger.db"
-    plugin = PluginProcess("ipl-crash", f"sqlite:///{db}", tmp_path, workers=2,
-        socket=str(tmp_path / "crash.sock"))
+    plugin = PluginProcess(
+        "ipl-crash", f"sqlite:///{db}", tmp_path, workers=2, socket=str(tmp_path / "crash.sock")
+    )
     plugin.start()
     create_shared_pools(plugin.socket)
     rng = random.Random(7)
@@ -142,7 +162,9 @@ def test_sigkill_of_the_whole_server_at_random_moments_loses_nothing(tmp_path):
     for round_ in range(CRASH_ROUNDS):
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(4) as pool:
-            pending = pool.map_async(load, [(plugin.socket, round_ * 10 + i, 5.0, 0) for i in range(4)])
+            pending = pool.map_async(
+                load, [(plugin.socket, round_ * 10 + i, 5.0, 0) for i in range(4)]
+            )
             time.sleep(rng.uniform(0.05, 0.6))
             plugin.kill(signal.SIGKILL)
             results = pending.get(60)
@@ -159,13 +181,20 @@ def test_sigkill_of_the_whole_server_at_random_moments_loses_nothing(tmp_path):
         assert len(in_db - acked) <= unknown_total
         acked |= in_db & uncertain
     plugin.stop()
-    print(f"crash: {CRASH_ROUNDS} SIGKILL rounds, {len(acked)} acknowledged leases all kept, "
-          f"{unknown_total} calls cut off mid-flight, integrity_check ok every round")
+    print(
+        f"crash: {CRASH_ROUNDS} SIGKILL rounds, {len(acked)} acknowledged leases all kept, "
+        f"{unknown_total} calls cut off mid-flight, integrity_check ok every round"
+    )
 
 
 def test_sigterm_lets_in_flight_requests_finish_and_exits_within_seconds(tmp_path):
-    plugin = PluginProcess("ipl-term", f"sqlite:///{tmp_path}/l.db", tmp_path, workers=2,
-        socket=str(tmp_path / "term.sock"))
+    plugin = PluginProcess(
+        "ipl-term",
+        f"sqlite:///{tmp_path}/l.db",
+        tmp_path,
+        workers=2,
+        socket=str(tmp_path / "term.sock"),
+    )
     plugin.start()
     create_shared_pools(plugin.socket)
     with multiprocessing.get_context("fork").Pool(4) as pool:

@@ -66,7 +66,9 @@ def test_reserved_addresses_follow_the_builtin_ipam(cidr, address, reason):
     assert subnet(cidr).reserved(ip(address)) == reason
 
 
-@pytest.mark.parametrize("cidr", ["192.0.2.0/24", "2001:db8::/64", "2001:db8::/32", "2001:db8::/48"])
+@pytest.mark.parametrize(
+    "cidr", ["192.0.2.0/24", "2001:db8::/64", "2001:db8::/32", "2001:db8::/48"]
+)
 def test_dynamic_allocation_hands_out_the_lowest_free_address_in_any_pool_size(cidr):
     s = subnet(cidr)
     book = book_for(cidr)
@@ -127,7 +129,11 @@ def test_serial_allocation_moves_on_from_the_cursor_and_wraps_round():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["dyn", "static", "release"]), st.integers(0, 15)), max_size=60))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["dyn", "static", "release"]), st.integers(0, 15)), max_size=60
+    )
+)
 def test_the_free_book_always_agrees_with_a_naive_set_of_free_addresses(steps):
     s = subnet("192.0.2.0/28")
     book = book_for("192.0.2.0/28")
@@ -152,7 +158,9 @@ def test_the_free_book_always_agrees_with_a_naive_set_of_free_addresses(steps):
 
 def test_the_default_subnet_is_the_lowest_one_that_overlaps_nothing_held():
     defaults = [DefaultPool(netaddr.IPNetwork("10.128.0.0/9"), 24)]
-    held = MemoryHeld((ip("10.128.0.0"), ip("10.128.0.255")), (ip("10.128.2.0"), ip("10.128.3.255")))
+    held = MemoryHeld(
+        (ip("10.128.0.0"), ip("10.128.0.255")), (ip("10.128.2.0"), ip("10.128.3.255"))
+    )
     assert str(allocator.pick_default_subnet(defaults, 4, None, held)) == "10.128.1.0/24"
     held.held.insert(1, (ip("10.128.1.0"), ip("10.128.1.255")))
     assert str(allocator.pick_default_subnet(defaults, 4, None, held)) == "10.128.4.0/24"
@@ -172,7 +180,8 @@ def test_default_pools_run_out_cleanly():
 
 
 @pytest.mark.parametrize(
-    "text", ["10.1", "192.0.2.1/24", "fe80::1%eth0", " 192.0.2.1", "", "192.0.2.256", "x" * 100, 5, None]
+    "text",
+    ["10.1", "192.0.2.1/24", "fe80::1%eth0", " 192.0.2.1", "", "192.0.2.256", "x" * 100, 5, None],
 )
 def test_only_plain_addresses_parse(text):
     with pytest.raises(InvalidRequest):
@@ -184,7 +193,9 @@ def test_cidrs_are_masked_like_the_builtin_ipam_does():
     assert str(allocator.parse_cidr("2001:db8::1/64", "pool")) == "2001:db8::/64"
 
 
-@pytest.mark.parametrize("text", ["192.0.2.0", "192.0.2.0/33", "192.0.2.0/", "2001:db8::/129", "192.0.2.0/-1", "/24"])
+@pytest.mark.parametrize(
+    "text", ["192.0.2.0", "192.0.2.0/33", "192.0.2.0/", "2001:db8::/129", "192.0.2.0/-1", "/24"]
+)
 def test_malformed_cidrs_are_refused(text):
     with pytest.raises(InvalidRequest):
         allocator.parse_cidr(text, "pool")
@@ -200,10 +211,16 @@ def test_prefix_lengths_must_be_ascii_digits():
 
 
 @settings(max_examples=200, deadline=None)
-@given(free=st.sets(st.integers(0, 40), max_size=30), first=st.integers(0, 40), span=st.integers(0, 10))
-def test_taking_a_range_takes_exactly_its_free_addresses_and_giving_the_taken_back_restores_them(free, first, span):
+@given(
+    free=st.sets(st.integers(0, 40), max_size=30), first=st.integers(0, 40), span=st.integers(0, 10)
+)
+def test_taking_a_range_takes_exactly_its_free_addresses_and_giving_the_taken_back_restores_them(
+    free, first, span
+):
     last = first + span
-    book = MemoryBook(*allocator.gaps((0, 40), allocator.merge((a, a) for a in set(range(41)) - free)))
+    book = MemoryBook(
+        *allocator.gaps((0, 40), allocator.merge((a, a) for a in set(range(41)) - free))
+    )
     assert book.addresses() == free
     allocator.take_range(book, first, last)
     assert book.addresses() == free - set(range(first, last + 1))
@@ -220,16 +237,21 @@ def test_gaps_are_what_the_taken_ranges_leave_of_the_bounds():
     assert allocator.merge([(5, 6), (1, 2), (3, 3), (9, 9)]) == [(1, 3), (5, 6), (9, 9)]
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("60s", 60), ("15m", 900), ("2h", 7200), ("7d", 604800)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), ("60s", 60), ("15m", 900), ("2h", 7200), ("7d", 604800)]
+)
 def test_durations_read_as_seconds(text, seconds):
     assert allocator.parse_duration(text, "x") == seconds
 
 
-@pytest.mark.parametrize(("text", "bounds"), [
-    ("198.51.100.7", ("198.51.100.7", "198.51.100.7")),
-    ("198.51.100.7-198.51.100.9", ("198.51.100.7", "198.51.100.9")),
-    ("198.51.100.8/30", ("198.51.100.8", "198.51.100.11")),
-])
+@pytest.mark.parametrize(
+    ("text", "bounds"),
+    [
+        ("198.51.100.7", ("198.51.100.7", "198.51.100.7")),
+        ("198.51.100.7-198.51.100.9", ("198.51.100.7", "198.51.100.9")),
+        ("198.51.100.8/30", ("198.51.100.8", "198.51.100.11")),
+    ],
+)
 def test_a_range_is_an_address_a_first_last_pair_or_a_cidr(text, bounds):
     first, last = allocator.parse_range(text)
     assert (str(first), str(last)) == bounds

@@ -12,7 +12,8 @@ from driver.storage.store import Conflict, Store, make_engine
 
 
 def test_a_conflict_that_outlasts_the_retries_is_a_clean_error_and_operator_writes_retry(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     url = f"sqlite:///{tmp_path}/ledger.db"
     engine = make_engine(url)
     migrate(engine)

@@ -20,8 +20,12 @@ POOL = "LocalDefault/198.51.100.0/24"
 
 
 def network(*endpoints: tuple[str, str], subnet="198.51.100.0/24", ip_range=None, scope="local"):
-    return DockerNetwork("web", scope, [IpamConfig(subnet, ip_range, "198.51.100.1", {"r": "198.51.100.250"})],
-                         [Endpoint(name, address, "02:00:00:00:00:01") for name, address in endpoints])
+    return DockerNetwork(
+        "web",
+        scope,
+        [IpamConfig(subnet, ip_range, "198.51.100.1", {"r": "198.51.100.250"})],
+        [Endpoint(name, address, "02:00:00:00:00:01") for name, address in endpoints],
+    )
 
 
 def lease(address: str, created=OLD, pool=POOL, kind="endpoint") -> LedgerLease:
@@ -29,22 +33,34 @@ def lease(address: str, created=OLD, pool=POOL, kind="endpoint") -> LedgerLease:
 
 
 def judge(pools, leases, networks, host="me"):
-    return [(f.what, f.pool_id, f.address, f.due)
-            for f in reconcile(pools, leases, networks, owner="me", host_id=host, now=NOW, grace=timedelta(minutes=10))]
+    return [
+        (f.what, f.pool_id, f.address, f.due)
+        for f in reconcile(
+            pools, leases, networks, owner="me", host_id=host, now=NOW, grace=timedelta(minutes=10)
+        )
+    ]
 
 
 def test_a_lease_that_no_endpoint_gateway_or_aux_address_uses_is_a_leak():
-    found = judge([LedgerPool(POOL, "LocalDefault", "me", OLD)],
-                  [lease("198.51.100.1", kind="gateway"), lease("198.51.100.250", kind="aux"),
-                   lease("198.51.100.2"), lease("198.51.100.3")],
-                  [network(("a", "198.51.100.2/24"))])
+    found = judge(
+        [LedgerPool(POOL, "LocalDefault", "me", OLD)],
+        [
+            lease("198.51.100.1", kind="gateway"),
+            lease("198.51.100.250", kind="aux"),
+            lease("198.51.100.2"),
+            lease("198.51.100.3"),
+        ],
+        [network(("a", "198.51.100.2/24"))],
+    )
     assert found == [("lease", POOL, "198.51.100.3", True)]
 
 
 def test_a_leak_younger_than_the_grace_period_is_reported_but_not_due():
-    found = judge([LedgerPool(POOL, "LocalDefault", "me", OLD)],
-                  [lease("198.51.100.1"), lease("198.51.100.250"), lease("198.51.100.7", created=NEW)],
-                  [network()])
+    found = judge(
+        [LedgerPool(POOL, "LocalDefault", "me", OLD)],
+        [lease("198.51.100.1"), lease("198.51.100.250"), lease("198.51.100.7", created=NEW)],
+        [network()],
+    )
     assert found == [("lease", POOL, "198.51.100.7", False)]
 
 
@@ -54,50 +70,79 @@ def test_a_pool_that_no_docker_network_uses_is_a_leak_and_so_are_its_leases_not(
 
 
 def test_an_endpoint_docker_uses_without_a_lease_is_reported_missing():
-    found = judge([LedgerPool(POOL, "LocalDefault", "me", OLD)],
-                  [lease("198.51.100.1"), lease("198.51.100.250")],
-                  [network(("a", "198.51.100.9/24"))])
+    found = judge(
+        [LedgerPool(POOL, "LocalDefault", "me", OLD)],
+        [lease("198.51.100.1"), lease("198.51.100.250")],
+        [network(("a", "198.51.100.9/24"))],
+    )
     assert found == [("missing", POOL, "198.51.100.9", True)]
 
 
 def test_ip_range_networks_map_to_their_own_pool_ids():
     sub = "LocalDefault/198.51.100.0/24/198.51.100.128/25"
-    found = judge([LedgerPool(sub, "LocalDefault", "me", OLD)],
-                  [lease("198.51.100.1", pool=sub), lease("198.51.100.250", pool=sub), lease("198.51.100.129", pool=sub)],
-                  [network(("a", "198.51.100.129/24"), ip_range="198.51.100.128/25")])
+    found = judge(
+        [LedgerPool(sub, "LocalDefault", "me", OLD)],
+        [
+            lease("198.51.100.1", pool=sub),
+            lease("198.51.100.250", pool=sub),
+            lease("198.51.100.129", pool=sub),
+        ],
+        [network(("a", "198.51.100.129/24"), ip_range="198.51.100.128/25")],
+    )
     assert found == []
 
 
 def test_pools_of_other_hosts_and_of_the_global_space_are_not_judged():
-    found = judge([LedgerPool(POOL, "LocalDefault", "other-host", OLD),
-                   LedgerPool("GlobalDefault/203.0.113.0/24", "GlobalDefault", "me", OLD)],
-                  [lease("198.51.100.5")], [])
+    found = judge(
+        [
+            LedgerPool(POOL, "LocalDefault", "other-host", OLD),
+            LedgerPool("GlobalDefault/203.0.113.0/24", "GlobalDefault", "me", OLD),
+        ],
+        [lease("198.51.100.5")],
+        [],
+    )
     assert found == []
 
 
 def test_the_gateway_lease_is_not_a_leak_when_docker_does_not_show_the_gateway():
     quiet = DockerNetwork("web", "local", [IpamConfig("198.51.100.0/24", None, None, {})], [])
-    found = judge([LedgerPool(POOL, "LocalDefault", "me", OLD)],
-                  [lease("198.51.100.1", kind="gateway"), lease("198.51.100.4")], [quiet])
+    found = judge(
+        [LedgerPool(POOL, "LocalDefault", "me", OLD)],
+        [lease("198.51.100.1", kind="gateway"), lease("198.51.100.4")],
+        [quiet],
+    )
     assert found == [("lease", POOL, "198.51.100.4", True)]
 
 
 def test_in_a_shared_pool_only_this_hosts_leases_are_judged_and_never_the_pool():
     shared = "shared/lan/LocalDefault/198.51.100.0/24"
     # the network's ipledger.shared option names the shared pool it stands for
-    net = DockerNetwork("lan", "local", [IpamConfig("198.51.100.0/24", None, None, {})],
-                        [Endpoint("a", "198.51.100.2", None)], {"ipledger.shared": "lan"})
+    net = DockerNetwork(
+        "lan",
+        "local",
+        [IpamConfig("198.51.100.0/24", None, None, {})],
+        [Endpoint("a", "198.51.100.2", None)],
+        {"ipledger.shared": "lan"},
+    )
     pools = [LedgerPool(shared, "LocalDefault", "shared", OLD)]
-    leases = [LedgerLease(shared, "198.51.100.1", "gateway", OLD, "other-host"),
-              LedgerLease(shared, "198.51.100.2", "endpoint", OLD, "me"),
-              LedgerLease(shared, "198.51.100.3", "endpoint", OLD, "other-host"),
-              LedgerLease(shared, "198.51.100.4", "endpoint", OLD, "me")]
-    found = [(f.what, f.address) for f in reconcile(
-        pools, leases, [net], owner="me", host_id="me", now=NOW, grace=timedelta(minutes=10))]
+    leases = [
+        LedgerLease(shared, "198.51.100.1", "gateway", OLD, "other-host"),
+        LedgerLease(shared, "198.51.100.2", "endpoint", OLD, "me"),
+        LedgerLease(shared, "198.51.100.3", "endpoint", OLD, "other-host"),
+        LedgerLease(shared, "198.51.100.4", "endpoint", OLD, "me"),
+    ]
+    found = [
+        (f.what, f.address)
+        for f in reconcile(
+            pools, leases, [net], owner="me", host_id="me", now=NOW, grace=timedelta(minutes=10)
+        )
+    ]
     assert found == [("lease", "198.51.100.4")]
     # with no network on this host, the shared pool is none of this host's business
-    assert reconcile(pools, leases, [], owner="me", host_id="me", now=NOW,
-                     grace=timedelta(minutes=10)) == []
+    assert (
+        reconcile(pools, leases, [], owner="me", host_id="me", now=NOW, grace=timedelta(minutes=10))
+        == []
+    )
 
 
 def test_managed_ipledger_plugins_are_known_by_their_name_with_tag_and_latest_without():
@@ -108,7 +153,11 @@ def test_managed_ipledger_plugins_are_known_by_their_name_with_tag_and_latest_wi
         {"Name": "myorg/ipledger:latest", "Config": {"Interface": ipam}},
         {"Name": "ipledger-e2e:v1", "Config": {"Interface": ipam}},
         {"Name": "other/ipam:latest", "Config": {"Interface": {**ipam, "Socket": "other.sock"}}},
-        {"Name": "vieux/sshfs:latest", "Config": {"Interface": {"Types": ["docker.volumedriver/1.0"],
-                                                               "Socket": "ipledger.sock"}}},
+        {
+            "Name": "vieux/sshfs:latest",
+            "Config": {
+                "Interface": {"Types": ["docker.volumedriver/1.0"], "Socket": "ipledger.sock"}
+            },
+        },
     ]
     assert plugin_names(plugins) == {"myorg/ipledger:latest", "myorg/ipledger", "ipledger-e2e:v1"}

@@ -31,8 +31,7 @@ def upgrade() -> None:
         sa.Column("cursor", ADDRESS, nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
-    op.create_index("ix_subnets_space_first", "subnets", ["space", "version", "first"],
-                    unique=True)
+    op.create_index("ix_subnets_space_first", "subnets", ["space", "version", "first"], unique=True)
     op.create_table(
         "pools",
         sa.Column("id", sa.String(200), primary_key=True),

@@ -20,13 +20,10 @@ ADDRESS = sa.LargeBinary(16)
 
 def upgrade() -> None:
     with op.batch_alter_table("subnets") as batch:
-        batch.add_column(sa.Column("reservations", sa.Integer, nullable=False,
-                                   server_default="0"))
+        batch.add_column(sa.Column("reservations", sa.Integer, nullable=False, server_default="0"))
     with op.batch_alter_table("pools") as batch:
-        batch.add_column(sa.Column("reuse", sa.String(16), nullable=False,
-                                   server_default="lowest"))
-        batch.add_column(sa.Column("quarantine_s", sa.Integer, nullable=False,
-                                   server_default="0"))
+        batch.add_column(sa.Column("reuse", sa.String(16), nullable=False, server_default="lowest"))
+        batch.add_column(sa.Column("quarantine_s", sa.Integer, nullable=False, server_default="0"))
         batch.add_column(sa.Column("hold_s", sa.Integer, nullable=False, server_default="0"))
         batch.add_column(sa.Column("host_id", sa.String(64), nullable=True))
     with op.batch_alter_table("leases") as batch:

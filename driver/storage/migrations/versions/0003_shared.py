@@ -16,17 +16,30 @@ branch_labels = None
 depends_on = None
 
 ADDRESS = sa.LargeBinary(16)
-POOL_COLUMNS = ("id", "subnet_id", "space", "cidr", "subpool", "range_first", "range_last",
-                "options", "created_at", "reuse", "quarantine_s", "hold_s", "host_id")
+POOL_COLUMNS = (
+    "id",
+    "subnet_id",
+    "space",
+    "cidr",
+    "subpool",
+    "range_first",
+    "range_last",
+    "options",
+    "created_at",
+    "reuse",
+    "quarantine_s",
+    "hold_s",
+    "host_id",
+)
 
 
 def upgrade() -> None:
     with op.batch_alter_table("subnets") as batch:
-        batch.add_column(sa.Column("owner", sa.String(64), nullable=False,
-                                   server_default="local"))
+        batch.add_column(sa.Column("owner", sa.String(64), nullable=False, server_default="local"))
         batch.drop_index("ix_subnets_space_first")
-        batch.create_index("ix_subnets_owner_space_first", ["owner", "space", "version", "first"],
-                           unique=True)
+        batch.create_index(
+            "ix_subnets_owner_space_first", ["owner", "space", "version", "first"], unique=True
+        )
     # The pools' key becomes (owner, id): two hosts may each have LocalDefault/198.51.100.0/24.
     op.create_table(
         "pools_new",
