@@ -14,6 +14,43 @@ from tests.pg import NetworkedPostgres, PostgresCluster, binaries
 
 BACKENDS = ("sqlite", "postgresql")
 
+# Two lanes. Plain `pytest` runs the quick one: unit, API and SQLite tests, as any user, in a few
+# minutes. `bash tests/run.sh` sets IPLEDGER_REQUIRE_E2E=1 and runs everything: PostgreSQL, real
+# dockerd, root-only faults, systemd and promtool, the stress and timing-heavy tests; there a
+# missing part fails a test instead of skipping it.
+FULL_LANE = bool(os.environ.get("IPLEDGER_REQUIRE_E2E"))
+FULL_LANE_FIXTURES = {"postgres", "networked_postgres", "dockerd", "small_disk"}
+FULL_LANE_REASON = "full lane (Docker, PostgreSQL, root or system tools): bash tests/run.sh"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if FULL_LANE:
+        return
+    skip = pytest.mark.skip(reason=FULL_LANE_REASON)
+    for item in items:
+        params = getattr(item, "callspec", None)
+        if (
+            item.get_closest_marker("docker")
+            or item.get_closest_marker("full")
+            or FULL_LANE_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or (params is not None and params.params.get("backend") == "postgresql")
+        ):
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FULL_LANE:
+        return
+    skipped = [
+        r for r in terminalreporter.stats.get("skipped", []) if FULL_LANE_REASON in str(r.longrepr)
+    ]
+    if skipped:
+        terminalreporter.write_line(
+            f"quick lane: {len(skipped)} tests that need Docker, PostgreSQL, root or system "
+            "tools were skipped; `bash tests/run.sh` (as root) installs what they need and runs "
+            "them all"
+        )
+
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:

@@ -58,4 +58,4 @@ export IPLEDGER_REQUIRE_E2E=1
 ruff format --check .
 ruff check .
 mypy
-python -m pytest "$@"
+python -m pytest -ra "$@"

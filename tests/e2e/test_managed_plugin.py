@@ -178,7 +178,7 @@ def test_the_managed_plugin_installs_serves_and_upgrades_without_losing_a_lease(
         env={**os.environ, "DOCKER_HOST": f"unix://{newest.socket}"},
     )
     assert gc.returncode == 0, gc.stdout + gc.stderr
-    assert f"1 Docker networks use {NAME}" in gc.stdout
+    assert "1 Docker networks use " in gc.stdout and NAME in gc.stdout.split(";")[0]
     assert "no leaks" in gc.stdout
     assert len(ledger(data)) == 4
 

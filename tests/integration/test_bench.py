@@ -4,7 +4,7 @@ import pytest
 
 from driver.entrypoints.bench import run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.full]
 
 
 def test_the_quick_benchmark_prints_every_table_and_finds_no_duplicate():

@@ -24,6 +24,8 @@ import pytest
 from driver.adapters.plugin_client import PluginClient
 from tests.e2e.harness import PluginProcess
 
+pytestmark = pytest.mark.full  # real servers for seconds to minutes: the full lane
+
 BOUND = 2.0
 # what the answer may take beyond the bound: a little scheduling, never another wait
 SLACK = 0.75

@@ -22,6 +22,8 @@ from driver.adapters.plugin_client import PluginClient
 from driver.entrypoints.bench import server
 from tests.e2e.harness import PluginProcess
 
+pytestmark = pytest.mark.full  # real servers for seconds to minutes: the full lane
+
 FULL = os.environ.get("IPLEDGER_TEST_FULL") == "1"
 STRESS_SECONDS = 60.0 if FULL else 4.0
 CRASH_ROUNDS = 50 if FULL else 20
