@@ -554,7 +554,7 @@ def gc(
             if apply:
                 raise click.ClickException(f"refusing --apply: {warning}")
             click.echo(f"warning: {warning}", err=True)
-        outcome = {f: "reported" for f in findings}
+        outcome = {f: repairs.REPORTED for f in findings}
         if apply and findings:
             ipam = Ipam(a.store, settings.default_pools, a.host_id)
             with progress(len(findings), "reclaiming") as step:
@@ -563,9 +563,7 @@ def gc(
                         ipam, findings, now=now, grace=timedelta(seconds=grace_s), progress=step
                     )
                 )
-        a.record_findings(
-            [f for f, done in outcome.items() if not done.startswith(("released", "recorded"))]
-        )
+        a.record_findings([f for f, done in outcome.items() if not done.outcome.resolved])
     click.echo(
         f"{len(networks)} Docker networks use {', '.join(sorted(names))}; "
         f"{len(ledger_pools)} pools and {len(ledger_leases)} leases in the ledger"
@@ -576,7 +574,14 @@ def gc(
     table(
         ["WHAT", "POOL", "ADDRESS", "OLD ENOUGH", "OUTCOME", "WHY"],
         [
-            [f.what, f.pool_id, f.address or "-", "yes" if f.due else "no", outcome[f], f.detail]
+            [
+                f.what,
+                f.pool_id,
+                f.address or "-",
+                "yes" if f.due else "no",
+                str(outcome[f]),
+                f.detail,
+            ]
             for f in findings
         ],
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, text, update
@@ -76,9 +75,69 @@ class Usage:
         return 1 - self.free / self.size if self.size else 1.0
 
 
-def _with(row: Any, **changes: Any) -> SimpleNamespace:
-    """A row as a plain record, with some columns decoded."""
-    return SimpleNamespace(**{**row._asdict(), **changes})
+@dataclass(frozen=True)
+class LeaseRow:
+    address: int
+    pool_id: str
+    kind: str
+    mac: str | None
+    name: str | None
+    host_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ParkedRow:
+    address: int
+    pool_id: str
+    mac: str | None
+    name: str | None
+    until: float
+
+
+@dataclass(frozen=True)
+class ReservationRow:
+    first: int
+    last: int
+    label: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    at: datetime
+    host_id: str
+    action: str
+    pool_id: str
+    address: str
+    kind: str | None
+    mac: str | None
+    name: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class FindingRow:
+    """What the last ``ipledger gc`` found and left alone."""
+
+    what: str
+    pool_id: str
+    address: str | None
+    detail: str
+
+
+def _event(row: Any) -> HistoryEvent:
+    return HistoryEvent(
+        row.at,
+        row.host_id,
+        row.action,
+        row.pool_id,
+        row.address,
+        row.kind,
+        row.mac,
+        row.name,
+        row.detail,
+    )
 
 
 def _subnet_row(row: Any) -> SubnetRow:
@@ -173,31 +232,44 @@ class Inventory:
             ).scalar_one()
         )
 
-    def leases(self, subnet_id: int) -> Iterator[Any]:
-        """The subnet's leases in address order; ``address`` is an int."""
+    def leases(self, subnet_id: int) -> Iterator[LeaseRow]:
+        """The subnet's leases in address order."""
         rows = self.connection.execute(
             select(leases).where(leases.c.subnet_id == subnet_id).order_by(leases.c.address)
         )
         for row in rows:
-            yield _with(row, address=unpack(row.address))
+            yield LeaseRow(
+                unpack(row.address),
+                row.pool_id,
+                row.kind,
+                row.mac,
+                row.name,
+                row.host_id,
+                row.created_at,
+            )
 
-    def parked(self, subnet_id: int) -> list[Any]:
+    def parked(self, subnet_id: int) -> list[ParkedRow]:
         rows = self.connection.execute(
             select(parked).where(parked.c.subnet_id == subnet_id).order_by(parked.c.address)
         )
-        return [_with(row, address=unpack(row.address)) for row in rows]
+        return [
+            ParkedRow(unpack(row.address), row.pool_id, row.mac, row.name, row.until)
+            for row in rows
+        ]
 
     def reservations(self, subnet_id: int) -> list[tuple[int, int, str]]:
         """(first, last, label) of each reservation, in address order."""
         return [(r.first, r.last, r.label) for r in self.reservation_rows(subnet_id)]
 
-    def reservation_rows(self, subnet_id: int) -> list[Any]:
+    def reservation_rows(self, subnet_id: int) -> list[ReservationRow]:
         rows = self.connection.execute(
             select(reservations)
             .where(reservations.c.subnet_id == subnet_id)
             .order_by(reservations.c.first)
         )
-        return [_with(r, first=unpack(r.first), last=unpack(r.last)) for r in rows]
+        return [
+            ReservationRow(unpack(r.first), unpack(r.last), r.label, r.created_at) for r in rows
+        ]
 
     def free_ranges(self, subnet_id: int) -> list[Range]:
         rows = self.connection.execute(
@@ -223,19 +295,22 @@ class Inventory:
 
     def history(
         self, *, address: str | None = None, pool_id: str | None = None, limit: int = 50
-    ) -> list[Any]:
+    ) -> list[HistoryEvent]:
         query = select(history).order_by(history.c.id.desc()).limit(limit)
         if address is not None:
             query = query.where(history.c.address == address)
         if pool_id is not None:
             query = query.where(history.c.pool_id == pool_id)
-        return list(reversed(self.connection.execute(query).all()))
+        return [_event(row) for row in reversed(self.connection.execute(query).all())]
 
-    def all_history(self) -> list[Any]:
-        return list(self.connection.execute(select(history).order_by(history.c.id)))
+    def all_history(self) -> list[HistoryEvent]:
+        return [
+            _event(row) for row in self.connection.execute(select(history).order_by(history.c.id))
+        ]
 
-    def findings(self) -> list[Any]:
-        return list(self.connection.execute(select(findings).order_by(findings.c.id)))
+    def findings(self) -> list[FindingRow]:
+        rows = self.connection.execute(select(findings).order_by(findings.c.id))
+        return [FindingRow(r.what, r.pool_id, r.address, r.detail) for r in rows]
 
     def count_subnets(self) -> int:
         return int(

@@ -21,8 +21,16 @@ from driver.domain.addresses import Range, Subnet
 from driver.domain.errors import InvalidRequest, PoolNotFound
 from driver.domain.moments import as_utc
 from driver.domain.pools import LOCAL_OWNER, LOCAL_SPACE, SHARED, own_plan, owner_of, pool_id_for
-from driver.domain.reconcile import LedgerLease, LedgerPool
-from driver.storage.inventory import Inventory, PoolRow, SubnetRow, Usage, allocatable_in
+from driver.domain.reconcile import Finding, LedgerLease, LedgerPool
+from driver.storage.inventory import (
+    FindingRow,
+    HistoryEvent,
+    Inventory,
+    PoolRow,
+    SubnetRow,
+    Usage,
+    allocatable_in,
+)
 from driver.storage.models import free_ranges, history, leases, parked, pools, reservations
 from driver.storage.store import Ledger, Store, pack, retrying
 
@@ -201,7 +209,7 @@ class Admin:
 
     def history(
         self, *, address: str | None = None, pool_id: str | None = None, limit: int = 50
-    ) -> list[Any]:
+    ) -> list[HistoryEvent]:
         if address is not None:
             address = str(allocator.parse_address(address))
         with self.store.reading() as ledger:
@@ -223,7 +231,7 @@ class Admin:
         with self.store.transaction() as ledger:
             return Inventory(ledger.connection).prune_history(before, WRITE_BATCH)
 
-    def findings(self) -> list[Any]:
+    def findings(self) -> list[FindingRow]:
         with self.store.reading() as ledger:
             return Inventory(ledger.connection).findings()
 
@@ -249,7 +257,7 @@ class Admin:
         return found, held
 
     @retrying
-    def record_findings(self, found: list[Any]) -> None:
+    def record_findings(self, found: list[Finding]) -> None:
         """Keep what gc found and left alone, for the leak-candidate metrics."""
         with self.store.transaction() as ledger:
             Inventory(ledger.connection).replace_findings(
@@ -291,7 +299,7 @@ class Admin:
             allocator.take_range(ledger.book(held.id), *bounds)
             inventory.add_reservation(held.id, bounds, label)
             shown = show_range(*bounds, first.version)
-            ledger.record(
+            ledger.write_history(
                 self.host_id, "reserve", self._pool_of_subnet(ledger, held), shown, detail=label
             )
         return shown
@@ -318,7 +326,7 @@ class Admin:
             for gap in allocator.gaps((r_first, r_last), taken):
                 allocator.give_back_range(book, *gap)
             shown = show_range(r_first, r_last, first.version)
-            ledger.record(
+            ledger.write_history(
                 self.host_id, "unreserve", self._pool_of_subnet(ledger, held), shown, detail=label
             )
         return shown
@@ -605,7 +613,7 @@ class Admin:
 
     @staticmethod
     def _check_subnet(
-        inventory: Inventory, s: Any, subnet_pools: list[PoolRow]
+        inventory: Inventory, s: SubnetRow, subnet_pools: list[PoolRow]
     ) -> tuple[list[str], int]:
         subnet, v = s.subnet, s.subnet.version
         where = f"{s.space} {subnet.cidr}"
@@ -632,10 +640,10 @@ class Admin:
                 )
             seen.add(row.address)
             taken.append((row.address, row.address))
-        for p in inventory.parked(s.id):
-            if p.address in seen:
-                problems.append(f"{where}: {show(p.address, v)} is both leased and parked")
-            taken.append((p.address, p.address))
+        for held in inventory.parked(s.id):
+            if held.address in seen:
+                problems.append(f"{where}: {show(held.address, v)} is both leased and parked")
+            taken.append((held.address, held.address))
         reservation_list = inventory.reservations(s.id)
         if len(reservation_list) != s.reservations:
             problems.append(

@@ -105,7 +105,7 @@ class Ipam:
                 grant = self._new_explicit_pool(
                     ledger, owner, space, Subnet(network), sub, encoded_options, policy, shared
                 )
-            ledger.record(
+            ledger.write_history(
                 self.host_id,
                 "pool-create",
                 grant.pool_id,
@@ -275,7 +275,7 @@ class Ipam:
                 ):
                     if address != gateway and ledger.drop_lease(record.subnet_id, address):
                         self._free(ledger, record, address)
-                ledger.record(self.host_id, "pool-detach", record.id, record.subnet.cidr)
+                ledger.write_history(self.host_id, "pool-detach", record.id, record.subnet.cidr)
                 log.info(
                     "host %s no longer uses shared pool %s",
                     self.host_id,
@@ -296,7 +296,7 @@ class Ipam:
             for address in ledger.leased_addresses_of_pool(record.subnet_id, record.id):
                 if ledger.drop_lease(record.subnet_id, address):
                     self._free(ledger, record, address)
-        ledger.record(self.host_id, action, record.id, record.subnet.cidr)
+        ledger.write_history(self.host_id, action, record.id, record.subnet.cidr)
         log.info(
             "pool %s released%s",
             record.id,
@@ -342,7 +342,7 @@ class Ipam:
                 )
             ledger.add_lease(record.subnet_id, value, pool_id, kind, mac, name, self.host_id)
             address = str(netaddr.IPAddress(value, subnet.version))
-            ledger.record(self.host_id, "allocate", pool_id, address, lease)
+            ledger.write_history(self.host_id, "allocate", pool_id, address, lease)
         answer = subnet.format(value)
         log.info(
             "address %s leased in pool %s (%s%s%s)",
@@ -495,7 +495,7 @@ class Ipam:
         else:
             self._free(ledger, record, value)
         address = str(netaddr.IPAddress(value, record.subnet.version))
-        ledger.record(
+        ledger.write_history(
             self.host_id,
             action,
             record.id,
