@@ -841,7 +841,7 @@ class Ledger:
         ).scalar()
         return as_utc(created) if created is not None else None
 
-    def record(
+    def write_history(
         self,
         host_id: str,
         action: str,

@@ -293,7 +293,7 @@ def test_reports_read_beside_a_writer_instead_of_waiting_for_it(ipam, busy):
     admin = Admin(ipam.store, ipam.host_id)
     done: list[int] = []
     with ipam.store.transaction() as ledger:
-        ledger.record("host-a", "test", busy, "198.51.100.99")  # a writer holds the database
+        ledger.write_history("host-a", "test", busy, "198.51.100.99")  # a writer holds the database
         reader = threading.Thread(target=lambda: done.append(len(admin.pools())))
         reader.start()
         reader.join(2)
