@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from driver.storage.store import masked_url
 from tests.e2e.harness import PluginProcess
 
@@ -15,6 +17,7 @@ def test_database_passwords_are_masked_for_logs():
     )
 
 
+@pytest.mark.full  # needs the [postgres] extra, which the quick lane does not install
 def test_a_failing_database_url_never_prints_its_password(tmp_path):
     result = subprocess.run(
         [
