@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,6 +21,10 @@ from driver.config import Settings, SettingsError
 from driver.domain.errors import IpamError
 from driver.domain.moments import as_utc
 from driver.domain.pools import LOCAL_OWNER, LOCAL_SPACE, SPACES
+from driver.usecases.admin import Admin
+
+if TYPE_CHECKING:
+    from driver.usecases.admin import Admin
 
 DB_HELP = "SQLAlchemy database URL [IPLEDGER_DB; default sqlite:////var/lib/ipledger/ipledger.db]"
 BAR_WIDTH = 20
@@ -81,8 +85,8 @@ def require_ledger(settings: Settings) -> None:
 
 
 @contextmanager
-def admin(db_url: str | None, *, create: bool = False) -> Iterator[Any]:
-    """The :class:`driver.admin.Admin` of the configured database, migrated to the newest
+def admin(db_url: str | None, *, create: bool = False) -> Iterator[Admin]:
+    """The :class:`driver.usecases.admin.Admin` of the configured database, migrated to the newest
     schema; only ``create`` makes a new SQLite ledger."""
     from sqlalchemy.exc import DBAPIError
 
@@ -172,7 +176,7 @@ def register(main: click.Group) -> None:
 def pools(db_url: str | None, as_json: bool) -> None:
     """Every pool (one per Docker network subnet) with its usage."""
     with admin(db_url) as a:
-        reports = a.pools()
+        reports = a.reports.pools()
     if as_json:
         click.echo(
             json.dumps(
@@ -232,8 +236,8 @@ def leases(db_url: str | None, pool_id: str) -> None:
     POOL_ID may also be a subnet (198.51.100.0/24) or the name of a Docker network.
     """
     with admin(db_url) as a:
-        pool_id = a.resolve_pool(pool_id, _network_pools(pool_id))
-        lines = a.addresses(pool_id)
+        pool_id = a.reports.resolve_pool(pool_id, _network_pools(pool_id))
+        lines = a.reports.addresses(pool_id)
     if not lines:
         click.echo(f"{pool_id}: nothing leased, reserved or parked")
         return
@@ -282,7 +286,7 @@ def _network_pools(name: str) -> list[str] | None:
 def usage(db_url: str | None, as_json: bool, warn: float) -> None:
     """Usage per subnet (shared by its ip-range pools) and per address space."""
     with admin(db_url) as a:
-        rows = a.subnets()
+        rows = a.reports.subnets()
     if as_json:
         click.echo(
             json.dumps(
@@ -361,7 +365,7 @@ def history(db_url: str | None, address: str | None, pool_id: str | None, limit:
     if address is None and pool_id is None:
         raise click.UsageError("give an ADDRESS, --pool POOL_ID, or both")
     with admin(db_url) as a:
-        events = a.history(address=address, pool_id=pool_id, limit=limit)
+        events = a.reports.history(address=address, pool_id=pool_id, limit=limit)
     if not events:
         click.echo("no history for that")
         return
@@ -403,7 +407,7 @@ def reserve(db_url: str | None, space: str, shared: bool, addresses: str, label:
     released.
     """
     with admin(db_url) as a:
-        shown = a.reserve(addresses, label, space, shared)
+        shown = a.reservations.reserve(addresses, label, space, shared)
     click.echo(f"reserved {shown} ({label})")
 
 
@@ -415,7 +419,7 @@ def reserve(db_url: str | None, space: str, shared: bool, addresses: str, label:
 def unreserve(db_url: str | None, space: str, shared: bool, addresses: str) -> None:
     """Drop the reservation covering ADDRESSES; its unleased addresses become free."""
     with admin(db_url) as a:
-        shown = a.unreserve(addresses, space, shared)
+        shown = a.reservations.unreserve(addresses, space, shared)
     click.echo(f"unreserved {shown}")
 
 
@@ -430,8 +434,8 @@ def unreserve(db_url: str | None, space: str, shared: bool, addresses: str) -> N
 )
 def export(db_url: str | None, output: str) -> None:
     """The whole ledger as JSON: subnets, pools, leases, reservations, parked, history."""
-    with admin(db_url) as a, progress(a.count_subnets(), "exporting subnets") as step:
-        data = a.export(step)
+    with admin(db_url) as a, progress(a.reports.count_subnets(), "exporting subnets") as step:
+        data = a.transfer.export(step)
     text = json.dumps(data, indent=1) + "\n"
     if output == "-":
         click.echo(text, nl=False)
@@ -461,7 +465,7 @@ def import_(db_url: str | None, source: Any) -> None:
     subnets = data.get("subnets", []) if isinstance(data, dict) else []
     subnets = subnets if isinstance(subnets, list) else []
     with admin(db_url, create=True) as a, progress(len(subnets), "importing subnets") as step:
-        leased = a.import_(data, step)
+        leased = a.transfer.import_(data, step)
     click.echo(f"imported {len(subnets)} subnets and {leased} leases")
 
 
@@ -469,8 +473,8 @@ def import_(db_url: str | None, source: Any) -> None:
 @db_option
 def check(db_url: str | None) -> None:
     """Check the ledger's consistency: free ranges, leases, reservations, counts, the file."""
-    with admin(db_url) as a, progress(a.count_subnets(), "checking subnets") as step:
-        report = a.check(step)
+    with admin(db_url) as a, progress(a.reports.count_subnets(), "checking subnets") as step:
+        report = a.checks.check(step)
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     if report.problems:
@@ -531,7 +535,7 @@ def gc(
     names = set(view.drivers)
     now = datetime.now(UTC)
     with admin(db_url) as a:
-        ledger_pools, ledger_leases = a.gc_inputs()
+        ledger_pools, ledger_leases = a.reports.gc_inputs()
         findings = reconciler.reconcile(
             ledger_pools,
             ledger_leases,
@@ -563,7 +567,9 @@ def gc(
                         ipam, findings, now=now, grace=timedelta(seconds=grace_s), progress=step
                     )
                 )
-        a.record_findings([f for f, done in outcome.items() if not done.outcome.resolved])
+        a.housekeeping.record_findings(
+            [f for f, done in outcome.items() if not done.outcome.resolved]
+        )
     click.echo(
         f"{len(networks)} Docker networks use {', '.join(sorted(names))}; "
         f"{len(ledger_pools)} pools and {len(ledger_leases)} leases in the ledger"
@@ -609,10 +615,10 @@ def migrate_db(db_url: str | None, target: str) -> None:
     if source_url == target:
         raise click.ClickException("--to names the ledger being migrated")
     with admin(db_url) as source:
-        data = source.export()
+        data = source.transfer.export()
     with admin(target, create=True) as destination:
-        leased = destination.import_(data)
-        report = destination.check()
+        leased = destination.transfer.import_(data)
+        report = destination.checks.check()
     if report.problems:
         raise click.ClickException(
             "the migrated ledger does not check clean: " + "; ".join(report.problems[:3])
@@ -632,5 +638,5 @@ def prune_history(db_url: str | None, age: str) -> None:
     """Drop history events older than --older-than (export first to keep them)."""
     age_s = seconds(age, "--older-than")
     with admin(db_url) as a:
-        dropped = a.prune_history(datetime.now(UTC) - timedelta(seconds=age_s))
+        dropped = a.housekeeping.prune_history(datetime.now(UTC) - timedelta(seconds=age_s))
     click.echo(f"dropped {dropped} history events older than {age}")

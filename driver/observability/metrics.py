@@ -113,8 +113,8 @@ class LedgerCollector(Collector):
         )
         up = GaugeMetricFamily("ipledger_ledger_up", "1 when the ledger could be read")
         try:
-            reports = self.admin.pools()
-            found = self.admin.findings()
+            reports = self.admin.reports.pools()
+            found = self.admin.reports.findings()
         except IpamError as e:
             log.warning("metrics: the ledger cannot be read: %s", e.message)
             up.add_metric([], 0)

@@ -53,7 +53,7 @@ def test_the_rules_only_use_metrics_ipledger_exports(ipam):
     from driver.usecases.admin import Admin
 
     ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {}, False)
-    Admin(ipam.store, ipam.host_id).record_findings(
+    Admin(ipam.store, ipam.host_id).housekeeping.record_findings(
         [
             type(
                 "F",

@@ -247,7 +247,7 @@ def test_no_sequence_of_requests_from_any_hosts_gives_one_address_to_two_holders
                     held = [a for a in held if not (a.host == host and a.pool_id == granted[1])]
             except IpamError:
                 pass
-        report = Admin(Store(engine)).check()
+        report = Admin(Store(engine)).checks.check()
         assert report.problems == []
     finally:
         engine.dispose()

@@ -221,19 +221,19 @@ def test_any_history_of_operations_leaves_a_ledger_that_checks_clean_and_survive
             elif op == "release":
                 ipam.release_address(pool, address)
             elif op == "reserve":
-                admin.reserve(f"{address}-198.51.100.{min(n + 2, 30)}", "r")
+                admin.reservations.reserve(f"{address}-198.51.100.{min(n + 2, 30)}", "r")
             else:
-                admin.unreserve(address)
+                admin.reservations.unreserve(address)
         except IpamError:
             pass
-    assert admin.check().problems == []
-    exported = admin.export()
+    assert admin.checks.check().problems == []
+    exported = admin.transfer.export()
     copy = make_engine(f"sqlite:///{where}/b.db")
     migrate(copy)
     copy_admin = Admin(Store(copy))
-    copy_admin.import_(exported)
-    assert copy_admin.check().problems == []
-    again = copy_admin.export()
+    copy_admin.transfer.import_(exported)
+    assert copy_admin.checks.check().problems == []
+    again = copy_admin.transfer.export()
     assert {k: v for k, v in again.items() if k != "exported_at"} == {
         k: v for k, v in exported.items() if k != "exported_at"
     }
@@ -294,7 +294,7 @@ def test_reports_read_beside_a_writer_instead_of_waiting_for_it(ipam, busy):
     done: list[int] = []
     with ipam.store.transaction() as ledger:
         ledger.write_history("host-a", "test", busy, "198.51.100.99")  # a writer holds the database
-        reader = threading.Thread(target=lambda: done.append(len(admin.pools())))
+        reader = threading.Thread(target=lambda: done.append(len(admin.reports.pools())))
         reader.start()
         reader.join(2)
         assert done == [2], "the report waited for the writer"

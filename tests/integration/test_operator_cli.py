@@ -180,7 +180,7 @@ def test_a_bug_met_during_import_is_not_reported_as_a_malformed_export(
     def broken(*_args, **_kwargs):
         raise KeyError("a bug")
 
-    monkeypatch.setattr("driver.usecases.admin.Admin._import_subnet", broken)
+    monkeypatch.setattr("driver.usecases.transfer.Transfer._import_subnet", broken)
     with pytest.raises(KeyError, match="a bug"):
         invoke("import", str(exported), "--db", other_db_url)
 

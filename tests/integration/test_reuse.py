@@ -147,7 +147,10 @@ def test_a_bad_reuse_option_is_refused_by_name_and_creates_nothing(ipam, engine,
 def test_reserved_addresses_are_never_handed_out_dynamically_but_may_be_asked_for(ipam):
     pool = new_pool(ipam, "198.51.100.0/28")
     admin = Admin(ipam.store, ipam.host_id)
-    assert admin.reserve("198.51.100.1-198.51.100.3", "routers") == "198.51.100.1-198.51.100.3"
+    assert (
+        admin.reservations.reserve("198.51.100.1-198.51.100.3", "routers")
+        == "198.51.100.1-198.51.100.3"
+    )
     assert take(ipam, pool) == "198.51.100.4"
     assert take(ipam, pool, "198.51.100.2") == "198.51.100.2"
     with pytest.raises(AddressInUse, match="held by an auxiliary address"):
@@ -162,20 +165,20 @@ def test_reserved_addresses_are_never_handed_out_dynamically_but_may_be_asked_fo
 def test_a_reservation_over_leased_addresses_keeps_them_when_they_are_released(ipam):
     pool = new_pool(ipam, "198.51.100.0/28")
     leased = take(ipam, pool)
-    Admin(ipam.store, ipam.host_id).reserve("198.51.100.0/29", "later")
+    Admin(ipam.store, ipam.host_id).reservations.reserve("198.51.100.0/29", "later")
     ipam.release_address(pool, leased)
     assert take(ipam, pool) == "198.51.100.8"
-    assert Admin(ipam.store, ipam.host_id).check().problems == []
+    assert Admin(ipam.store, ipam.host_id).checks.check().problems == []
 
 
 def test_unreserving_frees_what_is_not_leased_and_check_stays_clean(ipam):
     pool = new_pool(ipam, "198.51.100.0/28")
     admin = Admin(ipam.store, ipam.host_id)
-    admin.reserve("198.51.100.1-198.51.100.5", "spare")
+    admin.reservations.reserve("198.51.100.1-198.51.100.5", "spare")
     take(ipam, pool, "198.51.100.3")
-    assert admin.unreserve("198.51.100.1") == "198.51.100.1-198.51.100.5"
+    assert admin.reservations.unreserve("198.51.100.1") == "198.51.100.1-198.51.100.5"
     assert [take(ipam, pool) for _ in range(3)] == ["198.51.100.1", "198.51.100.2", "198.51.100.4"]
-    assert admin.check().problems == []
+    assert admin.checks.check().problems == []
 
 
 @pytest.mark.parametrize(
@@ -190,10 +193,10 @@ def test_unreserving_frees_what_is_not_leased_and_check_stays_clean(ipam):
 def test_a_bad_reservation_is_refused_by_name_and_changes_nothing(ipam, engine, text, message):
     new_pool(ipam)
     admin = Admin(ipam.store, ipam.host_id)
-    admin.reserve("198.51.100.10-198.51.100.30", "a")
+    admin.reservations.reserve("198.51.100.10-198.51.100.30", "a")
     before = snapshot(engine)
     with pytest.raises(
         InvalidRequest, match=message.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")
     ):
-        admin.reserve(text, "b")
+        admin.reservations.reserve(text, "b")
     assert snapshot(engine) == before

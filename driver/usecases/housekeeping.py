@@ -1,0 +1,47 @@
+"""Upkeep of the ledger itself: pruning history, keeping what gc found for the metrics."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from driver.domain.reconcile import Finding
+from driver.storage.inventory import (
+    Inventory,
+)
+from driver.storage.store import retrying
+from driver.usecases.operator import BATCH_PAUSE, WRITE_BATCH, OnLedger
+
+
+class Housekeeping(OnLedger):
+    """Upkeep of the ledger itself: pruning history, keeping what gc found for the metrics."""
+
+    def prune_history(self, before: datetime) -> int:
+        """Forget history events older than ``before``; how many were dropped. Deletes in
+        transactions of :data:`WRITE_BATCH` events, so that the plugin's calls interleave."""
+        dropped = 0
+        while batch := self._prune_batch(before):
+            dropped += batch
+            time.sleep(BATCH_PAUSE)
+        return dropped
+
+    @retrying
+    def _prune_batch(self, before: datetime) -> int:
+        with self.store.transaction() as ledger:
+            return Inventory(ledger.connection).prune_history(before, WRITE_BATCH)
+
+    @retrying
+    def record_findings(self, found: list[Finding]) -> None:
+        """Keep what gc found and left alone, for the leak-candidate metrics."""
+        with self.store.transaction() as ledger:
+            Inventory(ledger.connection).replace_findings(
+                [
+                    {
+                        "what": f.what,
+                        "pool_id": f.pool_id,
+                        "address": f.address,
+                        "detail": f.detail[:255],
+                    }
+                    for f in found
+                ]
+            )

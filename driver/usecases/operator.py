@@ -1,0 +1,39 @@
+"""What every operator use case stands on: the ledger the plugin uses, as one of its hosts.
+
+Each operator use case is one transaction (or, for long writes, a series of short ones) on the
+same :class:`driver.storage.store.Store` the plugin uses, so that it may run while the plugin
+serves Docker. Results are plain records; the CLI renders them.
+"""
+
+from __future__ import annotations
+
+import netaddr
+
+from driver.domain.pools import own_plan
+from driver.storage.store import Store
+
+# Rows an operator command writes in one transaction at the most: long enough to be quick,
+# short enough that a plugin call never waits long for the write lock behind it.
+WRITE_BATCH = 5000
+# The pause between two such transactions: longer than a waiting call sleeps between looks at
+# the write lock (WriteLock.POLL_MAX), so that the calls get it rather than the next batch.
+BATCH_PAUSE = 0.003
+
+
+def show(address: int, version: int) -> str:
+    return str(netaddr.IPAddress(address, version))
+
+
+def show_range(first: int, last: int, version: int) -> str:
+    return (
+        show(first, version) if first == last else f"{show(first, version)}-{show(last, version)}"
+    )
+
+
+class OnLedger:
+    """The ledger, and this host's place in it."""
+
+    def __init__(self, store: Store, host_id: str = "local") -> None:
+        self.store = store
+        self.host_id = host_id
+        self.owner = own_plan(store.shared, host_id)

@@ -1,0 +1,201 @@
+"""What the ledger holds, read in read-only transactions: pools, subnets, addresses,
+history, and what gc left alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from driver.domain import addresses as allocator
+from driver.domain.addresses import Subnet
+from driver.domain.errors import InvalidRequest, PoolNotFound
+from driver.domain.moments import as_utc
+from driver.domain.pools import SHARED, owner_of
+from driver.domain.reconcile import LedgerLease, LedgerPool
+from driver.storage.inventory import (
+    FindingRow,
+    HistoryEvent,
+    Inventory,
+    PoolRow,
+    Usage,
+)
+from driver.usecases.operator import OnLedger, show, show_range
+
+
+@dataclass(frozen=True)
+class PoolReport:
+    pool: PoolRow
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class AddressLine:
+    """One address (or reserved range) of a pool, in any state but free."""
+
+    address: str
+    state: str  # leased, reserved, quarantined, held
+    kind: str | None
+    mac: str | None
+    name: str | None
+    since: datetime | None
+    detail: str | None
+    host_id: str | None
+
+
+class Reports(OnLedger):
+    """What the ledger holds: pools, subnets, addresses, history, what gc left alone."""
+
+    def pools(self) -> list[PoolReport]:
+        with self.store.reading() as ledger:
+            inventory = Inventory(ledger.connection)
+            return [
+                PoolReport(p, inventory.usage(p.subnet_id, p.subnet, p.range_first, p.range_last))
+                for p in inventory.pools()
+            ]
+
+    def subnets(self) -> list[tuple[str, Subnet, int, Usage]]:
+        """(space, subnet, pools sharing it, usage over the whole subnet) for every subnet."""
+        with self.store.reading() as ledger:
+            inventory = Inventory(ledger.connection)
+            return [
+                (
+                    s.space,
+                    s.subnet,
+                    s.refs,
+                    inventory.usage(s.id, s.subnet, s.subnet.first, s.subnet.last),
+                )
+                for s in inventory.subnets()
+            ]
+
+    def count_subnets(self) -> int:
+        """How many subnets the ledger holds (what export and check go through)."""
+        with self.store.reading() as ledger:
+            return Inventory(ledger.connection).count_subnets()
+
+    def resolve_pool(self, wanted: str, network_pools: list[str] | None = None) -> str:
+        """The PoolID an operator means by ``wanted``: a PoolID, a subnet, or (given its
+        ``network_pools``) a Docker network; several candidates are listed to choose from."""
+        with self.store.reading() as ledger:
+            inventory = Inventory(ledger.connection)
+            if inventory.pools(wanted, owner_of(wanted, self.owner)):
+                return wanted
+            candidates = network_pools
+            if candidates is None:
+                try:
+                    cidr = str(allocator.parse_cidr(wanted, "subnet"))
+                except InvalidRequest:
+                    cidr = None
+                candidates = sorted(
+                    p.id
+                    for p in inventory.pools()
+                    if cidr is not None
+                    and p.subnet.cidr == cidr
+                    and p.owner in (self.owner, SHARED)
+                )
+        if len(candidates) == 1:
+            return candidates[0]
+        if candidates:
+            raise InvalidRequest(
+                f"{wanted} is held by several pools: give one of " + ", ".join(candidates)
+            )
+        raise InvalidRequest(
+            f"no pool {wanted}: give a PoolID, a subnet or a Docker network "
+            "name ('ipledger pools' lists the pools)"
+        )
+
+    def addresses(self, pool_id: str) -> list[AddressLine]:
+        """What a pool's subnet holds: leases, reservations and parked addresses, in order."""
+        with self.store.reading() as ledger:
+            inventory = Inventory(ledger.connection)
+            found = inventory.pools(pool_id, owner_of(pool_id, self.owner))
+            if not found:
+                raise PoolNotFound(pool_id)
+            pool = found[0]
+            version = pool.subnet.version
+            lines: list[tuple[int, AddressLine]] = []
+            for row in inventory.leases(pool.subnet_id):
+                lines.append(
+                    (
+                        row.address,
+                        AddressLine(
+                            show(row.address, version),
+                            "leased",
+                            row.kind,
+                            row.mac,
+                            row.name,
+                            as_utc(row.created_at),
+                            None if row.pool_id == pool_id else row.pool_id,
+                            row.host_id,
+                        ),
+                    )
+                )
+            for r in inventory.reservation_rows(pool.subnet_id):
+                lines.append(
+                    (
+                        r.first,
+                        AddressLine(
+                            show_range(r.first, r.last, version),
+                            "reserved",
+                            None,
+                            None,
+                            None,
+                            as_utc(r.created_at),
+                            r.label,
+                            None,
+                        ),
+                    )
+                )
+            for p in inventory.parked(pool.subnet_id):
+                state = "held" if pool.hold_s and (p.mac or p.name) else "quarantined"
+                until = datetime.fromtimestamp(p.until, UTC).isoformat(timespec="seconds")
+                lines.append(
+                    (
+                        p.address,
+                        AddressLine(
+                            show(p.address, version),
+                            state,
+                            None,
+                            p.mac,
+                            p.name,
+                            None,
+                            f"until {until}",
+                            None,
+                        ),
+                    )
+                )
+            return [line for _, line in sorted(lines, key=lambda item: item[0])]
+
+    def history(
+        self, *, address: str | None = None, pool_id: str | None = None, limit: int = 50
+    ) -> list[HistoryEvent]:
+        if address is not None:
+            address = str(allocator.parse_address(address))
+        with self.store.reading() as ledger:
+            return Inventory(ledger.connection).history(
+                address=address, pool_id=pool_id, limit=limit
+            )
+
+    def findings(self) -> list[FindingRow]:
+        with self.store.reading() as ledger:
+            return Inventory(ledger.connection).findings()
+
+    def gc_inputs(self) -> tuple[list[LedgerPool], list[LedgerLease]]:
+        """This host's and the shared pools with their leases, as :func:`driver.gc.reconcile`
+        compares them (other hosts' pools may have the same PoolIDs)."""
+        with self.store.reading() as ledger:
+            inventory = Inventory(ledger.connection)
+            all_pools = [p for p in inventory.pools() if p.owner in (self.owner, SHARED)]
+            found = [LedgerPool(p.id, p.space, p.owner, as_utc(p.created_at)) for p in all_pools]
+            subnet_versions = {p.subnet_id: p.subnet.version for p in all_pools}
+            held = [
+                LedgerLease(
+                    row.pool_id,
+                    show(row.address, version),
+                    row.kind,
+                    as_utc(row.created_at),
+                    row.host_id,
+                )
+                for subnet_id, version in subnet_versions.items()
+                for row in inventory.leases(subnet_id)
+            ]
+        return found, held
