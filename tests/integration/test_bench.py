@@ -17,6 +17,7 @@ def test_the_quick_benchmark_prints_every_table_and_finds_no_duplicate():
     ):
         assert heading in text
     assert len(results["sequential_p50"]) == 6
+    assert len(results["ratios"]) == 6, "each run is measured against Activate side by side"
     concurrent = results["concurrent"]
     assert [(w, c) for w, c, *_ in concurrent] == [(1, 1), (1, 4), (1, 8), (2, 1), (2, 4), (2, 8)]
     assert all(dups == 0 and total == clients * 100 for _, clients, _, _, total, dups in concurrent)
