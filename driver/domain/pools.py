@@ -6,6 +6,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+
+import netaddr
 
 from driver.domain import addresses as allocator
 from driver.domain.errors import InvalidRequest
@@ -34,6 +37,63 @@ SHARED_PREFIX = "shared/"
 _SHARED_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
+class LeaseKind(StrEnum):
+    """Who holds a lease, as Docker's request says it (stored as the string)."""
+
+    GATEWAY = "gateway"
+    ENDPOINT = "endpoint"  # a container's endpoint: Docker sent its MAC or name
+    AUX = "aux"  # an address asked for by value without an endpoint (--aux-address)
+    OTHER = "other"  # a dynamic request without an endpoint
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The holder of a lease: its kind, and the endpoint's MAC and name when Docker sent them."""
+
+    kind: str
+    mac: str | None
+    name: str | None
+
+    @property
+    def known(self) -> bool:
+        """Whether the holder can be known again (a hold keeps its address for it)."""
+        return bool(self.mac or self.name)
+
+
+def requested_lease(options: Mapping[str, str], *, static: bool) -> Lease:
+    """Who a RequestAddress is for, from Docker's options."""
+    mac = options.get(MAC_OPTION) or None
+    name = options.get(NAME_OPTION) or None
+    if options.get(REQUEST_ADDRESS_TYPE) == GATEWAY_TYPE:
+        kind = LeaseKind.GATEWAY
+    elif mac or name:
+        kind = LeaseKind.ENDPOINT
+    else:
+        kind = LeaseKind.AUX if static else LeaseKind.OTHER
+    return Lease(kind, mac, name)
+
+
+def asks_serial(options: Mapping[str, str]) -> bool:
+    """The swarm manager's round-robin option on a request."""
+    return str(options.get(SERIAL_OPTION, "")).lower() == "true"
+
+
+def answers_shared_gateway(
+    shared: bool, kind: str, wanted: netaddr.IPAddress | None, gateway: int | None
+) -> bool:
+    """Whether a request is answered with the shared pool's existing ``gateway`` lease.
+
+    This is the only request answered with an existing lease. It cannot give one address to two
+    holders: the holder is the gateway of the shared segment (a router outside the hosts, or each
+    host's side of it), never a container, and a gateway lease is released only when the last
+    host leaves the pool. Any other request, a second one with the same MAC included, is a new
+    holder: Docker re-sends a dropped call with an empty body, so no request is ever a retry.
+    """
+    if not shared or kind != LeaseKind.GATEWAY or gateway is None:
+        return False
+    return wanted is None or int(wanted) == gateway
+
+
 @dataclass(frozen=True)
 class ReusePolicy:
     """How a pool hands released addresses out again."""
@@ -41,6 +101,11 @@ class ReusePolicy:
     reuse: str = "lowest"
     quarantine_s: int = 0
     hold_s: int = 0
+
+    def parking_seconds(self, lease: Lease) -> int:
+        """How long a released address is parked instead of freed: the quarantine, or the hold
+        when its holder can be known again, whichever is longer; 0 frees it at once."""
+        return max(self.quarantine_s, self.hold_s if lease.known else 0)
 
 
 def reuse_policy(options: Mapping[str, str]) -> ReusePolicy:

@@ -42,7 +42,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from driver.domain.addresses import Range, Subnet
 from driver.domain.errors import StorageUnavailable
 from driver.domain.moments import as_utc
-from driver.domain.pools import SHARED
+from driver.domain.pools import SHARED, Lease, ReusePolicy
 from driver.storage.models import (
     attachments,
     free_ranges,
@@ -190,16 +190,13 @@ class PoolRecord:
         return self.owner == SHARED
 
     @property
+    def policy(self) -> ReusePolicy:
+        return ReusePolicy(self.reuse, self.quarantine_s, self.hold_s)
+
+    @property
     def parks(self) -> bool:
         """Whether released addresses of this pool are parked rather than freed at once."""
         return self.quarantine_s > 0 or self.hold_s > 0
-
-
-@dataclass(frozen=True)
-class Lease:
-    kind: str
-    mac: str | None
-    name: str | None
 
 
 @dataclass(frozen=True)

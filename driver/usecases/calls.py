@@ -1,0 +1,32 @@
+"""Docker's IPAM calls as use cases: one function per call, one database transaction each.
+
+Arguments and results are plain Python values; Docker's PascalCase JSON lives in
+``entrypoints/api.py``. The pool calls are in :mod:`driver.usecases.pools`, the address calls in
+:mod:`driver.usecases.addresses`; :class:`Ipam` is both, as Docker's plugin API sees them.
+"""
+
+from __future__ import annotations
+
+from driver.domain import addresses as allocator
+from driver.domain.addresses import DefaultPool
+from driver.domain.pools import own_plan
+from driver.storage.store import Ledger, PoolRecord, Store
+
+
+class IpamCalls:
+    """What the pool and address use cases share: the store, the default pools, this host."""
+
+    def __init__(
+        self, store: Store, default_pools: tuple[DefaultPool, ...], host_id: str = "local"
+    ) -> None:
+        self.store = store
+        self.default_pools = default_pools
+        self.host_id = host_id
+        self.owner = own_plan(store.shared, host_id)
+
+    @staticmethod
+    def _free(ledger: Ledger, record: PoolRecord, address: int) -> None:
+        """Return an address to the free ranges, unless an operator reserved it meanwhile."""
+        if record.reservations and ledger.reservation_at(record.subnet_id, address):
+            return
+        allocator.give_back(ledger.book(record.subnet_id), address)

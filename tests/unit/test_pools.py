@@ -1,0 +1,113 @@
+"""The pool rules of the domain, with no database: request kinds, parking, the shared gateway."""
+
+from __future__ import annotations
+
+import netaddr
+import pytest
+
+from driver.domain.errors import InvalidRequest
+from driver.domain.pools import (
+    GATEWAY_TYPE,
+    MAC_OPTION,
+    NAME_OPTION,
+    REQUEST_ADDRESS_TYPE,
+    SHARED,
+    Lease,
+    LeaseKind,
+    ReusePolicy,
+    answers_shared_gateway,
+    asks_serial,
+    owner_of,
+    pool_id_for,
+    requested_lease,
+    reuse_policy,
+    shared_name,
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "static", "kind"),
+    [
+        ({REQUEST_ADDRESS_TYPE: GATEWAY_TYPE}, False, LeaseKind.GATEWAY),
+        (
+            {REQUEST_ADDRESS_TYPE: GATEWAY_TYPE, MAC_OPTION: "02:00:00:00:00:01"},
+            True,
+            LeaseKind.GATEWAY,
+        ),
+        ({MAC_OPTION: "02:00:00:00:00:01"}, False, LeaseKind.ENDPOINT),
+        ({NAME_OPTION: "web"}, True, LeaseKind.ENDPOINT),
+        ({}, True, LeaseKind.AUX),
+        ({}, False, LeaseKind.OTHER),
+    ],
+)
+def test_a_request_is_for_a_gateway_an_endpoint_an_aux_address_or_nobody_known(
+    options, static, kind
+):
+    assert requested_lease(options, static=static).kind == kind
+
+
+def test_a_requests_lease_carries_the_mac_and_name_docker_sent():
+    lease = requested_lease({MAC_OPTION: "02:00:00:00:00:01", NAME_OPTION: "db"}, static=False)
+    assert (lease.mac, lease.name, lease.known) == ("02:00:00:00:00:01", "db", True)
+    assert not requested_lease({MAC_OPTION: ""}, static=False).known
+
+
+@pytest.mark.parametrize(
+    ("policy", "lease", "seconds"),
+    [
+        (ReusePolicy(), Lease("endpoint", "m", None), 0),
+        (ReusePolicy(quarantine_s=60), Lease("other", None, None), 60),
+        (ReusePolicy(hold_s=600), Lease("other", None, None), 0),
+        (ReusePolicy(hold_s=600), Lease("endpoint", "m", None), 600),
+        (ReusePolicy(quarantine_s=60, hold_s=600), Lease("endpoint", None, "db"), 600),
+        (ReusePolicy(quarantine_s=900, hold_s=600), Lease("endpoint", "m", None), 900),
+    ],
+)
+def test_a_released_address_is_parked_for_the_longer_of_quarantine_and_a_known_holders_hold(
+    policy, lease, seconds
+):
+    assert policy.parking_seconds(lease) == seconds
+
+
+def test_only_a_shared_pools_gateway_request_is_answered_with_its_existing_gateway():
+    gateway = int(netaddr.IPAddress("198.51.100.1"))
+    assert answers_shared_gateway(True, LeaseKind.GATEWAY, None, gateway)
+    assert answers_shared_gateway(
+        True, LeaseKind.GATEWAY, netaddr.IPAddress("198.51.100.1"), gateway
+    )
+    assert not answers_shared_gateway(
+        True, LeaseKind.GATEWAY, netaddr.IPAddress("198.51.100.9"), gateway
+    )
+    assert not answers_shared_gateway(False, LeaseKind.GATEWAY, None, gateway)
+    assert not answers_shared_gateway(True, LeaseKind.ENDPOINT, None, gateway)
+    assert not answers_shared_gateway(True, LeaseKind.GATEWAY, None, None)
+
+
+def test_pool_ids_are_deterministic_and_say_whose_plan_they_are_in():
+    assert (
+        pool_id_for("LocalDefault", "192.0.2.0/24", "192.0.2.128/25")
+        == "LocalDefault/192.0.2.0/24/192.0.2.128/25"
+    )
+    shared = pool_id_for("LocalDefault", "192.0.2.0/24", None, "lan")
+    assert shared == "shared/lan/LocalDefault/192.0.2.0/24"
+    assert owner_of(shared, "host-a") == SHARED
+    assert owner_of("LocalDefault/192.0.2.0/24", "host-a") == "host-a"
+
+
+def test_reuse_options_are_checked_and_unknown_ones_refused_by_name():
+    assert reuse_policy({"ipledger.quarantine": "15m", "ipledger.reuse": "serial"}) == ReusePolicy(
+        "serial", 900, 0
+    )
+    assert reuse_policy({"com.docker.network.ipam.serial": "true"}).reuse == "serial"
+    with pytest.raises(InvalidRequest, match=r"unknown option 'ipledger\.quarantin'"):
+        reuse_policy({"ipledger.quarantin": "1m"})
+    with pytest.raises(InvalidRequest, match="expected lowest or serial"):
+        reuse_policy({"ipledger.reuse": "random"})
+    assert asks_serial({"com.docker.network.ipam.serial": "TRUE"})
+
+
+def test_a_shared_pools_name_is_letters_digits_dots_dashes_and_underscores():
+    assert shared_name({"ipledger.shared": "lan-1.a_b"}) == "lan-1.a_b"
+    assert shared_name({}) is None
+    with pytest.raises(InvalidRequest, match=r"invalid ipledger\.shared"):
+        shared_name({"ipledger.shared": "a/b"})
