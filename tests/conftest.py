@@ -7,8 +7,9 @@ import pytest
 from sqlalchemy import Engine
 
 from driver.config import Settings
+from driver.storage.engine import make_engine
 from driver.storage.schema import migrate
-from driver.storage.store import Store, make_engine
+from driver.storage.store import Store
 from driver.usecases.ipam import Ipam
 from tests.pg import NetworkedPostgres, PostgresCluster, binaries
 

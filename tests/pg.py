@@ -19,8 +19,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from driver.storage.engine import make_engine
 from driver.storage.schema import migrate
-from driver.storage.store import make_engine
 
 
 def binaries() -> Path | None:

@@ -138,12 +138,12 @@ def validate(data: Any) -> None:
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
         raise InvalidRequest(f'not an ipledger export: expected "format": "{EXPORT_FORMAT}"')
     for i, entry in enumerate(_items(data.get("subnets"), "subnets")):
-        _subnet(entry, f"subnets[{i}]")
+        parsed_subnet(entry, f"subnets[{i}]")
     for i, event in enumerate(_items(data.get("history"), "history")):
         _record(event, f"history[{i}]", EVENT)
 
 
-def _subnet(entry: Any, path: str) -> None:
+def parsed_subnet(entry: Any, path: str) -> None:
     _record(entry, path, SUBNET)
     OPTIONAL_TEXT(entry.get("owner"), f"{path}.owner")
     subnet = Subnet(allocator.parse_cidr(entry["cidr"], "subnet"))

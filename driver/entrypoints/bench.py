@@ -26,9 +26,11 @@ from sqlalchemy import Engine, delete, insert, select
 
 from driver.adapters.plugin_client import PluginClient
 from driver.config import Settings
+from driver.storage.engine import make_engine
 from driver.storage.models import free_ranges, leases, pools
+from driver.storage.rows import pack
 from driver.storage.schema import migrate
-from driver.storage.store import Store, make_engine, pack
+from driver.storage.store import Store
 from driver.usecases.ipam import Ipam
 
 FULL_COUNTS = (1_000, 100_000, 1_000_000)

@@ -90,8 +90,9 @@ def admin(db_url: str | None, *, create: bool = False) -> Iterator[Admin]:
     schema; only ``create`` makes a new SQLite ledger."""
     from sqlalchemy.exc import DBAPIError
 
+    from driver.storage.engine import masked_url
     from driver.storage.schema import migrate
-    from driver.storage.store import Conflict, masked_url, open_store
+    from driver.storage.store import Conflict, open_store
     from driver.usecases.admin import Admin
 
     settings = settings_from_env(db_url=db_url)
@@ -609,7 +610,7 @@ def migrate_db(db_url: str | None, target: str) -> None:
     Stop ipledger first, then point IPLEDGER_DB at the new ledger and start it again. This
     host's pools become its own (IPLEDGER_HOST_ID) in the target, beside other hosts' pools.
     """
-    from driver.storage.store import masked_url
+    from driver.storage.engine import masked_url
 
     source_url = settings_from_env(db_url=db_url).db_url
     if source_url == target:

@@ -16,8 +16,8 @@ from sqlalchemy.exc import DBAPIError
 from driver.config import Settings
 from driver.entrypoints.api import create_app
 from driver.observability.logs import logging_config
+from driver.storage.engine import make_engine, masked_url
 from driver.storage.schema import migrate
-from driver.storage.store import make_engine, masked_url
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from driver.storage.models import (
     reservations,
 )
 from driver.storage.models import subnets as subnets_table
-from driver.storage.store import _subnet, now, pack, unpack
+from driver.storage.rows import now, pack, parsed_subnet, unpack
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def _subnet_row(row: Any) -> SubnetRow:
         row.owner,
         row.id,
         row.space,
-        _subnet(row.cidr),
+        parsed_subnet(row.cidr),
         row.refs,
         unpack(row.cursor) if row.cursor is not None else None,
         row.reservations,
@@ -194,7 +194,7 @@ class Inventory:
                 r.id,
                 r.subnet_id,
                 r.space,
-                _subnet(r.subnet_cidr),
+                parsed_subnet(r.subnet_cidr),
                 r.subpool,
                 unpack(r.range_first),
                 unpack(r.range_last),

@@ -10,7 +10,9 @@ from __future__ import annotations
 from driver.domain import addresses as allocator
 from driver.domain.addresses import DefaultPool
 from driver.domain.pools import own_plan
-from driver.storage.store import Ledger, PoolRecord, Store
+from driver.storage.ledger import Ledger
+from driver.storage.rows import PoolRecord
+from driver.storage.store import Store
 
 
 class IpamCalls:

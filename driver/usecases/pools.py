@@ -30,7 +30,9 @@ from driver.domain.pools import (
     reuse_policy,
     shared_name,
 )
-from driver.storage.store import Ledger, PoolRecord, retrying
+from driver.storage.ledger import Ledger
+from driver.storage.rows import PoolRecord
+from driver.storage.store import retrying
 from driver.usecases.calls import IpamCalls
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,8 @@ from driver.storage.inventory import (
     SubnetRow,
     allocatable_in,
 )
-from driver.storage.store import Ledger, retrying
+from driver.storage.ledger import Ledger
+from driver.storage.store import retrying
 from driver.usecases.operator import OnLedger, show_range
 
 

@@ -19,7 +19,8 @@ from driver.storage.inventory import (
     PoolRow,
 )
 from driver.storage.models import free_ranges, history, leases, parked, pools, reservations
-from driver.storage.store import pack, retrying
+from driver.storage.rows import pack
+from driver.storage.store import retrying
 from driver.usecases.operator import BATCH_PAUSE, WRITE_BATCH, OnLedger, show
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, select
 
 from driver.adapters.plugin_client import PluginClient
 from driver.storage.models import leases, pools
-from driver.storage.store import unpack
+from driver.storage.rows import unpack
 from tests.e2e.engines import Engine
 
 PLUGIN_DIR = Path("/run/docker/plugins")

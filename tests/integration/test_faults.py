@@ -13,8 +13,8 @@ import pytest
 
 from driver.config import Settings
 from driver.entrypoints.api import create_app
+from driver.storage.engine import make_engine
 from driver.storage.schema import migrate
-from driver.storage.store import make_engine
 from tests.api.conftest import Plugin
 
 POOL = {"AddressSpace": "LocalDefault", "Pool": "2001:db8::/64"}

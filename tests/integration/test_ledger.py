@@ -14,8 +14,9 @@ from driver.domain.errors import (
     PoolOverlap,
     PoolsExhausted,
 )
+from driver.storage.engine import make_engine
 from driver.storage.models import Base, leases
-from driver.storage.store import Store, make_engine
+from driver.storage.store import Store
 from driver.usecases.ipam import Ipam
 
 GW = {"RequestAddressType": "com.docker.network.gateway"}

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, select
 
 from driver.adapters.plugin_client import PluginClient
 from driver.storage.models import leases
-from driver.storage.store import unpack
+from driver.storage.rows import unpack
 from tests.e2e.harness import PluginProcess
 
 SHARED_POOL = {

@@ -17,8 +17,9 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from driver.domain.errors import AddressInUse, IpamError, PoolOverlap
+from driver.storage.engine import make_engine
 from driver.storage.schema import migrate
-from driver.storage.store import Store, make_engine
+from driver.storage.store import Store
 from driver.usecases.ipam import Ipam
 
 GW = {"RequestAddressType": "com.docker.network.gateway"}

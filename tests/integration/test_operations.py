@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from driver.entrypoints.cli import main
+from driver.storage.engine import make_engine
 from driver.storage.schema import migrate
-from driver.storage.store import Store, make_engine
+from driver.storage.store import Store
 from driver.usecases.ipam import Ipam
 
 MAC = "com.docker.network.endpoint.macaddress"

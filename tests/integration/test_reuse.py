@@ -23,7 +23,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr("driver.storage.store.Ledger.clock", lambda _ledger: clock())
+    monkeypatch.setattr("driver.storage.ledger.Ledger.clock", lambda _ledger: clock())
     return clock
 
 

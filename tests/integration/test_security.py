@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from driver.storage.store import masked_url
+from driver.storage.engine import masked_url
 from tests.e2e.harness import PluginProcess
 
 

@@ -7,8 +7,9 @@ from contextlib import contextmanager
 from click.testing import CliRunner
 
 from driver.entrypoints.cli import main
+from driver.storage.engine import make_engine
 from driver.storage.schema import migrate
-from driver.storage.store import Conflict, Store, make_engine
+from driver.storage.store import Conflict, Store
 
 
 def test_a_conflict_that_outlasts_the_retries_is_a_clean_error_and_operator_writes_retry(

@@ -1,0 +1,657 @@
+"""The statements of one transaction (:class:`Ledger`), built once; the free ranges and held
+subnets of the domain's protocols, as rows."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import netaddr
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+
+from driver.domain.addresses import Range, Subnet
+from driver.domain.moments import as_utc
+from driver.domain.pools import SHARED, Lease
+from driver.storage.models import (
+    attachments,
+    free_ranges,
+    history,
+    leases,
+    parked,
+    pools,
+    reservations,
+    subnets,
+)
+from driver.storage.rows import PoolRecord, SubnetRecord, now, pack, parsed_subnet, unpack
+
+_POOL = (
+    select(
+        pools.c.id,
+        pools.c.subnet_id,
+        pools.c.space,
+        pools.c.subpool,
+        pools.c.range_first,
+        pools.c.range_last,
+        pools.c.reuse,
+        pools.c.quarantine_s,
+        pools.c.hold_s,
+        subnets.c.cidr,
+        subnets.c.cursor,
+        subnets.c.refs,
+        subnets.c.reservations,
+    )
+    .join(subnets, subnets.c.id == pools.c.subnet_id)
+    .where(pools.c.owner == bindparam("owner"), pools.c.id == bindparam("pool_id"))
+)
+# Serialises allocations in one subnet on PostgreSQL; SQLite holds the database lock anyway.
+_POOL_FOR_UPDATE = _POOL.with_for_update(of=subnets)
+_GATEWAY_OF = (
+    select(leases.c.address)
+    .where(
+        leases.c.pool_id == bindparam("pool_id"),
+        leases.c.kind == "gateway",
+        leases.c.subnet_id == bindparam("subnet_id"),
+    )
+    .limit(1)
+)
+_LEASE = select(leases.c.kind, leases.c.mac, leases.c.name).where(
+    leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
+)
+_ADD_LEASE = insert(leases)
+_DROP_LEASE = (
+    delete(leases)
+    .where(leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address"))
+    .returning(leases.c.kind, leases.c.mac, leases.c.name)
+)
+_RECORD = insert(history)
+_RESERVATION = (
+    select(reservations.c.first, reservations.c.last, reservations.c.label)
+    .where(
+        reservations.c.subnet_id == bindparam("subnet_id"),
+        reservations.c.first <= bindparam("address"),
+    )
+    .order_by(reservations.c.first.desc())
+    .limit(1)
+)
+_DATABASE_CLOCK = select(func.extract("epoch", func.now()))
+_PARK = insert(parked)
+_UNPARK = delete(parked).where(
+    parked.c.subnet_id == bindparam("subnet_id"), parked.c.address == bindparam("address")
+)
+_PARKED_EXPIRED = (
+    select(parked.c.address)
+    .where(parked.c.subnet_id == bindparam("subnet_id"), parked.c.until <= bindparam("now"))
+    .order_by(parked.c.until)
+    .limit(bindparam("limit"))
+)
+_PARKED_SOONEST = (
+    select(parked.c.address)
+    .where(
+        parked.c.subnet_id == bindparam("subnet_id"),
+        parked.c.address >= bindparam("lo"),
+        parked.c.address <= bindparam("hi"),
+    )
+    .order_by(parked.c.until)
+    .limit(1)
+)
+# The address parked last for an endpoint known by its MAC, or by its name.
+_PARKED_FOR_MAC, _PARKED_FOR_NAME = (
+    select(parked.c.address, parked.c.until)
+    .where(
+        parked.c.subnet_id == bindparam("subnet_id"),
+        parked.c.pool_id == bindparam("pool_id"),
+        column == bindparam("identity"),
+    )
+    .order_by(parked.c.until.desc())
+    .limit(1)
+    for column in (parked.c.mac, parked.c.name)
+)
+_SET_CURSOR = (
+    update(subnets).where(subnets.c.id == bindparam("subnet_id")).values(cursor=bindparam("cursor"))
+)
+_FREE = select(free_ranges.c.first, free_ranges.c.last).where(
+    free_ranges.c.subnet_id == bindparam("subnet_id")
+)
+_FREE_ENDING_AT_OR_AFTER = (
+    _FREE.where(free_ranges.c.last >= bindparam("address")).order_by(free_ranges.c.last).limit(1)
+)
+_FREE_ENDING_AT = _FREE.where(free_ranges.c.last == bindparam("address"))
+_FREE_STARTING_AT = _FREE.where(free_ranges.c.first == bindparam("address"))
+_FREE_ADD = insert(free_ranges)
+_FREE_REMOVE = delete(free_ranges).where(
+    free_ranges.c.subnet_id == bindparam("subnet_id"), free_ranges.c.first == bindparam("old")
+)
+_FREE_REPLACE = (
+    update(free_ranges)
+    .where(
+        free_ranges.c.subnet_id == bindparam("b_subnet_id"), free_ranges.c.first == bindparam("old")
+    )
+    .values(first=bindparam("new_first"), last=bindparam("new_last"))
+)
+_HELD = select(subnets.c.id, subnets.c.first, subnets.c.last).where(
+    subnets.c.owner == bindparam("owner"),
+    subnets.c.space == bindparam("space"),
+    subnets.c.version == bindparam("version"),
+)
+_HELD_BEFORE = (
+    _HELD.where(subnets.c.first <= bindparam("first")).order_by(subnets.c.first.desc()).limit(1)
+)
+_HELD_AFTER = (
+    _HELD.where(subnets.c.first > bindparam("first"), subnets.c.first <= bindparam("last"))
+    .order_by(subnets.c.first)
+    .limit(1)
+)
+
+
+class _Statements:
+    """Statements on the connection of one transaction."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def book(self, subnet_id: int) -> FreeRanges:
+        """The free ranges of a subnet."""
+        return FreeRanges(self.connection, subnet_id)
+
+
+class SubnetStatements(_Statements):
+    """Subnets: address plans, overlaps, the reference count, the serial cursor."""
+
+    def lock_plans(self, space: str, own: str, *, shared_too: bool) -> None:
+        """Serialise pool changes in this host's address plan and the shared plan.
+
+        SQLite's BEGIN IMMEDIATE already holds the whole database. PostgreSQL takes
+        transaction-scoped advisory locks, always in one order (the shared plan, then the
+        host's), so that two hosts never wait on each other in a cycle: a change to a shared pool
+        takes the shared plan exclusively, a change to a host's own pools takes it shared, since
+        it must only see no shared pool appear while it checks for overlaps.
+        """
+        if self.connection.dialect.name != "postgresql":
+            return
+        lock = func.pg_advisory_xact_lock if shared_too else func.pg_advisory_xact_lock_shared
+        self.connection.execute(
+            select(lock(func.hashtextextended(f"ipledger:{SHARED}:{space}", 0)))
+        )
+        if own != SHARED:
+            self.connection.execute(
+                select(
+                    func.pg_advisory_xact_lock(func.hashtextextended(f"ipledger:{own}:{space}", 0))
+                )
+            )
+
+    def subnet_at(self, owner: str, space: str, subnet: Subnet) -> SubnetRecord | None:
+        row = self.connection.execute(
+            select(subnets.c.id, subnets.c.cidr, subnets.c.refs).where(
+                subnets.c.owner == owner,
+                subnets.c.space == space,
+                subnets.c.version == subnet.version,
+                subnets.c.first == pack(subnet.first),
+                subnets.c.last == pack(subnet.last),
+            )
+        ).first()
+        return SubnetRecord(row.id, row.cidr, row.refs) if row else None
+
+    def held_subnets(self, owners: tuple[str, ...], space: str, version: int) -> HeldSubnets:
+        """The subnets of these address plans (a host's own and the shared one, say)."""
+        return HeldSubnets(self.connection, owners, space, version)
+
+    def holder_of(self, owners: tuple[str, ...], space: str, held: Range) -> tuple[str, str]:
+        """A held subnet and who holds it, in words for an overlap error: its pools, their age
+        and leases, and how a pool that Docker no longer uses is reclaimed."""
+        row = self.connection.execute(
+            select(subnets.c.id, subnets.c.cidr, subnets.c.created_at).where(
+                subnets.c.owner.in_(owners),
+                subnets.c.space == space,
+                subnets.c.first == pack(held[0]),
+                subnets.c.last == pack(held[1]),
+            )
+        ).first()
+        if row is None:
+            return str(netaddr.IPRange(held[0], held[1]).cidrs()[0]), "held by another pool"
+        pool_ids = ", ".join(sorted(self.pools_of_subnet(row.id))) or "no pool"
+        count = self.connection.execute(
+            select(func.count()).select_from(leases).where(leases.c.subnet_id == row.id)
+        ).scalar_one()
+        age = _age(now() - as_utc(row.created_at))
+        return row.cidr, (
+            f"{row.cidr} is pool {pool_ids}, created {age} ago, holding {count} "
+            f"lease{'' if count == 1 else 's'}; if no Docker network uses it any "
+            "more (it was removed while ipledger was down), 'ipledger gc "
+            "--apply' reclaims it"
+        )
+
+    def add_subnet(self, owner: str, space: str, subnet: Subnet) -> int:
+        subnet_id: int = self.connection.execute(
+            insert(subnets)
+            .values(
+                owner=owner,
+                space=space,
+                version=subnet.version,
+                cidr=subnet.cidr,
+                first=pack(subnet.first),
+                last=pack(subnet.last),
+                refs=1,
+                cursor=None,
+                created_at=now(),
+            )
+            .returning(subnets.c.id)
+        ).scalar_one()
+        allocatable = subnet.allocatable()
+        if allocatable is not None:
+            self.book(subnet_id).add(allocatable)
+        return subnet_id
+
+    def lock_subnet(self, subnet_id: int) -> None:
+        """Hold the subnet's row until the transaction ends, as allocations do (PostgreSQL)."""
+        self.connection.execute(
+            select(subnets.c.id).where(subnets.c.id == subnet_id).with_for_update()
+        )
+
+    def change_refs(self, subnet_id: int, delta: int) -> None:
+        self.connection.execute(
+            update(subnets).where(subnets.c.id == subnet_id).values(refs=subnets.c.refs + delta)
+        )
+
+    def drop_subnet(self, subnet_id: int) -> None:
+        """Drop a subnet with all its leases and free ranges (set-based, no per-row loop)."""
+        for table in (leases, free_ranges, reservations, parked):
+            self.connection.execute(delete(table).where(table.c.subnet_id == subnet_id))
+        self.connection.execute(delete(subnets).where(subnets.c.id == subnet_id))
+
+    def set_cursor(self, subnet_id: int, cursor: int) -> None:
+        self.connection.execute(_SET_CURSOR, {"subnet_id": subnet_id, "cursor": pack(cursor)})
+
+    def pools_of_subnet(self, subnet_id: int) -> list[str]:
+        return list(
+            self.connection.execute(
+                select(pools.c.id).where(pools.c.subnet_id == subnet_id)
+            ).scalars()
+        )
+
+
+class PoolStatements(_Statements):
+    """Pools: what Docker knows by a PoolID."""
+
+    def pool(self, owner: str, pool_id: str, *, for_update: bool = False) -> PoolRecord | None:
+        query = _POOL_FOR_UPDATE if for_update else _POOL
+        row = self.connection.execute(query, {"owner": owner, "pool_id": pool_id}).first()
+        if row is None:
+            return None
+        return PoolRecord(
+            owner=owner,
+            id=row.id,
+            subnet_id=row.subnet_id,
+            space=row.space,
+            subnet=parsed_subnet(row.cidr),
+            subpool=row.subpool,
+            range_first=unpack(row.range_first),
+            range_last=unpack(row.range_last),
+            cursor=unpack(row.cursor) if row.cursor is not None else None,
+            refs=row.refs,
+            reuse=row.reuse,
+            quarantine_s=row.quarantine_s,
+            hold_s=row.hold_s,
+            reservations=row.reservations,
+        )
+
+    def add_pool(
+        self,
+        owner: str,
+        pool_id: str,
+        subnet_id: int,
+        space: str,
+        cidr: str,
+        subpool: str | None,
+        bounds: Range,
+        options: str,
+        *,
+        reuse: str = "lowest",
+        quarantine_s: int = 0,
+        hold_s: int = 0,
+        host_id: str | None = None,
+    ) -> None:
+        self.connection.execute(
+            insert(pools).values(
+                owner=owner,
+                id=pool_id,
+                subnet_id=subnet_id,
+                space=space,
+                cidr=cidr,
+                subpool=subpool,
+                range_first=pack(bounds[0]),
+                range_last=pack(bounds[1]),
+                options=options,
+                created_at=now(),
+                reuse=reuse,
+                quarantine_s=quarantine_s,
+                hold_s=hold_s,
+                host_id=host_id,
+            )
+        )
+
+    def pool_created_at(self, owner: str, pool_id: str) -> datetime | None:
+        created = self.connection.execute(
+            select(pools.c.created_at).where(pools.c.owner == owner, pools.c.id == pool_id)
+        ).scalar()
+        return as_utc(created) if created is not None else None
+
+    def drop_pool(self, owner: str, pool_id: str) -> None:
+        self.connection.execute(delete(pools).where(pools.c.owner == owner, pools.c.id == pool_id))
+        if owner == SHARED:
+            self.connection.execute(delete(attachments).where(attachments.c.pool_id == pool_id))
+
+
+class SharedPoolStatements(_Statements):
+    """Shared pools: which hosts use them."""
+
+    def attach(self, pool_id: str, host_id: str) -> bool:
+        """Record that ``host_id`` uses the shared pool; False when it already did."""
+        known = self.connection.execute(
+            select(attachments.c.host_id).where(
+                attachments.c.pool_id == pool_id, attachments.c.host_id == host_id
+            )
+        ).first()
+        if known is not None:
+            return False
+        self.connection.execute(
+            insert(attachments).values(pool_id=pool_id, host_id=host_id, attached_at=now())
+        )
+        return True
+
+    def detach(self, pool_id: str, host_id: str) -> None:
+        self.connection.execute(
+            delete(attachments).where(
+                attachments.c.pool_id == pool_id, attachments.c.host_id == host_id
+            )
+        )
+
+    def shared_pools_named(self, prefix: str) -> list[str]:
+        return list(
+            self.connection.execute(
+                select(pools.c.id).where(
+                    pools.c.owner == SHARED, pools.c.id.startswith(prefix, autoescape=True)
+                )
+            ).scalars()
+        )
+
+    def attached_hosts(self, pool_id: str) -> list[str]:
+        return list(
+            self.connection.execute(
+                select(attachments.c.host_id).where(attachments.c.pool_id == pool_id)
+            ).scalars()
+        )
+
+
+class LeaseStatements(_Statements):
+    """Leases, the free ranges they are taken from, and the history they write."""
+
+    def add_lease(
+        self,
+        subnet_id: int,
+        address: int,
+        pool_id: str,
+        kind: str,
+        mac: str | None,
+        name: str | None,
+        host_id: str | None = None,
+    ) -> None:
+        self.connection.execute(
+            _ADD_LEASE,
+            {
+                "subnet_id": subnet_id,
+                "address": pack(address),
+                "pool_id": pool_id,
+                "kind": kind,
+                "mac": mac,
+                "name": name,
+                "created_at": now(),
+                "host_id": host_id,
+            },
+        )
+
+    def drop_lease(self, subnet_id: int, address: int) -> Lease | None:
+        """Delete a lease and say what it was; None when there was none."""
+        row = self.connection.execute(
+            _DROP_LEASE, {"subnet_id": subnet_id, "address": pack(address)}
+        ).first()
+        return Lease(row.kind, row.mac, row.name) if row else None
+
+    def lease_created_at(self, subnet_id: int, address: int) -> datetime | None:
+        created = self.connection.execute(
+            select(leases.c.created_at).where(
+                leases.c.subnet_id == subnet_id, leases.c.address == pack(address)
+            )
+        ).scalar()
+        return as_utc(created) if created is not None else None
+
+    def write_history(
+        self,
+        host_id: str,
+        action: str,
+        pool_id: str,
+        address: str,
+        lease: Lease | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """One line of the audit history."""
+        self.connection.execute(
+            _RECORD,
+            {
+                "at": now(),
+                "host_id": host_id,
+                "action": action,
+                "pool_id": pool_id,
+                "address": address,
+                "kind": lease.kind if lease else None,
+                "mac": lease.mac if lease else None,
+                "name": lease.name if lease else None,
+                "detail": detail,
+            },
+        )
+
+
+class ParkedStatements(_Statements):
+    """Reservations, parked addresses and the clock their deadlines follow."""
+
+    def clock(self) -> float:
+        """Now, in seconds since the epoch, for quarantine and hold deadlines: the database's
+        clock on a shared ledger, where every host must agree on when an address is due; this
+        host's on SQLite, which only one host uses."""
+        if self.connection.dialect.name == "postgresql":
+            return float(self.connection.execute(_DATABASE_CLOCK).scalar_one())
+        return time.time()
+
+    def reservation_at(self, subnet_id: int, address: int) -> tuple[Range, str] | None:
+        """The reservation that covers ``address``, with its label."""
+        row = self.connection.execute(
+            _RESERVATION, {"subnet_id": subnet_id, "address": pack(address)}
+        ).first()
+        if row is None or unpack(row.last) < address:
+            return None
+        return (unpack(row.first), unpack(row.last)), row.label
+
+    def park(self, subnet_id: int, address: int, pool_id: str, lease: Lease, until: float) -> None:
+        self.connection.execute(
+            _PARK,
+            {
+                "subnet_id": subnet_id,
+                "address": pack(address),
+                "pool_id": pool_id,
+                "mac": lease.mac,
+                "name": lease.name,
+                "until": until,
+            },
+        )
+
+    def unpark(self, subnet_id: int, address: int) -> bool:
+        result = self.connection.execute(
+            _UNPARK, {"subnet_id": subnet_id, "address": pack(address)}
+        )
+        return bool(result.rowcount)
+
+    def expired_parked(self, subnet_id: int, at: float, limit: int) -> list[int]:
+        rows = self.connection.execute(
+            _PARKED_EXPIRED, {"subnet_id": subnet_id, "now": at, "limit": limit}
+        )
+        return [unpack(row.address) for row in rows]
+
+    def soonest_parked(self, subnet_id: int, lo: int, hi: int) -> int | None:
+        """The parked address in ``[lo, hi]`` that would be freed first."""
+        row = self.connection.execute(
+            _PARKED_SOONEST, {"subnet_id": subnet_id, "lo": pack(lo), "hi": pack(hi)}
+        ).first()
+        return unpack(row.address) if row else None
+
+    def parked_for(
+        self, subnet_id: int, pool_id: str, mac: str | None, name: str | None, at: float
+    ) -> int | None:
+        """The address held for the endpoint with this MAC (or else this name), if unexpired."""
+        for query, identity in ((_PARKED_FOR_MAC, mac), (_PARKED_FOR_NAME, name)):
+            if not identity:
+                continue
+            row = self.connection.execute(
+                query, {"subnet_id": subnet_id, "pool_id": pool_id, "identity": identity}
+            ).first()
+            if row is not None and row.until > at:
+                return unpack(row.address)
+        return None
+
+    def gateway_of(self, subnet_id: int, pool_id: str) -> int | None:
+        """The address this pool leased to its gateway, if any."""
+        row = self.connection.execute(
+            _GATEWAY_OF, {"subnet_id": subnet_id, "pool_id": pool_id}
+        ).first()
+        return unpack(row.address) if row else None
+
+    def lease_holder(self, subnet_id: int, address: int) -> str | None:
+        """Who holds a leased address, in words for an error message; None when nobody does."""
+        row = self.connection.execute(
+            _LEASE, {"subnet_id": subnet_id, "address": pack(address)}
+        ).first()
+        if row is None:
+            return None
+        who = {
+            "gateway": "the gateway",
+            "aux": "an auxiliary address",
+            "endpoint": "an endpoint",
+        }.get(row.kind, "an earlier request")
+        details = ", ".join(f"{k} {v}" for k, v in (("name", row.name), ("mac", row.mac)) if v)
+        return f"{who} ({details})" if details else who
+
+    def leased_addresses_of_pool(
+        self, subnet_id: int, pool_id: str, host_id: str | None = None
+    ) -> list[int]:
+        """The pool's leases; only those ``host_id`` made, when given."""
+        query = select(leases.c.address).where(
+            leases.c.subnet_id == subnet_id, leases.c.pool_id == pool_id
+        )
+        if host_id is not None:
+            query = query.where(leases.c.host_id == host_id)
+        return [unpack(row.address) for row in self.connection.execute(query)]
+
+    def parked_of_pool(self, subnet_id: int, pool_id: str) -> list[int]:
+        rows = self.connection.execute(
+            select(parked.c.address).where(
+                parked.c.subnet_id == subnet_id, parked.c.pool_id == pool_id
+            )
+        )
+        return [unpack(row.address) for row in rows]
+
+
+class Ledger(
+    SubnetStatements, PoolStatements, SharedPoolStatements, LeaseStatements, ParkedStatements
+):
+    """Every statement of one transaction, by what it works on."""
+
+
+class FreeRanges:
+    """The :class:`driver.allocator.FreeRangeBook` of one subnet, as rows of ``free_ranges``."""
+
+    def __init__(self, connection: Connection, subnet_id: int) -> None:
+        self.connection = connection
+        self.subnet_id = subnet_id
+
+    def _one(self, query: Any, address: int) -> Range | None:
+        row = self.connection.execute(
+            query, {"subnet_id": self.subnet_id, "address": pack(address)}
+        ).first()
+        return (unpack(row.first), unpack(row.last)) if row else None
+
+    def first_ending_at_or_after(self, address: int) -> Range | None:
+        return self._one(_FREE_ENDING_AT_OR_AFTER, address)
+
+    def containing(self, address: int) -> Range | None:
+        found = self.first_ending_at_or_after(address)
+        return found if found is not None and found[0] <= address else None
+
+    def ending_at(self, address: int) -> Range | None:
+        return None if address < 0 else self._one(_FREE_ENDING_AT, address)
+
+    def starting_at(self, address: int) -> Range | None:
+        return None if address >= 1 << 128 else self._one(_FREE_STARTING_AT, address)
+
+    def add(self, free: Range) -> None:
+        self.connection.execute(
+            _FREE_ADD,
+            {"subnet_id": self.subnet_id, "first": pack(free[0]), "last": pack(free[1])},
+        )
+
+    def remove(self, free: Range) -> None:
+        self.connection.execute(_FREE_REMOVE, {"subnet_id": self.subnet_id, "old": pack(free[0])})
+
+    def replace(self, old: Range, new: Range) -> None:
+        self.connection.execute(
+            _FREE_REPLACE,
+            {
+                "b_subnet_id": self.subnet_id,
+                "old": pack(old[0]),
+                "new_first": pack(new[0]),
+                "new_last": pack(new[1]),
+            },
+        )
+
+
+class HeldSubnets:
+    """The :class:`driver.allocator.HeldSubnets` of some address plans, in one address space
+    and family."""
+
+    def __init__(
+        self, connection: Connection, owners: tuple[str, ...], space: str, version: int
+    ) -> None:
+        self.connection = connection
+        self.params = [{"owner": owner, "space": space, "version": version} for owner in owners]
+
+    def first_overlapping(self, first: int, last: int) -> Range | None:
+        found = [
+            held
+            for params in self.params
+            if (held := self._first_overlapping(params, first, last)) is not None
+        ]
+        return min(found) if found else None
+
+    def _first_overlapping(self, params: dict[str, Any], first: int, last: int) -> Range | None:
+        params = {**params, "first": pack(first), "last": pack(last)}
+        # One plan's subnets never overlap each other, so the only one that can start before
+        # `first` and still reach into the range is the one that starts last before it.
+        before = self.connection.execute(_HELD_BEFORE, params).first()
+        if before is not None and unpack(before.last) >= first:
+            return unpack(before.first), unpack(before.last)
+        after = self.connection.execute(_HELD_AFTER, params).first()
+        return (unpack(after.first), unpack(after.last)) if after is not None else None
+
+
+def _age(elapsed: timedelta) -> str:
+    seconds = max(0, int(elapsed.total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
