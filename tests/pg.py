@@ -151,6 +151,12 @@ class NetworkedPostgres(PostgresCluster):
         self.netns = f"iplpg{tag}"
         self.veth = f"iplv{tag}"
         peer = f"{self.veth}n"
+        # a run that was killed leaves its veth with these addresses behind: remove it
+        stale = subprocess.run(
+            ["ip", "-o", "addr", "show", "to", f"{self.HOST}/30"], capture_output=True, text=True
+        ).stdout.split()
+        if len(stale) > 1:
+            subprocess.run(["ip", "link", "del", stale[1].split("@")[0]], capture_output=True)
         for command in (
             ["ip", "netns", "add", self.netns],
             ["ip", "link", "add", self.veth, "type", "veth", "peer", "name", peer],
