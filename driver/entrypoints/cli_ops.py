@@ -487,7 +487,8 @@ def check(db_url: str | None) -> None:
 @db_option
 @click.option(
     "--docker-host",
-    envvar="DOCKER_HOST",
+    # not envvar=DOCKER_HOST: the docker SDK reads it (with DOCKER_TLS_VERIFY and the rest), and
+    # an error then says the address came from DOCKER_HOST
     help="Docker's API [DOCKER_HOST; default unix:///var/run/docker.sock]",
 )
 @click.option(
