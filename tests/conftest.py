@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import Engine
@@ -13,6 +14,7 @@ from driver.storage.store import Store
 from driver.usecases.ipam import Ipam
 from tests.pg import NetworkedPostgres, PostgresCluster, binaries
 
+Cluster = TypeVar("Cluster", bound=PostgresCluster)
 BACKENDS = ("sqlite", "postgresql")
 
 # Two lanes. Plain `pytest` runs the quick one: unit, API and SQLite tests, as any user, in a few
@@ -53,32 +55,30 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresCluster]:
-    """One private PostgreSQL server for the whole run."""
+def _running(kind: type[Cluster]) -> Iterator[Cluster]:
+    """A started cluster of ``kind`` for the session; without root or PostgreSQL, a skip (or, in
+    the full lane, a failure)."""
     if binaries() is None or os.geteuid() != 0:
         why = "PostgreSQL is not installed, or not root"
-        if os.environ.get("IPLEDGER_REQUIRE_E2E"):
+        if FULL_LANE:
             pytest.fail(f"{why}: tests/run.sh installs Debian's postgresql")
         pytest.skip(why)
-    cluster = PostgresCluster()
+    cluster = kind()
     cluster.start()
     yield cluster
     cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One private PostgreSQL server for the whole run."""
+    yield from _running(PostgresCluster)
 
 
 @pytest.fixture(scope="session")
 def networked_postgres() -> Iterator[NetworkedPostgres]:
     """A private PostgreSQL server in a network namespace, reached over a veth pair."""
-    if binaries() is None or os.geteuid() != 0:
-        why = "needs root and PostgreSQL"
-        if os.environ.get("IPLEDGER_REQUIRE_E2E"):
-            pytest.fail(f"{why}: tests/run.sh installs Debian's postgresql")
-        pytest.skip(why)
-    cluster = NetworkedPostgres()
-    cluster.start()
-    yield cluster
-    cluster.destroy()
+    yield from _running(NetworkedPostgres)
 
 
 @pytest.fixture(params=BACKENDS)

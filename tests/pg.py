@@ -57,17 +57,22 @@ class PostgresCluster:
 
     def _as_postgres(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["runuser", "-u", "postgres", "--", *args],
+            [*self.IN_NETWORK, "runuser", "-u", "postgres", "--", *args],
             check=True,
             capture_output=True,
             text=True,
             cwd="/",
         )
 
+    # where the server listens besides its unix socket ('' for nowhere), and the command prefix
+    # that puts it in its network
+    LISTEN = "''"
+    IN_NETWORK: tuple[str, ...] = ()
+
     def start(self, durable: bool = False) -> None:
         """Start the server; the tests run it without fsync, the benchmark with (durable)."""
         options = (
-            f"-c listen_addresses='' -c unix_socket_directories={self.socket_dir} "
+            f"-c listen_addresses={self.LISTEN} -c unix_socket_directories={self.socket_dir} "
             f"-c port={self.port} -c max_connections=200"
         )
         if not durable:
@@ -149,6 +154,8 @@ class NetworkedPostgres(PostgresCluster):
         super().__init__()
         tag = f"{os.getpid() % 100000}"
         self.netns = f"iplpg{tag}"
+        self.IN_NETWORK = ("ip", "netns", "exec", self.netns)
+        self.LISTEN = self.SERVER
         self.veth = f"iplv{tag}"
         peer = f"{self.veth}n"
         # a run that was killed leaves its veth with these addresses behind: remove it
@@ -181,38 +188,6 @@ class NetworkedPostgres(PostgresCluster):
             subprocess.run(command, check=True, capture_output=True)
         with open(self.data / "pg_hba.conf", "a") as hba:
             hba.write(f"host all all {self.HOST}/32 trust\n")
-
-    def start(self, durable: bool = False) -> None:
-        options = (
-            f"-c listen_addresses={self.SERVER} "
-            f"-c unix_socket_directories={self.socket_dir} -c port={self.port} "
-            "-c max_connections=200 -c fsync=off"
-        )
-        self.durable = durable
-        subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                self.netns,
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                str(self.bin / "pg_ctl"),
-                "-D",
-                str(self.data),
-                "-l",
-                str(self.log),
-                "-o",
-                options,
-                "-w",
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-            cwd="/",
-        )
 
     def tcp_url(self, database: str) -> str:
         """The URL of a database over the network, as a remote host reaches it."""
