@@ -10,8 +10,11 @@ from sqlalchemy import (
     Engine,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.engine import make_url
+
+from driver.storage.prepared import Prepared
 
 
 def masked_url(url: str) -> str:
@@ -30,6 +33,8 @@ def prepare_sqlite_file(url: str) -> None:
     fd = os.open(database, os.O_RDWR | os.O_CREAT, 0o600)
     os.close(fd)
 
+
+_BEGIN, _BEGIN_IMMEDIATE = Prepared(text("BEGIN")), Prepared(text("BEGIN IMMEDIATE"))
 
 # The execution option that makes a transaction read-only (see Store.reading).
 READ_ONLY = "ipledger_read_only"
@@ -102,6 +107,6 @@ def make_engine(
         # Take the write lock up front: two allocations can never interleave their reads.
         # A read-only transaction (Store.reading) reads a WAL snapshot beside the writer.
         read_only = connection.get_execution_options().get(READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        (_BEGIN if read_only else _BEGIN_IMMEDIATE).count(connection, {})
 
     return engine

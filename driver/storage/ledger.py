@@ -31,9 +31,10 @@ from driver.storage.models import (
     reservations,
     subnets,
 )
+from driver.storage.prepared import Prepared
 from driver.storage.rows import PoolRecord, SubnetRecord, now, pack, parsed_subnet, unpack
 
-_POOL = (
+_POOL_QUERY = (
     select(
         pools.c.id,
         pools.c.subnet_id,
@@ -52,9 +53,10 @@ _POOL = (
     .join(subnets, subnets.c.id == pools.c.subnet_id)
     .where(pools.c.owner == bindparam("owner"), pools.c.id == bindparam("pool_id"))
 )
+_POOL = Prepared(_POOL_QUERY)
 # Serialises allocations in one subnet on PostgreSQL; SQLite holds the database lock anyway.
-_POOL_FOR_UPDATE = _POOL.with_for_update(of=subnets)
-_GATEWAY_OF = (
+_POOL_FOR_UPDATE = Prepared(_POOL_QUERY.with_for_update(of=subnets))
+_GATEWAY_OF = Prepared(
     select(leases.c.address)
     .where(
         leases.c.pool_id == bindparam("pool_id"),
@@ -63,17 +65,21 @@ _GATEWAY_OF = (
     )
     .limit(1)
 )
-_LEASE = select(leases.c.kind, leases.c.mac, leases.c.name).where(
-    leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
+_LEASE = Prepared(
+    select(leases.c.kind, leases.c.mac, leases.c.name).where(
+        leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
+    )
 )
-_ADD_LEASE = insert(leases)
-_DROP_LEASE = (
+_ADD_LEASE = Prepared(insert(leases).values({c.name: bindparam(c.name) for c in leases.c}))
+_DROP_LEASE = Prepared(
     delete(leases)
     .where(leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address"))
     .returning(leases.c.kind, leases.c.mac, leases.c.name)
 )
-_RECORD = insert(history)
-_RESERVATION = (
+_WRITE_HISTORY = Prepared(
+    insert(history).values({c.name: bindparam(c.name) for c in history.c if c.name != "id"})
+)
+_RESERVATION = Prepared(
     select(reservations.c.first, reservations.c.last, reservations.c.label)
     .where(
         reservations.c.subnet_id == bindparam("subnet_id"),
@@ -83,17 +89,19 @@ _RESERVATION = (
     .limit(1)
 )
 _DATABASE_CLOCK = select(func.extract("epoch", func.now()))
-_PARK = insert(parked)
-_UNPARK = delete(parked).where(
-    parked.c.subnet_id == bindparam("subnet_id"), parked.c.address == bindparam("address")
+_PARK = Prepared(insert(parked).values({c.name: bindparam(c.name) for c in parked.c}))
+_UNPARK = Prepared(
+    delete(parked).where(
+        parked.c.subnet_id == bindparam("subnet_id"), parked.c.address == bindparam("address")
+    )
 )
-_PARKED_EXPIRED = (
+_PARKED_EXPIRED = Prepared(
     select(parked.c.address)
     .where(parked.c.subnet_id == bindparam("subnet_id"), parked.c.until <= bindparam("now"))
     .order_by(parked.c.until)
     .limit(bindparam("limit"))
 )
-_PARKED_SOONEST = (
+_PARKED_SOONEST = Prepared(
     select(parked.c.address)
     .where(
         parked.c.subnet_id == bindparam("subnet_id"),
@@ -105,35 +113,40 @@ _PARKED_SOONEST = (
 )
 # The address parked last for an endpoint known by its MAC, or by its name.
 _PARKED_FOR_MAC, _PARKED_FOR_NAME = (
-    select(parked.c.address, parked.c.until)
-    .where(
-        parked.c.subnet_id == bindparam("subnet_id"),
-        parked.c.pool_id == bindparam("pool_id"),
-        column == bindparam("identity"),
+    Prepared(
+        select(parked.c.address, parked.c.until)
+        .where(
+            parked.c.subnet_id == bindparam("subnet_id"),
+            parked.c.pool_id == bindparam("pool_id"),
+            column == bindparam("identity"),
+        )
+        .order_by(parked.c.until.desc())
+        .limit(1)
     )
-    .order_by(parked.c.until.desc())
-    .limit(1)
     for column in (parked.c.mac, parked.c.name)
 )
-_SET_CURSOR = (
+_SET_CURSOR = Prepared(
     update(subnets).where(subnets.c.id == bindparam("subnet_id")).values(cursor=bindparam("cursor"))
 )
 _FREE = select(free_ranges.c.first, free_ranges.c.last).where(
     free_ranges.c.subnet_id == bindparam("subnet_id")
 )
-_FREE_ENDING_AT_OR_AFTER = (
+_FREE_ENDING_AT_OR_AFTER = Prepared(
     _FREE.where(free_ranges.c.last >= bindparam("address")).order_by(free_ranges.c.last).limit(1)
 )
-_FREE_ENDING_AT = _FREE.where(free_ranges.c.last == bindparam("address"))
-_FREE_STARTING_AT = _FREE.where(free_ranges.c.first == bindparam("address"))
-_FREE_ADD = insert(free_ranges)
-_FREE_REMOVE = delete(free_ranges).where(
-    free_ranges.c.subnet_id == bindparam("subnet_id"), free_ranges.c.first == bindparam("old")
+_FREE_ENDING_AT = Prepared(_FREE.where(free_ranges.c.last == bindparam("address")))
+_FREE_STARTING_AT = Prepared(_FREE.where(free_ranges.c.first == bindparam("address")))
+_FREE_ADD = Prepared(insert(free_ranges).values({c.name: bindparam(c.name) for c in free_ranges.c}))
+_FREE_REMOVE = Prepared(
+    delete(free_ranges).where(
+        free_ranges.c.subnet_id == bindparam("subnet_id"), free_ranges.c.first == bindparam("old")
+    )
 )
-_FREE_REPLACE = (
+_FREE_REPLACE = Prepared(
     update(free_ranges)
     .where(
-        free_ranges.c.subnet_id == bindparam("b_subnet_id"), free_ranges.c.first == bindparam("old")
+        free_ranges.c.subnet_id == bindparam("b_subnet_id"),
+        free_ranges.c.first == bindparam("old"),
     )
     .values(first=bindparam("new_first"), last=bindparam("new_last"))
 )
@@ -142,10 +155,10 @@ _HELD = select(subnets.c.id, subnets.c.first, subnets.c.last).where(
     subnets.c.space == bindparam("space"),
     subnets.c.version == bindparam("version"),
 )
-_HELD_BEFORE = (
+_HELD_BEFORE = Prepared(
     _HELD.where(subnets.c.first <= bindparam("first")).order_by(subnets.c.first.desc()).limit(1)
 )
-_HELD_AFTER = (
+_HELD_AFTER = Prepared(
     _HELD.where(subnets.c.first > bindparam("first"), subnets.c.first <= bindparam("last"))
     .order_by(subnets.c.first)
     .limit(1)
@@ -268,7 +281,7 @@ class SubnetStatements(_Statements):
         self.connection.execute(delete(subnets).where(subnets.c.id == subnet_id))
 
     def set_cursor(self, subnet_id: int, cursor: int) -> None:
-        self.connection.execute(_SET_CURSOR, {"subnet_id": subnet_id, "cursor": pack(cursor)})
+        _SET_CURSOR.count(self.connection, {"subnet_id": subnet_id, "cursor": pack(cursor)})
 
     def pools_of_subnet(self, subnet_id: int) -> list[str]:
         return list(
@@ -283,24 +296,26 @@ class PoolStatements(_Statements):
 
     def pool(self, owner: str, pool_id: str, *, for_update: bool = False) -> PoolRecord | None:
         query = _POOL_FOR_UPDATE if for_update else _POOL
-        row = self.connection.execute(query, {"owner": owner, "pool_id": pool_id}).first()
+        row = query.first(self.connection, {"owner": owner, "pool_id": pool_id})
         if row is None:
             return None
+        (id_, subnet_id, space, subpool, first, last, reuse, quarantine_s, hold_s) = row[:9]
+        cidr, cursor, refs, reservations_ = row[9:]
         return PoolRecord(
             owner=owner,
-            id=row.id,
-            subnet_id=row.subnet_id,
-            space=row.space,
-            subnet=parsed_subnet(row.cidr),
-            subpool=row.subpool,
-            range_first=unpack(row.range_first),
-            range_last=unpack(row.range_last),
-            cursor=unpack(row.cursor) if row.cursor is not None else None,
-            refs=row.refs,
-            reuse=row.reuse,
-            quarantine_s=row.quarantine_s,
-            hold_s=row.hold_s,
-            reservations=row.reservations,
+            id=id_,
+            subnet_id=subnet_id,
+            space=space,
+            subnet=parsed_subnet(cidr),
+            subpool=subpool,
+            range_first=unpack(first),
+            range_last=unpack(last),
+            cursor=unpack(cursor) if cursor is not None else None,
+            refs=refs,
+            reuse=reuse,
+            quarantine_s=quarantine_s,
+            hold_s=hold_s,
+            reservations=reservations_,
         )
 
     def add_pool(
@@ -404,8 +419,8 @@ class LeaseStatements(_Statements):
         name: str | None,
         host_id: str | None = None,
     ) -> None:
-        self.connection.execute(
-            _ADD_LEASE,
+        _ADD_LEASE.count(
+            self.connection,
             {
                 "subnet_id": subnet_id,
                 "address": pack(address),
@@ -420,10 +435,8 @@ class LeaseStatements(_Statements):
 
     def drop_lease(self, subnet_id: int, address: int) -> Lease | None:
         """Delete a lease and say what it was; None when there was none."""
-        row = self.connection.execute(
-            _DROP_LEASE, {"subnet_id": subnet_id, "address": pack(address)}
-        ).first()
-        return Lease(row.kind, row.mac, row.name) if row else None
+        row = _DROP_LEASE.first(self.connection, {"subnet_id": subnet_id, "address": pack(address)})
+        return Lease(*row) if row else None
 
     def lease_created_at(self, subnet_id: int, address: int) -> datetime | None:
         created = self.connection.execute(
@@ -443,8 +456,8 @@ class LeaseStatements(_Statements):
         detail: str | None = None,
     ) -> None:
         """One line of the audit history."""
-        self.connection.execute(
-            _RECORD,
+        _WRITE_HISTORY.count(
+            self.connection,
             {
                 "at": now(),
                 "host_id": host_id,
@@ -472,16 +485,16 @@ class ParkedStatements(_Statements):
 
     def reservation_at(self, subnet_id: int, address: int) -> tuple[Range, str] | None:
         """The reservation that covers ``address``, with its label."""
-        row = self.connection.execute(
-            _RESERVATION, {"subnet_id": subnet_id, "address": pack(address)}
-        ).first()
-        if row is None or unpack(row.last) < address:
+        row = _RESERVATION.first(
+            self.connection, {"subnet_id": subnet_id, "address": pack(address)}
+        )
+        if row is None or unpack(row[1]) < address:
             return None
-        return (unpack(row.first), unpack(row.last)), row.label
+        return (unpack(row[0]), unpack(row[1])), row[2]
 
     def park(self, subnet_id: int, address: int, pool_id: str, lease: Lease, until: float) -> None:
-        self.connection.execute(
-            _PARK,
+        _PARK.count(
+            self.connection,
             {
                 "subnet_id": subnet_id,
                 "address": pack(address),
@@ -493,23 +506,22 @@ class ParkedStatements(_Statements):
         )
 
     def unpark(self, subnet_id: int, address: int) -> bool:
-        result = self.connection.execute(
-            _UNPARK, {"subnet_id": subnet_id, "address": pack(address)}
+        return bool(
+            _UNPARK.count(self.connection, {"subnet_id": subnet_id, "address": pack(address)})
         )
-        return bool(result.rowcount)
 
     def expired_parked(self, subnet_id: int, at: float, limit: int) -> list[int]:
-        rows = self.connection.execute(
-            _PARKED_EXPIRED, {"subnet_id": subnet_id, "now": at, "limit": limit}
+        rows = _PARKED_EXPIRED.rows(
+            self.connection, {"subnet_id": subnet_id, "now": at, "limit": limit}
         )
-        return [unpack(row.address) for row in rows]
+        return [unpack(address) for (address,) in rows]
 
     def soonest_parked(self, subnet_id: int, lo: int, hi: int) -> int | None:
         """The parked address in ``[lo, hi]`` that would be freed first."""
-        row = self.connection.execute(
-            _PARKED_SOONEST, {"subnet_id": subnet_id, "lo": pack(lo), "hi": pack(hi)}
-        ).first()
-        return unpack(row.address) if row else None
+        row = _PARKED_SOONEST.first(
+            self.connection, {"subnet_id": subnet_id, "lo": pack(lo), "hi": pack(hi)}
+        )
+        return unpack(row[0]) if row else None
 
     def parked_for(
         self, subnet_id: int, pool_id: str, mac: str | None, name: str | None, at: float
@@ -518,33 +530,30 @@ class ParkedStatements(_Statements):
         for query, identity in ((_PARKED_FOR_MAC, mac), (_PARKED_FOR_NAME, name)):
             if not identity:
                 continue
-            row = self.connection.execute(
-                query, {"subnet_id": subnet_id, "pool_id": pool_id, "identity": identity}
-            ).first()
-            if row is not None and row.until > at:
-                return unpack(row.address)
+            row = query.first(
+                self.connection, {"subnet_id": subnet_id, "pool_id": pool_id, "identity": identity}
+            )
+            if row is not None and row[1] > at:
+                return unpack(row[0])
         return None
 
     def gateway_of(self, subnet_id: int, pool_id: str) -> int | None:
         """The address this pool leased to its gateway, if any."""
-        row = self.connection.execute(
-            _GATEWAY_OF, {"subnet_id": subnet_id, "pool_id": pool_id}
-        ).first()
-        return unpack(row.address) if row else None
+        row = _GATEWAY_OF.first(self.connection, {"subnet_id": subnet_id, "pool_id": pool_id})
+        return unpack(row[0]) if row else None
 
     def lease_holder(self, subnet_id: int, address: int) -> str | None:
         """Who holds a leased address, in words for an error message; None when nobody does."""
-        row = self.connection.execute(
-            _LEASE, {"subnet_id": subnet_id, "address": pack(address)}
-        ).first()
+        row = _LEASE.first(self.connection, {"subnet_id": subnet_id, "address": pack(address)})
         if row is None:
             return None
+        kind, mac, name = row
         who = {
             "gateway": "the gateway",
             "aux": "an auxiliary address",
             "endpoint": "an endpoint",
-        }.get(row.kind, "an earlier request")
-        details = ", ".join(f"{k} {v}" for k, v in (("name", row.name), ("mac", row.mac)) if v)
+        }.get(kind, "an earlier request")
+        details = ", ".join(f"{k} {v}" for k, v in (("name", name), ("mac", mac)) if v)
         return f"{who} ({details})" if details else who
 
     def leased_addresses_of_pool(
@@ -580,11 +589,9 @@ class FreeRanges:
         self.connection = connection
         self.subnet_id = subnet_id
 
-    def _one(self, query: Any, address: int) -> Range | None:
-        row = self.connection.execute(
-            query, {"subnet_id": self.subnet_id, "address": pack(address)}
-        ).first()
-        return (unpack(row.first), unpack(row.last)) if row else None
+    def _one(self, query: Prepared, address: int) -> Range | None:
+        row = query.first(self.connection, {"subnet_id": self.subnet_id, "address": pack(address)})
+        return (unpack(row[0]), unpack(row[1])) if row else None
 
     def first_ending_at_or_after(self, address: int) -> Range | None:
         return self._one(_FREE_ENDING_AT_OR_AFTER, address)
@@ -600,17 +607,17 @@ class FreeRanges:
         return None if address >= 1 << 128 else self._one(_FREE_STARTING_AT, address)
 
     def add(self, free: Range) -> None:
-        self.connection.execute(
-            _FREE_ADD,
+        _FREE_ADD.count(
+            self.connection,
             {"subnet_id": self.subnet_id, "first": pack(free[0]), "last": pack(free[1])},
         )
 
     def remove(self, free: Range) -> None:
-        self.connection.execute(_FREE_REMOVE, {"subnet_id": self.subnet_id, "old": pack(free[0])})
+        _FREE_REMOVE.count(self.connection, {"subnet_id": self.subnet_id, "old": pack(free[0])})
 
     def replace(self, old: Range, new: Range) -> None:
-        self.connection.execute(
-            _FREE_REPLACE,
+        _FREE_REPLACE.count(
+            self.connection,
             {
                 "b_subnet_id": self.subnet_id,
                 "old": pack(old[0]),
@@ -642,11 +649,11 @@ class HeldSubnets:
         params = {**params, "first": pack(first), "last": pack(last)}
         # One plan's subnets never overlap each other, so the only one that can start before
         # `first` and still reach into the range is the one that starts last before it.
-        before = self.connection.execute(_HELD_BEFORE, params).first()
-        if before is not None and unpack(before.last) >= first:
-            return unpack(before.first), unpack(before.last)
-        after = self.connection.execute(_HELD_AFTER, params).first()
-        return (unpack(after.first), unpack(after.last)) if after is not None else None
+        before = _HELD_BEFORE.first(self.connection, params)
+        if before is not None and unpack(before[2]) >= first:
+            return unpack(before[1]), unpack(before[2])
+        after = _HELD_AFTER.first(self.connection, params)
+        return (unpack(after[1]), unpack(after[2])) if after is not None else None
 
 
 def _age(elapsed: timedelta) -> str:
