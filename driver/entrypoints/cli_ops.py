@@ -193,9 +193,9 @@ def pools(db_url: str | None, as_json: bool) -> None:
                         "parked": r.usage.parked,
                         "free": r.usage.free,
                         "utilisation": round(r.usage.utilisation, 6),
-                        "reuse": r.pool.reuse,
-                        "quarantine_s": r.pool.quarantine_s,
-                        "hold_s": r.pool.hold_s,
+                        "reuse": r.pool.policy.reuse,
+                        "quarantine_s": r.pool.policy.quarantine_s,
+                        "hold_s": r.pool.policy.hold_s,
                         "host": r.pool.host_id,
                     }
                     for r in reports

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, text, update
 
 from driver.domain.addresses import Range, Subnet
+from driver.storage.ledger import POOL_QUERY, pool_record
 from driver.storage.models import (
     findings,
     free_ranges,
@@ -24,25 +25,7 @@ from driver.storage.models import (
     reservations,
 )
 from driver.storage.models import subnets as subnets_table
-from driver.storage.rows import now, pack, parsed_subnet, unpack
-
-
-@dataclass(frozen=True)
-class PoolRow:
-    owner: str
-    id: str
-    subnet_id: int
-    space: str
-    subnet: Subnet
-    subpool: str | None
-    range_first: int
-    range_last: int
-    options: str
-    reuse: str
-    quarantine_s: int
-    hold_s: int
-    host_id: str | None
-    created_at: datetime
+from driver.storage.rows import PoolRecord, now, pack, parsed_subnet, unpack
 
 
 @dataclass(frozen=True)
@@ -178,35 +161,15 @@ class Inventory:
         )
         return [_subnet_row(r) for r in rows]
 
-    def pools(self, pool_id: str | None = None, owner: str | None = None) -> list[PoolRow]:
-        query = (
-            select(pools, subnets_table.c.cidr.label("subnet_cidr"))
-            .join(subnets_table, subnets_table.c.id == pools.c.subnet_id)
-            .order_by(pools.c.space, subnets_table.c.version, subnets_table.c.first, pools.c.id)
+    def pools(self, pool_id: str | None = None, owner: str | None = None) -> list[PoolRecord]:
+        query = POOL_QUERY.order_by(
+            pools.c.space, subnets_table.c.version, subnets_table.c.first, pools.c.id
         )
         if pool_id is not None:
             query = query.where(pools.c.id == pool_id)
         if owner is not None:
             query = query.where(pools.c.owner == owner)
-        return [
-            PoolRow(
-                r.owner,
-                r.id,
-                r.subnet_id,
-                r.space,
-                parsed_subnet(r.subnet_cidr),
-                r.subpool,
-                unpack(r.range_first),
-                unpack(r.range_last),
-                r.options,
-                r.reuse,
-                r.quarantine_s,
-                r.hold_s,
-                r.host_id,
-                r.created_at,
-            )
-            for r in self.connection.execute(query)
-        ]
+        return [pool_record(row) for row in self.connection.execute(query)]
 
     def usage(self, subnet_id: int, subnet: Subnet, lo: int, hi: int) -> Usage:
         """Counts over ``[lo, hi]`` of one subnet: leased, reserved (not leased), parked, free."""

@@ -4,6 +4,7 @@ subnets of the domain's protocols, as rows."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy import (
 
 from driver.domain.addresses import Range, Subnet
 from driver.domain.moments import as_utc
-from driver.domain.pools import SHARED, Lease
+from driver.domain.pools import SHARED, Lease, ReusePolicy
 from driver.storage.models import (
     attachments,
     free_ranges,
@@ -34,24 +35,53 @@ from driver.storage.models import (
 from driver.storage.prepared import Prepared
 from driver.storage.rows import PoolRecord, SubnetRecord, now, pack, parsed_subnet, unpack
 
-_POOL_QUERY = (
-    select(
-        pools.c.id,
-        pools.c.subnet_id,
-        pools.c.space,
-        pools.c.subpool,
-        pools.c.range_first,
-        pools.c.range_last,
-        pools.c.reuse,
-        pools.c.quarantine_s,
-        pools.c.hold_s,
-        subnets.c.cidr,
-        subnets.c.cursor,
-        subnets.c.refs,
-        subnets.c.reservations,
+# Every column of a pool, with its subnet's state: read by calls and by reports alike.
+POOL_QUERY = select(
+    pools.c.owner,
+    pools.c.id,
+    pools.c.subnet_id,
+    pools.c.space,
+    subnets.c.cidr,
+    pools.c.subpool,
+    pools.c.range_first,
+    pools.c.range_last,
+    subnets.c.cursor,
+    subnets.c.refs,
+    subnets.c.reservations,
+    pools.c.reuse,
+    pools.c.quarantine_s,
+    pools.c.hold_s,
+    pools.c.options,
+    pools.c.host_id,
+    pools.c.created_at,
+).join(subnets, subnets.c.id == pools.c.subnet_id)
+
+
+def pool_record(row: Sequence[Any]) -> PoolRecord:
+    """A row of :data:`POOL_QUERY` as a :class:`PoolRecord`."""
+    (owner, pool_id, subnet_id, space, cidr, subpool, first, last, cursor, refs) = row[:10]
+    (reservations_, reuse, quarantine_s, hold_s, options, host_id, created_at) = row[10:]
+    return PoolRecord(
+        owner=owner,
+        id=pool_id,
+        subnet_id=subnet_id,
+        space=space,
+        subnet=parsed_subnet(cidr),
+        subpool=subpool,
+        range_first=unpack(first),
+        range_last=unpack(last),
+        cursor=unpack(cursor) if cursor is not None else None,
+        refs=refs,
+        reservations=reservations_,
+        policy=ReusePolicy(reuse, quarantine_s, hold_s),
+        options=options,
+        host_id=host_id,
+        created_at=as_utc(created_at),
     )
-    .join(subnets, subnets.c.id == pools.c.subnet_id)
-    .where(pools.c.owner == bindparam("owner"), pools.c.id == bindparam("pool_id"))
+
+
+_POOL_QUERY = POOL_QUERY.where(
+    pools.c.owner == bindparam("owner"), pools.c.id == bindparam("pool_id")
 )
 _POOL = Prepared(_POOL_QUERY)
 # Serialises allocations in one subnet on PostgreSQL; SQLite holds the database lock anyway.
@@ -297,26 +327,7 @@ class PoolStatements(_Statements):
     def pool(self, owner: str, pool_id: str, *, for_update: bool = False) -> PoolRecord | None:
         query = _POOL_FOR_UPDATE if for_update else _POOL
         row = query.first(self.connection, {"owner": owner, "pool_id": pool_id})
-        if row is None:
-            return None
-        (id_, subnet_id, space, subpool, first, last, reuse, quarantine_s, hold_s) = row[:9]
-        cidr, cursor, refs, reservations_ = row[9:]
-        return PoolRecord(
-            owner=owner,
-            id=id_,
-            subnet_id=subnet_id,
-            space=space,
-            subnet=parsed_subnet(cidr),
-            subpool=subpool,
-            range_first=unpack(first),
-            range_last=unpack(last),
-            cursor=unpack(cursor) if cursor is not None else None,
-            refs=refs,
-            reuse=reuse,
-            quarantine_s=quarantine_s,
-            hold_s=hold_s,
-            reservations=reservations_,
-        )
+        return pool_record(row) if row is not None else None
 
     def add_pool(
         self,

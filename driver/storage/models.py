@@ -41,7 +41,7 @@ class Base(DeclarativeBase):
     pass
 
 
-class SubnetRow(Base):
+class SubnetTable(Base):
     __tablename__ = "subnets"
     __table_args__ = (
         Index("ix_subnets_owner_space_first", "owner", "space", "version", "first", unique=True),
@@ -63,7 +63,7 @@ class SubnetRow(Base):
     reservations: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
-class PoolRow(Base):
+class PoolTable(Base):
     __tablename__ = "pools"
 
     owner: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -82,7 +82,7 @@ class PoolRow(Base):
     host_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
-class FreeRangeRow(Base):
+class FreeRangeTable(Base):
     __tablename__ = "free_ranges"
     __table_args__ = (Index("ix_free_ranges_last", "subnet_id", "last", unique=True),)
 
@@ -91,7 +91,7 @@ class FreeRangeRow(Base):
     last: Mapped[bytes] = mapped_column(Address)
 
 
-class LeaseRow(Base):
+class LeaseTable(Base):
     __tablename__ = "leases"
     __table_args__ = (Index("ix_leases_pool_id", "pool_id", "kind", "mac"),)
 
@@ -105,7 +105,7 @@ class LeaseRow(Base):
     host_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
-class ReservationRow(Base):
+class ReservationTable(Base):
     __tablename__ = "reservations"
 
     subnet_id: Mapped[int] = mapped_column(ForeignKey("subnets.id"), primary_key=True)
@@ -115,7 +115,7 @@ class ReservationRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class ParkedRow(Base):
+class ParkedTable(Base):
     __tablename__ = "parked"
     __table_args__ = (
         Index("ix_parked_until", "subnet_id", "until"),
@@ -131,7 +131,7 @@ class ParkedRow(Base):
     until: Mapped[float] = mapped_column(Float)
 
 
-class HistoryRow(Base):
+class HistoryTable(Base):
     __tablename__ = "history"
     __table_args__ = (
         Index("ix_history_address", "address", "id"),
@@ -150,7 +150,7 @@ class HistoryRow(Base):
     detail: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
-class AttachmentRow(Base):
+class AttachmentTable(Base):
     """The hosts that use a shared pool; it is released when the last one lets go."""
 
     __tablename__ = "attachments"
@@ -160,7 +160,7 @@ class AttachmentRow(Base):
     attached_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class FindingRow(Base):
+class FindingTable(Base):
     __tablename__ = "findings"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -171,12 +171,12 @@ class FindingRow(Base):
     detail: Mapped[str] = mapped_column(String(255))
 
 
-subnets = cast(Table, SubnetRow.__table__)
-pools = cast(Table, PoolRow.__table__)
-free_ranges = cast(Table, FreeRangeRow.__table__)
-leases = cast(Table, LeaseRow.__table__)
-reservations = cast(Table, ReservationRow.__table__)
-parked = cast(Table, ParkedRow.__table__)
-history = cast(Table, HistoryRow.__table__)
-findings = cast(Table, FindingRow.__table__)
-attachments = cast(Table, AttachmentRow.__table__)
+subnets = cast(Table, SubnetTable.__table__)
+pools = cast(Table, PoolTable.__table__)
+free_ranges = cast(Table, FreeRangeTable.__table__)
+leases = cast(Table, LeaseTable.__table__)
+reservations = cast(Table, ReservationTable.__table__)
+parked = cast(Table, ParkedTable.__table__)
+history = cast(Table, HistoryTable.__table__)
+findings = cast(Table, FindingTable.__table__)
+attachments = cast(Table, AttachmentTable.__table__)

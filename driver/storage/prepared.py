@@ -8,8 +8,8 @@ the DBAPI connection of the transaction's :class:`~sqlalchemy.Connection`, insid
 transaction. Driver errors are raised as SQLAlchemy's own, so that the store tells conflicts and
 lost connections apart exactly as for Core statements.
 
-Only for statements whose results need no conversion (integers, strings, address blobs): rows
-come back as the driver's tuples.
+Rows come back as tuples, their values converted as SQLAlchemy would (a time stored as text by
+SQLite becomes a ``datetime``).
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ class Prepared:
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
         self._by_dialect: dict[str, _Compiled] = {}
+        # per dialect: how to convert each column of a result, learnt from its first one
+        self._results: dict[str, tuple[Callable[[Any], Any] | None, ...]] = {}
 
     def _compiled(self, connection: Connection) -> _Compiled:
         dialect = connection.dialect
@@ -73,7 +75,30 @@ class Prepared:
 
     def rows(self, connection: Connection, values: Mapping[str, Any]) -> list[Row]:
         """Run the statement in the connection's transaction; the rows it returned."""
-        return self._run(connection, values, lambda cursor: list(cursor.fetchall()))
+        return self._run(connection, values, lambda cursor: self._fetch(connection, cursor))
+
+    def _fetch(self, connection: Connection, cursor: Any) -> list[Row]:
+        if cursor.description is None:
+            return []
+        fetched = cursor.fetchall()
+        dialect = connection.dialect
+        convert = self._results.get(dialect.name)
+        if convert is None:
+            columns = getattr(self.statement, "exported_columns", ())
+            convert = tuple(
+                column.type.dialect_impl(dialect).result_processor(dialect, described[1])
+                for column, described in zip(columns, cursor.description, strict=True)
+            )
+            self._results[dialect.name] = convert
+        if not any(convert):
+            return list(fetched)
+        return [
+            tuple(
+                value if c is None or value is None else c(value)
+                for c, value in zip(convert, row, strict=True)
+            )
+            for row in fetched
+        ]
 
     def first(self, connection: Connection, values: Mapping[str, Any]) -> Row | None:
         found = self.rows(connection, values)

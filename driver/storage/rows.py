@@ -33,6 +33,8 @@ def parsed_subnet(cidr: str) -> Subnet:
 
 @dataclass(frozen=True)
 class PoolRecord:
+    """A pool as the ledger holds it, with the state of its subnet that calls work on."""
+
     owner: str
     id: str
     subnet_id: int
@@ -43,23 +45,20 @@ class PoolRecord:
     range_last: int
     cursor: int | None
     refs: int
-    reuse: str = "lowest"
-    quarantine_s: int = 0
-    hold_s: int = 0
-    reservations: int = 0
+    reservations: int
+    policy: ReusePolicy
+    options: str
+    host_id: str | None
+    created_at: datetime
 
     @property
     def shared(self) -> bool:
         return self.owner == SHARED
 
     @property
-    def policy(self) -> ReusePolicy:
-        return ReusePolicy(self.reuse, self.quarantine_s, self.hold_s)
-
-    @property
     def parks(self) -> bool:
         """Whether released addresses of this pool are parked rather than freed at once."""
-        return self.quarantine_s > 0 or self.hold_s > 0
+        return self.policy.quarantine_s > 0 or self.policy.hold_s > 0
 
 
 @dataclass(frozen=True)

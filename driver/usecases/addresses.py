@@ -67,7 +67,7 @@ class Addresses(IpamCalls):
                 value = self._take_static(ledger, record, wanted)
             else:
                 value = self._take_dynamic(
-                    ledger, record, lease, serial or record.reuse == "serial"
+                    ledger, record, lease, serial or record.policy.reuse == "serial"
                 )
             ledger.add_lease(record.subnet_id, value, pool_id, kind, mac, name, self.host_id)
             address = str(netaddr.IPAddress(value, subnet.version))
@@ -128,7 +128,7 @@ class Addresses(IpamCalls):
         lo, hi = record.range_first, record.range_last
         if record.parks:
             at = ledger.clock()
-            if record.hold_s and lease.kind == "endpoint" and (lease.mac or lease.name):
+            if record.policy.hold_s and lease.kind == "endpoint" and (lease.mac or lease.name):
                 held = ledger.parked_for(record.subnet_id, record.id, lease.mac, lease.name, at)
                 if held is not None and ledger.unpark(record.subnet_id, held):
                     return held

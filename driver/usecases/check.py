@@ -9,9 +9,9 @@ from driver.domain import addresses as allocator
 from driver.domain.addresses import Range
 from driver.storage.inventory import (
     Inventory,
-    PoolRow,
     SubnetRow,
 )
+from driver.storage.rows import PoolRecord
 from driver.usecases.operator import OnLedger, show, show_range
 
 
@@ -45,7 +45,7 @@ class Checks(OnLedger):
 
     @staticmethod
     def _check_subnet(
-        inventory: Inventory, s: SubnetRow, subnet_pools: list[PoolRow]
+        inventory: Inventory, s: SubnetRow, subnet_pools: list[PoolRecord]
     ) -> tuple[list[str], int]:
         subnet, v = s.subnet, s.subnet.version
         where = f"{s.space} {subnet.cidr}"

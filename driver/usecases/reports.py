@@ -16,15 +16,15 @@ from driver.storage.inventory import (
     FindingRow,
     HistoryEvent,
     Inventory,
-    PoolRow,
     Usage,
 )
+from driver.storage.rows import PoolRecord
 from driver.usecases.operator import OnLedger, show, show_range
 
 
 @dataclass(frozen=True)
 class PoolReport:
-    pool: PoolRow
+    pool: PoolRecord
     usage: Usage
 
 
@@ -146,7 +146,7 @@ class Reports(OnLedger):
                     )
                 )
             for p in inventory.parked(pool.subnet_id):
-                state = "held" if pool.hold_s and (p.mac or p.name) else "quarantined"
+                state = "held" if pool.policy.hold_s and (p.mac or p.name) else "quarantined"
                 until = datetime.fromtimestamp(p.until, UTC).isoformat(timespec="seconds")
                 lines.append(
                     (

@@ -16,10 +16,9 @@ from driver.domain.moments import as_utc
 from driver.domain.pools import LOCAL_OWNER, SHARED
 from driver.storage.inventory import (
     Inventory,
-    PoolRow,
 )
 from driver.storage.models import free_ranges, history, leases, parked, pools, reservations
-from driver.storage.rows import pack
+from driver.storage.rows import PoolRecord, pack
 from driver.storage.store import retrying
 from driver.usecases.operator import BATCH_PAUSE, WRITE_BATCH, OnLedger, show
 
@@ -31,7 +30,7 @@ class Transfer(OnLedger):
         """The whole state as JSON-ready data; free ranges are implied, not exported."""
         with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
-            pools_by_subnet: dict[int, list[PoolRow]] = {}
+            pools_by_subnet: dict[int, list[PoolRecord]] = {}
             for p in inventory.pools():
                 pools_by_subnet.setdefault(p.subnet_id, []).append(p)
             out = []
@@ -49,9 +48,9 @@ class Transfer(OnLedger):
                                 "id": p.id,
                                 "subpool": p.subpool,
                                 "options": json.loads(p.options),
-                                "reuse": p.reuse,
-                                "quarantine_s": p.quarantine_s,
-                                "hold_s": p.hold_s,
+                                "reuse": p.policy.reuse,
+                                "quarantine_s": p.policy.quarantine_s,
+                                "hold_s": p.policy.hold_s,
                                 "host_id": p.host_id,
                                 "created_at": as_utc(p.created_at).isoformat(),
                             }
