@@ -14,6 +14,7 @@ from typing import Any
 from driver.domain import addresses as allocator
 from driver.domain.addresses import Subnet
 from driver.domain.errors import InvalidRequest
+from driver.domain.pools import LeaseKind, Reuse
 
 EXPORT_FORMAT = "ipledger-export/1"
 
@@ -65,11 +66,19 @@ def _optional(check: Check) -> Check:
     return optional
 
 
+def _one_of(choices: tuple[str, ...]) -> Check:
+    def one_of(value: Any, path: str) -> None:
+        if value not in choices:
+            raise malformed(path, f"expected one of {', '.join(choices)}, not {value!r:.40}")
+
+    return one_of
+
+
 POOL = {
     "id": TEXT,
     "subpool": _optional(_cidr),
     "options": OBJECT,
-    "reuse": TEXT,
+    "reuse": _one_of(tuple(Reuse)),
     "quarantine_s": INTEGER,
     "hold_s": INTEGER,
     "host_id": OPTIONAL_TEXT,
@@ -78,7 +87,7 @@ POOL = {
 LEASE = {
     "address": TEXT,
     "pool_id": TEXT,
-    "kind": TEXT,
+    "kind": _one_of(tuple(LeaseKind)),
     "mac": OPTIONAL_TEXT,
     "name": OPTIONAL_TEXT,
     "host_id": OPTIONAL_TEXT,

@@ -11,7 +11,7 @@ from enum import StrEnum
 import netaddr
 
 from driver.domain import addresses as allocator
-from driver.domain.errors import InvalidRequest
+from driver.domain.errors import InvalidRequest, PoolNotFound
 
 # The owner of pools that several hosts share (ipledger.shared): every host's plan.
 SHARED = "shared"
@@ -94,11 +94,19 @@ def answers_shared_gateway(
     return wanted is None or int(wanted) == gateway
 
 
+class Reuse(StrEnum):
+    """Which free address a dynamic request gets: the lowest, or the next after the last one
+    handed out (Docker's ``com.docker.network.ipam.serial``)."""
+
+    LOWEST = "lowest"
+    SERIAL = "serial"
+
+
 @dataclass(frozen=True)
 class ReusePolicy:
     """How a pool hands released addresses out again."""
 
-    reuse: str = "lowest"
+    reuse: Reuse = Reuse.LOWEST
     quarantine_s: int = 0
     hold_s: int = 0
 
@@ -115,10 +123,10 @@ def reuse_policy(options: Mapping[str, str]) -> ReusePolicy:
         raise InvalidRequest(
             f"unknown option {unknown[0]!r:.80}: ipledger's options are {', '.join(OWN_OPTIONS)}"
         )
-    reuse = options.get(REUSE_OPTION, "lowest").strip().lower()
+    reuse = options.get(REUSE_OPTION, Reuse.LOWEST).strip().lower()
     if str(options.get(SERIAL_OPTION, "")).lower() == "true":
-        reuse = "serial"
-    if reuse not in ("lowest", "serial"):
+        reuse = Reuse.SERIAL
+    if reuse not in tuple(Reuse):
         raise InvalidRequest(
             f"invalid {REUSE_OPTION} {options[REUSE_OPTION]!r:.40}: expected lowest or serial"
         )
@@ -126,7 +134,7 @@ def reuse_policy(options: Mapping[str, str]) -> ReusePolicy:
         allocator.parse_duration(options[key], key) if key in options else 0
         for key in (QUARANTINE_OPTION, HOLD_OPTION)
     ]
-    return ReusePolicy(reuse, *durations)
+    return ReusePolicy(Reuse(reuse), *durations)
 
 
 @dataclass(frozen=True)
@@ -135,22 +143,46 @@ class PoolGrant:
     pool: str
 
 
-def pool_id_for(space: str, cidr: str, subpool: str | None, shared: str | None = None) -> str:
-    """Deterministic, like the built-in ``LocalDefault/172.28.0.0/16/172.28.5.0/24``; a shared
-    pool's starts with ``shared/NAME/``."""
-    pool_id = f"{space}/{cidr}" + (f"/{subpool}" if subpool else "")
-    return f"{SHARED_PREFIX}{shared}/{pool_id}" if shared is not None else pool_id
+@dataclass(frozen=True)
+class PoolId:
+    """What Docker knows a pool by: deterministic, like the built-in IPAM's
+    ``LocalDefault/172.28.0.0/16/172.28.5.0/24``; a shared pool's starts with ``shared/NAME/``."""
+
+    space: str
+    cidr: str
+    subpool: str | None = None
+    shared: str | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.space}/{self.cidr}" + (f"/{self.subpool}" if self.subpool else "")
+        return f"{SHARED_PREFIX}{self.shared}/{text}" if self.shared is not None else text
+
+    @classmethod
+    def parse(cls, text: str) -> PoolId:
+        """The PoolID Docker sent; one that no pool could have is a pool not found."""
+        parts = text.split("/")
+        shared = None
+        if f"{parts[0]}/" == SHARED_PREFIX and len(parts) > 2:
+            shared, parts = parts[1], parts[2:]
+        if len(parts) not in (3, 5) or not all(parts):
+            raise PoolNotFound(text)
+        subpool = "/".join(parts[3:]) or None
+        return cls(parts[0], "/".join(parts[1:3]), subpool, shared)
+
+    @staticmethod
+    def shared_prefix(name: str) -> str:
+        """What every PoolID of the shared pool ``name`` starts with."""
+        return f"{SHARED_PREFIX}{name}/"
+
+    def owner(self, own: str) -> str:
+        """Whose plan the pool is in: every host's for a shared pool, else ``own``."""
+        return SHARED if self.shared is not None else own
 
 
 def own_plan(shared_ledger: bool, host_id: str) -> str:
     """The owner of this host's own pools: its id in a shared ledger; an SQLite ledger has one
     host, whose pools are ``local`` whatever its id."""
     return host_id if shared_ledger else LOCAL_OWNER
-
-
-def owner_of(pool_id: str, own: str) -> str:
-    """Whose plan a PoolID is in: every host's for a shared pool, else ``own``."""
-    return SHARED if pool_id.startswith(SHARED_PREFIX) else own
 
 
 def shared_name(options: Mapping[str, str]) -> str | None:

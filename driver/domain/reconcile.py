@@ -19,7 +19,7 @@ from driver.domain.pools import (
     LOCAL_SPACE,
     SHARED,
     SHARED_OPTION,
-    pool_id_for,
+    PoolId,
 )
 
 
@@ -109,7 +109,7 @@ def pool_ids(network: DockerNetwork) -> dict[str, PoolUse]:
             used[str(allocator.parse_address(aux))] = ("aux", None)
         if config.gateway:
             used[str(allocator.parse_address(config.gateway))] = ("gateway", None)
-        found[pool_id_for(space, subnet.cidr, subrange, shared)] = PoolUse(
+        found[str(PoolId(space, subnet.cidr, subrange, shared))] = PoolUse(
             used, bool(config.gateway)
         )
     return found

@@ -21,7 +21,7 @@ from sqlalchemy import (
 
 from driver.domain.addresses import Range, Subnet
 from driver.domain.moments import as_utc
-from driver.domain.pools import SHARED, Lease, ReusePolicy
+from driver.domain.pools import SHARED, Lease, Reuse, ReusePolicy
 from driver.storage.models import (
     attachments,
     free_ranges,
@@ -73,7 +73,7 @@ def pool_record(row: Sequence[Any]) -> PoolRecord:
         cursor=unpack(cursor) if cursor is not None else None,
         refs=refs,
         reservations=reservations_,
-        policy=ReusePolicy(reuse, quarantine_s, hold_s),
+        policy=ReusePolicy(Reuse(reuse), quarantine_s, hold_s),
         options=options,
         host_id=host_id,
         created_at=as_utc(created_at),
@@ -339,10 +339,7 @@ class PoolStatements(_Statements):
         subpool: str | None,
         bounds: Range,
         options: str,
-        *,
-        reuse: str = "lowest",
-        quarantine_s: int = 0,
-        hold_s: int = 0,
+        policy: ReusePolicy,
         host_id: str | None = None,
     ) -> None:
         self.connection.execute(
@@ -357,9 +354,9 @@ class PoolStatements(_Statements):
                 range_last=pack(bounds[1]),
                 options=options,
                 created_at=now(),
-                reuse=reuse,
-                quarantine_s=quarantine_s,
-                hold_s=hold_s,
+                reuse=policy.reuse,
+                quarantine_s=policy.quarantine_s,
+                hold_s=policy.hold_s,
                 host_id=host_id,
             )
         )

@@ -18,9 +18,10 @@ from driver.domain.errors import (
 from driver.domain.pools import (
     Lease,
     LeaseKind,
+    PoolId,
+    Reuse,
     answers_shared_gateway,
     asks_serial,
-    owner_of,
     requested_lease,
 )
 from driver.storage.ledger import Ledger
@@ -45,7 +46,7 @@ class Addresses(IpamCalls):
         serial = asks_serial(options)
 
         with self.store.transaction() as ledger:
-            record = ledger.pool(owner_of(pool_id, self.owner), pool_id, for_update=True)
+            record = ledger.pool(PoolId.parse(pool_id).owner(self.owner), pool_id, for_update=True)
             if record is None:
                 raise PoolNotFound(pool_id)
             subnet = record.subnet
@@ -67,7 +68,7 @@ class Addresses(IpamCalls):
                 value = self._take_static(ledger, record, wanted)
             else:
                 value = self._take_dynamic(
-                    ledger, record, lease, serial or record.policy.reuse == "serial"
+                    ledger, record, lease, serial or record.policy.reuse == Reuse.SERIAL
                 )
             ledger.add_lease(record.subnet_id, value, pool_id, kind, mac, name, self.host_id)
             address = str(netaddr.IPAddress(value, subnet.version))
@@ -177,7 +178,7 @@ class Addresses(IpamCalls):
             return self._release(ledger, record, int(wanted), "gc-release")
 
     def _pool_of(self, ledger: Ledger, pool_id: str, wanted: netaddr.IPAddress) -> PoolRecord:
-        record = ledger.pool(owner_of(pool_id, self.owner), pool_id, for_update=True)
+        record = ledger.pool(PoolId.parse(pool_id).owner(self.owner), pool_id, for_update=True)
         if record is None:
             raise PoolNotFound(pool_id)
         if wanted.version != record.subnet.version or not record.subnet.contains(int(wanted)):

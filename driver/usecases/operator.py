@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import netaddr
 
-from driver.domain.pools import own_plan
+from driver.domain.errors import PoolNotFound
+from driver.domain.pools import PoolId, own_plan
 from driver.storage.store import Store
 
 # Rows an operator command writes in one transaction at the most: long enough to be quick,
@@ -37,3 +38,11 @@ class OnLedger:
         self.store = store
         self.host_id = host_id
         self.owner = own_plan(store.shared, host_id)
+
+    def _owner_of(self, text: str) -> str:
+        """Whose plan an operator's pool ID is in; this host's for text that is no pool ID
+        (the lookup then finds nothing)."""
+        try:
+            return PoolId.parse(text).owner(self.owner)
+        except PoolNotFound:
+            return self.owner

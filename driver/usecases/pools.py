@@ -20,13 +20,11 @@ from driver.domain.errors import (
 from driver.domain.pools import (
     SHARED,
     SHARED_OPTION,
-    SHARED_PREFIX,
     SPACES,
     PoolGrant,
+    PoolId,
     ReusePolicy,
     describe,
-    owner_of,
-    pool_id_for,
     reuse_policy,
     shared_name,
 )
@@ -120,9 +118,7 @@ class Pools(IpamCalls):
             subrange.cidr if subrange else None,
             bounds,
             options,
-            reuse=policy.reuse,
-            quarantine_s=policy.quarantine_s,
-            hold_s=policy.hold_s,
+            policy,
             host_id=self.host_id,
         )
 
@@ -146,7 +142,7 @@ class Pools(IpamCalls):
             )
         subnet = Subnet(network)
         subnet_id = ledger.add_subnet(self.owner, space, subnet)
-        pool_id = pool_id_for(space, subnet.cidr, None)
+        pool_id = str(PoolId(space, subnet.cidr))
         self._add_pool(ledger, self.owner, pool_id, subnet_id, space, subnet, None, options, policy)
         return PoolGrant(pool_id, subnet.cidr)
 
@@ -168,11 +164,11 @@ class Pools(IpamCalls):
                 raise InvalidRequest(
                     f"ip-range (SubPool) {subrange.cidr} is not inside pool {subnet.cidr}"
                 )
-        pool_id = pool_id_for(space, subnet.cidr, subrange.cidr if subrange else None, shared)
+        pool_id = str(PoolId(space, subnet.cidr, subrange.cidr if subrange else None, shared))
         existing = ledger.subnet_at(owner, space, subnet)
         if shared is not None:
             named = [
-                p for p in ledger.shared_pools_named(f"{SHARED_PREFIX}{shared}/") if p != pool_id
+                p for p in ledger.shared_pools_named(PoolId.shared_prefix(shared)) if p != pool_id
             ]
             if named:
                 raise InvalidRequest(
@@ -224,7 +220,7 @@ class Pools(IpamCalls):
     @retrying
     def release_pool(self, pool_id: str) -> None:
         with self.store.transaction() as ledger:
-            record = ledger.pool(owner_of(pool_id, self.owner), pool_id, for_update=True)
+            record = ledger.pool(PoolId.parse(pool_id).owner(self.owner), pool_id, for_update=True)
             if record is None:
                 raise PoolNotFound(pool_id)
             self._release_pool(ledger, record, "pool-release")
@@ -232,7 +228,7 @@ class Pools(IpamCalls):
     @retrying
     def reclaim_pool(self, pool_id: str, created_before: datetime) -> bool:
         """Release a leaked pool (``ipledger gc``), unless it was made again meanwhile."""
-        owner = owner_of(pool_id, self.owner)
+        owner = PoolId.parse(pool_id).owner(self.owner)
         with self.store.transaction() as ledger:
             record = ledger.pool(owner, pool_id, for_update=True)
             created = ledger.pool_created_at(owner, pool_id)

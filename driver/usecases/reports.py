@@ -10,7 +10,7 @@ from driver.domain import addresses as allocator
 from driver.domain.addresses import Subnet
 from driver.domain.errors import InvalidRequest, PoolNotFound
 from driver.domain.moments import as_utc
-from driver.domain.pools import SHARED, owner_of
+from driver.domain.pools import SHARED
 from driver.domain.reconcile import LedgerLease, LedgerPool
 from driver.storage.inventory import (
     FindingRow,
@@ -77,7 +77,7 @@ class Reports(OnLedger):
         ``network_pools``) a Docker network; several candidates are listed to choose from."""
         with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
-            if inventory.pools(wanted, owner_of(wanted, self.owner)):
+            if inventory.pools(wanted, self._owner_of(wanted)):
                 return wanted
             candidates = network_pools
             if candidates is None:
@@ -107,7 +107,7 @@ class Reports(OnLedger):
         """What a pool's subnet holds: leases, reservations and parked addresses, in order."""
         with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
-            found = inventory.pools(pool_id, owner_of(pool_id, self.owner))
+            found = inventory.pools(pool_id, self._owner_of(pool_id))
             if not found:
                 raise PoolNotFound(pool_id)
             pool = found[0]

@@ -6,7 +6,7 @@ import netaddr
 
 from driver.domain import addresses as allocator
 from driver.domain.errors import InvalidRequest
-from driver.domain.pools import LOCAL_SPACE, SHARED, pool_id_for
+from driver.domain.pools import LOCAL_SPACE, SHARED, PoolId
 from driver.storage.inventory import (
     Inventory,
     SubnetRow,
@@ -82,7 +82,7 @@ class Reservations(OnLedger):
         """The PoolID a subnet's history is written under: its pool (the first, when ip-range
         pools share it), a shared pool's ``shared/NAME/...`` included."""
         found = sorted(ledger.pools_of_subnet(held.id))
-        return found[0] if found else pool_id_for(held.space, held.subnet.cidr, None)
+        return found[0] if found else str(PoolId(held.space, held.subnet.cidr))
 
     def _locked_subnet(
         self,

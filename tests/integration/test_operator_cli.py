@@ -150,6 +150,14 @@ def test_a_shared_reservation_is_written_to_history_under_the_shared_pools_id(ru
             lambda d: d["subnets"][0]["leases"][0].update(address="203.0.113.9"),
             "subnets[0].leases[0].address: 203.0.113.9 cannot be held in 198.51.100.0/24",
         ),
+        (
+            lambda d: d["subnets"][0]["pools"][0].update(reuse="random"),
+            "subnets[0].pools[0].reuse: expected one of lowest, serial, not 'random'",
+        ),
+        (
+            lambda d: d["subnets"][0]["leases"][0].update(kind="vip"),
+            "subnets[0].leases[0].kind: expected one of gateway, endpoint, aux, other, not 'vip'",
+        ),
     ],
 )
 def test_a_malformed_export_is_refused_naming_the_field_and_changes_nothing(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import netaddr
 import pytest
 
-from driver.domain.errors import InvalidRequest
+from driver.domain.errors import InvalidRequest, PoolNotFound
 from driver.domain.pools import (
     GATEWAY_TYPE,
     MAC_OPTION,
@@ -14,11 +14,10 @@ from driver.domain.pools import (
     SHARED,
     Lease,
     LeaseKind,
+    PoolId,
     ReusePolicy,
     answers_shared_gateway,
     asks_serial,
-    owner_of,
-    pool_id_for,
     requested_lease,
     reuse_policy,
     shared_name,
@@ -85,13 +84,33 @@ def test_only_a_shared_pools_gateway_request_is_answered_with_its_existing_gatew
 
 def test_pool_ids_are_deterministic_and_say_whose_plan_they_are_in():
     assert (
-        pool_id_for("LocalDefault", "192.0.2.0/24", "192.0.2.128/25")
+        str(PoolId("LocalDefault", "192.0.2.0/24", "192.0.2.128/25"))
         == "LocalDefault/192.0.2.0/24/192.0.2.128/25"
     )
-    shared = pool_id_for("LocalDefault", "192.0.2.0/24", None, "lan")
-    assert shared == "shared/lan/LocalDefault/192.0.2.0/24"
-    assert owner_of(shared, "host-a") == SHARED
-    assert owner_of("LocalDefault/192.0.2.0/24", "host-a") == "host-a"
+    shared = PoolId("LocalDefault", "192.0.2.0/24", shared="lan")
+    assert str(shared) == "shared/lan/LocalDefault/192.0.2.0/24"
+    assert shared.owner("host-a") == SHARED
+    assert PoolId("LocalDefault", "192.0.2.0/24").owner("host-a") == "host-a"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "LocalDefault/192.0.2.0/24",
+        "GlobalDefault/2001:db8::/64/2001:db8::/80",
+        "shared/lan/LocalDefault/192.0.2.0/24/192.0.2.128/25",
+    ],
+)
+def test_a_pool_id_reads_back_as_the_pool_it_names(text: str) -> None:
+    assert str(PoolId.parse(text)) == text
+
+
+@pytest.mark.parametrize(
+    "text", ["", "LocalDefault", "LocalDefault/192.0.2.0", "shared/lan", "a/b/c/d", "x/1/2/3/4/5/6"]
+)
+def test_a_pool_id_that_names_no_pool_is_a_pool_not_found(text: str) -> None:
+    with pytest.raises(PoolNotFound):
+        PoolId.parse(text)
 
 
 def test_reuse_options_are_checked_and_unknown_ones_refused_by_name():
