@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, text, update
+from sqlalchemy import Connection, func, select, text
 
 from driver.domain.addresses import Range, Subnet
 from driver.storage.ledger import POOL_QUERY, pool_record
@@ -25,7 +25,7 @@ from driver.storage.models import (
     reservations,
 )
 from driver.storage.models import subnets as subnets_table
-from driver.storage.rows import PoolRecord, now, pack, parsed_subnet, unpack
+from driver.storage.rows import PoolRecord, pack, parsed_subnet, unpack
 
 
 @dataclass(frozen=True)
@@ -256,25 +256,6 @@ class Inventory:
         ).first()
         return _subnet_row(row) if row is not None else None
 
-    def history(
-        self, *, address: str | None = None, pool_id: str | None = None, limit: int = 50
-    ) -> list[HistoryEvent]:
-        query = select(history).order_by(history.c.id.desc()).limit(limit)
-        if address is not None:
-            query = query.where(history.c.address == address)
-        if pool_id is not None:
-            query = query.where(history.c.pool_id == pool_id)
-        return [_event(row) for row in reversed(self.connection.execute(query).all())]
-
-    def all_history(self) -> list[HistoryEvent]:
-        return [
-            _event(row) for row in self.connection.execute(select(history).order_by(history.c.id))
-        ]
-
-    def findings(self) -> list[FindingRow]:
-        rows = self.connection.execute(select(findings).order_by(findings.c.id))
-        return [FindingRow(r.what, r.pool_id, r.address, r.detail) for r in rows]
-
     def count_subnets(self) -> int:
         return int(
             self.connection.execute(select(func.count()).select_from(subnets_table)).scalar_one()
@@ -305,59 +286,6 @@ class Inventory:
         ]
         return problems
 
-    # --- writing -------------------------------------------------------------------------
-
-    def add_reservation(self, subnet_id: int, bounds: Range, label: str) -> None:
-        self.connection.execute(
-            insert(reservations).values(
-                subnet_id=subnet_id,
-                first=pack(bounds[0]),
-                last=pack(bounds[1]),
-                label=label,
-                created_at=now(),
-            )
-        )
-        self._count_reservations(subnet_id, +1)
-
-    def drop_reservation(self, subnet_id: int, first: int) -> None:
-        self.connection.execute(
-            delete(reservations).where(
-                reservations.c.subnet_id == subnet_id, reservations.c.first == pack(first)
-            )
-        )
-        self._count_reservations(subnet_id, -1)
-
-    def _count_reservations(self, subnet_id: int, delta: int) -> None:
-        self.connection.execute(
-            update(subnets_table)
-            .where(subnets_table.c.id == subnet_id)
-            .values(reservations=subnets_table.c.reservations + delta)
-        )
-
-    def prune_history(self, before: datetime, limit: int) -> int:
-        """Drop up to ``limit`` of the oldest events before ``before``; how many were dropped."""
-        oldest = (
-            select(history.c.id).where(history.c.at < before).order_by(history.c.id).limit(limit)
-        )
-        result = self.connection.execute(delete(history).where(history.c.id.in_(oldest)))
-        return int(result.rowcount)
-
-    def replace_findings(self, rows: list[dict[str, Any]]) -> None:
-        self.connection.execute(delete(findings))
-        if rows:
-            self.connection.execute(insert(findings), [{**r, "found_at": now()} for r in rows])
-
-    def insert_rows(self, table: Any, rows: list[dict[str, Any]]) -> None:
-        """A bulk insert (one executemany); used by import."""
-        if rows:
-            self.connection.execute(insert(table), rows)
-
-    def add_subnet_row(self, values: dict[str, Any]) -> int:
-        subnet_id: int = self.connection.execute(
-            insert(subnets_table).values(**values).returning(subnets_table.c.id)
-        ).scalar_one()
-        return subnet_id
-
     def taken_between(self, subnet_id: int, first: int, last: int) -> list[Range]:
         """Leased and parked addresses of ``[first, last]``, as sorted one-address ranges."""
         found: list[int] = []
@@ -373,3 +301,29 @@ class Inventory:
                 )
             ]
         return [(a, a) for a in sorted(found)]
+
+
+class Journal:
+    """The history of changes and what the last ``ipledger gc`` found, read."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def history(
+        self, *, address: str | None = None, pool_id: str | None = None, limit: int = 50
+    ) -> list[HistoryEvent]:
+        query = select(history).order_by(history.c.id.desc()).limit(limit)
+        if address is not None:
+            query = query.where(history.c.address == address)
+        if pool_id is not None:
+            query = query.where(history.c.pool_id == pool_id)
+        return [_event(row) for row in reversed(self.connection.execute(query).all())]
+
+    def all_history(self) -> list[HistoryEvent]:
+        return [
+            _event(row) for row in self.connection.execute(select(history).order_by(history.c.id))
+        ]
+
+    def findings(self) -> list[FindingRow]:
+        rows = self.connection.execute(select(findings).order_by(findings.c.id))
+        return [FindingRow(r.what, r.pool_id, r.address, r.detail) for r in rows]

@@ -24,6 +24,7 @@ from driver.domain.moments import as_utc
 from driver.domain.pools import SHARED, Lease, Reuse, ReusePolicy
 from driver.storage.models import (
     attachments,
+    findings,
     free_ranges,
     history,
     leases,
@@ -584,8 +585,68 @@ class ParkedStatements(_Statements):
         return [unpack(row.address) for row in rows]
 
 
+class OperatorStatements(_Statements):
+    """What operators change beside Docker's calls: reservations, import, housekeeping."""
+
+    def add_reservation(self, subnet_id: int, bounds: Range, label: str) -> None:
+        self.connection.execute(
+            insert(reservations).values(
+                subnet_id=subnet_id,
+                first=pack(bounds[0]),
+                last=pack(bounds[1]),
+                label=label,
+                created_at=now(),
+            )
+        )
+        self._count_reservations(subnet_id, +1)
+
+    def drop_reservation(self, subnet_id: int, first: int) -> None:
+        self.connection.execute(
+            delete(reservations).where(
+                reservations.c.subnet_id == subnet_id, reservations.c.first == pack(first)
+            )
+        )
+        self._count_reservations(subnet_id, -1)
+
+    def _count_reservations(self, subnet_id: int, delta: int) -> None:
+        self.connection.execute(
+            update(subnets)
+            .where(subnets.c.id == subnet_id)
+            .values(reservations=subnets.c.reservations + delta)
+        )
+
+    def prune_history(self, before: datetime, limit: int) -> int:
+        """Drop up to ``limit`` of the oldest events before ``before``; how many were dropped."""
+        oldest = (
+            select(history.c.id).where(history.c.at < before).order_by(history.c.id).limit(limit)
+        )
+        result = self.connection.execute(delete(history).where(history.c.id.in_(oldest)))
+        return int(result.rowcount)
+
+    def replace_findings(self, rows: list[dict[str, Any]]) -> None:
+        self.connection.execute(delete(findings))
+        if rows:
+            self.connection.execute(insert(findings), [{**r, "found_at": now()} for r in rows])
+
+    def insert_rows(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        """A bulk insert (one executemany); used by import."""
+        if rows:
+            self.connection.execute(insert(table), rows)
+
+    def add_subnet_row(self, values: dict[str, Any]) -> int:
+        subnet_id: int = self.connection.execute(
+            insert(subnets).values(**values).returning(subnets.c.id)
+        ).scalar_one()
+        return subnet_id
+
+
 class Ledger(
-    SubnetStatements, PoolStatements, SharedPoolStatements, LeaseStatements, ParkedStatements
+    SubnetStatements,
+    PoolStatements,
+    SharedPoolStatements,
+    LeaseStatements,
+    ParkedStatements,
+    OperatorStatements,
 ):
     """Every statement of one transaction, by what it works on."""
 

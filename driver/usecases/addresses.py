@@ -10,13 +10,10 @@ import netaddr
 
 from driver.domain import addresses as allocator
 from driver.domain.errors import (
-    AddressInUse,
     AddressOutOfRange,
-    NoAvailableAddress,
     PoolNotFound,
 )
 from driver.domain.pools import (
-    Lease,
     LeaseKind,
     PoolId,
     Reuse,
@@ -28,11 +25,9 @@ from driver.storage.ledger import Ledger
 from driver.storage.rows import PoolRecord
 from driver.storage.store import retrying
 from driver.usecases.calls import IpamCalls
+from driver.usecases.taking import free, take_dynamic, take_static
 
 log = logging.getLogger(__name__)
-
-# Expired parked addresses freed per allocation: bounds the cost of one call after a long pause.
-EXPIRE_BATCH = 32
 
 
 class Addresses(IpamCalls):
@@ -65,9 +60,9 @@ class Addresses(IpamCalls):
                 )
                 return subnet.format(gateway)
             if wanted is not None:
-                value = self._take_static(ledger, record, wanted)
+                value = take_static(ledger, record, wanted)
             else:
-                value = self._take_dynamic(
+                value = take_dynamic(
                     ledger, record, lease, serial or record.policy.reuse == Reuse.SERIAL
                 )
             ledger.add_lease(record.subnet_id, value, pool_id, kind, mac, name, self.host_id)
@@ -91,69 +86,6 @@ class Addresses(IpamCalls):
             },
         )
         return answer
-
-    @staticmethod
-    def _take_static(ledger: Ledger, record: PoolRecord, wanted: netaddr.IPAddress) -> int:
-        """Take a given address anywhere in the subnet (also outside the ip-range).
-
-        A parked address (quarantined or held) and an address an operator reserved may be
-        asked for by name: reservations only keep addresses from dynamic requests.
-        """
-        subnet, value = record.subnet, int(wanted)
-        if wanted.version != subnet.version or not subnet.contains(value):
-            raise AddressOutOfRange(str(wanted), subnet.cidr)
-        why = subnet.reserved(value)
-        if why is not None:
-            raise AddressInUse(str(wanted), f"{why} of {subnet.cidr} is reserved")
-        if allocator.take(ledger.book(record.subnet_id), value):
-            return value
-        holder = ledger.lease_holder(record.subnet_id, value)
-        if holder is None and ledger.unpark(record.subnet_id, value):
-            return value
-        if (
-            holder is None
-            and record.reservations
-            and ledger.reservation_at(record.subnet_id, value)
-        ):
-            return value
-        raise AddressInUse(str(wanted), f"held by {holder or 'another lease'} in {subnet.cidr}")
-
-    def _take_dynamic(self, ledger: Ledger, record: PoolRecord, lease: Lease, serial: bool) -> int:
-        """Take the lowest free address of the pool's range, or the next one after the cursor.
-
-        In a pool that parks released addresses: an endpoint that had an address within the
-        hold time gets it back; expired parked addresses are freed first; and when nothing is
-        free, the parked address due soonest is handed out rather than failing.
-        """
-        book = ledger.book(record.subnet_id)
-        lo, hi = record.range_first, record.range_last
-        if record.parks:
-            at = ledger.clock()
-            if record.policy.hold_s and lease.kind == "endpoint" and (lease.mac or lease.name):
-                held = ledger.parked_for(record.subnet_id, record.id, lease.mac, lease.name, at)
-                if held is not None and ledger.unpark(record.subnet_id, held):
-                    return held
-            for address in ledger.expired_parked(record.subnet_id, at, EXPIRE_BATCH):
-                ledger.unpark(record.subnet_id, address)
-                self._free(ledger, record, address)
-        if serial:
-            cursor = record.cursor if record.cursor is not None else lo
-            taken = allocator.take_next(book, lo, hi, cursor)
-        else:
-            taken = allocator.take_lowest(book, lo, hi)
-        if taken is None:
-            taken = ledger.soonest_parked(record.subnet_id, lo, hi)
-            if taken is not None:
-                ledger.unpark(record.subnet_id, taken)
-        if taken is None:
-            raise NoAvailableAddress(
-                f"ip-range {record.subpool} of pool {record.subnet.cidr}"
-                if record.subpool
-                else f"pool {record.subnet.cidr}"
-            )
-        if serial:
-            ledger.set_cursor(record.subnet_id, taken + 1)
-        return taken
 
     @retrying
     def release_address(self, pool_id: str, address: str) -> bool:
@@ -201,7 +133,7 @@ class Addresses(IpamCalls):
         if keep and not (record.reservations and ledger.reservation_at(record.subnet_id, value)):
             ledger.park(record.subnet_id, value, record.id, lease, ledger.clock() + keep)
         else:
-            self._free(ledger, record, value)
+            free(ledger, record, value)
         address = str(netaddr.IPAddress(value, record.subnet.version))
         ledger.write_history(
             self.host_id,

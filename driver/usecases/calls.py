@@ -7,11 +7,8 @@ Arguments and results are plain Python values; Docker's PascalCase JSON lives in
 
 from __future__ import annotations
 
-from driver.domain import addresses as allocator
 from driver.domain.addresses import DefaultPool
 from driver.domain.pools import own_plan
-from driver.storage.ledger import Ledger
-from driver.storage.rows import PoolRecord
 from driver.storage.store import Store
 
 
@@ -25,10 +22,3 @@ class IpamCalls:
         self.default_pools = default_pools
         self.host_id = host_id
         self.owner = own_plan(store.shared, host_id)
-
-    @staticmethod
-    def _free(ledger: Ledger, record: PoolRecord, address: int) -> None:
-        """Return an address to the free ranges, unless an operator reserved it meanwhile."""
-        if record.reservations and ledger.reservation_at(record.subnet_id, address):
-            return
-        allocator.give_back(ledger.book(record.subnet_id), address)

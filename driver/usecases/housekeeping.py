@@ -6,9 +6,6 @@ import time
 from datetime import datetime
 
 from driver.domain.reconcile import Finding
-from driver.storage.inventory import (
-    Inventory,
-)
 from driver.storage.store import retrying
 from driver.usecases.operator import BATCH_PAUSE, WRITE_BATCH, OnLedger
 
@@ -28,13 +25,13 @@ class Housekeeping(OnLedger):
     @retrying
     def _prune_batch(self, before: datetime) -> int:
         with self.store.transaction() as ledger:
-            return Inventory(ledger.connection).prune_history(before, WRITE_BATCH)
+            return ledger.prune_history(before, WRITE_BATCH)
 
     @retrying
     def record_findings(self, found: list[Finding]) -> None:
         """Keep what gc found and left alone, for the leak-candidate metrics."""
         with self.store.transaction() as ledger:
-            Inventory(ledger.connection).replace_findings(
+            ledger.replace_findings(
                 [
                     {
                         "what": f.what,

@@ -16,6 +16,7 @@ from driver.storage.inventory import (
     FindingRow,
     HistoryEvent,
     Inventory,
+    Journal,
     Usage,
 )
 from driver.storage.rows import PoolRecord
@@ -171,13 +172,11 @@ class Reports(OnLedger):
         if address is not None:
             address = str(allocator.parse_address(address))
         with self.store.reading() as ledger:
-            return Inventory(ledger.connection).history(
-                address=address, pool_id=pool_id, limit=limit
-            )
+            return Journal(ledger.connection).history(address=address, pool_id=pool_id, limit=limit)
 
     def findings(self) -> list[FindingRow]:
         with self.store.reading() as ledger:
-            return Inventory(ledger.connection).findings()
+            return Journal(ledger.connection).findings()
 
     def gc_inputs(self) -> tuple[list[LedgerPool], list[LedgerLease]]:
         """This host's and the shared pools with their leases, as :func:`driver.gc.reconcile`

@@ -43,7 +43,7 @@ class Reservations(OnLedger):
                         f"{show_range(r_first, r_last, first.version)} ({r_label})"
                     )
             allocator.take_range(ledger.book(held.id), *bounds)
-            inventory.add_reservation(held.id, bounds, label)
+            ledger.add_reservation(held.id, bounds, label)
             shown = show_range(*bounds, first.version)
             ledger.write_history(
                 self.host_id, "reserve", self._pool_of_subnet(ledger, held), shown, detail=label
@@ -66,7 +66,7 @@ class Reservations(OnLedger):
             if not match:
                 raise InvalidRequest(f"no reservation in {held.subnet.cidr} covers {range_text}")
             r_first, r_last, label = match[0]
-            inventory.drop_reservation(held.id, r_first)
+            ledger.drop_reservation(held.id, r_first)
             book = ledger.book(held.id)
             taken = inventory.taken_between(held.id, r_first, r_last)
             for gap in allocator.gaps((r_first, r_last), taken):

@@ -15,7 +15,10 @@ from driver.domain.errors import InvalidRequest
 from driver.domain.moments import as_utc
 from driver.domain.pools import LOCAL_OWNER, SHARED
 from driver.storage.inventory import (
+    HistoryEvent,
     Inventory,
+    Journal,
+    SubnetRow,
 )
 from driver.storage.models import free_ranges, history, leases, parked, pools, reservations
 from driver.storage.rows import PoolRecord, pack
@@ -35,75 +38,9 @@ class Transfer(OnLedger):
                 pools_by_subnet.setdefault(p.subnet_id, []).append(p)
             out = []
             for s in inventory.subnets():
-                v = s.subnet.version
-                out.append(
-                    {
-                        "owner": s.owner,
-                        "space": s.space,
-                        "cidr": s.subnet.cidr,
-                        "cursor": show(s.cursor, v) if s.cursor is not None else None,
-                        "created_at": as_utc(s.created_at).isoformat(),
-                        "pools": [
-                            {
-                                "id": p.id,
-                                "subpool": p.subpool,
-                                "options": json.loads(p.options),
-                                "reuse": p.policy.reuse,
-                                "quarantine_s": p.policy.quarantine_s,
-                                "hold_s": p.policy.hold_s,
-                                "host_id": p.host_id,
-                                "created_at": as_utc(p.created_at).isoformat(),
-                            }
-                            for p in pools_by_subnet.get(s.id, [])
-                        ],
-                        "leases": [
-                            {
-                                "address": show(r.address, v),
-                                "pool_id": r.pool_id,
-                                "kind": r.kind,
-                                "mac": r.mac,
-                                "name": r.name,
-                                "host_id": r.host_id,
-                                "created_at": as_utc(r.created_at).isoformat(),
-                            }
-                            for r in inventory.leases(s.id)
-                        ],
-                        "reservations": [
-                            {
-                                "first": show(r.first, v),
-                                "last": show(r.last, v),
-                                "label": r.label,
-                                "created_at": as_utc(r.created_at).isoformat(),
-                            }
-                            for r in inventory.reservation_rows(s.id)
-                        ],
-                        "parked": [
-                            {
-                                "address": show(r.address, v),
-                                "pool_id": r.pool_id,
-                                "mac": r.mac,
-                                "name": r.name,
-                                "until": r.until,
-                            }
-                            for r in inventory.parked(s.id)
-                        ],
-                    }
-                )
+                out.append(_exported_subnet(inventory, s, pools_by_subnet.get(s.id, [])))
                 progress(1)
-            events = [
-                {
-                    "at": as_utc(h.at).isoformat(),
-                    "host_id": h.host_id,
-                    "action": h.action,
-                    "pool_id": h.pool_id,
-                    "address": h.address,
-                    "kind": h.kind,
-                    "mac": h.mac,
-                    "name": h.name,
-                    "detail": h.detail,
-                }
-                for h in inventory.all_history()
-            ]
+            events = [_exported_event(h) for h in Journal(ledger.connection).all_history()]
         return {
             "format": export_format.EXPORT_FORMAT,
             "exported_at": datetime.now(UTC).isoformat(),
@@ -151,14 +88,13 @@ class Transfer(OnLedger):
     @retrying
     def _insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
         with self.store.transaction() as ledger:
-            Inventory(ledger.connection).insert_rows(table, rows)
+            ledger.insert_rows(table, rows)
 
     @retrying
     def _insert_subnet(self, subnet_row: dict[str, Any], pool_rows: list[dict[str, Any]]) -> int:
         with self.store.transaction() as ledger:
-            inventory = Inventory(ledger.connection)
-            subnet_id = inventory.add_subnet_row(subnet_row)
-            inventory.insert_rows(pools, [{**p, "subnet_id": subnet_id} for p in pool_rows])
+            subnet_id = ledger.add_subnet_row(subnet_row)
+            ledger.insert_rows(pools, [{**p, "subnet_id": subnet_id} for p in pool_rows])
         return subnet_id
 
     def _owner_for(self, owner: str) -> str:
@@ -255,3 +191,73 @@ class Transfer(OnLedger):
                 ],
             )
         return len(lease_rows)
+
+
+def _exported_subnet(inventory: Inventory, s: SubnetRow, pools: list[PoolRecord]) -> dict[str, Any]:
+    """A subnet with its pools, leases, reservations and parked addresses, as exported."""
+    v = s.subnet.version
+    return {
+        "owner": s.owner,
+        "space": s.space,
+        "cidr": s.subnet.cidr,
+        "cursor": show(s.cursor, v) if s.cursor is not None else None,
+        "created_at": as_utc(s.created_at).isoformat(),
+        "pools": [
+            {
+                "id": p.id,
+                "subpool": p.subpool,
+                "options": json.loads(p.options),
+                "reuse": p.policy.reuse,
+                "quarantine_s": p.policy.quarantine_s,
+                "hold_s": p.policy.hold_s,
+                "host_id": p.host_id,
+                "created_at": as_utc(p.created_at).isoformat(),
+            }
+            for p in pools
+        ],
+        "leases": [
+            {
+                "address": show(r.address, v),
+                "pool_id": r.pool_id,
+                "kind": r.kind,
+                "mac": r.mac,
+                "name": r.name,
+                "host_id": r.host_id,
+                "created_at": as_utc(r.created_at).isoformat(),
+            }
+            for r in inventory.leases(s.id)
+        ],
+        "reservations": [
+            {
+                "first": show(r.first, v),
+                "last": show(r.last, v),
+                "label": r.label,
+                "created_at": as_utc(r.created_at).isoformat(),
+            }
+            for r in inventory.reservation_rows(s.id)
+        ],
+        "parked": [
+            {
+                "address": show(r.address, v),
+                "pool_id": r.pool_id,
+                "mac": r.mac,
+                "name": r.name,
+                "until": r.until,
+            }
+            for r in inventory.parked(s.id)
+        ],
+    }
+
+
+def _exported_event(h: HistoryEvent) -> dict[str, Any]:
+    return {
+        "at": as_utc(h.at).isoformat(),
+        "host_id": h.host_id,
+        "action": h.action,
+        "pool_id": h.pool_id,
+        "address": h.address,
+        "kind": h.kind,
+        "mac": h.mac,
+        "name": h.name,
+        "detail": h.detail,
+    }
