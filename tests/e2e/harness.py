@@ -11,7 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import netaddr
 from sqlalchemy import create_engine, select
@@ -270,3 +272,27 @@ class PluginProcess:
                 return held
         finally:
             engine.dispose()
+
+
+@contextlib.contextmanager
+def bounded_plugin(name: str, db_url: str, workdir: Path, bound: float) -> Iterator[PluginProcess]:
+    """A server on a socket in ``workdir`` whose calls are bounded by ``bound`` seconds."""
+    plugin = PluginProcess(
+        name,
+        db_url,
+        workdir,
+        socket=str(workdir / "ipl.sock"),
+        extra_env={"IPLEDGER_CALL_TIMEOUT": str(bound)},
+    )
+    plugin.start()
+    try:
+        yield plugin
+    finally:
+        plugin.stop()
+
+
+def timed(client: PluginClient, method: str, body: dict[str, Any]) -> tuple[float, int, Any]:
+    """A call's seconds, status and answer."""
+    started = time.monotonic()
+    status, answer = client.call(method, body)
+    return time.monotonic() - started, status, answer

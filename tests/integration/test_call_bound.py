@@ -22,7 +22,7 @@ import netaddr
 import pytest
 
 from driver.adapters.plugin_client import PluginClient
-from tests.e2e.harness import PluginProcess
+from tests.e2e.harness import PluginProcess, bounded_plugin, timed
 
 pytestmark = pytest.mark.full  # real servers for seconds to minutes: the full lane
 
@@ -33,24 +33,10 @@ POOL = {"AddressSpace": "LocalDefault", "Pool": "198.51.100.0/24"}
 POOL_ID = "LocalDefault/198.51.100.0/24"
 
 
-def timed(client: PluginClient, method: str, body: dict) -> tuple[float, int, dict]:
-    started = time.monotonic()
-    status, answer = client.call(method, body)
-    return time.monotonic() - started, status, answer
-
-
 @pytest.fixture
 def server(tmp_path):
-    plugin = PluginProcess(
-        "ipl-bound",
-        f"sqlite:///{tmp_path}/ledger.db",
-        tmp_path,
-        socket=str(tmp_path / "ipl.sock"),
-        extra_env={"IPLEDGER_CALL_TIMEOUT": str(BOUND)},
-    )
-    plugin.start()
-    yield plugin
-    plugin.stop()
+    with bounded_plugin("ipl-bound", f"sqlite:///{tmp_path}/ledger.db", tmp_path, BOUND) as plugin:
+        yield plugin
 
 
 def hold_lock(path: Path) -> subprocess.Popen[str]:

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from driver.adapters.plugin_client import PluginClient
-from tests.e2e.harness import PluginProcess
+from tests.e2e.harness import PluginProcess, bounded_plugin, timed
 
 BOUND = 3.0
 SLACK = 0.75
@@ -42,16 +42,8 @@ def ledger(remote) -> Iterator[tuple[str, str]]:
 
 @pytest.fixture
 def server(ledger, tmp_path) -> Iterator[PluginProcess]:
-    plugin = PluginProcess(
-        "ipl-pgbound",
-        ledger[0],
-        tmp_path,
-        socket=str(tmp_path / "ipl.sock"),
-        extra_env={"IPLEDGER_CALL_TIMEOUT": str(BOUND)},
-    )
-    plugin.start()
-    yield plugin
-    plugin.stop()
+    with bounded_plugin("ipl-pgbound", ledger[0], tmp_path, BOUND) as plugin:
+        yield plugin
 
 
 def leased(local_url: str) -> list[str]:
@@ -65,9 +57,7 @@ def leased(local_url: str) -> list[str]:
 
 
 def call(client: PluginClient) -> tuple[float, int, dict]:
-    started = time.monotonic()
-    status, answer = client.call("RequestAddress", {"PoolID": POOL_ID})
-    return time.monotonic() - started, status, answer
+    return timed(client, "RequestAddress", {"PoolID": POOL_ID})
 
 
 def resumes(client: PluginClient, within: float = 30) -> str:
