@@ -87,6 +87,22 @@ class Subnet:
         )
 
 
+@dataclass(frozen=True)
+class SubPool:
+    """The part of a subnet a pool hands out: Docker's ip-range (a CIDR) or a CNI range."""
+
+    text: str
+    first: int
+    last: int
+
+    @classmethod
+    def of_cidr(cls, network: netaddr.IPNetwork) -> SubPool:
+        return cls(str(network.cidr), int(network.first), int(network.last))
+
+    def inside(self, subnet: Subnet) -> bool:
+        return subnet.contains(self.first) and subnet.contains(self.last)
+
+
 def parse_cidr(text: object, what: str) -> netaddr.IPNetwork:
     """A CIDR such as ``192.0.2.0/24``, masked; host bits are dropped as Docker's own IPAM does."""
     if not isinstance(text, str) or "/" not in text:

@@ -1,16 +1,19 @@
-"""Every error ipledger reports to Docker.
+"""Every error ipledger reports, to Docker and to CNI runtimes.
 
-The tree, with the HTTP status each one is answered with::
+The tree, with the HTTP status each one is answered with (and the CNI error code, where it is
+not the plugin's catch-all 999)::
 
     IpamError (500)
-    ├── InvalidRequest (400)         a body Docker would never send, or a value that does not parse
+    ├── InvalidRequest (400, CNI 7)  a body Docker would never send, a value or config that does
+    │                                not parse
     ├── PoolNotFound (404)           a PoolID this ledger does not hold
     ├── PoolOverlap (409)            an explicit pool that overlaps one already held
     ├── PoolsExhausted (409)         no default subnet of the asked size is left
     ├── AddressInUse (409)           a static address that is leased or reserved
     ├── AddressOutOfRange (400)      an address outside the pool
-    ├── NoAvailableAddress (409)     the pool (or its ip-range) is full
-    └── StorageUnavailable (503)     the database cannot be read or written right now
+    ├── NoAvailableAddress (409, CNI 100)  the pool (or its ip-range) is full
+    ├── AttachmentNotFound (404, CNI 3)    a CNI attachment that holds no lease
+    └── StorageUnavailable (503, CNI 11)   the database cannot be read or written right now
 
 The messages of AddressInUse, AddressOutOfRange, NoAvailableAddress and PoolOverlap start with
 the built-in IPAM's own words, so that users can search for them.
@@ -23,6 +26,8 @@ class IpamError(Exception):
     """Base of every error that is answered to Docker as ``{"Err": message}``."""
 
     status = 500
+    # the CNI error code a CNI runtime is answered with (100 and up are the plugin's own)
+    cni_code = 999
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -31,6 +36,7 @@ class IpamError(Exception):
 
 class InvalidRequest(IpamError):
     status = 400
+    cni_code = 7  # invalid network configuration
 
 
 class PoolNotFound(IpamError):
@@ -70,6 +76,7 @@ class AddressOutOfRange(IpamError):
 
 class NoAvailableAddress(IpamError):
     status = 409
+    cni_code = 100
 
     def __init__(self, where: str) -> None:
         super().__init__(f"no available addresses on this pool: {where} is full")
@@ -77,3 +84,11 @@ class NoAvailableAddress(IpamError):
 
 class StorageUnavailable(IpamError):
     status = 503
+    cni_code = 11  # try again later
+
+
+class AttachmentNotFound(IpamError):
+    """CHECK of a CNI attachment that holds no lease."""
+
+    status = 404
+    cni_code = 3  # container unknown or does not exist

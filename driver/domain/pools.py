@@ -164,7 +164,8 @@ class PoolId:
         shared = None
         if f"{parts[0]}/" == SHARED_PREFIX and len(parts) > 2:
             shared, parts = parts[1], parts[2:]
-        if len(parts) not in (3, 5) or not all(parts):
+        # the sub-pool is Docker's ip-range (a CIDR) or a CNI range (FIRST-LAST)
+        if len(parts) not in (3, 4, 5) or not all(parts) or (len(parts) == 4) != ("-" in parts[-1]):
             raise PoolNotFound(text)
         subpool = "/".join(parts[3:]) or None
         return cls(parts[0], "/".join(parts[1:3]), subpool, shared)

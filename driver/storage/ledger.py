@@ -102,6 +102,11 @@ _LEASE = Prepared(
     )
 )
 _ADD_LEASE = Prepared(insert(leases).values({c.name: bindparam(c.name) for c in leases.c}))
+_CNI_LEASES = Prepared(
+    select(leases.c.pool_id, leases.c.address).where(
+        leases.c.cni_attachment == bindparam("attachment")
+    )
+)
 _DROP_LEASE = Prepared(
     delete(leases)
     .where(leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address"))
@@ -427,10 +432,12 @@ class LeaseStatements(_Statements):
         mac: str | None,
         name: str | None,
         host_id: str | None = None,
+        cni_attachment: str | None = None,
     ) -> None:
         _ADD_LEASE.count(
             self.connection,
             {
+                "cni_attachment": cni_attachment,
                 "subnet_id": subnet_id,
                 "address": pack(address),
                 "pool_id": pool_id,
@@ -441,6 +448,22 @@ class LeaseStatements(_Statements):
                 "host_id": host_id,
             },
         )
+
+    def cni_leases(self, attachment: str) -> list[tuple[str, int]]:
+        """The (PoolID, address) of every lease of one CNI attachment."""
+        return [
+            (pool_id, unpack(address))
+            for pool_id, address in _CNI_LEASES.rows(self.connection, {"attachment": attachment})
+        ]
+
+    def cni_leases_of_network(self, network: str) -> list[tuple[str, str, int]]:
+        """The (attachment, PoolID, address) of every lease of one CNI network."""
+        rows = self.connection.execute(
+            select(leases.c.cni_attachment, leases.c.pool_id, leases.c.address).where(
+                leases.c.cni_attachment.startswith(f"{network}/", autoescape=True)
+            )
+        )
+        return [(a, pool_id, unpack(address)) for a, pool_id, address in rows]
 
     def drop_lease(self, subnet_id: int, address: int) -> Lease | None:
         """Delete a lease and say what it was; None when there was none."""

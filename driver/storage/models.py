@@ -93,7 +93,10 @@ class FreeRangeTable(Base):
 
 class LeaseTable(Base):
     __tablename__ = "leases"
-    __table_args__ = (Index("ix_leases_pool_id", "pool_id", "kind", "mac"),)
+    __table_args__ = (
+        Index("ix_leases_pool_id", "pool_id", "kind", "mac"),
+        Index("ix_leases_cni_attachment", "cni_attachment"),
+    )
 
     subnet_id: Mapped[int] = mapped_column(ForeignKey("subnets.id"), primary_key=True)
     address: Mapped[bytes] = mapped_column(Address, primary_key=True)
@@ -103,6 +106,8 @@ class LeaseTable(Base):
     name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     host_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # a CNI lease's attachment, "NETWORK/CONTAINER-ID/IFNAME"; None for Docker's leases
+    cni_attachment: Mapped[str | None] = mapped_column(String(400), nullable=True)
 
 
 class ReservationTable(Base):

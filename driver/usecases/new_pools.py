@@ -3,10 +3,8 @@ against every pool it must not overlap."""
 
 from __future__ import annotations
 
-import netaddr
-
 from driver.domain import addresses as allocator
-from driver.domain.addresses import DefaultPool, Subnet
+from driver.domain.addresses import DefaultPool, Subnet, SubPool
 from driver.domain.errors import InvalidRequest, PoolOverlap, PoolsExhausted
 from driver.domain.pools import SHARED, SHARED_OPTION, PoolGrant, PoolId, ReusePolicy
 from driver.storage.ledger import Ledger
@@ -28,7 +26,7 @@ class NewPools:
         subnet_id: int,
         space: str,
         subnet: Subnet,
-        subrange: Subnet | None,
+        subrange: SubPool | None,
         options: str,
         policy: ReusePolicy,
     ) -> None:
@@ -39,7 +37,7 @@ class NewPools:
             subnet_id,
             space,
             subnet.cidr,
-            subrange.cidr if subrange else None,
+            subrange.text if subrange else None,
             bounds,
             options,
             policy,
@@ -76,19 +74,16 @@ class NewPools:
         owner: str,
         space: str,
         subnet: Subnet,
-        sub: netaddr.IPNetwork | None,
+        subrange: SubPool | None,
         options: str,
         policy: ReusePolicy,
         shared: str | None,
     ) -> PoolGrant:
-        subrange: Subnet | None = None
-        if sub is not None:
-            subrange = Subnet(sub)
-            if not subnet.contains_subnet(subrange):
-                raise InvalidRequest(
-                    f"ip-range (SubPool) {subrange.cidr} is not inside pool {subnet.cidr}"
-                )
-        pool_id = str(PoolId(space, subnet.cidr, subrange.cidr if subrange else None, shared))
+        if subrange is not None and not subrange.inside(subnet):
+            raise InvalidRequest(
+                f"ip-range (SubPool) {subrange.text} is not inside pool {subnet.cidr}"
+            )
+        pool_id = str(PoolId(space, subnet.cidr, subrange.text if subrange else None, shared))
         existing = ledger.subnet_at(owner, space, subnet)
         if shared is not None:
             named = [

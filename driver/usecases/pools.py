@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from driver.domain import addresses as allocator
-from driver.domain.addresses import DefaultPool, Subnet
+from driver.domain.addresses import DefaultPool, Subnet, SubPool
 from driver.domain.errors import (
     InvalidRequest,
     PoolNotFound,
@@ -82,7 +82,14 @@ class Pools(IpamCalls):
                 )
             else:
                 grant = self.new_pools.explicit(
-                    ledger, owner, space, Subnet(network), sub, encoded_options, policy, shared
+                    ledger,
+                    owner,
+                    space,
+                    Subnet(network),
+                    SubPool.of_cidr(sub) if sub is not None else None,
+                    encoded_options,
+                    policy,
+                    shared,
                 )
             ledger.write_history(
                 self.host_id,

@@ -1,0 +1,245 @@
+"""CNI's side of the ledger: a network's IPAM config, read as host-local reads it, and the
+attachment a CNI lease belongs to.
+
+Pure: parses and checks, names the field that is wrong (answered with CNI code 7), and writes
+nothing. A range is a pool: its PoolID is the Docker form with the range as the sub-pool, so that
+a CNI network and a Docker network with ``ipledger.shared=NAME`` and the same subnet draw from one
+shared pool.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import netaddr
+
+from driver.domain import addresses as allocator
+from driver.domain.addresses import Subnet
+from driver.domain.errors import InvalidRequest
+from driver.domain.pools import (
+    HOLD_OPTION,
+    LOCAL_SPACE,
+    QUARANTINE_OPTION,
+    REUSE_OPTION,
+    SHARED_OPTION,
+    PoolId,
+    ReusePolicy,
+    reuse_policy,
+    shared_name,
+)
+
+SUPPORTED_VERSIONS = ("0.4.0", "1.0.0", "1.1.0")
+# CNI's network name: letters, digits, '_', '.', '-' (libcni's validation)
+_NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+_OWN_KEYS = ("socket", "reuse", "quarantine", "hold", "hold_by", "shared")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """What a CNI lease belongs to: (network name, container ID, ifname)."""
+
+    network: str
+    container_id: str
+    ifname: str
+
+    def __str__(self) -> str:
+        return f"{self.network}/{self.container_id}/{self.ifname}"
+
+    @classmethod
+    def parse(cls, text: str) -> Attachment:
+        network, container_id, ifname = text.split("/", 2)
+        return cls(network, container_id, ifname)
+
+
+@dataclass(frozen=True)
+class CniRange:
+    """One entry of host-local's ``ranges``: a subnet, the addresses handed out, the gateway."""
+
+    subnet: Subnet
+    first: int
+    last: int
+    gateway: int | None
+
+    @property
+    def whole_subnet(self) -> bool:
+        allocatable = self.subnet.allocatable()
+        return allocatable is not None and (self.first, self.last) == allocatable
+
+    def pool_id(self, shared: str | None) -> PoolId:
+        """The pool this range is: the subnet, with the range as sub-pool unless it is all of it."""
+        subpool = None
+        if not self.whole_subnet:
+            v = self.subnet.version
+            subpool = f"{netaddr.IPAddress(self.first, v)}-{netaddr.IPAddress(self.last, v)}"
+        return PoolId(LOCAL_SPACE, self.subnet.cidr, subpool, shared)
+
+
+@dataclass(frozen=True)
+class CniNetwork:
+    """A network's config, as far as its IPAM is concerned."""
+
+    cni_version: str
+    name: str
+    # one set of ranges per address family; an attachment gets one address from each set
+    range_sets: tuple[tuple[CniRange, ...], ...]
+    routes: tuple[Mapping[str, Any], ...]
+    dns: Mapping[str, Any]
+    policy: ReusePolicy
+    shared: str | None
+    hold_by_pod: bool
+
+    @property
+    def options(self) -> dict[str, str]:
+        """The pool options a pool made for this network records."""
+        return {"ipledger.cni.network": self.name}
+
+
+def hold_key(network: CniNetwork, container_id: str, cni_args: Mapping[str, str]) -> str | None:
+    """Who a released address is held for: the pod (namespace/name) when the config says so and
+    the runtime named it, else the container."""
+    if network.hold_by_pod:
+        namespace, pod = cni_args.get("K8S_POD_NAMESPACE"), cni_args.get("K8S_POD_NAME")
+        if namespace and pod:
+            return f"pod {namespace}/{pod}"
+    return f"container {container_id}"
+
+
+def parse_args(text: str) -> dict[str, str]:
+    """``CNI_ARGS``: ``K=V;K=V``."""
+    found: dict[str, str] = {}
+    for item in filter(None, text.split(";")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidRequest(f"CNI_ARGS: {item!r:.60} is not KEY=VALUE")
+        found[key] = value
+    return found
+
+
+def parse_network(conf: Any) -> CniNetwork:
+    """The network config from the runtime's stdin; InvalidRequest names the field."""
+    if not isinstance(conf, dict):
+        raise InvalidRequest("network config: expected a JSON object")
+    version = _text(conf, "cniVersion")
+    if version not in SUPPORTED_VERSIONS:
+        raise InvalidRequest(
+            f"cniVersion: {version!r:.20} is not supported (ipledger speaks "
+            f"{', '.join(SUPPORTED_VERSIONS)})"
+        )
+    name = _text(conf, "name")
+    if not _NETWORK_NAME.fullmatch(name):
+        raise InvalidRequest(f"name: {name!r:.80} is not a valid CNI network name")
+    ipam = conf.get("ipam")
+    if not isinstance(ipam, dict):
+        raise InvalidRequest("ipam: expected an object")
+    own = ipam.get("ipledger", {})
+    if not isinstance(own, dict):
+        raise InvalidRequest("ipam.ipledger: expected an object")
+    unknown = sorted(set(own) - set(_OWN_KEYS))
+    if unknown:
+        raise InvalidRequest(
+            f"ipam.ipledger.{unknown[0]}: unknown option (known: {', '.join(_OWN_KEYS)})"
+        )
+    options = {
+        key: str(own[field])
+        for key, field in (
+            (REUSE_OPTION, "reuse"),
+            (QUARANTINE_OPTION, "quarantine"),
+            (HOLD_OPTION, "hold"),
+            (SHARED_OPTION, "shared"),
+        )
+        if own.get(field) is not None
+    }
+    try:
+        policy, shared = reuse_policy(options), shared_name(options)
+    except InvalidRequest as e:
+        raise InvalidRequest(f"ipam.ipledger: {e.message}") from None
+    hold_by = own.get("hold_by", "container")
+    if hold_by not in ("container", "pod"):
+        raise InvalidRequest(f"ipam.ipledger.hold_by: {hold_by!r:.40} is not container or pod")
+    range_sets = _range_sets(ipam)
+    routes = ipam.get("routes", [])
+    if not isinstance(routes, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("dst"), str) for r in routes
+    ):
+        raise InvalidRequest('ipam.routes: expected a list of {"dst": CIDR, "gw": IP}')
+    for i, route in enumerate(routes):
+        allocator.parse_cidr(route["dst"], f"ipam.routes[{i}].dst")
+    dns = ipam.get("dns", {})
+    if not isinstance(dns, dict):
+        raise InvalidRequest("ipam.dns: expected an object")
+    return CniNetwork(
+        cni_version=version,
+        name=name,
+        range_sets=range_sets,
+        routes=tuple(routes),
+        dns=dns,
+        policy=policy,
+        shared=shared,
+        hold_by_pod=hold_by == "pod",
+    )
+
+
+def _range_sets(ipam: Mapping[str, Any]) -> tuple[tuple[CniRange, ...], ...]:
+    sets = ipam.get("ranges")
+    if sets is None and "subnet" in ipam:
+        # host-local's older form: one range at the top of the ipam section
+        sets = [
+            [{k: ipam[k] for k in ("subnet", "rangeStart", "rangeEnd", "gateway") if k in ipam}]
+        ]
+    if not isinstance(sets, list) or not sets:
+        raise InvalidRequest("ipam.ranges: expected a non-empty list of range sets")
+    parsed: list[tuple[CniRange, ...]] = []
+    families: set[int] = set()
+    for i, entries in enumerate(sets):
+        if not isinstance(entries, list) or not entries:
+            raise InvalidRequest(f"ipam.ranges[{i}]: expected a non-empty list of ranges")
+        ranges = tuple(_range(entry, f"ipam.ranges[{i}][{j}]") for j, entry in enumerate(entries))
+        versions = {r.subnet.version for r in ranges}
+        if len(versions) > 1:
+            raise InvalidRequest(f"ipam.ranges[{i}]: mixes IPv4 and IPv6 ranges in one set")
+        if versions & families:
+            raise InvalidRequest(f"ipam.ranges[{i}]: a second range set of IPv{versions.pop()}")
+        families |= versions
+        parsed.append(ranges)
+    return tuple(parsed)
+
+
+def _range(entry: Any, path: str) -> CniRange:
+    if not isinstance(entry, dict):
+        raise InvalidRequest(f"{path}: expected an object")
+    network = allocator.parse_cidr(entry.get("subnet"), f"{path}.subnet")
+    subnet = Subnet(network)
+    allocatable = subnet.allocatable()
+    if allocatable is None:
+        raise InvalidRequest(f"{path}.subnet: {subnet.cidr} has no address to hand out")
+    first, last = allocatable
+
+    def address(key: str) -> int | None:
+        if entry.get(key) is None:
+            return None
+        value = allocator.parse_address(entry[key], f"{path}.{key}")
+        if value.version != subnet.version or not subnet.contains(int(value)):
+            raise InvalidRequest(f"{path}.{key}: {value} is not in {subnet.cidr}")
+        if subnet.reserved(int(value)):
+            raise InvalidRequest(f"{path}.{key}: {value} is {subnet.reserved(int(value))}")
+        return int(value)
+
+    start, end = address("rangeStart"), address("rangeEnd")
+    first, last = start if start is not None else first, end if end is not None else last
+    if first > last:
+        raise InvalidRequest(f"{path}: rangeStart comes after rangeEnd")
+    gateway = address("gateway")
+    if gateway is None:
+        # as host-local: the subnet's first address that can be handed out
+        gateway = allocatable[0]
+    return CniRange(subnet, first, last, gateway)
+
+
+def _text(conf: Mapping[str, Any], key: str) -> str:
+    value = conf.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"{key}: expected a non-empty string")
+    return value
