@@ -20,6 +20,7 @@ from driver.domain import addresses as allocator
 from driver.domain.addresses import Subnet
 from driver.domain.errors import InvalidRequest
 from driver.domain.pools import (
+    CNI_NETWORK_OPTION,
     HOLD_OPTION,
     LOCAL_SPACE,
     QUARANTINE_OPTION,
@@ -94,7 +95,7 @@ class CniNetwork:
     @property
     def options(self) -> dict[str, str]:
         """The pool options a pool made for this network records."""
-        return {"ipledger.cni.network": self.name}
+        return {CNI_NETWORK_OPTION: self.name}
 
 
 def hold_key(network: CniNetwork, container_id: str, cni_args: Mapping[str, str]) -> str | None:

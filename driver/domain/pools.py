@@ -32,6 +32,8 @@ REUSE_OPTION = "ipledger.reuse"
 QUARANTINE_OPTION = "ipledger.quarantine"
 HOLD_OPTION = "ipledger.hold"
 SHARED_OPTION = "ipledger.shared"
+# recorded in the options of a pool made for a CNI network: the network's name
+CNI_NETWORK_OPTION = "ipledger.cni.network"
 OWN_OPTIONS = (REUSE_OPTION, QUARANTINE_OPTION, HOLD_OPTION, SHARED_OPTION)
 SHARED_PREFIX = "shared/"
 _SHARED_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -44,6 +46,7 @@ class LeaseKind(StrEnum):
     ENDPOINT = "endpoint"  # a container's endpoint: Docker sent its MAC or name
     AUX = "aux"  # an address asked for by value without an endpoint (--aux-address)
     OTHER = "other"  # a dynamic request without an endpoint
+    CNI = "cni"  # a CNI attachment's address (its lease names the attachment)
 
 
 @dataclass(frozen=True)

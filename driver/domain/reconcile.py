@@ -19,6 +19,7 @@ from driver.domain.pools import (
     LOCAL_SPACE,
     SHARED,
     SHARED_OPTION,
+    LeaseKind,
     PoolId,
 )
 
@@ -53,6 +54,7 @@ class LedgerPool:
     space: str
     owner: str
     created_at: datetime
+    for_cni: bool = False  # made for a CNI network, which Docker's view cannot judge
 
 
 @dataclass(frozen=True)
@@ -131,15 +133,20 @@ def reconcile(
     in_docker: dict[str, PoolUse] = {}
     for network in networks:
         in_docker.update(pool_ids(network))
+    leases = list(leases)
+    # CNI's attachments are not Docker's to judge: neither their leases nor the pools they use
+    with_cni = {lease.pool_id for lease in leases if lease.kind == LeaseKind.CNI}
+    leases = [lease for lease in leases if lease.kind != LeaseKind.CNI]
     mine = {
         p.id: p
         for p in pools
         if p.space == LOCAL_SPACE
+        and not p.for_cni
         and (p.owner == owner or (p.owner == SHARED and p.id in in_docker))
     }
     findings: list[Finding] = []
     for pool in mine.values():
-        if pool.id not in in_docker and pool.owner != SHARED:
+        if pool.id not in in_docker and pool.owner != SHARED and pool.id not in with_cni:
             findings.append(
                 Finding(
                     "pool",

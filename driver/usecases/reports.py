@@ -3,6 +3,7 @@ history, and what gc left alone."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -10,7 +11,7 @@ from driver.domain import addresses as allocator
 from driver.domain.addresses import Subnet
 from driver.domain.errors import InvalidRequest, PoolNotFound
 from driver.domain.moments import as_utc
-from driver.domain.pools import SHARED
+from driver.domain.pools import CNI_NETWORK_OPTION, SHARED
 from driver.domain.reconcile import LedgerLease, LedgerPool
 from driver.storage.inventory import (
     FindingRow,
@@ -184,7 +185,16 @@ class Reports(OnLedger):
         with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
             all_pools = [p for p in inventory.pools() if p.owner in (self.owner, SHARED)]
-            found = [LedgerPool(p.id, p.space, p.owner, as_utc(p.created_at)) for p in all_pools]
+            found = [
+                LedgerPool(
+                    p.id,
+                    p.space,
+                    p.owner,
+                    as_utc(p.created_at),
+                    CNI_NETWORK_OPTION in json.loads(p.options),
+                )
+                for p in all_pools
+            ]
             subnet_versions = {p.subnet_id: p.subnet.version for p in all_pools}
             held = [
                 LedgerLease(

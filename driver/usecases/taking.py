@@ -6,10 +6,12 @@ import netaddr
 
 from driver.domain import addresses as allocator
 from driver.domain.errors import AddressInUse, AddressOutOfRange, NoAvailableAddress
-from driver.domain.pools import Lease
+from driver.domain.pools import Lease, LeaseKind
 from driver.storage.ledger import Ledger
 from driver.storage.rows import PoolRecord
 
+# The kinds of lease whose holder can come back for its address within the hold time.
+HOLDERS = (LeaseKind.ENDPOINT, LeaseKind.CNI)
 # Expired parked addresses freed per allocation: bounds the cost of one call after a long pause.
 EXPIRE_BATCH = 32
 
@@ -54,7 +56,7 @@ def take_dynamic(ledger: Ledger, record: PoolRecord, lease: Lease, serial: bool)
     lo, hi = record.range_first, record.range_last
     if record.parks:
         at = ledger.clock()
-        if record.policy.hold_s and lease.kind == "endpoint" and (lease.mac or lease.name):
+        if record.policy.hold_s and lease.kind in HOLDERS and lease.known:
             held = ledger.parked_for(record.subnet_id, record.id, lease.mac, lease.name, at)
             if held is not None and ledger.unpark(record.subnet_id, held):
                 return held

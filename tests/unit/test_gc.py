@@ -161,3 +161,22 @@ def test_managed_ipledger_plugins_are_known_by_their_name_with_tag_and_latest_wi
         },
     ]
     assert plugin_names(plugins) == {"myorg/ipledger:latest", "myorg/ipledger", "ipledger-e2e:v1"}
+
+
+def test_gc_never_judges_cni_leases_nor_a_pool_that_holds_one_by_dockers_view():
+    cni_pool = "LocalDefault/203.0.113.0/24"
+    found = judge(
+        [
+            LedgerPool(POOL, "LocalDefault", "me", OLD),
+            LedgerPool(cni_pool, "LocalDefault", "me", OLD),
+        ],
+        [
+            lease("198.51.100.1", kind="gateway"),
+            lease("198.51.100.250", kind="aux"),
+            lease("198.51.100.9", kind="cni"),
+            lease("203.0.113.1", pool=cni_pool, kind="gateway"),
+            lease("203.0.113.2", pool=cni_pool, kind="cni"),
+        ],
+        [network()],
+    )
+    assert found == []
