@@ -12,8 +12,8 @@ import netaddr
 
 from driver.domain.addresses import DefaultPool, parse_cidr
 from driver.domain.errors import InvalidRequest
+from driver.paths import DEFAULT_SOCKET
 
-DEFAULT_SOCKET = "/run/docker/plugins/ipledger.sock"
 DEFAULT_DB = "sqlite:////var/lib/ipledger/ipledger.db"
 # Outside Docker's own defaults (172.17.0.0/16-172.31.0.0/16, 192.168.0.0/16) so that networks
 # of both kinds can live side by side; the IPv6 base is a unique local (RFC 4193) prefix.

@@ -18,6 +18,7 @@ import netaddr
 
 from driver.domain import addresses as allocator
 from driver.domain.addresses import Subnet
+from driver.domain.cni_spec import SUPPORTED_VERSIONS
 from driver.domain.errors import InvalidRequest
 from driver.domain.pools import (
     CNI_NETWORK_OPTION,
@@ -32,7 +33,6 @@ from driver.domain.pools import (
     shared_name,
 )
 
-SUPPORTED_VERSIONS = ("0.4.0", "1.0.0", "1.1.0")
 # CNI's network name: letters, digits, '_', '.', '-' (libcni's validation)
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _OWN_KEYS = ("socket", "reuse", "quarantine", "hold", "hold_by", "shared")
@@ -98,7 +98,7 @@ class CniNetwork:
         return {CNI_NETWORK_OPTION: self.name}
 
 
-def hold_key(network: CniNetwork, container_id: str, cni_args: Mapping[str, str]) -> str | None:
+def hold_key(network: CniNetwork, container_id: str, cni_args: Mapping[str, str]) -> str:
     """Who a released address is held for: the pod (namespace/name) when the config says so and
     the runtime named it, else the container."""
     if network.hold_by_pod:

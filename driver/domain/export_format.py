@@ -177,6 +177,7 @@ def parsed_subnet(entry: Any, path: str) -> None:
         for i, row in enumerate(entry[kind]):
             where = f"{path}.{kind}[{i}]"
             _record(row, where, fields)
+            OPTIONAL_TEXT(row.get("cni_attachment"), f"{where}.cni_attachment")
             value = address(row["address"], f"{where}.address")
             if value in held:
                 raise malformed(f"{where}.address", f"{row['address']} is held twice")

@@ -102,6 +102,21 @@ def install_service(unit_dir: Path, start: bool) -> None:
         click.echo(" ".join(command))
 
 
+@main.command("install-cni")
+@click.argument("plugin_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--name",
+    default="ipledger",
+    show_default=True,
+    help='The plugin\'s file name: the "type" of the IPAM section that names it.',
+)
+def install_cni(plugin_dir: Path, name: str) -> None:
+    """Put the CNI IPAM plugin into a CNI plugin directory (e.g. /opt/cni/bin, /usr/lib/cni)."""
+    from driver.entrypoints.install import install_cni_plugin
+
+    click.echo(f"wrote {install_cni_plugin(plugin_dir, name)}")
+
+
 @main.command()
 @click.option(
     "--quick", is_flag=True, help="Small counts (1,000 and 10,000 leases), as CI runs it."

@@ -67,6 +67,7 @@ class LeaseRow:
     name: str | None
     host_id: str | None
     created_at: datetime
+    cni_attachment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ class Inventory:
                 row.name,
                 row.host_id,
                 row.created_at,
+                row.cni_attachment,
             )
 
     def parked(self, subnet_id: int) -> list[ParkedRow]:

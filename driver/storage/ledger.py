@@ -215,6 +215,10 @@ class _Statements:
 class SubnetStatements(_Statements):
     """Subnets: address plans, overlaps, the reference count, the serial cursor."""
 
+    def ping(self) -> None:
+        """A read that reaches the database."""
+        self.connection.execute(select(func.count()).select_from(subnets)).scalar_one()
+
     def lock_plans(self, space: str, own: str, *, shared_too: bool) -> None:
         """Serialise pool changes in this host's address plan and the shared plan.
 
@@ -456,6 +460,14 @@ class LeaseStatements(_Statements):
             for pool_id, address in _CNI_LEASES.rows(self.connection, {"attachment": attachment})
         ]
 
+    def holds_cni_leases(self, pool_id: str) -> bool:
+        found = self.connection.execute(
+            select(leases.c.address)
+            .where(leases.c.pool_id == pool_id, leases.c.cni_attachment.is_not(None))
+            .limit(1)
+        ).first()
+        return found is not None
+
     def cni_leases_of_network(self, network: str) -> list[tuple[str, str, int]]:
         """The (attachment, PoolID, address) of every lease of one CNI network."""
         rows = self.connection.execute(
@@ -591,9 +603,11 @@ class ParkedStatements(_Statements):
     def leased_addresses_of_pool(
         self, subnet_id: int, pool_id: str, host_id: str | None = None
     ) -> list[int]:
-        """The pool's leases; only those ``host_id`` made, when given."""
+        """The pool's leases Docker made (not CNI's); only those ``host_id`` made, when given."""
         query = select(leases.c.address).where(
-            leases.c.subnet_id == subnet_id, leases.c.pool_id == pool_id
+            leases.c.subnet_id == subnet_id,
+            leases.c.pool_id == pool_id,
+            leases.c.cni_attachment.is_(None),
         )
         if host_id is not None:
             query = query.where(leases.c.host_id == host_id)

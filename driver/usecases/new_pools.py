@@ -78,7 +78,12 @@ class NewPools:
         options: str,
         policy: ReusePolicy,
         shared: str | None,
+        *,
+        attach: bool = True,
     ) -> PoolGrant:
+        """The pool of ``subnet`` (and ``subrange``): a new one, or a shared one another host
+        made, which this host then uses too (``attach``: it says so, as Docker's networks do;
+        CNI networks, which never release a pool, do not)."""
         if subrange is not None and not subrange.inside(subnet):
             raise InvalidRequest(
                 f"ip-range (SubPool) {subrange.text} is not inside pool {subnet.cidr}"
@@ -121,7 +126,7 @@ class NewPools:
             self._refuse_overlap(ledger, (owner, other_plan), space, subnet)
             subnet_id = ledger.add_subnet(owner, space, subnet)
         self._add(ledger, owner, pool_id, subnet_id, space, subnet, subrange, options, policy)
-        if shared is not None:
+        if shared is not None and attach:
             ledger.attach(pool_id, self.host_id)
         return PoolGrant(pool_id, subnet.cidr)
 

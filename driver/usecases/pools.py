@@ -129,9 +129,9 @@ class Pools(IpamCalls):
     def _release_pool(self, ledger: Ledger, record: PoolRecord, action: str) -> None:
         if record.shared:
             ledger.detach(record.id, self.host_id)
-            if ledger.attached_hosts(record.id):
-                # Other hosts still use it: only this host's leftovers go back, and never the
-                # gateway, which is every host's.
+            if ledger.attached_hosts(record.id) or ledger.holds_cni_leases(record.id):
+                # Other hosts, or CNI attachments, still use it: only this host's leftovers go
+                # back, and never the gateway, which is every host's.
                 gateway = ledger.gateway_of(record.subnet_id, record.id)
                 for address in ledger.leased_addresses_of_pool(
                     record.subnet_id, record.id, self.host_id

@@ -18,6 +18,7 @@ from driver.storage.inventory import (
     HistoryEvent,
     Inventory,
     Journal,
+    LeaseRow,
     Usage,
 )
 from driver.storage.rows import PoolRecord
@@ -126,7 +127,7 @@ class Reports(OnLedger):
                             row.mac,
                             row.name,
                             as_utc(row.created_at),
-                            None if row.pool_id == pool_id else row.pool_id,
+                            _lease_detail(row, pool_id),
                             row.host_id,
                         ),
                     )
@@ -208,3 +209,11 @@ class Reports(OnLedger):
                 for row in inventory.leases(subnet_id)
             ]
         return found, held
+
+
+def _lease_detail(row: LeaseRow, pool_id: str) -> str | None:
+    """A CNI lease's attachment, and the pool of a lease another pool of the subnet made."""
+    parts = [f"CNI {row.cni_attachment}"] if row.cni_attachment else []
+    if row.pool_id != pool_id:
+        parts.append(row.pool_id)
+    return ", ".join(parts) or None

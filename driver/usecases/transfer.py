@@ -158,6 +158,7 @@ class Transfer(OnLedger):
                     "subnet_id": subnet_id,
                     "address": pack(value),
                     "created_at": datetime.fromisoformat(lease["created_at"]),
+                    "cni_attachment": lease.get("cni_attachment"),
                 }
             )
         self._insert_batches(leases, lease_rows)
@@ -224,6 +225,7 @@ def _exported_subnet(inventory: Inventory, s: SubnetRow, pools: list[PoolRecord]
                 "name": r.name,
                 "host_id": r.host_id,
                 "created_at": as_utc(r.created_at).isoformat(),
+                "cni_attachment": r.cni_attachment,
             }
             for r in inventory.leases(s.id)
         ],

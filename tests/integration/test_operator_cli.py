@@ -156,7 +156,7 @@ def test_a_shared_reservation_is_written_to_history_under_the_shared_pools_id(ru
         ),
         (
             lambda d: d["subnets"][0]["leases"][0].update(kind="vip"),
-            "subnets[0].leases[0].kind: expected one of gateway, endpoint, aux, other, not 'vip'",
+            "subnets[0].leases[0].kind: expected one of gateway, endpoint, aux, other, cni, not 'vip'",
         ),
     ],
 )

@@ -1,0 +1,118 @@
+"""HTTP: ipledger's own endpoints for the ``ipledger-cni`` plugin, on the plugin socket.
+
+``POST /Cni.Add`` (``Del``, ``Check``, ``Gc``, ``Status``) with ``{"config": the network config
+the runtime gave, "containerId", "ifname", "args": CNI_ARGS}``. Answers ``{"result": ...}`` (the
+CNI result, ready to print) or, through the app's error handlers, ``{"Err": ..., "CniCode": n}``.
+Parses, calls a use case, serialises; nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response
+
+from driver.domain.cni import Attachment, CniNetwork, hold_key, parse_args, parse_network
+from driver.domain.cni_spec import VERSIONED_IPS
+from driver.domain.errors import InvalidRequest
+from driver.entrypoints.bodies import json_body, reply, text_field
+from driver.usecases.cni import CniAddress, CniCalls
+
+if TYPE_CHECKING:
+    from driver.observability.metrics import Metrics
+
+
+CNI_PREFIX = "/Cni."
+
+
+def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None) -> None:
+    bounded = cni.store.bounded
+
+    @app.post("/Cni.Add")
+    def add() -> Response:
+        body = json_body(required=True)
+        network, attachment = _network(body), _attachment(body)
+        holder = hold_key(network, attachment.container_id, parse_args(text_field(body, "args")))
+        addresses = bounded(lambda: cni.add(network, attachment, holder))
+        if metrics is not None:
+            for address in addresses:
+                metrics.allocations.labels(f"cni/{network.name}/v{address.version}").inc()
+        return reply({"result": _result(network, addresses)})
+
+    @app.post("/Cni.Del")
+    def delete() -> Response:
+        body = json_body(required=True)
+        network, attachment = _network(body), _attachment(body)
+        released = bounded(lambda: cni.delete(attachment))
+        if metrics is not None and released:
+            metrics.releases.labels(f"cni/{network.name}").inc(released)
+        return reply({})
+
+    @app.post("/Cni.Check")
+    def check() -> Response:
+        body = json_body(required=True)
+        network, attachment = _network(body), _attachment(body)
+        bounded(lambda: cni.check(network, attachment))
+        return reply({})
+
+    @app.post("/Cni.Gc")
+    def collect() -> Response:
+        body = json_body(required=True)
+        network = _network(body)
+        valid = _valid_attachments(body["config"])
+        bounded(lambda: cni.collect(network.name, valid))
+        return reply({})
+
+    @app.post("/Cni.Status")
+    def status() -> Response:
+        body = json_body(required=True)
+        _network(body)
+        bounded(cni.status)
+        return reply({})
+
+
+def _network(body: dict[str, Any]) -> CniNetwork:
+    return parse_network(body.get("config"))
+
+
+def _attachment(body: dict[str, Any]) -> Attachment:
+    network = body["config"]["name"]
+    container_id = text_field(body, "containerId", required=True)
+    ifname = text_field(body, "ifname", required=True)
+    for name, value in (("CNI_CONTAINERID", container_id), ("CNI_IFNAME", ifname)):
+        if "/" in value:
+            raise InvalidRequest(f"{name}: {value!r:.80} may not contain '/'")
+    return Attachment(network, container_id, ifname)
+
+
+def _valid_attachments(config: dict[str, Any]) -> set[tuple[str, str]]:
+    entries = config.get("cni.dev/valid-attachments")
+    if not isinstance(entries, list):
+        raise InvalidRequest("cni.dev/valid-attachments: expected a list")
+    valid = set()
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not all(
+            isinstance(entry.get(k), str) for k in ("containerID", "ifname")
+        ):
+            raise InvalidRequest(
+                f'cni.dev/valid-attachments[{i}]: expected {{"containerID": ..., "ifname": ...}}'
+            )
+        valid.add((entry["containerID"], entry["ifname"]))
+    return valid
+
+
+def _result(network: CniNetwork, addresses: list[CniAddress]) -> dict[str, Any]:
+    """ADD's result, in the network's CNI version: IPAM gives no interfaces."""
+    ips = []
+    for address in addresses:
+        ip: dict[str, Any] = {"address": address.address}
+        if address.gateway is not None:
+            ip["gateway"] = address.gateway
+        if network.cni_version in VERSIONED_IPS:
+            ip["version"] = str(address.version)
+        ips.append(ip)
+    result: dict[str, Any] = {"cniVersion": network.cni_version, "ips": ips}
+    if network.routes:
+        result["routes"] = list(network.routes)
+    result["dns"] = dict(network.dns)
+    return result

@@ -1,0 +1,222 @@
+"""CNI's calls on the ledger: ADD, DEL, CHECK and GC of an attachment, one transaction each.
+
+The same ledger and rules as Docker's calls: a range of a CNI network is a pool (made on the first
+ADD, its gateway leased as the gateway), an attachment's address is the lowest free one of its
+range, parked on release as the pool's reuse policy says, and written to the history.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import netaddr
+
+from driver.domain.addresses import DefaultPool, SubPool
+from driver.domain.cni import Attachment, CniNetwork, CniRange
+from driver.domain.errors import AddressInUse, AttachmentNotFound, NoAvailableAddress, PoolOverlap
+from driver.domain.pools import (
+    CNI_NETWORK_OPTION,
+    LOCAL_SPACE,
+    Lease,
+    LeaseKind,
+    PoolId,
+    Reuse,
+)
+from driver.storage.ledger import Ledger
+from driver.storage.rows import PoolRecord
+from driver.storage.store import Store, retrying
+from driver.usecases.addresses import Addresses
+from driver.usecases.new_pools import NewPools
+from driver.usecases.taking import take_dynamic, take_static
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CniAddress:
+    """An attachment's address in one family, as CNI's result gives it."""
+
+    address: str  # with the prefix length: 203.0.113.2/24
+    gateway: str | None
+
+    @property
+    def version(self) -> int:
+        return 6 if ":" in self.address else 4
+
+
+class CniCalls(Addresses):
+    """What the ``ipledger-cni`` plugin asks of the ledger."""
+
+    def __init__(
+        self, store: Store, default_pools: tuple[DefaultPool, ...], host_id: str = "local"
+    ) -> None:
+        super().__init__(store, default_pools, host_id)
+        self.new_pools = NewPools(self.owner, host_id, default_pools)
+
+    @retrying
+    def add(self, network: CniNetwork, attachment: Attachment, holder: str) -> list[CniAddress]:
+        """One address per range set; the ones the attachment holds already, when it does
+        (runtimes repeat ADD)."""
+        key = str(attachment)
+        with self.store.transaction() as ledger:
+            held = ledger.cni_leases(key)
+            answers = [
+                self._address_in(ledger, network, ranges, key, held, holder)
+                for ranges in network.range_sets
+            ]
+        return answers
+
+    def _address_in(
+        self,
+        ledger: Ledger,
+        network: CniNetwork,
+        ranges: tuple[CniRange, ...],
+        key: str,
+        held: list[tuple[str, int]],
+        holder: str,
+    ) -> CniAddress:
+        pool_ids = {str(r.pool_id(network.shared)): r for r in ranges}
+        for pool_id, address in held:
+            if pool_id in pool_ids:
+                return _answer(pool_ids[pool_id], address)
+        lease = Lease(LeaseKind.CNI, None, holder)
+        full: NoAvailableAddress | None = None
+        for cni_range in ranges:
+            record = self._pool(ledger, network, cni_range)
+            try:
+                value = take_dynamic(ledger, record, lease, record.policy.reuse == Reuse.SERIAL)
+            except NoAvailableAddress as e:
+                full = e
+                continue
+            ledger.add_lease(
+                record.subnet_id,
+                value,
+                record.id,
+                LeaseKind.CNI,
+                None,
+                holder,
+                self.host_id,
+                cni_attachment=key,
+            )
+            text = str(netaddr.IPAddress(value, record.subnet.version))
+            ledger.write_history(self.host_id, "allocate", record.id, text, lease, detail=key)
+            log.info(
+                "address %s leased in pool %s to CNI attachment %s",
+                text,
+                record.id,
+                key,
+                extra={"event": "allocate", "pool": record.id, "address": text, "kind": "cni"},
+            )
+            return _answer(cni_range, value)
+        assert full is not None
+        raise full
+
+    def _pool(self, ledger: Ledger, network: CniNetwork, cni_range: CniRange) -> PoolRecord:
+        """The range's pool; made, with its gateway leased, on the network's first ADD."""
+        pool_id = cni_range.pool_id(network.shared)
+        owner = pool_id.owner(self.owner)
+        record = ledger.pool(owner, str(pool_id), for_update=True)
+        if record is not None:
+            made_for = json.loads(record.options).get(CNI_NETWORK_OPTION)
+            if not record.shared and made_for != network.name:
+                user = f"CNI network {made_for}" if made_for else "a Docker network"
+                raise PoolOverlap(record.subnet.cidr, f"{record.id} ({user})", LOCAL_SPACE)
+            return record
+        ledger.lock_plans(LOCAL_SPACE, self.owner, shared_too=network.shared is not None)
+        subpool = None
+        if pool_id.subpool is not None:
+            subpool = SubPool(pool_id.subpool, cni_range.first, cni_range.last)
+        self.new_pools.explicit(
+            ledger,
+            owner,
+            LOCAL_SPACE,
+            cni_range.subnet,
+            subpool,
+            json.dumps(network.options, sort_keys=True),
+            network.policy,
+            network.shared,
+            attach=False,
+        )
+        ledger.write_history(self.host_id, "pool-create", str(pool_id), cni_range.subnet.cidr)
+        record = ledger.pool(owner, str(pool_id), for_update=True)
+        assert record is not None
+        gateway = cni_range.gateway
+        if gateway is not None and ledger.gateway_of(record.subnet_id, record.id) is None:
+            try:
+                take_static(ledger, record, netaddr.IPAddress(gateway, record.subnet.version))
+            except AddressInUse:
+                pass  # another network of the subnet leased it as its gateway already
+            else:
+                gateway_lease = Lease(LeaseKind.GATEWAY, None, f"CNI network {network.name}")
+                ledger.add_lease(
+                    record.subnet_id,
+                    gateway,
+                    record.id,
+                    LeaseKind.GATEWAY,
+                    None,
+                    gateway_lease.name,
+                    self.host_id,
+                )
+                text = str(netaddr.IPAddress(gateway, record.subnet.version))
+                ledger.write_history(self.host_id, "allocate", record.id, text, gateway_lease)
+        return record
+
+    @retrying
+    def delete(self, attachment: Attachment) -> int:
+        """Release what the attachment holds; how many leases that was (0 is no error)."""
+        with self.store.transaction() as ledger:
+            return self._release_all(ledger, ledger.cni_leases(str(attachment)), "release")
+
+    def check(self, network: CniNetwork, attachment: Attachment) -> list[CniAddress]:
+        """The attachment's addresses; AttachmentNotFound when a range set has none."""
+        with self.store.reading() as ledger:
+            held = ledger.cni_leases(str(attachment))
+        answers = []
+        for ranges in network.range_sets:
+            by_pool = {str(r.pool_id(network.shared)): r for r in ranges}
+            found = [_answer(by_pool[p], a) for p, a in held if p in by_pool]
+            if not found:
+                family = ranges[0].subnet.version
+                raise AttachmentNotFound(
+                    f"attachment {attachment} holds no IPv{family} address in network "
+                    f"{network.name}"
+                )
+            answers.append(found[0])
+        return answers
+
+    def status(self) -> None:
+        """Whether an ADD could be served now: the ledger answers (StorageUnavailable if not)."""
+        with self.store.reading() as ledger:
+            ledger.ping()
+
+    @retrying
+    def collect(self, network: str, valid: Collection[tuple[str, str]]) -> int:
+        """GC: release the network's leases whose (container ID, ifname) is not ``valid``."""
+        with self.store.transaction() as ledger:
+            stale = []
+            for key, pool_id, address in ledger.cni_leases_of_network(network):
+                attachment = Attachment.parse(key)
+                if (attachment.container_id, attachment.ifname) not in valid:
+                    stale.append((pool_id, address))
+            return self._release_all(ledger, stale, "gc-release")
+
+    def _release_all(self, ledger: Ledger, leases: list[tuple[str, int]], action: str) -> int:
+        released = 0
+        for pool_id, address in leases:
+            owner = PoolId.parse(pool_id).owner(self.owner)
+            record = ledger.pool(owner, pool_id, for_update=True)
+            if record is not None and self._release(ledger, record, address, action):
+                released += 1
+        return released
+
+
+def _answer(cni_range: CniRange, address: int) -> CniAddress:
+    subnet = cni_range.subnet
+    gateway = cni_range.gateway
+    return CniAddress(
+        subnet.format(address),
+        str(netaddr.IPAddress(gateway, subnet.version)) if gateway is not None else None,
+    )
