@@ -9,28 +9,19 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.engines import VERSIONS, engine
-from tests.e2e.harness import DockerDaemon, PluginProcess
-
-
-def _need(condition: bool, why: str) -> None:
-    if condition:
-        return
-    # In CI the real parts must be there: a missing one fails instead of skipping.
-    if os.environ.get("IPLEDGER_REQUIRE_E2E") or os.environ.get("CI"):
-        pytest.fail(f"end-to-end prerequisite missing in CI: {why}")
-    pytest.skip(why)
+from tests.e2e.harness import DockerDaemon, PluginProcess, need
 
 
 @pytest.fixture(scope="session", params=VERSIONS, ids=lambda v: f"docker-{v}")
 def dockerd(request: pytest.FixtureRequest) -> Iterator[DockerDaemon]:
     """A real dockerd of each tested version in turn (one at a time: pytest groups by param)."""
-    _need(os.geteuid() == 0, "needs root to run dockerd")
-    _need(shutil.which("dockerd") is not None, "dockerd not installed (apt-get install docker.io)")
-    _need(os.path.exists("/bin/busybox"), "busybox-static not installed")
+    need(os.geteuid() == 0, "needs root to run dockerd")
+    need(shutil.which("dockerd") is not None, "dockerd not installed (apt-get install docker.io)")
+    need(os.path.exists("/bin/busybox"), "busybox-static not installed")
     try:
         found = engine(request.param)
     except (OSError, subprocess.CalledProcessError) as e:
-        _need(False, f"Docker {request.param} could not be fetched: {e}")
+        need(False, f"Docker {request.param} could not be fetched: {e}")
         raise
     daemon = DockerDaemon(found)
     daemon.start()
