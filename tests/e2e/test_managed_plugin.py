@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.e2e.conftest import _need
 from tests.e2e.engines import engine
-from tests.e2e.harness import DockerDaemon
+from tests.e2e.harness import DockerDaemon, need
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -57,7 +56,7 @@ class PluginBuilder:
 
 @pytest.fixture(scope="module")
 def newest() -> Iterator[DockerDaemon]:
-    _need(os.geteuid() == 0, "needs root to run dockerd")
+    need(os.geteuid() == 0, "needs root to run dockerd")
     daemon = DockerDaemon(engine("28.5"))
     daemon.start()
     daemon.make_busybox_image()
@@ -222,7 +221,7 @@ def test_the_managed_plugin_installs_serves_and_upgrades_without_losing_a_lease(
 def registry(tmp_path) -> Iterator[str]:
     """Debian's docker-registry on a loopback port of its own (Docker trusts 127.0.0.0/8)."""
     binary = shutil.which("docker-registry")
-    _need(binary is not None, "docker-registry not installed (tests/run.sh installs it)")
+    need(binary is not None, "docker-registry not installed (tests/run.sh installs it)")
     port = free_port(socket.SOCK_STREAM)
     config = tmp_path / "registry.yml"
     config.write_text(

@@ -11,9 +11,8 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from driver.storage.models import leases
-from tests.e2e.conftest import _need
 from tests.e2e.engines import engine
-from tests.e2e.harness import DockerDaemon, PluginProcess
+from tests.e2e.harness import DockerDaemon, PluginProcess, need
 
 pytestmark = pytest.mark.docker
 
@@ -39,7 +38,7 @@ def daemons():
             try:
                 found = engine(version)
             except (OSError, subprocess.CalledProcessError) as e:
-                _need(False, f"Docker {version} could not be fetched: {e}")
+                need(False, f"Docker {version} could not be fetched: {e}")
             daemon = DockerDaemon(found)
             daemon.start()
             daemon.make_busybox_image()
