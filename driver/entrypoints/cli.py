@@ -127,11 +127,20 @@ def install_cni(plugin_dir: Path, name: str) -> None:
     metavar="URL",
     help="Instead: three instances on this (empty) PostgreSQL database.",
 )
-def bench(quick: bool, postgres_url: str | None) -> None:
+@click.option(
+    "--cni",
+    is_flag=True,
+    help="Instead: CNI ADD and DEL as plugin processes, ipledger beside host-local.",
+)
+def bench(quick: bool, postgres_url: str | None, cni: bool) -> None:
     """Measure the real server under a Docker-like client and print the tables."""
     from driver.entrypoints.bench import run, run_postgres
 
-    if postgres_url:
+    if cni:
+        from driver.entrypoints.bench_cni import run_cni
+
+        run_cni(quick)
+    elif postgres_url:
         run_postgres(postgres_url, quick)
     else:
         run(quick)

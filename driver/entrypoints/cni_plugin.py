@@ -12,11 +12,10 @@ longer to import than a whole call takes to answer).
 
 from __future__ import annotations
 
+import _socket  # `socket` itself would cost a fifth of the start-up (its enums)
 import json
 import os
-import socket as sockets
 import sys
-from typing import Any
 
 from driver.domain.cni_spec import (
     COMMANDS,
@@ -30,6 +29,11 @@ from driver.domain.cni_spec import (
     UNDECODABLE,
 )
 from driver.paths import DEFAULT_SOCKET
+
+# typing.TYPE_CHECKING, without importing typing (another tenth of the start-up)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # how long a call may take before the runtime is told to try again later; the server answers
 # every call within its own bound (IPLEDGER_CALL_TIMEOUT), so this is only met when it hangs
@@ -112,7 +116,7 @@ def _call(command: str, config: dict[str, Any]) -> dict[str, Any] | None:
                 raise CniFailure(INVALID_ENVIRONMENT, f"{name} is not set")
     try:
         status, answer = _post(socket, f"/Cni.{command.capitalize()}", body)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError) as e:  # _socket.timeout is an OSError
         code = NOT_AVAILABLE if command == "STATUS" else TRY_AGAIN_LATER
         raise CniFailure(
             code,
@@ -135,13 +139,16 @@ def _post(path: str, target: str, body: dict[str, Any]) -> tuple[int, dict[str, 
         f"POST {target} HTTP/1.1\r\nHost: ipledger\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
     ).encode()
-    with sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM) as connection:
+    connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
         connection.settimeout(CALL_TIMEOUT)
         connection.connect(path)
         connection.sendall(head + payload)
         chunks = []
         while chunk := connection.recv(65536):
             chunks.append(chunk)
+    finally:
+        connection.close()
     response = b"".join(chunks)
     header, _, content = response.partition(b"\r\n\r\n")
     status_line = header.split(b"\r\n", 1)[0].split()
