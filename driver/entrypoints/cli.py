@@ -102,6 +102,38 @@ def install_service(unit_dir: Path, start: bool) -> None:
         click.echo(" ".join(command))
 
 
+@main.command()
+@click.option(
+    "--listen",
+    default="127.0.0.1:9466",
+    show_default=True,
+    help="HOST:PORT (or PORT, on 127.0.0.1) to serve the status page on.",
+)
+@click.option("--db", "db_url", help=DB_HELP)
+def ui(listen: str, db_url: str | None) -> None:
+    """Serve the status page alone, read-only, against a ledger."""
+    from driver.config import SettingsError, parse_listen_addr
+    from driver.entrypoints.cli_ops import admin
+    from driver.entrypoints.listener import listen as make_listener
+    from driver.entrypoints.ui.app import create_ui_app
+    from driver.usecases.status import StatusViews
+
+    try:
+        host, port = parse_listen_addr("--listen", listen)
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from None
+    with admin(db_url) as a:
+        server = make_listener(create_ui_app(StatusViews(a.store, a.host_id)), host, port)
+        where = f"[{host}]" if ":" in host else host
+        click.echo(f"ipledger status page on http://{where}:{port}/ (Ctrl-C stops it)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+
+
 @main.command("install-cni")
 @click.argument("plugin_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(

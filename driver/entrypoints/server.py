@@ -62,11 +62,12 @@ class PluginServer(BaseApplication):  # type: ignore[misc]
 
 def _start_metrics_listener(settings: Settings) -> Any:
     def when_ready(_arbiter: Any) -> None:
-        from prometheus_client import start_http_server
-
+        from driver.entrypoints.listener import listen, metrics_view, serve_in_background
+        from driver.entrypoints.ui.app import create_ui_app
         from driver.observability.metrics import scrape_registry
         from driver.storage.store import open_store
         from driver.usecases.admin import Admin
+        from driver.usecases.status import StatusViews
 
         assert settings.metrics_addr is not None
         host, port = settings.metrics_addr
@@ -75,8 +76,11 @@ def _start_metrics_listener(settings: Settings) -> Any:
             synchronous=settings.sqlite_synchronous,
             busy_timeout_ms=settings.busy_timeout_ms,
         )
-        start_http_server(port, host, registry=scrape_registry(Admin(store, settings.host_id)))
-        log.info("metrics on http://%s:%d/metrics", host, port)
+        registry = scrape_registry(Admin(store, settings.host_id))
+        app = create_ui_app(StatusViews(store, settings.host_id), metrics_view(registry))
+        serve_in_background(listen(app, host, port))
+        where = f"[{host}]" if ":" in host else host
+        log.info("status page on http://%s:%d/ and metrics on /metrics", where, port)
 
     return when_ready
 

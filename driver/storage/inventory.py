@@ -196,11 +196,15 @@ class Inventory:
             ).scalar_one()
         )
 
-    def leases(self, subnet_id: int) -> Iterator[LeaseRow]:
-        """The subnet's leases in address order."""
-        rows = self.connection.execute(
-            select(leases).where(leases.c.subnet_id == subnet_id).order_by(leases.c.address)
-        )
+    def leases(
+        self, subnet_id: int, within: Range | None = None, limit: int | None = None
+    ) -> Iterator[LeaseRow]:
+        """The subnet's leases in address order; only those ``within`` bounds, at most
+        ``limit`` of them, when given."""
+        query = select(leases).where(leases.c.subnet_id == subnet_id).order_by(leases.c.address)
+        if within is not None:
+            query = query.where(leases.c.address.between(pack(within[0]), pack(within[1])))
+        rows = self.connection.execute(query.limit(limit))
         for row in rows:
             yield LeaseRow(
                 unpack(row.address),
@@ -213,10 +217,11 @@ class Inventory:
                 row.cni_attachment,
             )
 
-    def parked(self, subnet_id: int) -> list[ParkedRow]:
-        rows = self.connection.execute(
-            select(parked).where(parked.c.subnet_id == subnet_id).order_by(parked.c.address)
-        )
+    def parked(self, subnet_id: int, within: Range | None = None) -> list[ParkedRow]:
+        query = select(parked).where(parked.c.subnet_id == subnet_id).order_by(parked.c.address)
+        if within is not None:
+            query = query.where(parked.c.address.between(pack(within[0]), pack(within[1])))
+        rows = self.connection.execute(query)
         return [
             ParkedRow(unpack(row.address), row.pool_id, row.mac, row.name, row.until)
             for row in rows
@@ -324,6 +329,22 @@ class Journal:
     def all_history(self) -> list[HistoryEvent]:
         return [
             _event(row) for row in self.connection.execute(select(history).order_by(history.c.id))
+        ]
+
+    def activity(self, pool_id: str, since: datetime) -> list[tuple[datetime, str, int]]:
+        """(hour, action, how many) of the pool's history since ``since``, by the hour."""
+        if self.connection.dialect.name == "postgresql":
+            hour: Any = func.date_trunc("hour", history.c.at)
+        else:
+            hour = func.strftime("%Y-%m-%d %H:00:00", history.c.at)
+        rows = self.connection.execute(
+            select(hour, history.c.action, func.count())
+            .where(history.c.pool_id == pool_id, history.c.at >= since)
+            .group_by(hour, history.c.action)
+        )
+        return [
+            (at if isinstance(at, datetime) else datetime.fromisoformat(at), action, count)
+            for at, action, count in rows
         ]
 
     def findings(self) -> list[FindingRow]:

@@ -1,0 +1,1 @@
+"""The status page: the address space at a glance, server-rendered, read-only."""

@@ -1,0 +1,214 @@
+"""The status page's HTTP side: three pages, each with a JSON twin (``?format=json``).
+
+Read-only (GET and HEAD only), server-rendered with Jinja (which escapes every value: names and
+labels are user input), no script at all, styles from one file of its own; every answer carries
+a Content-Security-Policy that allows nothing else. Served beside ``/metrics`` on the metrics
+listener by ``ipledger serve``, or alone by ``ipledger ui``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from driver.domain.errors import IpamError
+from driver.domain.status import ALMOST_FULL_FREE_RATIO
+from driver.storage.inventory import HistoryEvent, LeaseRow
+from driver.usecases.operator import show
+from driver.usecases.status import SORTS, Overview, PoolPage, PoolStatus, StatusViews
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+COLUMNS = [
+    ("pool", "pool", False),
+    ("owner", "owner", False),
+    ("size", "size", True),
+    ("leased", "leased", True),
+    ("reserved", "reserved", True),
+    ("parked", "parked", True),
+    ("free", "free", True),
+    ("utilisation", "used", True),
+]
+MAX_HISTORY = 1000
+
+
+def create_ui_app(views: StatusViews, metrics: Callable[[], Response] | None = None) -> Flask:
+    """The page's app; with ``metrics``, also ``/metrics`` (the scrape, answered beside it)."""
+    app = Flask("ipledger.ui", root_path=__file__.rsplit("/", 1)[0])
+    app.jinja_env.globals.update(
+        fmt=_count,
+        fill_bucket=_fill_bucket,
+        host_id=views.host_id,
+        almost_full=round(ALMOST_FULL_FREE_RATIO * 100),
+    )
+
+    @app.after_request
+    def secure(response: Response) -> Response:
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    @app.get("/")
+    def overview() -> Any:
+        sort = request.args.get("sort", "utilisation")
+        sort = sort if sort in SORTS else "utilisation"
+        descending = request.args.get("order", "desc") != "asc"
+        found = views.overview(sort, descending)
+        if _wants_json():
+            return jsonify(_overview_json(found))
+        return render_template(
+            "overview.html", overview=found, sort=sort, descending=descending, columns=COLUMNS
+        )
+
+    @app.get("/pool/<path:pool_id>")
+    def pool(pool_id: str) -> Any:
+        page = views.pool(pool_id, request.args.get("after") or None)
+        if _wants_json():
+            return jsonify(_pool_json(page))
+        version = page.status.pool.subnet.version
+        return render_template("pool.html", page=page, show=lambda a: show(a, version))
+
+    @app.get("/history")
+    def history() -> Any:
+        pool_id = request.args.get("pool") or None
+        address = request.args.get("address") or None
+        limit = _limit(request.args.get("limit", "100"))
+        events = views.history(pool_id, address, limit)
+        if _wants_json():
+            return jsonify({"events": [_event_json(e) for e in events]})
+        query = "&".join(
+            f"{k}={v}" for k, v in (("pool", pool_id), ("address", address)) if v is not None
+        )
+        return render_template(
+            "history.html",
+            events=events,
+            pool=pool_id,
+            address=address,
+            limit=limit,
+            query=query,
+        )
+
+    if metrics is not None:
+        app.add_url_rule("/metrics", "metrics", metrics)
+
+    @app.errorhandler(IpamError)
+    def ipam_error(e: IpamError) -> Any:
+        return _error(e.status, e.message)
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException) -> Any:
+        return _error(e.code or 500, e.description or e.name)
+
+    return app
+
+
+def _error(status: int, message: str) -> Any:
+    if _wants_json():
+        return jsonify({"error": message}), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def _wants_json() -> bool:
+    return request.args.get("format") == "json"
+
+
+def _limit(text: str) -> int:
+    return max(1, min(MAX_HISTORY, int(text))) if text.isdigit() else 100
+
+
+def _count(n: int) -> str:
+    """A count as people read it: 254, 65,534, 1.84e+19."""
+    return f"{n:,}" if n < 10**12 else f"{n:.3g}"
+
+
+def _fill_bucket(fill: float) -> int:
+    """0 for an empty block, then 1 to 4 by quarters."""
+    return 0 if fill <= 0 else min(4, 1 + int(fill * 4))
+
+
+def _status_json(p: PoolStatus) -> dict[str, Any]:
+    return {
+        "pool": p.pool.id,
+        "owner": p.pool.owner,
+        "space": p.pool.space,
+        "subnet": p.pool.subnet.cidr,
+        "range": p.pool.subpool,
+        "size": p.usage.size,
+        "leased": p.usage.leased,
+        "reserved": p.usage.reserved,
+        "parked": p.usage.parked,
+        "free": p.usage.free,
+        "utilisation": round(p.usage.utilisation, 6),
+        "level": p.level,
+    }
+
+
+def _overview_json(found: Overview) -> dict[str, Any]:
+    return {
+        "pools": [_status_json(p) for p in found.pools],
+        "totals": [t.__dict__ for t in found.totals],
+    }
+
+
+def _lease_json(lease: LeaseRow, version: int) -> dict[str, Any]:
+    return {
+        "address": show(lease.address, version),
+        "pool": lease.pool_id,
+        "kind": lease.kind,
+        "mac": lease.mac,
+        "name": lease.name,
+        "attachment": lease.cni_attachment,
+        "since": lease.created_at.isoformat(),
+    }
+
+
+def _pool_json(page: PoolPage) -> dict[str, Any]:
+    version = page.status.pool.subnet.version
+    return {
+        **_status_json(page.status),
+        "map": {
+            "block_size": 2**page.layout.block_bits,
+            "counts": dict(page.counts),
+            "cells": [
+                {
+                    "first": c.first,
+                    "last": c.last,
+                    "state": c.state,
+                    "leased": c.leased,
+                    "reserved": c.reserved,
+                    "parked": c.parked,
+                    "holder": c.holder,
+                }
+                for c in page.cells
+            ],
+        },
+        "leases": [_lease_json(lease, version) for lease in page.leases],
+        "more_after": page.more_after,
+        "last_24_hours": [
+            {"hour": h.start.isoformat(), "allocations": h.allocations, "releases": h.releases}
+            for h in page.hours
+        ],
+    }
+
+
+def _event_json(e: HistoryEvent) -> dict[str, Any]:
+    return {
+        "at": e.at.isoformat(),
+        "host": e.host_id,
+        "action": e.action,
+        "address": e.address,
+        "pool": e.pool_id,
+        "kind": e.kind,
+        "mac": e.mac,
+        "name": e.name,
+        "detail": e.detail,
+    }

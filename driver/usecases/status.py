@@ -1,0 +1,260 @@
+"""What the status page shows: every pool and how full it is, a pool's map, leases and last day,
+and the history. Read-only; each view is one read transaction, aggregated in the database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from driver.domain import addresses as allocator
+from driver.domain.errors import PoolNotFound
+from driver.domain.moments import as_utc
+from driver.domain.status import CellState, FillLevel, MapLayout, fill_level, map_layout
+from driver.storage.address_map import AddressMap
+from driver.storage.inventory import HistoryEvent, Inventory, Journal, LeaseRow, Usage
+from driver.storage.rows import PoolRecord
+from driver.usecases.operator import OnLedger, show
+
+LEASES_PER_PAGE = 200
+RELEASES = ("release", "gc-release")
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    pool: PoolRecord
+    usage: Usage
+
+    @property
+    def level(self) -> FillLevel:
+        return fill_level(self.usage.size, self.usage.free)
+
+
+@dataclass(frozen=True)
+class SpaceTotal:
+    """An address space's pools of one family, added up."""
+
+    space: str
+    version: int
+    pools: int
+    size: int
+    leased: int
+    reserved: int
+    parked: int
+    free: int
+
+
+@dataclass(frozen=True)
+class Overview:
+    pools: list[PoolStatus]
+    totals: list[SpaceTotal]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a pool's map: an address, or a block of them with their counts by state."""
+
+    first: str
+    last: str
+    size: int
+    leased: int
+    reserved: int
+    parked: int
+    state: CellState  # an address's state; for a block, the state most of its used ones are in
+    holder: str | None = None
+
+    @property
+    def fill(self) -> float:
+        return (self.leased + self.reserved + self.parked) / self.size if self.size else 0.0
+
+
+@dataclass(frozen=True)
+class Hour:
+    start: datetime
+    allocations: int
+    releases: int
+
+
+@dataclass(frozen=True)
+class PoolPage:
+    status: PoolStatus
+    layout: MapLayout
+    cells: list[Cell]
+    counts: dict[CellState, int]  # the map's addresses by state
+    leases: list[LeaseRow]
+    more_after: str | None  # the last address shown, when more leases follow
+    hours: list[Hour]
+
+
+SORTS: dict[str, Callable[[PoolStatus], Any]] = {
+    "utilisation": lambda p: (p.usage.utilisation, p.pool.id),
+    "pool": lambda p: p.pool.id,
+    "owner": lambda p: (p.pool.owner, p.pool.id),
+    "size": lambda p: p.usage.size,
+    "leased": lambda p: p.usage.leased,
+    "reserved": lambda p: p.usage.reserved,
+    "parked": lambda p: p.usage.parked,
+    "free": lambda p: p.usage.free,
+}
+
+
+class StatusViews(OnLedger):
+    def overview(self, sort: str = "utilisation", descending: bool = True) -> Overview:
+        """Every pool with its usage (nearest exhaustion first by default), and the totals."""
+        with self.store.reading() as ledger:
+            inventory = Inventory(ledger.connection)
+            pools = [
+                PoolStatus(p, inventory.usage(p.subnet_id, p.subnet, p.range_first, p.range_last))
+                for p in inventory.pools()
+            ]
+        pools.sort(key=SORTS.get(sort, SORTS["utilisation"]), reverse=descending)
+        totals: dict[tuple[str, int], list[PoolStatus]] = {}
+        for status in pools:
+            totals.setdefault((status.pool.space, status.pool.subnet.version), []).append(status)
+        return Overview(
+            pools,
+            [
+                SpaceTotal(
+                    space,
+                    version,
+                    len(members),
+                    *(
+                        sum(getattr(m.usage, field) for m in members)
+                        for field in ("size", "leased", "reserved", "parked", "free")
+                    ),
+                )
+                for (space, version), members in sorted(totals.items())
+            ],
+        )
+
+    def pool(self, pool_id: str, after: str | None = None) -> PoolPage:
+        """A pool's map over its subnet, a page of its subnet's leases, and its last 24 hours."""
+        since = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
+        with self.store.reading() as ledger:
+            inventory = Inventory(ledger.connection)
+            found = inventory.pools(pool_id, self._owner_of(pool_id))
+            if not found:
+                raise PoolNotFound(pool_id)
+            pool = found[0]
+            usage = inventory.usage(pool.subnet_id, pool.subnet, pool.range_first, pool.range_last)
+            bounds = pool.subnet.allocatable() or (pool.subnet.first, pool.subnet.last)
+            layout = map_layout(*bounds)
+            if layout.per_address:
+                cells = self._address_cells(inventory, pool, layout)
+                counts = _count_states(cells)
+            else:
+                cells, counts = self._block_cells(ledger.connection, inventory, pool, layout)
+            start = bounds[0] if not after else int(allocator.parse_address(after, "after")) + 1
+            page = list(inventory.leases(pool.subnet_id, (start, bounds[1]), LEASES_PER_PAGE + 1))
+            activity = Journal(ledger.connection).activity(pool.id, since)
+        more = None
+        if len(page) > LEASES_PER_PAGE:
+            more = show(page[LEASES_PER_PAGE - 1].address, pool.subnet.version)
+        return PoolPage(
+            PoolStatus(pool, usage),
+            layout,
+            cells,
+            counts,
+            page[:LEASES_PER_PAGE],
+            more,
+            _hours(activity, since),
+        )
+
+    def history(
+        self, pool_id: str | None = None, address: str | None = None, limit: int = 100
+    ) -> list[HistoryEvent]:
+        """The latest events, newest first."""
+        with self.store.reading() as ledger:
+            events = Journal(ledger.connection).history(
+                address=address, pool_id=pool_id, limit=limit
+            )
+        return list(reversed(events))
+
+    @staticmethod
+    def _address_cells(inventory: Inventory, pool: PoolRecord, layout: MapLayout) -> list[Cell]:
+        states: dict[int, tuple[CellState, str | None]] = {}
+        for first, last, label in inventory.reservations(pool.subnet_id):
+            for address in range(max(first, layout.first), min(last, layout.last) + 1):
+                states[address] = (CellState.RESERVED, label)
+        for p in inventory.parked(pool.subnet_id, (layout.first, layout.last)):
+            states[p.address] = (CellState.PARKED, p.name or p.mac)
+        for lease in inventory.leases(pool.subnet_id, (layout.first, layout.last)):
+            states[lease.address] = (CellState(lease.kind), lease.name or lease.mac)
+        version = pool.subnet.version
+        cells = []
+        for address in range(layout.first, layout.last + 1):
+            state, holder = states.get(address, (CellState.FREE, None))
+            text = show(address, version)
+            cells.append(
+                Cell(
+                    text,
+                    text,
+                    1,
+                    int(state not in (CellState.FREE, CellState.RESERVED, CellState.PARKED)),
+                    int(state == CellState.RESERVED),
+                    int(state == CellState.PARKED),
+                    state,
+                    holder,
+                )
+            )
+        return cells
+
+    @staticmethod
+    def _block_cells(
+        connection: Any, inventory: Inventory, pool: PoolRecord, layout: MapLayout
+    ) -> tuple[list[Cell], dict[CellState, int]]:
+        counts_of = AddressMap(connection)
+        leased = counts_of.leased_by_block(pool.subnet_id, layout)
+        parked = counts_of.parked_by_block(pool.subnet_id, layout)
+        reservations = inventory.reservations(pool.subnet_id)
+        version = pool.subnet.version
+        cells = []
+        for index in range(layout.cells):
+            lo, hi = layout.block_bounds(index)
+            size = hi - lo + 1
+            overlap = sum(
+                max(0, min(hi, r_last) - max(lo, r_first) + 1)
+                for r_first, r_last, _ in reservations
+            )
+            used, kept = leased.get(index, 0), parked.get(index, 0)
+            reserved = min(overlap, size - used - kept)
+            state = CellState.FREE
+            if used or reserved or kept:
+                state = max(
+                    (used, CellState.ENDPOINT),
+                    (reserved, CellState.RESERVED),
+                    (kept, CellState.PARKED),
+                    key=lambda pair: pair[0],
+                )[1]
+            cells.append(
+                Cell(show(lo, version), show(hi, version), size, used, reserved, kept, state)
+            )
+        whole = (layout.first, layout.last)
+        counts = {CellState(kind): n for kind, n in counts_of.kinds(pool.subnet_id, whole).items()}
+        counts[CellState.PARKED] = counts_of.parked_count(pool.subnet_id, whole)
+        counts[CellState.RESERVED] = sum(c.reserved for c in cells)
+        counts[CellState.FREE] = (layout.last - layout.first + 1) - sum(
+            c.leased + c.reserved + c.parked for c in cells
+        )
+        return cells, counts
+
+
+def _count_states(cells: list[Cell]) -> dict[CellState, int]:
+    counts = dict.fromkeys(CellState, 0)
+    for cell in cells:
+        counts[cell.state] += 1
+    return counts
+
+
+def _hours(activity: list[tuple[datetime, str, int]], since: datetime) -> list[Hour]:
+    allocations: dict[datetime, int] = {}
+    releases: dict[datetime, int] = {}
+    for at, action, count in activity:
+        hour = as_utc(at).replace(minute=0, second=0, microsecond=0)
+        if action == "allocate":
+            allocations[hour] = allocations.get(hour, 0) + count
+        elif action in RELEASES:
+            releases[hour] = releases.get(hour, 0) + count
+    hours = [since + timedelta(hours=i) for i in range(24)]
+    return [Hour(h, allocations.get(h, 0), releases.get(h, 0)) for h in hours]
