@@ -22,7 +22,14 @@ BACKENDS = ("sqlite", "postgresql")
 # dockerd, root-only faults, systemd and promtool, the stress and timing-heavy tests; there a
 # missing part fails a test instead of skipping it.
 FULL_LANE = bool(os.environ.get("IPLEDGER_REQUIRE_E2E"))
-FULL_LANE_FIXTURES = {"postgres", "networked_postgres", "dockerd", "small_disk", "cni_plugins"}
+FULL_LANE_FIXTURES = {
+    "postgres",
+    "networked_postgres",
+    "dockerd",
+    "small_disk",
+    "cni_plugins",
+    "browser",
+}
 FULL_LANE_REASON = "full lane (Docker, PostgreSQL, root or system tools): bash tests/run.sh"
 
 

@@ -20,6 +20,8 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 command -v podman >/dev/null || need+=(podman)
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
     echo "tests/run.sh: installing from Debian: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

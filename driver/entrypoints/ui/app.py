@@ -52,6 +52,10 @@ def create_ui_app(views: StatusViews, metrics: Callable[[], Response] | None = N
         almost_full=round(ALMOST_FULL_FREE_RATIO * 100),
     )
 
+    @app.get("/favicon.ico")
+    def favicon() -> Any:
+        return app.send_static_file("favicon.svg")
+
     @app.after_request
     def secure(response: Response) -> Response:
         response.headers.update(SECURITY_HEADERS)
