@@ -15,13 +15,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from driver.adapters.plugin_client import PluginClient
-from tests.e2e.harness import PluginProcess
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.e2e.harness import PluginProcess, free_port
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
@@ -162,3 +156,28 @@ def test_the_metrics_listener_is_off_unless_asked_for(tmp_path):
         assert listening == []
     finally:
         process.stop()
+
+
+def test_the_status_page_is_served_beside_metrics_and_a_stalled_browser_holds_up_neither(server):
+    client = PluginClient(server.socket)
+    pool = client.call("RequestPool", {"AddressSpace": "LocalDefault", "Pool": "198.51.100.0/24"})
+    for _ in range(3):
+        client.call("RequestAddress", {"PoolID": pool[1]["PoolID"]})
+    stalled = []
+    for _ in range(8):  # more than any fixed pool of handlers would have
+        connection = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        connection.sendall(b"GET / HTTP/1.1\r\nHost: ipledger\r\n")  # and never the end
+        stalled.append(connection)
+    try:
+        page = requests.get(f"http://127.0.0.1:{server.port}/?format=json", timeout=5).json()
+        assert page["pools"][0]["leased"] == 3
+        leased = [
+            v
+            for (name, labels), v in scrape(server.port).items()
+            if name == "ipledger_pool_leased_addresses"
+            and ("pool", "LocalDefault/198.51.100.0/24") in labels
+        ]
+        assert leased == [3]
+    finally:
+        for connection in stalled:
+            connection.close()

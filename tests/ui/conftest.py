@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,16 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import need
+from tests.e2e.harness import free_port, need
 
 # where the tests leave their screenshots (docs/img holds copies of current ones)
 SCREENSHOTS = Path(os.environ.get("IPLEDGER_SCREENSHOTS", "build/screenshots"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class UiServer:
