@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from typing import TypeVar
 
@@ -12,6 +13,7 @@ from driver.storage.engine import make_engine
 from driver.storage.schema import migrate
 from driver.storage.store import Store
 from driver.usecases.ipam import Ipam
+from tests.e2e.harness import need
 from tests.pg import NetworkedPostgres, PostgresCluster, binaries
 
 Cluster = TypeVar("Cluster", bound=PostgresCluster)
@@ -132,3 +134,24 @@ def ipam(engine: Engine, settings: Settings) -> Ipam:
 def other_db_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[str]:
     """A second, empty ledger on the same kind of database."""
     yield from _ledger_url(backend, tmp_path / "other.db", request)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's headless Chromium, driven by selenium through Debian's chromedriver."""
+    need(shutil.which("chromium") is not None, "chromium not installed (apt-get install chromium)")
+    need(
+        shutil.which("chromedriver") is not None,
+        "chromedriver not installed (apt-get install chromium-driver)",
+    )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    yield driver
+    driver.quit()

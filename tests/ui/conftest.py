@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import free_port, need
+from tests.e2e.harness import free_port
 
 # where the tests leave their screenshots (docs/img holds copies of current ones)
 SCREENSHOTS = Path(os.environ.get("IPLEDGER_SCREENSHOTS", "build/screenshots"))
@@ -61,24 +60,3 @@ def ui_server(settings, engine, tmp_path) -> Iterator[UiServer]:
     server = UiServer(settings.db_url, tmp_path)
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    """Debian's headless Chromium, driven by selenium through Debian's chromedriver."""
-    need(shutil.which("chromium") is not None, "chromium not installed (apt-get install chromium)")
-    need(
-        shutil.which("chromedriver") is not None,
-        "chromedriver not installed (apt-get install chromium-driver)",
-    )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-    yield driver
-    driver.quit()
