@@ -164,11 +164,16 @@ def install_cni(plugin_dir: Path, name: str) -> None:
     is_flag=True,
     help="Instead: CNI ADD and DEL as plugin processes, ipledger beside host-local.",
 )
-def bench(quick: bool, postgres_url: str | None, cni: bool) -> None:
+@click.option("--ui", is_flag=True, help="Instead: the status page's answer times.")
+def bench(quick: bool, postgres_url: str | None, cni: bool, ui: bool) -> None:
     """Measure the real server under a Docker-like client and print the tables."""
     from driver.entrypoints.bench import run, run_postgres
 
-    if cni:
+    if ui:
+        from driver.entrypoints.bench_ui import run_ui
+
+        run_ui(quick)
+    elif cni:
         from driver.entrypoints.bench_cni import run_cni
 
         run_cni(quick)

@@ -1,0 +1,91 @@
+"""``ipledger bench --ui``: how long the status page takes to answer, as the pool fills up.
+
+``ipledger ui`` is started on a ledger pre-filled through its own tables with a pool of N leases
+(an IPv6 /64, so that a million fit), and each page is fetched over HTTP, whole, a number of
+times. Nothing here asserts a time: the numbers are for the docs.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from driver.entrypoints.bench import prefill
+from driver.storage.engine import make_engine
+from driver.storage.schema import migrate
+
+FULL_COUNTS = (1_000, 100_000, 1_000_000)
+QUICK_COUNTS = (1_000, 10_000)
+CIDR = "2001:db8:ee::/64"
+
+
+def _fetch_ms(url: str, rounds: int) -> tuple[float, int]:
+    """p50 ms of fetching ``url`` whole, and the size of the answer."""
+    times, size = [], 0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=60) as answer:
+            size = len(answer.read())
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times), size
+
+
+def _serve(db_url: str, port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "driver", "ui", "--listen", f"127.0.0.1:{port}", "--db", db_url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/?format=json", timeout=5).read()
+            return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("ipledger ui did not start")
+
+
+def run_ui(quick: bool, out: Callable[[str], None] = print) -> dict[int, dict[str, float]]:
+    counts = QUICK_COUNTS if quick else FULL_COUNTS
+    rounds = 5 if quick else 15
+    out(f"# ipledger bench --ui ({'quick' if quick else 'full'}): {os.cpu_count()} CPUs, SQLite")
+    out("")
+    out(f"## Each page fetched whole over HTTP from ipledger ui, p50 ms ({rounds} rounds)")
+    out(
+        f"{'leases in pool':>15}{'overview':>10}{'pool map':>10}{'pool JSON':>11}"
+        f"{'history':>9}{'map KB':>8}"
+    )
+    results: dict[int, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="ipledger-bench-ui-") as tmp:
+        for count in counts:
+            db = Path(tmp) / f"ui-{count}.db"
+            engine = make_engine(f"sqlite:///{db}")
+            migrate(engine)
+            pool_id = prefill(engine, CIDR, count)
+            engine.dispose()
+            port = 20000 + count % 10000
+            process = _serve(f"sqlite:///{db}", port)
+            try:
+                base = f"http://127.0.0.1:{port}"
+                overview, _ = _fetch_ms(f"{base}/", rounds)
+                pool, size = _fetch_ms(f"{base}/pool/{pool_id}", rounds)
+                twin, _ = _fetch_ms(f"{base}/pool/{pool_id}?format=json", rounds)
+                history, _ = _fetch_ms(f"{base}/history", rounds)
+            finally:
+                process.terminate()
+                process.wait(10)
+            results[count] = {"overview": overview, "pool": pool, "json": twin, "history": history}
+            out(
+                f"{count:>15,}{overview:>10.1f}{pool:>10.1f}{twin:>11.1f}{history:>9.1f}"
+                f"{size / 1024:>8.0f}"
+            )
+    return results
