@@ -46,7 +46,8 @@ def _serve(db_url: str, port: int) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/?format=json", timeout=5).read()
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/?format=json", timeout=5) as r:
+                r.read()
             return process
         except OSError:
             time.sleep(0.1)

@@ -144,7 +144,7 @@ class StatusViews(OnLedger):
                 cells = self._address_cells(inventory, pool, layout)
                 counts = _count_states(cells)
             else:
-                cells, counts = self._block_cells(ledger.connection, inventory, pool, layout)
+                cells, counts = self._block_cells(ledger, inventory, pool, layout)
             start = bounds[0] if not after else int(allocator.parse_address(after, "after")) + 1
             page = list(inventory.leases(pool.subnet_id, (start, bounds[1]), LEASES_PER_PAGE + 1))
             activity = Journal(ledger.connection).activity(pool.id, since)
@@ -202,10 +202,10 @@ class StatusViews(OnLedger):
 
     @staticmethod
     def _block_cells(
-        connection: Any, inventory: Inventory, pool: PoolRecord, layout: MapLayout
+        ledger: Any, inventory: Inventory, pool: PoolRecord, layout: MapLayout
     ) -> tuple[list[Cell], dict[CellState, int]]:
-        counts_of = AddressMap(connection)
-        leased = counts_of.leased_by_block(pool.subnet_id, layout)
+        counts_of = AddressMap(ledger.connection)
+        free = counts_of.free_by_block(pool.subnet_id, layout)
         parked = counts_of.parked_by_block(pool.subnet_id, layout)
         reservations = inventory.reservations(pool.subnet_id)
         version = pool.subnet.version
@@ -213,12 +213,14 @@ class StatusViews(OnLedger):
         for index in range(layout.cells):
             lo, hi = layout.block_bounds(index)
             size = hi - lo + 1
-            overlap = sum(
-                max(0, min(hi, r_last) - max(lo, r_first) + 1)
-                for r_first, r_last, _ in reservations
-            )
-            used, kept = leased.get(index, 0), parked.get(index, 0)
-            reserved = min(overlap, size - used - kept)
+            kept = parked.get(index, 0)
+            # reserved and not leased: a reservation's part in the block, less its leases
+            reserved = 0
+            for r_first, r_last, _ in reservations:
+                a, b = max(lo, r_first), min(hi, r_last)
+                if a <= b:
+                    reserved += b - a + 1 - counts_of.leased_within(pool.subnet_id, (a, b))
+            used = size - free.get(index, 0) - kept - reserved
             state = CellState.FREE
             if used or reserved or kept:
                 state = max(
@@ -230,13 +232,11 @@ class StatusViews(OnLedger):
             cells.append(
                 Cell(show(lo, version), show(hi, version), size, used, reserved, kept, state)
             )
-        whole = (layout.first, layout.last)
-        counts = {CellState(kind): n for kind, n in counts_of.kinds(pool.subnet_id, whole).items()}
-        counts[CellState.PARKED] = counts_of.parked_count(pool.subnet_id, whole)
+        pool_ids = ledger.pools_of_subnet(pool.subnet_id)
+        counts = {CellState(k): n for k, n in counts_of.kinds_of_pools(pool_ids).items()}
         counts[CellState.RESERVED] = sum(c.reserved for c in cells)
-        counts[CellState.FREE] = (layout.last - layout.first + 1) - sum(
-            c.leased + c.reserved + c.parked for c in cells
-        )
+        counts[CellState.PARKED] = sum(c.parked for c in cells)
+        counts[CellState.FREE] = sum(free.values())
         return cells, counts
 
 

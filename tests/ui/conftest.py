@@ -41,7 +41,8 @@ class UiServer:
         deadline = time.monotonic() + 15
         while True:
             try:
-                urllib.request.urlopen(self.url + "/", timeout=2).read()
+                with urllib.request.urlopen(self.url + "/", timeout=2) as answer:
+                    answer.read()
                 return
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:

@@ -164,14 +164,16 @@ def test_a_hostile_container_name_shows_as_text_and_runs_nothing(
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_every_answer_forbids_scripts_and_the_page_accepts_no_writes(ledger, ui_server, backend):
-    answer = urllib.request.urlopen(ui_server.url + "/", timeout=10)
-    policy = answer.headers["Content-Security-Policy"]
+    with urllib.request.urlopen(ui_server.url + "/", timeout=10) as answer:
+        policy = answer.headers["Content-Security-Policy"]
     assert "default-src 'none'" in policy and "script-src" not in policy
     post = urllib.request.Request(ui_server.url + "/", data=b"x=1", method="POST")
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(post, timeout=10)
     assert refused.value.code == 405
+    refused.value.close()
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(ui_server.url + "/pool/%3Cb%3Enope", timeout=10)
     assert missing.value.code == 404
     assert b"&lt;b&gt;nope" in missing.value.read()
+    missing.value.close()
