@@ -10,10 +10,12 @@ from __future__ import annotations
 from driver.domain.addresses import DefaultPool
 from driver.domain.pools import own_plan
 from driver.storage.store import Store
+from driver.usecases.new_pools import NewPools
 
 
 class IpamCalls:
-    """What the pool and address use cases share: the store, the default pools, this host."""
+    """What the pool and address use cases share: the store, the default pools, this host, and
+    how new pools are made."""
 
     def __init__(
         self, store: Store, default_pools: tuple[DefaultPool, ...], host_id: str = "local"
@@ -22,3 +24,4 @@ class IpamCalls:
         self.default_pools = default_pools
         self.host_id = host_id
         self.owner = own_plan(store.shared, host_id)
+        self.new_pools = NewPools(self.owner, host_id, default_pools)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import netaddr
 
-from driver.domain.addresses import DefaultPool, SubPool
+from driver.domain.addresses import SubPool
 from driver.domain.cni import Attachment, CniNetwork, CniRange
 from driver.domain.errors import AddressInUse, AttachmentNotFound, NoAvailableAddress, PoolOverlap
 from driver.domain.pools import (
@@ -27,9 +27,8 @@ from driver.domain.pools import (
 )
 from driver.storage.ledger import Ledger
 from driver.storage.rows import PoolRecord
-from driver.storage.store import Store, retrying
+from driver.storage.store import retrying
 from driver.usecases.addresses import Addresses
-from driver.usecases.new_pools import NewPools
 from driver.usecases.taking import take_dynamic, take_static
 
 log = logging.getLogger(__name__)
@@ -49,12 +48,6 @@ class CniAddress:
 
 class CniCalls(Addresses):
     """What the ``ipledger-cni`` plugin asks of the ledger."""
-
-    def __init__(
-        self, store: Store, default_pools: tuple[DefaultPool, ...], host_id: str = "local"
-    ) -> None:
-        super().__init__(store, default_pools, host_id)
-        self.new_pools = NewPools(self.owner, host_id, default_pools)
 
     @retrying
     def add(self, network: CniNetwork, attachment: Attachment, holder: str) -> list[CniAddress]:

@@ -11,6 +11,8 @@ import netaddr
 
 from driver.domain.errors import PoolNotFound
 from driver.domain.pools import PoolId, own_plan
+from driver.storage.inventory import Inventory
+from driver.storage.rows import PoolRecord
 from driver.storage.store import Store
 
 # Rows an operator command writes in one transaction at the most: long enough to be quick,
@@ -46,3 +48,10 @@ class OnLedger:
             return PoolId.parse(text).owner(self.owner)
         except PoolNotFound:
             return self.owner
+
+    def _pool_in(self, inventory: Inventory, pool_id: str) -> PoolRecord:
+        """The pool an operator named; PoolNotFound when the ledger holds none by that ID."""
+        found = inventory.pools(pool_id, self._owner_of(pool_id))
+        if not found:
+            raise PoolNotFound(pool_id)
+        return found[0]

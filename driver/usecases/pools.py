@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from driver.domain import addresses as allocator
-from driver.domain.addresses import DefaultPool, Subnet, SubPool
+from driver.domain.addresses import Subnet, SubPool
 from driver.domain.errors import (
     InvalidRequest,
     PoolNotFound,
@@ -25,9 +25,8 @@ from driver.domain.pools import (
 )
 from driver.storage.ledger import Ledger
 from driver.storage.rows import PoolRecord
-from driver.storage.store import Store, retrying
+from driver.storage.store import retrying
 from driver.usecases.calls import IpamCalls
-from driver.usecases.new_pools import NewPools
 from driver.usecases.taking import free
 
 log = logging.getLogger(__name__)
@@ -35,12 +34,6 @@ log = logging.getLogger(__name__)
 
 class Pools(IpamCalls):
     """RequestPool, ReleasePool, and gc's reclaim of a pool no network uses."""
-
-    def __init__(
-        self, store: Store, default_pools: tuple[DefaultPool, ...], host_id: str = "local"
-    ) -> None:
-        super().__init__(store, default_pools, host_id)
-        self.new_pools = NewPools(self.owner, host_id, default_pools)
 
     @retrying
     def request_pool(

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from driver.domain import addresses as allocator
 from driver.domain.addresses import Subnet
-from driver.domain.errors import InvalidRequest, PoolNotFound
+from driver.domain.errors import InvalidRequest
 from driver.domain.moments import as_utc
 from driver.domain.pools import CNI_NETWORK_OPTION, SHARED
 from driver.domain.reconcile import LedgerLease, LedgerPool
@@ -110,10 +110,7 @@ class Reports(OnLedger):
         """What a pool's subnet holds: leases, reservations and parked addresses, in order."""
         with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
-            found = inventory.pools(pool_id, self._owner_of(pool_id))
-            if not found:
-                raise PoolNotFound(pool_id)
-            pool = found[0]
+            pool = self._pool_in(inventory, pool_id)
             version = pool.subnet.version
             lines: list[tuple[int, AddressLine]] = []
             for row in inventory.leases(pool.subnet_id):

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from driver.domain import addresses as allocator
-from driver.domain.errors import PoolNotFound
 from driver.domain.moments import as_utc
 from driver.domain.status import CellState, FillLevel, MapLayout, fill_level, map_layout
 from driver.storage.address_map import AddressMap
@@ -133,10 +132,7 @@ class StatusViews(OnLedger):
         since = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
         with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
-            found = inventory.pools(pool_id, self._owner_of(pool_id))
-            if not found:
-                raise PoolNotFound(pool_id)
-            pool = found[0]
+            pool = self._pool_in(inventory, pool_id)
             usage = inventory.usage(pool.subnet_id, pool.subnet, pool.range_first, pool.range_last)
             bounds = pool.subnet.allocatable() or (pool.subnet.first, pool.subnet.last)
             layout = map_layout(*bounds)
