@@ -3,8 +3,12 @@ runs it."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +126,30 @@ def test_with_the_server_stopped_add_fails_with_try_again_later_naming_the_socke
     # Debian's bridge (1.1.1) cannot reuse a bridge whose first ADD failed before it got its
     # address ("could not set bridge's mac"): start from a new one, as a new node would
     subprocess.run(["ip", "link", "del", bridge], check=True)
+    assert added(cni, config, "ctr-1", netns)["ips"][0]["address"] == "203.0.113.10/24"
+
+
+def test_a_server_killed_in_the_middle_of_an_add_gets_try_again_later_and_leaks_nothing(
+    cni, bridge, ipledger_server
+):
+    config = bridge_config("midway", bridge, [V4], socket=ipledger_server.socket)
+    netns = cni.netns()
+    assert ipledger_server.process is not None
+    os.killpg(ipledger_server.process.pid, signal.SIGSTOP)  # it accepts nothing more
+    with ThreadPoolExecutor(1) as background:
+        pending = background.submit(cni.run, "bridge", "ADD", config, "ctr-1", netns)
+        time.sleep(1.0)  # the plugin has connected and sent its ADD, and waits
+        ipledger_server.kill(signal.SIGKILL)
+        outcome = pending.result(timeout=30)
+    assert outcome.code != 0 and outcome.error_code == 11, outcome.answer
+    ipledger_server.start()
+    assert cni.run("bridge", "DEL", config, "ctr-1", netns).code == 0  # as the runtime does
+    store = open_store(ipledger_server.db_url)
+    try:
+        assert Admin(store).reports.pools() == []  # the ADD wrote nothing, not even its pool
+    finally:
+        store.dispose()
+    subprocess.run(["ip", "link", "del", bridge], check=True)  # see the test above
     assert added(cni, config, "ctr-1", netns)["ips"][0]["address"] == "203.0.113.10/24"
 
 
