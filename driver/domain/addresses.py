@@ -2,9 +2,9 @@
 
 Pure logic over netaddr and the standard library; no Flask, no SQLAlchemy. Addresses are plain
 ints here. The free addresses of a subnet are kept as disjoint, non-adjacent ``(first, last)``
-ranges behind the :class:`FreeRangeBook` protocol, so that finding the lowest free address, taking
+ranges behind the :class:`FreeRanges` protocol, so that finding the lowest free address, taking
 a static one or giving one back costs a few index lookups whatever the size of the subnet or the
-number of leases. The storage layer implements the book with database rows; the unit tests with
+number of leases. The storage layer implements them with database rows; the unit tests with
 a sorted list.
 """
 
@@ -136,7 +136,7 @@ def is_size_only(network: netaddr.IPNetwork) -> bool:
     return int(network.first) == 0
 
 
-class FreeRangeBook(Protocol):
+class FreeRanges(Protocol):
     """The free ranges of one subnet: disjoint, never adjacent, ordered by address."""
 
     def first_ending_at_or_after(self, address: int) -> Range | None:
@@ -153,78 +153,78 @@ class FreeRangeBook(Protocol):
     def remove(self, free: Range) -> None: ...
 
     def replace(self, old: Range, new: Range) -> None:
-        """Turn range ``old`` into ``new`` (one row update, where the book is a table)."""
+        """Turn range ``old`` into ``new`` (one row update, where the ranges are rows)."""
 
 
-def take_lowest(book: FreeRangeBook, lo: int, hi: int) -> int | None:
+def take_lowest(free_ranges: FreeRanges, lo: int, hi: int) -> int | None:
     """Take the lowest free address in ``[lo, hi]``; None when there is none."""
-    free = book.first_ending_at_or_after(lo)
+    free = free_ranges.first_ending_at_or_after(lo)
     if free is None:
         return None
     address = max(free[0], lo)
     if address > hi:
         return None
-    _split(book, free, address)
+    _split(free_ranges, free, address)
     return address
 
 
-def take_next(book: FreeRangeBook, lo: int, hi: int, cursor: int) -> int | None:
+def take_next(free_ranges: FreeRanges, lo: int, hi: int, cursor: int) -> int | None:
     """Next-fit: the lowest free address at or after ``cursor``, wrapping round to ``lo``."""
     if lo <= cursor <= hi:
-        address = take_lowest(book, cursor, hi)
+        address = take_lowest(free_ranges, cursor, hi)
         if address is not None:
             return address
-    return take_lowest(book, lo, hi)
+    return take_lowest(free_ranges, lo, hi)
 
 
-def take(book: FreeRangeBook, address: int) -> bool:
+def take(free_ranges: FreeRanges, address: int) -> bool:
     """Take one given address; False when it is not free."""
-    free = book.containing(address)
+    free = free_ranges.containing(address)
     if free is None:
         return False
-    _split(book, free, address)
+    _split(free_ranges, free, address)
     return True
 
 
-def take_range(book: FreeRangeBook, first: int, last: int) -> int:
+def take_range(free_ranges: FreeRanges, first: int, last: int) -> int:
     """Take every free address in ``[first, last]``; returns how many free ranges it touched."""
     touched = 0
-    while (free := book.first_ending_at_or_after(first)) is not None and free[0] <= last:
+    while (free := free_ranges.first_ending_at_or_after(first)) is not None and free[0] <= last:
         touched += 1
         lo, hi = free
         if first <= lo and hi <= last:
-            book.remove(free)
+            free_ranges.remove(free)
         elif lo < first and last < hi:
-            book.replace(free, (lo, first - 1))
-            book.add((last + 1, hi))
+            free_ranges.replace(free, (lo, first - 1))
+            free_ranges.add((last + 1, hi))
         elif lo < first:
-            book.replace(free, (lo, first - 1))
+            free_ranges.replace(free, (lo, first - 1))
         else:
-            book.replace(free, (last + 1, hi))
+            free_ranges.replace(free, (last + 1, hi))
         if hi >= last:
             break
         first = hi + 1
     return touched
 
 
-def give_back(book: FreeRangeBook, address: int) -> None:
+def give_back(free_ranges: FreeRanges, address: int) -> None:
     """Make a taken address free again, merging it with the free ranges on either side."""
-    give_back_range(book, address, address)
+    give_back_range(free_ranges, address, address)
 
 
-def give_back_range(book: FreeRangeBook, first: int, last: int) -> None:
+def give_back_range(free_ranges: FreeRanges, first: int, last: int) -> None:
     """Make ``[first, last]``, none of it free now, free again, merged with its neighbours."""
-    before = book.ending_at(first - 1)
-    after = book.starting_at(last + 1)
+    before = free_ranges.ending_at(first - 1)
+    after = free_ranges.starting_at(last + 1)
     if before is not None and after is not None:
-        book.remove(after)
-        book.replace(before, (before[0], after[1]))
+        free_ranges.remove(after)
+        free_ranges.replace(before, (before[0], after[1]))
     elif before is not None:
-        book.replace(before, (before[0], last))
+        free_ranges.replace(before, (before[0], last))
     elif after is not None:
-        book.replace(after, (first, after[1]))
+        free_ranges.replace(after, (first, after[1]))
     else:
-        book.add((first, last))
+        free_ranges.add((first, last))
 
 
 def gaps(bounds: Range, taken: Iterable[Range]) -> list[Range]:
@@ -289,17 +289,17 @@ def parse_duration(text: str, what: str) -> int:
     return int(value) * unit
 
 
-def _split(book: FreeRangeBook, free: Range, address: int) -> None:
+def _split(free_ranges: FreeRanges, free: Range, address: int) -> None:
     first, last = free
     if first == address == last:
-        book.remove(free)
+        free_ranges.remove(free)
     elif address == first:
-        book.replace(free, (address + 1, last))
+        free_ranges.replace(free, (address + 1, last))
     elif address == last:
-        book.replace(free, (first, address - 1))
+        free_ranges.replace(free, (first, address - 1))
     else:
-        book.replace(free, (first, address - 1))
-        book.add((address + 1, last))
+        free_ranges.replace(free, (first, address - 1))
+        free_ranges.add((address + 1, last))
 
 
 @dataclass(frozen=True)

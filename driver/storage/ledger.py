@@ -207,9 +207,9 @@ class _Statements:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
 
-    def book(self, subnet_id: int) -> FreeRanges:
+    def free_ranges(self, subnet_id: int) -> FreeRangeRows:
         """The free ranges of a subnet."""
-        return FreeRanges(self.connection, subnet_id)
+        return FreeRangeRows(self.connection, subnet_id)
 
 
 class SubnetStatements(_Statements):
@@ -300,7 +300,7 @@ class SubnetStatements(_Statements):
         ).scalar_one()
         allocatable = subnet.allocatable()
         if allocatable is not None:
-            self.book(subnet_id).add(allocatable)
+            self.free_ranges(subnet_id).add(allocatable)
         return subnet_id
 
     def lock_subnet(self, subnet_id: int) -> None:
@@ -688,8 +688,8 @@ class Ledger(
     """Every statement of one transaction, by what it works on."""
 
 
-class FreeRanges:
-    """The :class:`driver.allocator.FreeRangeBook` of one subnet, as rows of ``free_ranges``."""
+class FreeRangeRows:
+    """The :class:`driver.domain.addresses.FreeRanges` of one subnet, as rows of ``free_ranges``."""
 
     def __init__(self, connection: Connection, subnet_id: int) -> None:
         self.connection = connection

@@ -42,7 +42,7 @@ class Reservations(OnLedger):
                         f"{range_text} overlaps the reservation "
                         f"{show_range(r_first, r_last, first.version)} ({r_label})"
                     )
-            allocator.take_range(ledger.book(held.id), *bounds)
+            allocator.take_range(ledger.free_ranges(held.id), *bounds)
             ledger.add_reservation(held.id, bounds, label)
             shown = show_range(*bounds, first.version)
             ledger.write_history(
@@ -67,10 +67,10 @@ class Reservations(OnLedger):
                 raise InvalidRequest(f"no reservation in {held.subnet.cidr} covers {range_text}")
             r_first, r_last, label = match[0]
             ledger.drop_reservation(held.id, r_first)
-            book = ledger.book(held.id)
+            free_ranges = ledger.free_ranges(held.id)
             taken = inventory.taken_between(held.id, r_first, r_last)
             for gap in allocator.gaps((r_first, r_last), taken):
-                allocator.give_back_range(book, *gap)
+                allocator.give_back_range(free_ranges, *gap)
             shown = show_range(r_first, r_last, first.version)
             ledger.write_history(
                 self.host_id, "unreserve", self._pool_of_subnet(ledger, held), shown, detail=label

@@ -20,7 +20,7 @@ def free(ledger: Ledger, record: PoolRecord, address: int) -> None:
     """Return an address to the free ranges, unless an operator reserved it meanwhile."""
     if record.reservations and ledger.reservation_at(record.subnet_id, address):
         return
-    allocator.give_back(ledger.book(record.subnet_id), address)
+    allocator.give_back(ledger.free_ranges(record.subnet_id), address)
 
 
 def take_static(ledger: Ledger, record: PoolRecord, wanted: netaddr.IPAddress) -> int:
@@ -35,7 +35,7 @@ def take_static(ledger: Ledger, record: PoolRecord, wanted: netaddr.IPAddress) -
     why = subnet.reserved(value)
     if why is not None:
         raise AddressInUse(str(wanted), f"{why} of {subnet.cidr} is reserved")
-    if allocator.take(ledger.book(record.subnet_id), value):
+    if allocator.take(ledger.free_ranges(record.subnet_id), value):
         return value
     holder = ledger.lease_holder(record.subnet_id, value)
     if holder is None and ledger.unpark(record.subnet_id, value):
@@ -52,7 +52,7 @@ def take_dynamic(ledger: Ledger, record: PoolRecord, lease: Lease, serial: bool)
     hold time gets it back; expired parked addresses are freed first; and when nothing is
     free, the parked address due soonest is handed out rather than failing.
     """
-    book = ledger.book(record.subnet_id)
+    free_ranges = ledger.free_ranges(record.subnet_id)
     lo, hi = record.range_first, record.range_last
     if record.parks:
         at = ledger.clock()
@@ -65,9 +65,9 @@ def take_dynamic(ledger: Ledger, record: PoolRecord, lease: Lease, serial: bool)
             free(ledger, record, address)
     if serial:
         cursor = record.cursor if record.cursor is not None else lo
-        taken = allocator.take_next(book, lo, hi, cursor)
+        taken = allocator.take_next(free_ranges, lo, hi, cursor)
     else:
-        taken = allocator.take_lowest(book, lo, hi)
+        taken = allocator.take_lowest(free_ranges, lo, hi)
     if taken is None:
         taken = ledger.soonest_parked(record.subnet_id, lo, hi)
         if taken is not None:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from driver.domain import addresses as allocator
 from driver.domain.addresses import DefaultPool, Subnet
 from driver.domain.errors import InvalidRequest
-from tests.memory_book import MemoryBook, MemoryHeld
+from tests.memory_ranges import MemoryFreeRanges, MemoryHeld
 
 
 def subnet(cidr: str) -> Subnet:
@@ -21,9 +21,9 @@ def ip(text: str) -> int:
     return int(netaddr.IPAddress(text))
 
 
-def book_for(cidr: str) -> MemoryBook:
+def free_ranges_for(cidr: str) -> MemoryFreeRanges:
     bounds = subnet(cidr).allocatable()
-    return MemoryBook(bounds) if bounds else MemoryBook()
+    return MemoryFreeRanges(bounds) if bounds else MemoryFreeRanges()
 
 
 def test_the_domain_imports_neither_flask_nor_sqlalchemy():
@@ -75,61 +75,64 @@ def test_reserved_addresses_follow_the_builtin_ipam(cidr, address, reason):
 )
 def test_dynamic_allocation_hands_out_the_lowest_free_address_in_any_pool_size(cidr):
     s = subnet(cidr)
-    book = book_for(cidr)
-    got = [allocator.take_lowest(book, s.first, s.last) for _ in range(3)]
+    free_ranges = free_ranges_for(cidr)
+    got = [allocator.take_lowest(free_ranges, s.first, s.last) for _ in range(3)]
     assert got == [s.first + 1, s.first + 2, s.first + 3]
-    allocator.give_back(book, s.first + 2)
-    assert allocator.take_lowest(book, s.first, s.last) == s.first + 2
+    allocator.give_back(free_ranges, s.first + 2)
+    assert allocator.take_lowest(free_ranges, s.first, s.last) == s.first + 2
     # the free set is still one hole-free range after the head
-    assert len(book.ranges) == 1
+    assert len(free_ranges.ranges) == 1
 
 
 def test_dynamic_allocation_stays_inside_the_sub_range():
-    book = book_for("192.0.2.0/24")
+    free_ranges = free_ranges_for("192.0.2.0/24")
     lo, hi = ip("192.0.2.128"), ip("192.0.2.129")
-    assert allocator.take_lowest(book, lo, hi) == lo
-    assert allocator.take_lowest(book, lo, hi) == hi
-    assert allocator.take_lowest(book, lo, hi) is None
-    assert allocator.take_lowest(book, ip("192.0.2.0"), ip("192.0.2.255")) == ip("192.0.2.1")
+    assert allocator.take_lowest(free_ranges, lo, hi) == lo
+    assert allocator.take_lowest(free_ranges, lo, hi) == hi
+    assert allocator.take_lowest(free_ranges, lo, hi) is None
+    assert allocator.take_lowest(free_ranges, ip("192.0.2.0"), ip("192.0.2.255")) == ip("192.0.2.1")
 
 
 def test_a_taken_static_address_cannot_be_taken_again_until_given_back():
-    book = book_for("192.0.2.0/29")
-    assert allocator.take(book, ip("192.0.2.3"))
-    assert not allocator.take(book, ip("192.0.2.3"))
-    assert book.ranges == [(ip("192.0.2.1"), ip("192.0.2.2")), (ip("192.0.2.4"), ip("192.0.2.6"))]
-    allocator.give_back(book, ip("192.0.2.3"))
-    assert book.ranges == [(ip("192.0.2.1"), ip("192.0.2.6"))]
+    free_ranges = free_ranges_for("192.0.2.0/29")
+    assert allocator.take(free_ranges, ip("192.0.2.3"))
+    assert not allocator.take(free_ranges, ip("192.0.2.3"))
+    assert free_ranges.ranges == [
+        (ip("192.0.2.1"), ip("192.0.2.2")),
+        (ip("192.0.2.4"), ip("192.0.2.6")),
+    ]
+    allocator.give_back(free_ranges, ip("192.0.2.3"))
+    assert free_ranges.ranges == [(ip("192.0.2.1"), ip("192.0.2.6"))]
 
 
-def test_reserved_addresses_are_never_in_the_free_book():
-    book = book_for("192.0.2.0/24")
-    assert not allocator.take(book, ip("192.0.2.0"))
-    assert not allocator.take(book, ip("192.0.2.255"))
+def test_reserved_addresses_are_never_in_the_free_ranges():
+    free_ranges = free_ranges_for("192.0.2.0/24")
+    assert not allocator.take(free_ranges, ip("192.0.2.0"))
+    assert not allocator.take(free_ranges, ip("192.0.2.255"))
 
 
 def test_exhaustion_of_a_slash_30_and_recovery_after_a_release():
     s = subnet("192.0.2.0/30")
-    book = book_for("192.0.2.0/30")
-    assert allocator.take_lowest(book, s.first, s.last) == ip("192.0.2.1")
-    assert allocator.take_lowest(book, s.first, s.last) == ip("192.0.2.2")
-    assert allocator.take_lowest(book, s.first, s.last) is None
-    allocator.give_back(book, ip("192.0.2.1"))
-    assert allocator.take_lowest(book, s.first, s.last) == ip("192.0.2.1")
+    free_ranges = free_ranges_for("192.0.2.0/30")
+    assert allocator.take_lowest(free_ranges, s.first, s.last) == ip("192.0.2.1")
+    assert allocator.take_lowest(free_ranges, s.first, s.last) == ip("192.0.2.2")
+    assert allocator.take_lowest(free_ranges, s.first, s.last) is None
+    allocator.give_back(free_ranges, ip("192.0.2.1"))
+    assert allocator.take_lowest(free_ranges, s.first, s.last) == ip("192.0.2.1")
 
 
 def test_serial_allocation_moves_on_from_the_cursor_and_wraps_round():
     s = subnet("192.0.2.0/29")
-    book = book_for("192.0.2.0/29")
+    free_ranges = free_ranges_for("192.0.2.0/29")
     lo, hi = s.first, s.last
-    assert allocator.take_next(book, lo, hi, lo) == ip("192.0.2.1")
-    assert allocator.take_next(book, lo, hi, ip("192.0.2.2")) == ip("192.0.2.2")
-    allocator.give_back(book, ip("192.0.2.1"))
+    assert allocator.take_next(free_ranges, lo, hi, lo) == ip("192.0.2.1")
+    assert allocator.take_next(free_ranges, lo, hi, ip("192.0.2.2")) == ip("192.0.2.2")
+    allocator.give_back(free_ranges, ip("192.0.2.1"))
     # next-fit: the freed .1 waits until the cursor comes round again
     for address in ("192.0.2.3", "192.0.2.4", "192.0.2.5", "192.0.2.6"):
-        assert allocator.take_next(book, lo, hi, ip(address)) == ip(address)
-    assert allocator.take_next(book, lo, hi, ip("192.0.2.7")) == ip("192.0.2.1")
-    assert allocator.take_next(book, lo, hi, ip("192.0.2.2")) is None
+        assert allocator.take_next(free_ranges, lo, hi, ip(address)) == ip(address)
+    assert allocator.take_next(free_ranges, lo, hi, ip("192.0.2.7")) == ip("192.0.2.1")
+    assert allocator.take_next(free_ranges, lo, hi, ip("192.0.2.2")) is None
 
 
 @settings(max_examples=200, deadline=None)
@@ -138,25 +141,27 @@ def test_serial_allocation_moves_on_from_the_cursor_and_wraps_round():
         st.tuples(st.sampled_from(["dyn", "static", "release"]), st.integers(0, 15)), max_size=60
     )
 )
-def test_the_free_book_always_agrees_with_a_naive_set_of_free_addresses(steps):
+def test_the_free_ranges_always_agree_with_a_naive_set_of_free_addresses(steps):
     s = subnet("192.0.2.0/28")
-    book = book_for("192.0.2.0/28")
+    free_ranges = free_ranges_for("192.0.2.0/28")
     free = set(range(s.first + 1, s.last))
     for op, offset in steps:
         address = s.first + offset
         if op == "dyn":
-            got = allocator.take_lowest(book, s.first, s.last)
+            got = allocator.take_lowest(free_ranges, s.first, s.last)
             assert got == (min(free) if free else None)
             free.discard(got)
         elif op == "static":
-            assert allocator.take(book, address) == (address in free)
+            assert allocator.take(free_ranges, address) == (address in free)
             free.discard(address)
         elif address not in free and s.reserved(address) is None:
-            allocator.give_back(book, address)
+            allocator.give_back(free_ranges, address)
             free.add(address)
-        assert book.addresses() == free
-        # ranges stay disjoint and never touch: the book is canonical
-        for (_, a_last), (b_first, _) in zip(book.ranges, book.ranges[1:], strict=False):
+        assert free_ranges.addresses() == free
+        # ranges stay disjoint and never touch: the free_ranges is canonical
+        for (_, a_last), (b_first, _) in zip(
+            free_ranges.ranges, free_ranges.ranges[1:], strict=False
+        ):
             assert a_last + 1 < b_first
 
 
@@ -222,17 +227,17 @@ def test_taking_a_range_takes_exactly_its_free_addresses_and_giving_the_taken_ba
     free, first, span
 ):
     last = first + span
-    book = MemoryBook(
+    free_ranges = MemoryFreeRanges(
         *allocator.gaps((0, 40), allocator.merge((a, a) for a in set(range(41)) - free))
     )
-    assert book.addresses() == free
-    allocator.take_range(book, first, last)
-    assert book.addresses() == free - set(range(first, last + 1))
+    assert free_ranges.addresses() == free
+    allocator.take_range(free_ranges, first, last)
+    assert free_ranges.addresses() == free - set(range(first, last + 1))
     for gap_first, gap_last in allocator.merge((a, a) for a in free & set(range(first, last + 1))):
-        allocator.give_back_range(book, gap_first, gap_last)
-    assert book.addresses() == free
-    # the book stays disjoint and never holds two adjacent ranges
-    assert all(a[1] + 1 < b[0] for a, b in itertools.pairwise(book.ranges))
+        allocator.give_back_range(free_ranges, gap_first, gap_last)
+    assert free_ranges.addresses() == free
+    # the free_ranges stays disjoint and never holds two adjacent ranges
+    assert all(a[1] + 1 < b[0] for a, b in itertools.pairwise(free_ranges.ranges))
 
 
 def test_gaps_are_what_the_taken_ranges_leave_of_the_bounds():

@@ -1,4 +1,4 @@
-"""An in-memory FreeRangeBook and HeldSubnets for the allocator's unit tests."""
+"""In-memory FreeRanges and HeldSubnets for the allocator's unit tests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import bisect
 Range = tuple[int, int]
 
 
-class MemoryBook:
+class MemoryFreeRanges:
     def __init__(self, *ranges: Range) -> None:
         self.ranges: list[Range] = sorted(ranges)
 
