@@ -3,6 +3,7 @@ and ipledger's own, and the reuse policy they set. Pure: no Flask, no SQLAlchemy
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from enum import StrEnum
 import netaddr
 
 from driver.domain import addresses as allocator
+from driver.domain.addresses import Subnet, SubPool
 from driver.domain.errors import InvalidRequest, PoolNotFound
 
 # The owner of pools that several hosts share (ipledger.shared): every host's plan.
@@ -138,6 +140,60 @@ def reuse_policy(options: Mapping[str, str]) -> ReusePolicy:
         for key in (QUARANTINE_OPTION, HOLD_OPTION)
     ]
     return ReusePolicy(Reuse(reuse), *durations)
+
+
+@dataclass(frozen=True)
+class PoolRequest:
+    """A RequestPool, checked: its space, and either an explicit subnet (with its ip-range) or
+    the family and size of a default one; and ipledger's options for the new pool."""
+
+    space: str
+    version: int
+    subnet: Subnet | None  # None: a default subnet
+    size: int | None  # a default subnet's prefix length, when Docker asks for a size only
+    subpool: SubPool | None
+    policy: ReusePolicy
+    shared: str | None
+    options: str  # all of Docker's options, as recorded with the pool (JSON)
+
+    @classmethod
+    def parse(
+        cls, space: str, pool: str, subpool: str, options: Mapping[str, str], v6: bool
+    ) -> PoolRequest:
+        if space not in SPACES:
+            raise InvalidRequest(
+                f"unknown address space {space!r}: ipledger serves {' and '.join(SPACES)}"
+            )
+        network = allocator.parse_cidr(pool, "pool") if pool else None
+        sub = allocator.parse_cidr(subpool, "ip-range (SubPool)") if subpool else None
+        size: int | None = None
+        if network is not None and allocator.is_size_only(network):
+            # Docker 29: "any subnet of this size"; /0, "a subnet of the default size"
+            size, network = network.prefixlen or None, None
+            version = 4 if "." in pool else 6
+        elif network is not None:
+            # The swarm manager never sets V6: the pool says which family it is.
+            version = network.version
+        else:
+            version = 6 if v6 else 4
+        if sub is not None and network is None:
+            raise InvalidRequest(f"ip-range (SubPool) {subpool} given without a pool (subnet)")
+        shared = shared_name(options)
+        if shared is not None and network is None:
+            raise InvalidRequest(
+                f"{SHARED_OPTION}={shared} needs a subnet (--subnet): every "
+                "host must name the same one"
+            )
+        return cls(
+            space=space,
+            version=version,
+            subnet=Subnet(network) if network is not None else None,
+            size=size,
+            subpool=SubPool.of_cidr(sub) if sub is not None else None,
+            policy=reuse_policy(options),
+            shared=shared,
+            options=json.dumps(dict(options), sort_keys=True),
+        )
 
 
 @dataclass(frozen=True)

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime
 
-from driver.domain import addresses as allocator
-from driver.domain.addresses import Subnet, SubPool
 from driver.domain.errors import (
-    InvalidRequest,
     PoolNotFound,
 )
 from driver.domain.pools import (
     SHARED,
-    SHARED_OPTION,
-    SPACES,
     PoolGrant,
     PoolId,
+    PoolRequest,
     describe,
-    reuse_policy,
-    shared_name,
 )
 from driver.storage.ledger import Ledger
 from driver.storage.rows import PoolRecord
@@ -39,57 +32,32 @@ class Pools(IpamCalls):
     def request_pool(
         self, space: str, pool: str, subpool: str, options: Mapping[str, str], v6: bool
     ) -> PoolGrant:
-        if space not in SPACES:
-            raise InvalidRequest(
-                f"unknown address space {space!r}: ipledger serves {' and '.join(SPACES)}"
-            )
-        network = allocator.parse_cidr(pool, "pool") if pool else None
-        sub = allocator.parse_cidr(subpool, "ip-range (SubPool)") if subpool else None
-        size: int | None = None
-        if network is not None and allocator.is_size_only(network):
-            # Docker 29: "any subnet of this size"; /0, "a subnet of the default size"
-            size, network = network.prefixlen or None, None
-            version = 4 if "." in pool else 6
-        elif network is not None:
-            # The swarm manager never sets V6: the pool says which family it is.
-            version = network.version
-        else:
-            version = 6 if v6 else 4
-        if sub is not None and network is None:
-            raise InvalidRequest(f"ip-range (SubPool) {subpool} given without a pool (subnet)")
-        policy = reuse_policy(options)
-        shared = shared_name(options)
-        if shared is not None and network is None:
-            raise InvalidRequest(
-                f"{SHARED_OPTION}={shared} needs a subnet (--subnet): every "
-                "host must name the same one"
-            )
-        encoded_options = json.dumps(dict(options), sort_keys=True)
-        owner = SHARED if shared is not None else self.owner
+        request = PoolRequest.parse(space, pool, subpool, options, v6)
+        owner = SHARED if request.shared is not None else self.owner
 
         with self.store.transaction() as ledger:
-            ledger.lock_plans(space, self.owner, shared_too=shared is not None)
-            if network is None:
+            ledger.lock_plans(space, self.owner, shared_too=request.shared is not None)
+            if request.subnet is None:
                 grant = self.new_pools.default(
-                    ledger, space, version, size, encoded_options, policy
+                    ledger, space, request.version, request.size, request.options, request.policy
                 )
             else:
                 grant = self.new_pools.explicit(
                     ledger,
                     owner,
                     space,
-                    Subnet(network),
-                    SubPool.of_cidr(sub) if sub is not None else None,
-                    encoded_options,
-                    policy,
-                    shared,
+                    request.subnet,
+                    request.subpool,
+                    request.options,
+                    request.policy,
+                    request.shared,
                 )
             ledger.write_history(
                 self.host_id,
                 "pool-create",
                 grant.pool_id,
                 grant.pool,
-                detail=describe(policy, shared),
+                detail=describe(request.policy, request.shared),
             )
         log.info(
             "pool %s granted (%s)",

@@ -15,6 +15,7 @@ from driver.domain.pools import (
     Lease,
     LeaseKind,
     PoolId,
+    PoolRequest,
     ReusePolicy,
     answers_shared_gateway,
     asks_serial,
@@ -130,3 +131,48 @@ def test_a_shared_pools_name_is_letters_digits_dots_dashes_and_underscores():
     assert shared_name({}) is None
     with pytest.raises(InvalidRequest, match=r"invalid ipledger\.shared"):
         shared_name({"ipledger.shared": "a/b"})
+
+
+def test_a_pool_request_for_a_subnet_carries_its_ip_range_and_options():
+    request = PoolRequest.parse(
+        "LocalDefault",
+        "198.51.100.7/24",
+        "198.51.100.128/25",
+        {"ipledger.shared": "lan", "ipledger.hold": "10m"},
+        False,
+    )
+    assert request.subnet is not None and request.subnet.cidr == "198.51.100.0/24"
+    assert request.subpool is not None and request.subpool.text == "198.51.100.128/25"
+    assert (request.version, request.shared, request.policy.hold_s) == (4, "lan", 600)
+
+
+@pytest.mark.parametrize(
+    ("pool", "v6", "version", "size"),
+    [
+        ("", False, 4, None),
+        ("", True, 6, None),
+        ("0.0.0.0/26", False, 4, 26),
+        ("::/0", True, 6, None),
+    ],
+)
+def test_a_pool_request_without_a_subnet_asks_for_a_default_one_of_a_family_and_size(
+    pool, v6, version, size
+):
+    request = PoolRequest.parse("LocalDefault", pool, "", {}, v6)
+    assert (request.subnet, request.version, request.size) == (None, version, size)
+
+
+@pytest.mark.parametrize(
+    ("space", "pool", "subpool", "options", "says"),
+    [
+        ("Elsewhere", "", "", {}, "unknown address space"),
+        ("LocalDefault", "", "198.51.100.0/25", {}, "without a pool"),
+        ("LocalDefault", "", "", {"ipledger.shared": "lan"}, "needs a subnet"),
+        ("LocalDefault", "198.51.100.0/33", "", {}, "bad prefix length"),
+    ],
+)
+def test_a_pool_request_that_cannot_be_granted_is_refused_naming_why(
+    space, pool, subpool, options, says
+):
+    with pytest.raises(InvalidRequest, match=says):
+        PoolRequest.parse(space, pool, subpool, options, False)
