@@ -13,6 +13,7 @@ from driver.domain.errors import InvalidRequest
 from driver.domain.moments import as_utc
 from driver.domain.pools import CNI_NETWORK_OPTION, SHARED
 from driver.domain.reconcile import LedgerLease, LedgerPool
+from driver.domain.status import FillLevel, fill_level
 from driver.storage.inventory import (
     FindingRow,
     HistoryEvent,
@@ -27,8 +28,15 @@ from driver.usecases.operator import OnLedger, show, show_range
 
 @dataclass(frozen=True)
 class PoolReport:
+    """A pool and how its range is used."""
+
     pool: PoolRecord
     usage: Usage
+
+    @property
+    def level(self) -> FillLevel:
+        """How full, by the thresholds of the example alerts."""
+        return fill_level(self.usage.size, self.usage.free)
 
 
 @dataclass(frozen=True)

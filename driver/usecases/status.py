@@ -10,24 +10,15 @@ from typing import Any
 
 from driver.domain import addresses as allocator
 from driver.domain.moments import as_utc
-from driver.domain.status import CellState, FillLevel, MapLayout, fill_level, map_layout
+from driver.domain.status import CellState, MapLayout, map_layout
 from driver.storage.address_map import AddressMap
-from driver.storage.inventory import HistoryEvent, Inventory, Journal, LeaseRow, Usage
+from driver.storage.inventory import HistoryEvent, Inventory, Journal, LeaseRow
 from driver.storage.rows import PoolRecord
 from driver.usecases.operator import OnLedger, show
+from driver.usecases.reports import PoolReport, Reports
 
 LEASES_PER_PAGE = 200
 RELEASES = ("release", "gc-release")
-
-
-@dataclass(frozen=True)
-class PoolStatus:
-    pool: PoolRecord
-    usage: Usage
-
-    @property
-    def level(self) -> FillLevel:
-        return fill_level(self.usage.size, self.usage.free)
 
 
 @dataclass(frozen=True)
@@ -46,7 +37,7 @@ class SpaceTotal:
 
 @dataclass(frozen=True)
 class Overview:
-    pools: list[PoolStatus]
+    pools: list[PoolReport]
     totals: list[SpaceTotal]
 
 
@@ -77,7 +68,7 @@ class Hour:
 
 @dataclass(frozen=True)
 class PoolPage:
-    status: PoolStatus
+    status: PoolReport
     layout: MapLayout
     cells: list[Cell]
     counts: dict[CellState, int]  # the map's addresses by state
@@ -86,7 +77,7 @@ class PoolPage:
     hours: list[Hour]
 
 
-SORTS: dict[str, Callable[[PoolStatus], Any]] = {
+SORTS: dict[str, Callable[[PoolReport], Any]] = {
     "utilisation": lambda p: (p.usage.utilisation, p.pool.id),
     "pool": lambda p: p.pool.id,
     "owner": lambda p: (p.pool.owner, p.pool.id),
@@ -101,14 +92,9 @@ SORTS: dict[str, Callable[[PoolStatus], Any]] = {
 class StatusViews(OnLedger):
     def overview(self, sort: str = "utilisation", descending: bool = True) -> Overview:
         """Every pool with its usage (nearest exhaustion first by default), and the totals."""
-        with self.store.reading() as ledger:
-            inventory = Inventory(ledger.connection)
-            pools = [
-                PoolStatus(p, inventory.usage(p.subnet_id, p.subnet, p.range_first, p.range_last))
-                for p in inventory.pools()
-            ]
+        pools = Reports(self.store, self.host_id).pools()
         pools.sort(key=SORTS.get(sort, SORTS["utilisation"]), reverse=descending)
-        totals: dict[tuple[str, int], list[PoolStatus]] = {}
+        totals: dict[tuple[str, int], list[PoolReport]] = {}
         for status in pools:
             totals.setdefault((status.pool.space, status.pool.subnet.version), []).append(status)
         return Overview(
@@ -148,7 +134,7 @@ class StatusViews(OnLedger):
         if len(page) > LEASES_PER_PAGE:
             more = show(page[LEASES_PER_PAGE - 1].address, pool.subnet.version)
         return PoolPage(
-            PoolStatus(pool, usage),
+            PoolReport(pool, usage),
             layout,
             cells,
             counts,

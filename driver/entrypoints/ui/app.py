@@ -18,7 +18,8 @@ from driver.domain.errors import IpamError
 from driver.domain.status import ALMOST_FULL_FREE_RATIO
 from driver.storage.inventory import HistoryEvent, LeaseRow
 from driver.usecases.operator import show
-from driver.usecases.status import SORTS, Overview, PoolPage, PoolStatus, StatusViews
+from driver.usecases.reports import PoolReport
+from driver.usecases.status import SORTS, Overview, PoolPage, StatusViews
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -139,7 +140,7 @@ def _fill_bucket(fill: float) -> int:
     return 0 if fill <= 0 else min(4, 1 + int(fill * 4))
 
 
-def _status_json(p: PoolStatus) -> dict[str, Any]:
+def _status_json(p: PoolReport) -> dict[str, Any]:
     return {
         "pool": p.pool.id,
         "owner": p.pool.owner,
