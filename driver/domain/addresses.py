@@ -81,11 +81,6 @@ class Subnet:
         """The address in CIDR form with this subnet's prefix length, as Docker wants it."""
         return f"{netaddr.IPAddress(address, self.version)}/{self.prefixlen}"
 
-    def contains_subnet(self, other: Subnet) -> bool:
-        return (
-            self.version == other.version and self.first <= other.first <= other.last <= self.last
-        )
-
 
 @dataclass(frozen=True)
 class SubPool:

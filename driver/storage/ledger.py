@@ -371,12 +371,6 @@ class PoolStatements(_Statements):
             )
         )
 
-    def pool_created_at(self, owner: str, pool_id: str) -> datetime | None:
-        created = self.connection.execute(
-            select(pools.c.created_at).where(pools.c.owner == owner, pools.c.id == pool_id)
-        ).scalar()
-        return as_utc(created) if created is not None else None
-
     def drop_pool(self, owner: str, pool_id: str) -> None:
         self.connection.execute(delete(pools).where(pools.c.owner == owner, pools.c.id == pool_id))
         if owner == SHARED:

@@ -15,7 +15,6 @@ from driver.domain.errors import (
 )
 from driver.domain.pools import (
     LeaseKind,
-    PoolId,
     Reuse,
     answers_shared_gateway,
     asks_serial,
@@ -41,7 +40,7 @@ class Addresses(IpamCalls):
         serial = asks_serial(options)
 
         with self.store.transaction() as ledger:
-            record = ledger.pool(PoolId.parse(pool_id).owner(self.owner), pool_id, for_update=True)
+            record = self._pool(ledger, pool_id)
             if record is None:
                 raise PoolNotFound(pool_id)
             subnet = record.subnet
@@ -110,7 +109,7 @@ class Addresses(IpamCalls):
             return self._release(ledger, record, int(wanted), "gc-release")
 
     def _pool_of(self, ledger: Ledger, pool_id: str, wanted: netaddr.IPAddress) -> PoolRecord:
-        record = ledger.pool(PoolId.parse(pool_id).owner(self.owner), pool_id, for_update=True)
+        record = self._pool(ledger, pool_id)
         if record is None:
             raise PoolNotFound(pool_id)
         if wanted.version != record.subnet.version or not record.subnet.contains(int(wanted)):

@@ -22,7 +22,6 @@ from driver.domain.pools import (
     LOCAL_SPACE,
     Lease,
     LeaseKind,
-    PoolId,
     Reuse,
 )
 from driver.storage.ledger import Ledger
@@ -78,7 +77,7 @@ class CniCalls(Addresses):
         lease = Lease(LeaseKind.CNI, None, holder)
         full: NoAvailableAddress | None = None
         for cni_range in ranges:
-            record = self._pool(ledger, network, cni_range)
+            record = self._range_pool(ledger, network, cni_range)
             try:
                 value = take_dynamic(ledger, record, lease, record.policy.reuse == Reuse.SERIAL)
             except NoAvailableAddress as e:
@@ -107,7 +106,7 @@ class CniCalls(Addresses):
         assert full is not None
         raise full
 
-    def _pool(self, ledger: Ledger, network: CniNetwork, cni_range: CniRange) -> PoolRecord:
+    def _range_pool(self, ledger: Ledger, network: CniNetwork, cni_range: CniRange) -> PoolRecord:
         """The range's pool; made, with its gateway leased, on the network's first ADD."""
         pool_id = cni_range.pool_id(network.shared)
         owner = pool_id.owner(self.owner)
@@ -199,8 +198,7 @@ class CniCalls(Addresses):
     def _release_all(self, ledger: Ledger, leases: list[tuple[str, int]], action: str) -> int:
         released = 0
         for pool_id, address in leases:
-            owner = PoolId.parse(pool_id).owner(self.owner)
-            record = ledger.pool(owner, pool_id, for_update=True)
+            record = self._pool(ledger, pool_id)
             if record is not None and self._release(ledger, record, address, action):
                 released += 1
         return released

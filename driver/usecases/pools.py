@@ -12,7 +12,6 @@ from driver.domain.errors import (
 from driver.domain.pools import (
     SHARED,
     PoolGrant,
-    PoolId,
     PoolRequest,
     describe,
 )
@@ -70,7 +69,7 @@ class Pools(IpamCalls):
     @retrying
     def release_pool(self, pool_id: str) -> None:
         with self.store.transaction() as ledger:
-            record = ledger.pool(PoolId.parse(pool_id).owner(self.owner), pool_id, for_update=True)
+            record = self._pool(ledger, pool_id)
             if record is None:
                 raise PoolNotFound(pool_id)
             self._release_pool(ledger, record, "pool-release")
@@ -78,11 +77,9 @@ class Pools(IpamCalls):
     @retrying
     def reclaim_pool(self, pool_id: str, created_before: datetime) -> bool:
         """Release a leaked pool (``ipledger gc``), unless it was made again meanwhile."""
-        owner = PoolId.parse(pool_id).owner(self.owner)
         with self.store.transaction() as ledger:
-            record = ledger.pool(owner, pool_id, for_update=True)
-            created = ledger.pool_created_at(owner, pool_id)
-            if record is None or created is None or created > created_before:
+            record = self._pool(ledger, pool_id)
+            if record is None or record.created_at > created_before:
                 return False
             self._release_pool(ledger, record, "gc-pool-release")
         return True
