@@ -14,6 +14,7 @@ from driver.domain.errors import (
     PoolNotFound,
 )
 from driver.domain.pools import (
+    Lease,
     LeaseKind,
     Reuse,
     answers_shared_gateway,
@@ -36,7 +37,6 @@ class Addresses(IpamCalls):
     def request_address(self, pool_id: str, address: str, options: Mapping[str, str]) -> str:
         wanted = allocator.parse_address(address) if address else None
         lease = requested_lease(options, static=wanted is not None)
-        kind, mac, name = lease.kind, lease.mac, lease.name
         serial = asks_serial(options)
 
         with self.store.transaction() as ledger:
@@ -46,10 +46,10 @@ class Addresses(IpamCalls):
             subnet = record.subnet
             gateway = (
                 ledger.gateway_of(record.subnet_id, record.id)
-                if record.shared and kind == LeaseKind.GATEWAY
+                if record.shared and lease.kind == LeaseKind.GATEWAY
                 else None
             )
-            if answers_shared_gateway(record.shared, kind, wanted, gateway):
+            if answers_shared_gateway(record.shared, lease.kind, wanted, gateway):
                 assert gateway is not None
                 log.info(
                     "gateway %s of shared pool %s answered to host %s",
@@ -64,27 +64,34 @@ class Addresses(IpamCalls):
                 value = take_dynamic(
                     ledger, record, lease, serial or record.policy.reuse == Reuse.SERIAL
                 )
-            ledger.add_lease(record.subnet_id, value, pool_id, kind, mac, name, self.host_id)
-            address = str(netaddr.IPAddress(value, subnet.version))
-            ledger.write_history(self.host_id, "allocate", pool_id, address, lease)
+            self._lease(ledger, record, value, lease)
         answer = subnet.format(value)
-        log.info(
-            "address %s leased in pool %s (%s%s%s)",
-            answer,
-            pool_id,
-            kind,
-            f", mac {mac}" if mac else "",
-            f", name {name}" if name else "",
-            extra={
-                "event": "allocate",
-                "pool": pool_id,
-                "address": address,
-                "kind": kind,
-                "mac": mac,
-                "endpoint": name,
-            },
-        )
+        log_lease(answer, pool_id, lease)
         return answer
+
+    def _lease(
+        self,
+        ledger: Ledger,
+        record: PoolRecord,
+        value: int,
+        lease: Lease,
+        cni_attachment: str | None = None,
+    ) -> None:
+        """Lease ``value`` to ``lease``'s holder, and write it to the history."""
+        ledger.add_lease(
+            record.subnet_id,
+            value,
+            record.id,
+            lease.kind,
+            lease.mac,
+            lease.name,
+            self.host_id,
+            cni_attachment=cni_attachment,
+        )
+        address = str(netaddr.IPAddress(value, record.subnet.version))
+        ledger.write_history(
+            self.host_id, "allocate", record.id, address, lease, detail=cni_attachment
+        )
 
     @retrying
     def release_address(self, pool_id: str, address: str) -> bool:
@@ -157,3 +164,25 @@ class Addresses(IpamCalls):
             },
         )
         return True
+
+
+def log_lease(answer: str, pool_id: str, lease: Lease, cni_attachment: str | None = None) -> None:
+    """The log line of a lease made, once its transaction committed."""
+    address = answer.split("/")[0]
+    log.info(
+        "address %s leased in pool %s (%s%s%s%s)",
+        answer,
+        pool_id,
+        lease.kind,
+        f", mac {lease.mac}" if lease.mac else "",
+        f", name {lease.name}" if lease.name else "",
+        f", CNI attachment {cni_attachment}" if cni_attachment else "",
+        extra={
+            "event": "allocate",
+            "pool": pool_id,
+            "address": address,
+            "kind": lease.kind,
+            "mac": lease.mac,
+            "endpoint": lease.name,
+        },
+    )

@@ -8,7 +8,6 @@ range, parked on release as the pool's reuse policy says, and written to the his
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -27,10 +26,8 @@ from driver.domain.pools import (
 from driver.storage.ledger import Ledger
 from driver.storage.rows import PoolRecord
 from driver.storage.store import retrying
-from driver.usecases.addresses import Addresses
+from driver.usecases.addresses import Addresses, log_lease
 from driver.usecases.taking import take_dynamic, take_static
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,10 @@ class CniCalls(Addresses):
                 self._address_in(ledger, network, ranges, key, held, holder)
                 for ranges in network.range_sets
             ]
-        return answers
+        for answer, made_in in answers:
+            if made_in is not None:
+                log_lease(answer.address, made_in, Lease(LeaseKind.CNI, None, holder), key)
+        return [answer for answer, _ in answers]
 
     def _address_in(
         self,
@@ -69,11 +69,13 @@ class CniCalls(Addresses):
         key: str,
         held: list[tuple[str, int]],
         holder: str,
-    ) -> CniAddress:
-        pool_ids = {str(r.pool_id(network.shared)): r for r in ranges}
+    ) -> tuple[CniAddress, str | None]:
+        """The attachment's address in one family, and the pool it was leased in just now
+        (None when the attachment held it already)."""
+        by_pool = _ranges_by_pool(network, ranges)
         for pool_id, address in held:
-            if pool_id in pool_ids:
-                return _answer(pool_ids[pool_id], address)
+            if pool_id in by_pool:
+                return _answer(by_pool[pool_id], address), None
         lease = Lease(LeaseKind.CNI, None, holder)
         full: NoAvailableAddress | None = None
         for cni_range in ranges:
@@ -83,26 +85,8 @@ class CniCalls(Addresses):
             except NoAvailableAddress as e:
                 full = e
                 continue
-            ledger.add_lease(
-                record.subnet_id,
-                value,
-                record.id,
-                LeaseKind.CNI,
-                None,
-                holder,
-                self.host_id,
-                cni_attachment=key,
-            )
-            text = str(netaddr.IPAddress(value, record.subnet.version))
-            ledger.write_history(self.host_id, "allocate", record.id, text, lease, detail=key)
-            log.info(
-                "address %s leased in pool %s to CNI attachment %s",
-                text,
-                record.id,
-                key,
-                extra={"event": "allocate", "pool": record.id, "address": text, "kind": "cni"},
-            )
-            return _answer(cni_range, value)
+            self._lease(ledger, record, value, lease, cni_attachment=key)
+            return _answer(cni_range, value), record.id
         assert full is not None
         raise full
 
@@ -143,17 +127,7 @@ class CniCalls(Addresses):
                 pass  # another network of the subnet leased it as its gateway already
             else:
                 gateway_lease = Lease(LeaseKind.GATEWAY, None, f"CNI network {network.name}")
-                ledger.add_lease(
-                    record.subnet_id,
-                    gateway,
-                    record.id,
-                    LeaseKind.GATEWAY,
-                    None,
-                    gateway_lease.name,
-                    self.host_id,
-                )
-                text = str(netaddr.IPAddress(gateway, record.subnet.version))
-                ledger.write_history(self.host_id, "allocate", record.id, text, gateway_lease)
+                self._lease(ledger, record, gateway, gateway_lease)
         return record
 
     @retrying
@@ -168,7 +142,7 @@ class CniCalls(Addresses):
             held = ledger.cni_leases(str(attachment))
         answers = []
         for ranges in network.range_sets:
-            by_pool = {str(r.pool_id(network.shared)): r for r in ranges}
+            by_pool = _ranges_by_pool(network, ranges)
             found = [_answer(by_pool[p], a) for p, a in held if p in by_pool]
             if not found:
                 family = ranges[0].subnet.version
@@ -202,6 +176,11 @@ class CniCalls(Addresses):
             if record is not None and self._release(ledger, record, address, action):
                 released += 1
         return released
+
+
+def _ranges_by_pool(network: CniNetwork, ranges: tuple[CniRange, ...]) -> dict[str, CniRange]:
+    """A range set's ranges by the PoolID of their pools."""
+    return {str(r.pool_id(network.shared)): r for r in ranges}
 
 
 def _answer(cni_range: CniRange, address: int) -> CniAddress:
