@@ -8,6 +8,7 @@ times. Nothing here asserts a time: the numbers are for the docs.
 from __future__ import annotations
 
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,12 @@ def _fetch_ms(url: str, rounds: int) -> tuple[float, int]:
             size = len(answer.read())
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times), size
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _serve(db_url: str, port: int) -> subprocess.Popen[bytes]:
@@ -73,7 +80,7 @@ def run_ui(quick: bool, out: Callable[[str], None] = print) -> dict[int, dict[st
             migrate(engine)
             pool_id = prefill(engine, CIDR, count)
             engine.dispose()
-            port = 20000 + count % 10000
+            port = _free_port()
             process = _serve(f"sqlite:///{db}", port)
             try:
                 base = f"http://127.0.0.1:{port}"

@@ -90,16 +90,8 @@ def create_ui_app(views: StatusViews, metrics: Callable[[], Response] | None = N
         events = views.history(pool_id, address, limit)
         if _wants_json():
             return jsonify({"events": [_event_json(e) for e in events]})
-        query = "&".join(
-            f"{k}={v}" for k, v in (("pool", pool_id), ("address", address)) if v is not None
-        )
         return render_template(
-            "history.html",
-            events=events,
-            pool=pool_id,
-            address=address,
-            limit=limit,
-            query=query,
+            "history.html", events=events, pool=pool_id, address=address, limit=limit
         )
 
     if metrics is not None:
