@@ -13,6 +13,7 @@ from driver.domain.moments import as_utc
 from driver.domain.status import CellState, MapLayout, map_layout
 from driver.storage.address_map import AddressMap
 from driver.storage.inventory import HistoryEvent, Inventory, Journal, LeaseRow
+from driver.storage.ledger import Ledger
 from driver.storage.rows import PoolRecord
 from driver.usecases.operator import OnLedger, show
 from driver.usecases.reports import PoolReport, Reports
@@ -184,7 +185,7 @@ class StatusViews(OnLedger):
 
     @staticmethod
     def _block_cells(
-        ledger: Any, inventory: Inventory, pool: PoolRecord, layout: MapLayout
+        ledger: Ledger, inventory: Inventory, pool: PoolRecord, layout: MapLayout
     ) -> tuple[list[Cell], dict[CellState, int]]:
         counts_of = AddressMap(ledger.connection)
         free = counts_of.free_by_block(pool.subnet_id, layout)
