@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from driver.config import Settings
-from driver.entrypoints.cli_ops import DB_HELP, register, settings_from_env
+from driver.entrypoints.cli_ops import DB_HELP, Group, register, settings_from_env
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -19,7 +19,7 @@ def _configure_logging(settings: Settings) -> None:
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
 
 
-@click.group()
+@click.group(cls=Group)
 @click.version_option(package_name="ipledger", prog_name="ipledger", message="%(prog)s %(version)s")
 @click.option("--db", "db_url", help=DB_HELP + " (also accepted after the subcommand)")
 @click.pass_context

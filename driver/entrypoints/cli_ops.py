@@ -21,6 +21,7 @@ from driver.config import Settings, SettingsError
 from driver.domain.errors import IpamError
 from driver.domain.moments import as_utc
 from driver.domain.pools import LOCAL_OWNER, LOCAL_SPACE, SPACES
+from driver.domain.text import printable, shown
 from driver.usecases.admin import Admin
 
 if TYPE_CHECKING:
@@ -28,6 +29,27 @@ if TYPE_CHECKING:
 
 DB_HELP = "SQLAlchemy database URL [IPLEDGER_DB; default sqlite:////var/lib/ipledger/ipledger.db]"
 BAR_WIDTH = 20
+
+
+class Group(click.Group):
+    """``ipledger``'s command group: every error a command ends with is printed as one line
+    without passwords (:func:`driver.domain.text.shown`), whatever it names."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as e:
+            e.message = shown(e.message)  # type: ignore[misc]  # escaped in place, kept whole
+            raise
+        except SystemExit as e:
+            if isinstance(e.code, str):
+                raise SystemExit(shown(e.code)) from None
+            raise
+
+
+def say(text: str) -> None:
+    """Print a line of plain output, what it names escaped onto the one line."""
+    click.echo(printable(text))
 
 
 def settings_from_env(**overrides: Any) -> Settings:
@@ -144,6 +166,8 @@ def bar(ratio: float) -> str:
 
 
 def table(headers: list[str], rows: list[list[str]]) -> None:
+    """Rows under their headers; a name from outside cannot break a row (it is escaped)."""
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     for line in [headers, *rows]:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
@@ -240,7 +264,7 @@ def leases(db_url: str | None, pool_id: str) -> None:
         pool_id = a.reports.resolve_pool(pool_id, _network_pools(pool_id))
         lines = a.reports.addresses(pool_id)
     if not lines:
-        click.echo(f"{pool_id}: nothing leased, reserved or parked")
+        say(f"{pool_id}: nothing leased, reserved or parked")
         return
     table(
         ["ADDRESS", "STATE", "KIND", "MAC", "NAME", "SINCE", "DETAIL"],
@@ -408,8 +432,8 @@ def reserve(db_url: str | None, space: str, shared: bool, addresses: str, label:
     released.
     """
     with admin(db_url) as a:
-        shown = a.reservations.reserve(addresses, label, space, shared)
-    click.echo(f"reserved {shown} ({label})")
+        done = a.reservations.reserve(addresses, label, space, shared)
+    say(f"reserved {done} ({label})")
 
 
 @click.command()
@@ -420,8 +444,8 @@ def reserve(db_url: str | None, space: str, shared: bool, addresses: str, label:
 def unreserve(db_url: str | None, space: str, shared: bool, addresses: str) -> None:
     """Drop the reservation covering ADDRESSES; its unleased addresses become free."""
     with admin(db_url) as a:
-        shown = a.reservations.unreserve(addresses, space, shared)
-    click.echo(f"unreserved {shown}")
+        done = a.reservations.unreserve(addresses, space, shared)
+    say(f"unreserved {done}")
 
 
 @click.command()
@@ -477,7 +501,7 @@ def check(db_url: str | None) -> None:
     with admin(db_url) as a, progress(a.reports.count_subnets(), "checking subnets") as step:
         report = a.checks.check(step)
     for problem in report.problems:
-        click.echo(f"problem: {problem}")
+        say(f"problem: {problem}")
     if report.problems:
         raise click.ClickException(f"{len(report.problems)} problems in {report.subnets} subnets")
     click.echo(f"ok: {report.subnets} subnets and {report.leases} leases are consistent")
@@ -559,7 +583,7 @@ def gc(
             )
             if apply:
                 raise click.ClickException(f"refusing --apply: {warning}")
-            click.echo(f"warning: {warning}", err=True)
+            click.echo(f"warning: {printable(warning)}", err=True)
         outcome = {f: repairs.REPORTED for f in findings}
         if apply and findings:
             ipam = Ipam(a.store, settings.default_pools, a.host_id)
@@ -594,7 +618,7 @@ def gc(
         ],
     )
     if not apply:
-        click.echo(f"report only: run with --apply to reclaim what is older than {grace}")
+        say(f"report only: run with --apply to reclaim what is older than {grace}")
 
 
 @click.command("migrate-db")
@@ -641,4 +665,4 @@ def prune_history(db_url: str | None, age: str) -> None:
     age_s = seconds(age, "--older-than")
     with admin(db_url) as a:
         dropped = a.housekeeping.prune_history(datetime.now(UTC) - timedelta(seconds=age_s))
-    click.echo(f"dropped {dropped} history events older than {age}")
+    say(f"dropped {dropped} history events older than {age}")

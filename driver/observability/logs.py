@@ -1,4 +1,8 @@
-"""Log formats: one line per event, as text or as JSON with the event's fields."""
+"""Log formats: one line per event, as text or as JSON with the event's fields.
+
+Either way a message is one line and holds no password: :func:`driver.domain.text.shown` escapes
+the control characters a name from outside may carry and hides database passwords.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,23 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from driver.domain.text import mask_secrets, shown
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 # What the use cases pass as ``extra=``: the state change and what it concerns.
 EVENT_FIELDS = ("event", "pool", "subnet", "address", "kind", "mac", "endpoint")
+
+
+class TextFormatter(logging.Formatter):
+    """:data:`TEXT_FORMAT`, with the message on one line and without passwords (a traceback,
+    which only ipledger's own code writes, keeps its lines)."""
+
+    def __init__(self, fmt: str = TEXT_FORMAT) -> None:
+        super().__init__(fmt)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = shown(record.message)
+        return super().formatMessage(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,7 +39,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "pid": record.process,
-            "message": record.getMessage(),
+            "message": mask_secrets(record.getMessage()),
         }
         for key in EVENT_FIELDS:
             value = record.__dict__.get(key)
@@ -37,7 +55,7 @@ def logging_config(level: str, fmt: str = "text") -> dict[str, Any]:
 
     stdout because Docker logs everything a managed plugin writes to stderr as an error.
     """
-    formatter: dict[str, Any] = {"()": JsonFormatter} if fmt == "json" else {"format": TEXT_FORMAT}
+    formatter: dict[str, Any] = {"()": JsonFormatter if fmt == "json" else TextFormatter}
     handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "main"}
     return {
         "version": 1,

@@ -14,12 +14,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
+from driver.domain.text import mask_secrets
 from driver.storage.prepared import Prepared
 
 
 def masked_url(url: str) -> str:
     """The database URL with any password hidden, for logs and errors."""
-    return make_url(url).render_as_string(hide_password=True)
+    return mask_secrets(url)
 
 
 def prepare_sqlite_file(url: str) -> None:

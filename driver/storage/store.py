@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from driver.domain.errors import StorageUnavailable
-from driver.storage.engine import READ_ONLY, make_engine
+from driver.storage.engine import READ_ONLY, make_engine, masked_url
 from driver.storage.ledger import Ledger
 from driver.storage.locking import DEADLINE, WriteLock
 
@@ -115,7 +115,7 @@ class Store:
         try:
             return future.result(timeout=self.call_timeout)
         except FutureTimeout:
-            where = make_url(str(self.engine.url)).render_as_string(hide_password=True)
+            where = masked_url(self.engine.url.render_as_string(hide_password=False))
             raise StorageUnavailable(
                 f"database unavailable: no answer from {where} within {self.call_timeout:g} s"
             ) from None
