@@ -284,6 +284,17 @@ def parse_duration(text: str, what: str) -> int:
     return int(value) * unit
 
 
+def parse_age(text: str, what: str) -> int:
+    """Seconds from an operator's age with its unit (``90d``, ``12h``, ``30m``, ``45s``; ``0``
+    alone). A bare number is refused: ``90`` could mean days as much as seconds."""
+    value = text.strip()
+    if value.isascii() and value.isdigit() and int(value) != 0:
+        raise InvalidRequest(
+            f"{what} {text!r} needs a unit: {value}d (days), {value}h, {value}m or {value}s"
+        )
+    return parse_duration(text, what)
+
+
 def _split(free_ranges: FreeRanges, free: Range, address: int) -> None:
     first, last = free
     if first == address == last:

@@ -68,11 +68,12 @@ def settings_from_env(**overrides: Any) -> Settings:
 
 
 def seconds(text: str, what: str) -> int:
-    """A duration option (``90``, ``15m``, ``7d``) in seconds, or a clean exit."""
-    from driver.domain.addresses import parse_duration
+    """An age option with its unit (``45s``, ``15m``, ``12h``, ``7d``) in seconds, or a clean
+    exit; a bare number is refused, naming the fix."""
+    from driver.domain.addresses import parse_age
 
     try:
-        return parse_duration(text, what)
+        return parse_age(text, what)
     except IpamError as e:
         raise click.ClickException(e.message) from None
 
@@ -659,10 +660,33 @@ def migrate_db(db_url: str | None, target: str) -> None:
 
 @click.command("prune-history")
 @db_option
-@click.option("--older-than", "age", required=True, help="e.g. 90d: drop events older than this.")
-def prune_history(db_url: str | None, age: str) -> None:
-    """Drop history events older than --older-than (export first to keep them)."""
+@click.option(
+    "--older-than",
+    "age",
+    required=True,
+    help="An age with its unit (90d, 12h, 30m, 45s): the events older than this.",
+)
+@click.option("--apply", is_flag=True, help="Drop them (default: only say what would be dropped).")
+def prune_history(db_url: str | None, age: str, apply: bool) -> None:
+    """Drop history events older than --older-than (export first to keep them).
+
+    Without --apply, only shows how many events that is, and the oldest and newest of them.
+    """
     age_s = seconds(age, "--older-than")
     with admin(db_url) as a:
-        dropped = a.housekeeping.prune_history(datetime.now(UTC) - timedelta(seconds=age_s))
-    say(f"dropped {dropped} history events older than {age}")
+        before = datetime.now(UTC) - timedelta(seconds=age_s)
+        span = a.housekeeping.history_before(before)
+        if not span.count:
+            say(f"no history events older than {age} (before {when(before)})")
+            return
+        what = (
+            f"{count(span.count)} history events older than {age}, "
+            f"from {when(span.oldest)} to {when(span.newest)}"
+        )
+        if not apply:
+            say(f"would drop {what}")
+            say("report only: run with --apply to drop them ('ipledger export' first keeps them)")
+            return
+        say(f"dropping {what}")
+        dropped = a.housekeeping.prune_history(before)
+    say(f"dropped {count(dropped)} history events older than {age}")

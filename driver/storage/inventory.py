@@ -326,6 +326,15 @@ class Journal:
             query = query.where(history.c.pool_id == pool_id)
         return [_event(row) for row in reversed(self.connection.execute(query).all())]
 
+    def span_before(self, before: datetime) -> tuple[int, datetime | None, datetime | None]:
+        """How many events are older than ``before``, and the oldest and newest of them."""
+        count, oldest, newest = self.connection.execute(
+            select(func.count(), func.min(history.c.at), func.max(history.c.at)).where(
+                history.c.at < before
+            )
+        ).one()
+        return int(count), oldest, newest
+
     def all_history(self) -> list[HistoryEvent]:
         return [
             _event(row) for row in self.connection.execute(select(history).order_by(history.c.id))

@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
+from driver.domain.moments import as_utc
 from driver.domain.reconcile import Finding
+from driver.storage.inventory import Journal
 from driver.storage.store import retrying
 from driver.usecases.operator import BATCH_PAUSE, WRITE_BATCH, OnLedger
 
 
+@dataclass(frozen=True)
+class HistorySpan:
+    """The history events older than a moment: how many, the oldest and the newest."""
+
+    count: int
+    oldest: datetime | None
+    newest: datetime | None
+
+
 class Housekeeping(OnLedger):
     """Upkeep of the ledger itself: pruning history, keeping what gc found for the metrics."""
+
+    def history_before(self, before: datetime) -> HistorySpan:
+        """What :meth:`prune_history` would drop, to show before dropping it."""
+        with self.store.reading() as ledger:
+            count, oldest, newest = Journal(ledger.connection).span_before(before)
+        return HistorySpan(
+            count, as_utc(oldest) if oldest else None, as_utc(newest) if newest else None
+        )
 
     def prune_history(self, before: datetime) -> int:
         """Forget history events older than ``before``; how many were dropped. Deletes in

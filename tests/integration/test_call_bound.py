@@ -238,7 +238,7 @@ def test_long_operator_writes_let_docker_calls_through_within_the_bound(server, 
     assert client.call("RequestPool", POOL)[0] == 200
     export = tmp_path / "big.json"
     export.write_text(json.dumps(big_export(150_000)))
-    for command in (["import", str(export)], ["prune-history", "--older-than", "1d"]):
+    for command in (["import", str(export)], ["prune-history", "--older-than", "1d", "--apply"]):
         operator = subprocess.Popen(
             [sys.executable, "-m", "driver", command[0], "--db", server.db_url, *command[1:]],
             stdout=subprocess.PIPE,

@@ -111,7 +111,9 @@ def test_prune_history_drops_only_events_older_than_asked(run, busy, engine):
             text("UPDATE history SET at = :old WHERE address = '198.51.100.3'"),
             {"old": datetime(2020, 1, 1)},
         )
-    assert "dropped 2 history events older than 30d" in run("prune-history", "--older-than", "30d")
+    assert "dropped 2 history events older than 30d" in run(
+        "prune-history", "--older-than", "30d", "--apply"
+    )
     assert run("history", "198.51.100.3").strip() == "no history for that"
     assert "allocate" in run("history", "198.51.100.2")
     assert "Error: invalid --older-than 'soon'" in run(

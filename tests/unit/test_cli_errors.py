@@ -28,7 +28,9 @@ def test_a_conflict_that_outlasts_the_retries_is_a_clean_error_and_operator_writ
         yield
 
     monkeypatch.setattr(Store, "transaction", always_conflicting)
-    result = CliRunner().invoke(main, ["prune-history", "--older-than", "1d", "--db", url])
+    result = CliRunner().invoke(
+        main, ["prune-history", "--older-than", "1d", "--apply", "--db", url]
+    )
     assert result.exit_code == 1, result.output
     assert "database busy: 5 attempts met conflicting updates" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -1,0 +1,89 @@
+"""The operator commands where a new user tripped: ages with units, what prune-history drops,
+addresses whose hold ran out, overlap hints, a network name without Docker.
+
+Run as `ipledger ...` (click's runner) on real SQLite ledgers, and PostgreSQL in the full lane.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+
+from driver.entrypoints.cli import main
+
+MAC = "com.docker.network.endpoint.macaddress"
+NAME = "com.docker.network.endpoint.name"
+GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
+
+
+@pytest.fixture
+def run(settings):
+    def run(*args: str, ok: bool = True, env: dict[str, str] | None = None) -> str:
+        result = CliRunner().invoke(
+            main,
+            [*args[:1], "--db", settings.db_url, *args[1:]],
+            catch_exceptions=False,
+            env={"IPLEDGER_HOST_ID": settings.host_id, **(env or {})},
+        )
+        assert (result.exit_code == 0) == ok, result.output
+        return result.output
+
+    return run
+
+
+@pytest.fixture
+def history(ipam, engine):
+    """A pool with ten events: six of 2020, four of now."""
+    pool = ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {}, False).pool_id
+    for i in range(5):
+        ipam.request_address(pool, "", {MAC: f"02:00:00:00:00:0{i}"})
+    for i in range(5):
+        ipam.release_address(pool, f"198.51.100.{i + 1}")
+    with engine.begin() as c:
+        ids = [r[0] for r in c.execute(text("SELECT id FROM history ORDER BY id"))]
+        for n, event in enumerate(ids[:6]):
+            c.execute(
+                text("UPDATE history SET at = :at WHERE id = :id"),
+                {"at": datetime(2020, 1, 1 + n, 12, 0, 0), "id": event},
+            )
+    return pool
+
+
+def events(engine) -> int:
+    with engine.connect() as c:
+        return int(c.execute(text("SELECT count(*) FROM history")).scalar_one())
+
+
+@pytest.mark.parametrize("bare", ["90", "7", " 30 "])
+def test_an_age_without_a_unit_is_refused_naming_the_fix(run, history, engine, bare):
+    before = events(engine)
+    out = run("prune-history", "--older-than", bare, "--apply", ok=False)
+    n = bare.strip()
+    assert f"--older-than {bare!r} needs a unit: {n}d (days), {n}h, {n}m or {n}s" in out
+    assert events(engine) == before
+    assert "needs a unit" in run("gc", "--grace", bare, ok=False)
+
+
+def test_prune_history_shows_what_it_would_drop_and_drops_nothing_without_apply(
+    run, history, engine
+):
+    before = events(engine)
+    out = run("prune-history", "--older-than", "90d")
+    assert (
+        "would drop 6 history events older than 90d, from 2020-01-01 12:00:00 to 2020-01-06 12:00:00"
+        in out
+    )
+    assert "run with --apply" in out
+    assert events(engine) == before
+
+
+def test_prune_history_with_apply_says_what_it_drops_then_drops_only_that(run, history, engine):
+    before = events(engine)
+    out = run("prune-history", "--older-than", "30d", "--apply")
+    assert "dropping 6 history events older than 30d, from 2020-01-01 12:00:00" in out
+    assert "dropped 6 history events older than 30d" in out
+    assert events(engine) == before - 6
+    assert "no history events older than 30d" in run("prune-history", "--older-than", "30d")
