@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from driver.entrypoints.cli import main
 from driver.storage.engine import make_engine
@@ -18,6 +19,13 @@ def test_a_conflict_that_outlasts_the_retries_is_a_clean_error_and_operator_writ
     url = f"sqlite:///{tmp_path}/ledger.db"
     engine = make_engine(url)
     migrate(engine)
+    with engine.begin() as c:  # one old event for prune-history to drop
+        c.execute(
+            text(
+                "INSERT INTO history (at, host_id, action, pool_id, address) "
+                "VALUES ('2020-01-01 00:00:00', 'h', 'allocate', 'p', '198.51.100.1')"
+            )
+        )
     engine.dispose()
     attempts = []
 
