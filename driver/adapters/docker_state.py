@@ -7,6 +7,7 @@ waits for an IPAM answer, and a plugin that called back into Docker then could d
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,23 @@ def docker_address(base_url: str | None) -> str:
     return "unix:///var/run/docker.sock (the default: set DOCKER_HOST or --docker-host)"
 
 
+def _probe(base_url: str | None) -> None:
+    """A unix socket that does not answer, as a :class:`DockerUnavailable` naming it; checked
+    here because the docker SDK leaves the socket of a failed connect open."""
+    url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if not url.startswith(("unix://", "/")):
+        return
+    path = url.removeprefix("unix://")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5)
+        try:
+            probe.connect(path)
+        except OSError as e:
+            raise DockerUnavailable(
+                f"cannot reach Docker at {docker_address(base_url)}: {e.strerror or e}"
+            ) from None
+
+
 def plugin_names(plugins: list[dict[str, Any]]) -> set[str]:
     """The names Docker knows managed ipledger plugins by: ``NAME:TAG``, and ``NAME`` for the
     ``latest`` tag, which ``--ipam-driver NAME`` also means."""
@@ -79,6 +97,7 @@ def read_docker(
     import docker
     from docker.errors import DockerException
 
+    _probe(base_url)
     try:
         client = docker.APIClient(base_url=base_url) if base_url else docker.from_env().api
         if drivers is None:
@@ -105,6 +124,7 @@ def network_named(name: str, base_url: str | None = None) -> DockerNetwork | Non
     import docker
     from docker.errors import DockerException, NotFound
 
+    _probe(base_url)
     try:
         client = docker.APIClient(base_url=base_url) if base_url else docker.from_env().api
         try:

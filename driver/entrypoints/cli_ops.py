@@ -262,7 +262,7 @@ def leases(db_url: str | None, pool_id: str) -> None:
     POOL_ID may also be a subnet (198.51.100.0/24) or the name of a Docker network.
     """
     with admin(db_url) as a:
-        pool_id = a.reports.resolve_pool(pool_id, _network_pools(pool_id))
+        pool_id = a.reports.resolve_pool(pool_id, *_network_pools(pool_id))
         lines = a.reports.addresses(pool_id)
     if not lines:
         say(f"{pool_id}: nothing leased, reserved or parked")
@@ -284,19 +284,20 @@ def leases(db_url: str | None, pool_id: str) -> None:
     )
 
 
-def _network_pools(name: str) -> list[str] | None:
-    """The PoolIDs of the Docker network called ``name``; None when Docker has none by that
-    name or does not answer (then ``name`` is only looked for as a PoolID or a subnet)."""
+def _network_pools(name: str) -> tuple[list[str] | None, str | None]:
+    """The PoolIDs of the Docker network called ``name`` (None when Docker has none by that
+    name, and then ``name`` is only looked for as a PoolID or a subnet), and why Docker could not
+    be asked, when it could not."""
     if "/" in name:
-        return None
+        return None, None
     from driver.adapters.docker_state import DockerUnavailable, network_named
     from driver.domain.reconcile import pool_ids
 
     try:
         network = network_named(name)
-    except DockerUnavailable:
-        return None
-    return sorted(pool_ids(network)) if network is not None else None
+    except DockerUnavailable as e:
+        return None, str(e)
+    return (sorted(pool_ids(network)) if network is not None else None), None
 
 
 @click.command()

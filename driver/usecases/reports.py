@@ -83,9 +83,15 @@ class Reports(OnLedger):
         with self.store.reading() as ledger:
             return Inventory(ledger.connection).count_subnets()
 
-    def resolve_pool(self, wanted: str, network_pools: list[str] | None = None) -> str:
+    def resolve_pool(
+        self,
+        wanted: str,
+        network_pools: list[str] | None = None,
+        docker_unreachable: str | None = None,
+    ) -> str:
         """The PoolID an operator means by ``wanted``: a PoolID, a subnet, or (given its
-        ``network_pools``) a Docker network; several candidates are listed to choose from."""
+        ``network_pools``) a Docker network; several candidates are listed to choose from.
+        ``docker_unreachable`` says why Docker could not be asked for a network of that name."""
         with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
             if inventory.pools(wanted, self._owner_of(wanted)):
@@ -108,6 +114,12 @@ class Reports(OnLedger):
         if candidates:
             raise InvalidRequest(
                 f"{wanted} is held by several pools: give one of " + ", ".join(candidates)
+            )
+        if docker_unreachable is not None:
+            raise InvalidRequest(
+                f"no pool {wanted} in the ledger, and Docker could not be reached to resolve the "
+                f"network name {wanted} ({docker_unreachable}); give a PoolID or a subnet "
+                "('ipledger pools' lists the pools)"
             )
         raise InvalidRequest(
             f"no pool {wanted}: give a PoolID, a subnet or a Docker network "

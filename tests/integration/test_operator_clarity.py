@@ -87,3 +87,22 @@ def test_prune_history_with_apply_says_what_it_drops_then_drops_only_that(run, h
     assert "dropped 6 history events older than 30d" in out
     assert events(engine) == before - 6
     assert "no history events older than 30d" in run("prune-history", "--older-than", "30d")
+
+
+def test_a_network_name_without_a_reachable_docker_says_docker_could_not_be_reached(
+    run, ipam, tmp_path
+):
+    ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {}, False)
+    socket = tmp_path / "h-cli-no-docker.sock"
+    out = run("leases", "web", ok=False, env={"DOCKER_HOST": f"unix://{socket}"})
+    assert "Docker could not be reached" in out
+    assert f"unix://{socket}" in out
+    assert "network name web" in out
+    assert len(out.strip().splitlines()) == 1
+
+
+def test_a_pool_id_or_subnet_needs_no_docker(run, ipam, tmp_path):
+    pool = ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {}, False).pool_id
+    env = {"DOCKER_HOST": f"unix://{tmp_path}/h-cli-no-docker.sock"}
+    assert "nothing leased" in run("leases", pool, env=env)
+    assert "nothing leased" in run("leases", "198.51.100.0/24", env=env)
