@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 import netaddr
@@ -266,3 +267,42 @@ def describe(policy: ReusePolicy, shared: str | None = None) -> str | None:
     if policy.hold_s:
         parts.append(f"hold={policy.hold_s}s")
     return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Holding:
+    """A held subnet that a new pool overlaps: its pools, age and leases, for the error."""
+
+    cidr: str
+    pools: tuple[str, ...]
+    age: timedelta | None
+    leases: int
+    gateway_leased: bool
+
+    @property
+    def idle(self) -> bool:
+        """No lease but its gateway's: no container uses it; its network may be gone."""
+        return self.leases == int(self.gateway_leased)
+
+
+def overlap_detail(holding: Holding) -> str:
+    """Who holds what a new pool overlaps, in a few words; ``ipledger gc --apply`` is suggested
+    only for a pool that no container uses (its network may be gone, removed while ipledger was
+    down), never for one in use."""
+    if not holding.pools:
+        return "held by another pool"
+    pools = f"pool{'s' if len(holding.pools) > 1 else ''} {', '.join(holding.pools)}"
+    if not holding.idle:
+        verb = "hold" if len(holding.pools) > 1 else "holds"
+        return f"{pools} {verb} {holding.leases} lease{'' if holding.leases == 1 else 's'}"
+    age = f", {_age(holding.age)} old" if holding.age is not None else ""
+    what = "leases only its gateway" if holding.gateway_leased else "leases nothing"
+    return f"{pools}{age}, {what}: if its network is gone, 'ipledger gc --apply' reclaims it"
+
+
+def _age(elapsed: timedelta) -> str:
+    seconds = max(0, int(elapsed.total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

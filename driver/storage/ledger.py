@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import netaddr
@@ -21,7 +21,7 @@ from sqlalchemy import (
 
 from driver.domain.addresses import Range, Subnet
 from driver.domain.moments import as_utc
-from driver.domain.pools import SHARED, Lease, Reuse, ReusePolicy
+from driver.domain.pools import SHARED, Holding, Lease, LeaseKind, Reuse, ReusePolicy
 from driver.storage.models import (
     attachments,
     findings,
@@ -257,9 +257,8 @@ class SubnetStatements(_Statements):
         """The subnets of these address plans (a host's own and the shared one, say)."""
         return HeldSubnets(self.connection, owners, space, version)
 
-    def holder_of(self, owners: tuple[str, ...], space: str, held: Range) -> tuple[str, str]:
-        """A held subnet and who holds it, in words for an overlap error: its pools, their age
-        and leases, and how a pool that Docker no longer uses is reclaimed."""
+    def holder_of(self, owners: tuple[str, ...], space: str, held: Range) -> Holding:
+        """A held subnet and what holds it: its pools, age and leases (the gateway's apart)."""
         row = self.connection.execute(
             select(subnets.c.id, subnets.c.cidr, subnets.c.created_at).where(
                 subnets.c.owner.in_(owners),
@@ -269,17 +268,21 @@ class SubnetStatements(_Statements):
             )
         ).first()
         if row is None:
-            return str(netaddr.IPRange(held[0], held[1]).cidrs()[0]), "held by another pool"
-        pool_ids = ", ".join(sorted(self.pools_of_subnet(row.id))) or "no pool"
-        count = self.connection.execute(
-            select(func.count()).select_from(leases).where(leases.c.subnet_id == row.id)
-        ).scalar_one()
-        age = _age(now() - as_utc(row.created_at))
-        return row.cidr, (
-            f"{row.cidr} is pool {pool_ids}, created {age} ago, holding {count} "
-            f"lease{'' if count == 1 else 's'}; if no Docker network uses it any "
-            "more (it was removed while ipledger was down), 'ipledger gc "
-            "--apply' reclaims it"
+            cidr = str(netaddr.IPRange(held[0], held[1]).cidrs()[0])
+            return Holding(cidr, (), None, 0, False)
+        by_kind: dict[str, int] = dict(
+            self.connection.execute(
+                select(leases.c.kind, func.count())
+                .where(leases.c.subnet_id == row.id)
+                .group_by(leases.c.kind)
+            ).all()
+        )
+        return Holding(
+            row.cidr,
+            tuple(sorted(self.pools_of_subnet(row.id))),
+            now() - as_utc(row.created_at),
+            sum(by_kind.values()),
+            bool(by_kind.get(LeaseKind.GATEWAY.value)),
         )
 
     def add_subnet(self, owner: str, space: str, subnet: Subnet) -> int:
@@ -754,11 +757,3 @@ class HeldSubnets:
             return unpack(before[1]), unpack(before[2])
         after = _HELD_AFTER.first(self.connection, params)
         return (unpack(after[1]), unpack(after[2])) if after is not None else None
-
-
-def _age(elapsed: timedelta) -> str:
-    seconds = max(0, int(elapsed.total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"

@@ -6,7 +6,14 @@ from __future__ import annotations
 from driver.domain import addresses as allocator
 from driver.domain.addresses import DefaultPool, Subnet, SubPool
 from driver.domain.errors import InvalidRequest, PoolOverlap, PoolsExhausted
-from driver.domain.pools import SHARED, SHARED_OPTION, PoolGrant, PoolId, ReusePolicy
+from driver.domain.pools import (
+    SHARED,
+    SHARED_OPTION,
+    PoolGrant,
+    PoolId,
+    ReusePolicy,
+    overlap_detail,
+)
 from driver.storage.ledger import Ledger
 
 
@@ -117,8 +124,8 @@ class NewPools:
             # The built-in IPAM shares one address set between networks that give the same
             # subnet with different ip-ranges; any other repeat is an overlap.
             if shared is not None or subrange is None or ledger.pool(owner, pool_id) is not None:
-                other, held_by = ledger.holder_of((owner,), space, (subnet.first, subnet.last))
-                raise PoolOverlap(subnet.cidr, other, space, held_by)
+                holding = ledger.holder_of((owner,), space, (subnet.first, subnet.last))
+                raise PoolOverlap(subnet.cidr, holding.cidr, space, overlap_detail(holding))
             self._refuse_overlap(ledger, (other_plan,), space, subnet)
             ledger.change_refs(existing.id, +1)
             subnet_id = existing.id
@@ -138,5 +145,5 @@ class NewPools:
             subnet.first, subnet.last
         )
         if blocker is not None:
-            other, held_by = ledger.holder_of(owners, space, blocker)
-            raise PoolOverlap(subnet.cidr, other, space, held_by)
+            holding = ledger.holder_of(owners, space, blocker)
+            raise PoolOverlap(subnet.cidr, holding.cidr, space, overlap_detail(holding))

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
+from driver.domain.errors import PoolOverlap
 from driver.entrypoints.cli import main
 
 MAC = "com.docker.network.endpoint.macaddress"
@@ -106,3 +107,41 @@ def test_a_pool_id_or_subnet_needs_no_docker(run, ipam, tmp_path):
     env = {"DOCKER_HOST": f"unix://{tmp_path}/h-cli-no-docker.sock"}
     assert "nothing leased" in run("leases", pool, env=env)
     assert "nothing leased" in run("leases", "198.51.100.0/24", env=env)
+
+
+def overlap_message(ipam) -> str:
+    with pytest.raises(PoolOverlap) as refused:
+        ipam.request_pool("LocalDefault", "198.51.100.0/25", "", {}, False)
+    return refused.value.message
+
+
+def test_an_overlap_with_a_pool_in_use_is_one_short_line_without_the_gc_hint(ipam):
+    pool = ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {}, False).pool_id
+    ipam.request_address(pool, "", GATEWAY)
+    ipam.request_address(pool, "", {MAC: "02:00:00:00:00:01", NAME: "web"})
+    message = overlap_message(ipam)
+    assert message == (
+        "Pool overlaps with other one on this address space: 198.51.100.0/25 overlaps "
+        "198.51.100.0/24 in address space LocalDefault: pool LocalDefault/198.51.100.0/24 "
+        "holds 2 leases"
+    )
+    assert "gc" not in message
+
+
+@pytest.mark.parametrize("with_gateway", [True, False])
+def test_an_overlap_with_a_pool_only_its_gateway_uses_suggests_gc(ipam, with_gateway):
+    pool = ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {}, False).pool_id
+    if with_gateway:
+        ipam.request_address(pool, "", GATEWAY)
+    message = overlap_message(ipam)
+    assert message.startswith(
+        "Pool overlaps with other one on this address space: 198.51.100.0/25 overlaps "
+        "198.51.100.0/24 in address space LocalDefault: pool LocalDefault/198.51.100.0/24, "
+        "0s old, "
+    )
+    assert message.endswith(
+        "leases only its gateway: if its network is gone, 'ipledger gc --apply' reclaims it"
+        if with_gateway
+        else "leases nothing: if its network is gone, 'ipledger gc --apply' reclaims it"
+    )
+    assert "\n" not in message and len(message) < 260
