@@ -277,7 +277,7 @@ def leases(db_url: str | None, pool_id: str) -> None:
                 line.mac or "-",
                 line.name or "-",
                 when(line.since),
-                line.detail or "",
+                f"until {when(line.until)}" if line.until else line.detail or "",
             ]
             for line in lines
         ],

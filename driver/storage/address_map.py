@@ -7,6 +7,8 @@ are dense); its parked ones are counted by the database; the leases by kind come
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Connection, Table, func, select
 
 from driver.domain.addresses import Range
@@ -60,10 +62,19 @@ class AddressMap:
         )
         return {kind: n for kind, n in rows}
 
-    def parked_by_block(self, subnet_id: int, layout: MapLayout) -> dict[int, int]:
-        return self._by_block(parked, subnet_id, layout)
+    def parked_by_block(
+        self, subnet_id: int, layout: MapLayout, at: float
+    ) -> tuple[dict[int, int], dict[int, int]]:
+        """Parked addresses per cell: those still parked at the clock ``at``, and those whose
+        time ran out (free, as the next allocation makes them)."""
+        return (
+            self._by_block(parked, subnet_id, layout, parked.c.until > at),
+            self._by_block(parked, subnet_id, layout, parked.c.until <= at),
+        )
 
-    def _by_block(self, table: Table, subnet_id: int, layout: MapLayout) -> dict[int, int]:
+    def _by_block(
+        self, table: Table, subnet_id: int, layout: MapLayout, *more: Any
+    ) -> dict[int, int]:
         """Rows per cell of ``layout`` (keyed by cell index), grouped on the address's prefix."""
         prefix = func.substr(table.c.address, 1, 16 - layout.block_bits // 8)
         rows = self.connection.execute(
@@ -71,6 +82,7 @@ class AddressMap:
             .where(
                 table.c.subnet_id == subnet_id,
                 table.c.address.between(pack(layout.first), pack(layout.last)),
+                *more,
             )
             .group_by(prefix)
         )

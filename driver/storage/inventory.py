@@ -172,14 +172,25 @@ class Inventory:
             query = query.where(pools.c.owner == owner)
         return [pool_record(row) for row in self.connection.execute(query)]
 
-    def usage(self, subnet_id: int, subnet: Subnet, lo: int, hi: int) -> Usage:
-        """Counts over ``[lo, hi]`` of one subnet: leased, reserved (not leased), parked, free."""
+    def usage(
+        self, subnet_id: int, subnet: Subnet, lo: int, hi: int, at: float | None = None
+    ) -> Usage:
+        """Counts over ``[lo, hi]`` of one subnet: leased, reserved (not leased), parked, free.
+        Given the clock ``at``, an address parked until then or before is free (as the next
+        allocation makes it)."""
         bounds = allocatable_in(subnet, lo, hi)
         if bounds is None:
             return Usage(0, 0, 0, 0)
         first, last = bounds
         leased = self._count(leases, leases.c.address, subnet_id, first, last)
-        parked_count = self._count(parked, parked.c.address, subnet_id, first, last)
+        parked_count = self._count(
+            parked,
+            parked.c.address,
+            subnet_id,
+            first,
+            last,
+            *([parked.c.until > at] if at is not None else []),
+        )
         reserved = 0
         for r_first, r_last, _label in self.reservations(subnet_id):
             a, b = max(first, r_first), min(last, r_last)
@@ -187,12 +198,19 @@ class Inventory:
                 reserved += b - a + 1 - self._count(leases, leases.c.address, subnet_id, a, b)
         return Usage(last - first + 1, leased, reserved, parked_count)
 
-    def _count(self, table: Any, column: Any, subnet_id: int, first: int, last: int) -> int:
+    def _count(
+        self, table: Any, column: Any, subnet_id: int, first: int, last: int, *more: Any
+    ) -> int:
         return int(
             self.connection.execute(
                 select(func.count())
                 .select_from(table)
-                .where(table.c.subnet_id == subnet_id, column >= pack(first), column <= pack(last))
+                .where(
+                    table.c.subnet_id == subnet_id,
+                    column >= pack(first),
+                    column <= pack(last),
+                    *more,
+                )
             ).scalar_one()
         )
 
@@ -217,8 +235,14 @@ class Inventory:
                 row.cni_attachment,
             )
 
-    def parked(self, subnet_id: int, within: Range | None = None) -> list[ParkedRow]:
+    def parked(
+        self, subnet_id: int, within: Range | None = None, at: float | None = None
+    ) -> list[ParkedRow]:
+        """The subnet's parked addresses; given the clock ``at``, only those still parked then
+        (one parked until ``at`` or before is free, as the next allocation makes it)."""
         query = select(parked).where(parked.c.subnet_id == subnet_id).order_by(parked.c.address)
+        if at is not None:
+            query = query.where(parked.c.until > at)
         if within is not None:
             query = query.where(parked.c.address.between(pack(within[0]), pack(within[1])))
         rows = self.connection.execute(query)

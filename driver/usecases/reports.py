@@ -51,6 +51,7 @@ class AddressLine:
     since: datetime | None
     detail: str | None
     host_id: str | None
+    until: datetime | None = None  # a parked address's end of quarantine or hold
 
 
 class Reports(OnLedger):
@@ -58,22 +59,24 @@ class Reports(OnLedger):
 
     def pools(self) -> list[PoolReport]:
         with self.store.reading() as ledger:
-            inventory = Inventory(ledger.connection)
+            inventory, at = Inventory(ledger.connection), ledger.clock()
             return [
-                PoolReport(p, inventory.usage(p.subnet_id, p.subnet, p.range_first, p.range_last))
+                PoolReport(
+                    p, inventory.usage(p.subnet_id, p.subnet, p.range_first, p.range_last, at)
+                )
                 for p in inventory.pools()
             ]
 
     def subnets(self) -> list[tuple[str, Subnet, int, Usage]]:
         """(space, subnet, pools sharing it, usage over the whole subnet) for every subnet."""
         with self.store.reading() as ledger:
-            inventory = Inventory(ledger.connection)
+            inventory, at = Inventory(ledger.connection), ledger.clock()
             return [
                 (
                     s.space,
                     s.subnet,
                     s.refs,
-                    inventory.usage(s.id, s.subnet, s.subnet.first, s.subnet.last),
+                    inventory.usage(s.id, s.subnet, s.subnet.first, s.subnet.last, at),
                 )
                 for s in inventory.subnets()
             ]
@@ -165,9 +168,10 @@ class Reports(OnLedger):
                         ),
                     )
                 )
-            for p in inventory.parked(pool.subnet_id):
+            # an address whose time ran out is free, though it stays parked until an
+            # allocation in the pool frees it
+            for p in inventory.parked(pool.subnet_id, at=ledger.clock()):
                 state = "held" if pool.policy.hold_s and (p.mac or p.name) else "quarantined"
-                until = datetime.fromtimestamp(p.until, UTC).isoformat(timespec="seconds")
                 lines.append(
                     (
                         p.address,
@@ -178,8 +182,9 @@ class Reports(OnLedger):
                             p.mac,
                             p.name,
                             None,
-                            f"until {until}",
                             None,
+                            None,
+                            datetime.fromtimestamp(p.until, UTC),
                         ),
                     )
                 )

@@ -120,14 +120,17 @@ class StatusViews(OnLedger):
         with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
             pool = self._pool_in(inventory, pool_id)
-            usage = inventory.usage(pool.subnet_id, pool.subnet, pool.range_first, pool.range_last)
+            at = ledger.clock()
+            usage = inventory.usage(
+                pool.subnet_id, pool.subnet, pool.range_first, pool.range_last, at
+            )
             bounds = pool.subnet.allocatable() or (pool.subnet.first, pool.subnet.last)
             layout = map_layout(*bounds)
             if layout.per_address:
-                cells = self._address_cells(inventory, pool, layout)
+                cells = self._address_cells(inventory, pool, layout, at)
                 counts = _count_states(cells)
             else:
-                cells, counts = self._block_cells(ledger, inventory, pool, layout)
+                cells, counts = self._block_cells(ledger, inventory, pool, layout, at)
             start = bounds[0] if not after else int(allocator.parse_address(after, "after")) + 1
             page = list(inventory.leases(pool.subnet_id, (start, bounds[1]), LEASES_PER_PAGE + 1))
             activity = Journal(ledger.connection).activity(pool.id, since)
@@ -155,12 +158,14 @@ class StatusViews(OnLedger):
         return list(reversed(events))
 
     @staticmethod
-    def _address_cells(inventory: Inventory, pool: PoolRecord, layout: MapLayout) -> list[Cell]:
+    def _address_cells(
+        inventory: Inventory, pool: PoolRecord, layout: MapLayout, at: float
+    ) -> list[Cell]:
         states: dict[int, tuple[CellState, str | None]] = {}
         for first, last, label in inventory.reservations(pool.subnet_id):
             for address in range(max(first, layout.first), min(last, layout.last) + 1):
                 states[address] = (CellState.RESERVED, label)
-        for p in inventory.parked(pool.subnet_id, (layout.first, layout.last)):
+        for p in inventory.parked(pool.subnet_id, (layout.first, layout.last), at):
             states[p.address] = (CellState.PARKED, p.name or p.mac)
         for lease in inventory.leases(pool.subnet_id, (layout.first, layout.last)):
             states[lease.address] = (CellState(lease.kind), lease.name or lease.mac)
@@ -185,11 +190,14 @@ class StatusViews(OnLedger):
 
     @staticmethod
     def _block_cells(
-        ledger: Ledger, inventory: Inventory, pool: PoolRecord, layout: MapLayout
+        ledger: Ledger, inventory: Inventory, pool: PoolRecord, layout: MapLayout, at: float
     ) -> tuple[list[Cell], dict[CellState, int]]:
         counts_of = AddressMap(ledger.connection)
         free = counts_of.free_by_block(pool.subnet_id, layout)
-        parked = counts_of.parked_by_block(pool.subnet_id, layout)
+        parked, expired = counts_of.parked_by_block(pool.subnet_id, layout, at)
+        # an address whose quarantine or hold ran out is free (the next allocation frees it)
+        for index, n in expired.items():
+            free[index] = free.get(index, 0) + n
         reservations = inventory.reservations(pool.subnet_id)
         version = pool.subnet.version
         cells = []

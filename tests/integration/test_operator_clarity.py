@@ -6,6 +6,9 @@ Run as `ipledger ...` (click's runner) on real SQLite ledgers, and PostgreSQL in
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from datetime import datetime
 
 import pytest
@@ -145,3 +148,60 @@ def test_an_overlap_with_a_pool_only_its_gateway_uses_suggests_gc(ipam, with_gat
         else "leases nothing: if its network is gone, 'ipledger gc --apply' reclaims it"
     )
     assert "\n" not in message and len(message) < 260
+
+
+def expire_parked(engine) -> None:
+    """Every parked address's hold ran out a minute ago, and nothing allocated since."""
+    with engine.begin() as c:
+        c.execute(text("UPDATE parked SET until = :t"), {"t": time.time() - 60})
+
+
+@pytest.fixture
+def held(ipam, engine):
+    """Two endpoints released in a pool that holds addresses for an hour; one hold ran out."""
+    pool = ipam.request_pool(
+        "LocalDefault", "198.51.100.0/24", "", {"ipledger.hold": "1h"}, False
+    ).pool_id
+    for i in (1, 2):
+        ipam.request_address(pool, "", {MAC: f"02:00:00:00:00:0{i}", NAME: f"c{i}"})
+    ipam.release_address(pool, "198.51.100.1")
+    expire_parked(engine)
+    ipam.release_address(pool, "198.51.100.2")
+    return pool
+
+
+def test_an_address_whose_hold_ran_out_is_free_in_leases_pools_and_the_page(
+    run, held, ipam, settings
+):
+    from driver.domain.status import CellState
+    from driver.usecases.status import StatusViews
+
+    rows = run("leases", held).splitlines()
+    assert [r.split()[:2] for r in rows[1:]] == [["198.51.100.2", "held"]]
+    pools = run("pools", "--json")
+    (report,) = json.loads(pools)
+    assert (report["parked"], report["free"]) == (1, 253)
+    views = StatusViews(ipam.store, settings.host_id)
+    (status,) = views.overview().pools
+    assert status.usage.parked == 1
+    page = views.pool(held)
+    assert page.counts[CellState.PARKED] == 1
+    assert [c.state for c in page.cells[:2]] == [CellState.FREE, CellState.PARKED]
+
+
+def test_a_block_map_counts_an_address_whose_hold_ran_out_as_free(ipam, engine, settings):
+    from driver.usecases.status import StatusViews
+
+    pool = ipam.request_pool("LocalDefault", "10.20.0.0/16", "", {"ipledger.hold": "1h"}, False)
+    ipam.request_address(pool.pool_id, "", {MAC: "02:00:00:00:00:01"})
+    ipam.release_address(pool.pool_id, "10.20.0.1")
+    expire_parked(engine)
+    page = StatusViews(ipam.store, settings.host_id).pool(pool.pool_id)
+    assert page.status.usage.parked == 0
+    assert page.cells[0].parked == 0 and page.cells[0].leased == 0
+
+
+def test_since_and_until_are_printed_in_one_format(run, held):
+    (_header, line) = run("leases", held).splitlines()
+    until = line.split("until ")[1].strip()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", until), line
