@@ -41,7 +41,8 @@ def test_no_database_password_is_ever_printed_whatever_the_scheme(url, command):
     for result in (via_option, via_env):
         assert result.exit_code == 1, result.output
         assert "Pw0rdX" not in result.output
-        assert "***" in result.output
+        if "db.example" in result.output or "127.0.0.1" in result.output:
+            assert "***" in result.output
         assert "Traceback" not in result.output
 
 
