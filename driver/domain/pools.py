@@ -122,8 +122,27 @@ class ReusePolicy:
         return max(self.quarantine_s, self.hold_s if lease.known else 0)
 
 
+def _meant(key: str) -> str | None:
+    """The ipledger option a key without its prefix means (``hold``, ``ipledger-hold``)."""
+    bare = key.strip().lower()
+    for prefix in ("ipledger-", "ipledger_"):
+        bare = bare.removeprefix(prefix)
+    return next((own for own in OWN_OPTIONS if own == f"ipledger.{bare}"), None)
+
+
 def reuse_policy(options: Mapping[str, str]) -> ReusePolicy:
-    """The ``ipledger.*`` options of a pool; anything unknown or malformed is refused."""
+    """The ``ipledger.*`` options of a pool; anything unknown or malformed is refused.
+
+    So is one of ipledger's names without its prefix (``hold=10m``): Docker shows a user no
+    warning of a plugin's, and the option would be silently ignored.
+    """
+    for key in sorted(options):
+        meant = _meant(key) if key not in OWN_OPTIONS else None
+        if meant is not None:
+            raise InvalidRequest(
+                f"option {key!r:.40} is not read: ipledger's options take their prefix, "
+                f"{meant}={options[key]:.40}"
+            )
     unknown = sorted(k for k in options if k.startswith("ipledger.") and k not in OWN_OPTIONS)
     if unknown:
         raise InvalidRequest(
