@@ -205,3 +205,11 @@ def test_since_and_until_are_printed_in_one_format(run, held):
     (_header, line) = run("leases", held).splitlines()
     until = line.split("until ")[1].strip()
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", until), line
+
+
+def test_a_network_option_without_its_prefix_is_refused_and_makes_no_pool(run, ipam):
+    from driver.domain.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match=r"ipledger\.hold=10m"):
+        ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {"hold": "10m"}, False)
+    assert "no pools" in run("pools")
