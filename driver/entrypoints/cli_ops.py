@@ -100,7 +100,7 @@ def require_ledger(settings: Settings) -> None:
     path = url.database
     if url.get_backend_name() != "sqlite" or not path or path.startswith((":memory:", "file:")):
         return
-    if not os.path.exists(path):
+    if not os.path.lexists(path):  # a symbolic link is refused, saying so, when opened
         raise click.ClickException(
             f"no ledger at {path}: check --db or IPLEDGER_DB "
             "(ipledger serve creates the ledger on first start)"
@@ -121,11 +121,14 @@ def admin(db_url: str | None, *, create: bool = False) -> Iterator[Admin]:
     settings = settings_from_env(db_url=db_url)
     if not create:
         require_ledger(settings)
-    store = open_store(
-        settings.db_url,
-        synchronous=settings.sqlite_synchronous,
-        busy_timeout_ms=settings.busy_timeout_ms,
-    )
+    try:
+        store = open_store(
+            settings.db_url,
+            synchronous=settings.sqlite_synchronous,
+            busy_timeout_ms=settings.busy_timeout_ms,
+        )
+    except IpamError as e:
+        raise click.ClickException(e.message) from None
     try:
         migrate(store.engine)
         yield Admin(store, settings.host_id)
@@ -467,10 +470,22 @@ def export(db_url: str | None, output: str) -> None:
     if output == "-":
         click.echo(text, nl=False)
     else:
-        # MACs, container names and history: as private as the database itself
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)
+        # MACs, container names and history: as private as the database itself, and never
+        # through a link or into a file someone else owns (and so can read)
+        from driver.storage.engine import check_private_file
+
+        try:
+            check_private_file(output, "to write the export")
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except IpamError as e:
+            raise click.ClickException(e.message) from None
+        except OSError as e:
+            raise click.ClickException(f"cannot write {output}: {e.strerror}") from None
         with os.fdopen(fd, "w") as f:
+            if os.fstat(fd).st_uid != os.geteuid():  # planted since the check
+                raise click.ClickException(f"refusing to write the export: {output} changed")
+            os.fchmod(fd, 0o600)
+            f.truncate()
             f.write(text)
     leased = sum(len(s["leases"]) for s in data["subnets"])
     click.echo(

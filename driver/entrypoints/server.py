@@ -14,6 +14,7 @@ from gunicorn.app.base import BaseApplication
 from sqlalchemy.exc import DBAPIError
 
 from driver.config import Settings
+from driver.domain.errors import IpamError
 from driver.entrypoints.api import create_app
 from driver.observability.logs import logging_config
 from driver.storage.engine import make_engine, masked_url
@@ -105,11 +106,14 @@ def prepare_socket_path(path: str) -> None:
 
 def serve(settings: Settings) -> None:
     """Migrate the database, then serve until SIGTERM/SIGINT."""
-    engine = make_engine(
-        settings.db_url,
-        synchronous=settings.sqlite_synchronous,
-        busy_timeout_ms=settings.busy_timeout_ms,
-    )
+    try:
+        engine = make_engine(
+            settings.db_url,
+            synchronous=settings.sqlite_synchronous,
+            busy_timeout_ms=settings.busy_timeout_ms,
+        )
+    except IpamError as e:  # a ledger path someone else could read or redirect
+        raise SystemExit(f"ipledger: {e.message}") from None
     try:
         migrate(engine)
     except DBAPIError as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any
 
 from sqlalchemy import (
@@ -14,6 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
+from driver.domain.errors import InvalidRequest
 from driver.domain.text import mask_secrets
 from driver.storage.prepared import Prepared
 
@@ -23,15 +25,55 @@ def masked_url(url: str) -> str:
     return mask_secrets(url)
 
 
-def prepare_sqlite_file(url: str) -> None:
-    """Create the database's directory (0700) and file (0600) before SQLite does it with 0644."""
-    database = make_url(url).database
-    if not database or database == ":memory:" or database.startswith("file:"):
+def sqlite_path(url: str) -> str | None:
+    """The file of an SQLite URL; None for another database, memory or a ``file:`` URI."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database:
+        return None
+    if database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def check_private_file(path: str, what: str) -> None:
+    """Refuse a ``path`` that another user could read or redirect: a symbolic link (dangling
+    too: whoever can write its directory chooses what it points to), or a file another user
+    owns (who can read and change it, whatever its mode). The message says how to fix it."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
         return
+    if stat.S_ISLNK(info.st_mode):
+        real = os.path.realpath(path)
+        raise InvalidRequest(
+            f"refusing {what}: {path} is a symbolic link (to {os.readlink(path)}), which whoever "
+            f"can write its directory may point anywhere; give the real path: "
+            f"{'sqlite:///' + real if what == 'the ledger' else real}"
+        )
+    me = os.geteuid()
+    if info.st_uid != me:
+        anyone = " (and its mode lets anyone)" if info.st_mode & 0o007 else ""
+        raise InvalidRequest(
+            f"refusing {what}: {path} is owned by uid {info.st_uid}, not by this user (uid {me}), "
+            f"and that user can read and change it{anyone}; if it is yours: "
+            f"chown {me} {path} && chmod 600 {path}"
+        )
+
+
+def prepare_sqlite_file(url: str) -> None:
+    """Check the database's file and its companions (``-wal``, ``-shm``, ``.lock``) with
+    :func:`check_private_file`, then create its directory (0700) and file (0600) before SQLite
+    does it with 0644."""
+    database = sqlite_path(url)
+    if database is None:
+        return
+    for path in (database, *(f"{database}{suffix}" for suffix in ("-wal", "-shm", ".lock"))):
+        check_private_file(path, "the ledger")
     directory = os.path.dirname(os.path.abspath(database))
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd = os.open(database, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(database, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     os.close(fd)
 
 
