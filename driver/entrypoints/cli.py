@@ -122,7 +122,7 @@ def ui(listen: str, db_url: str | None) -> None:
         host, port = parse_listen_addr("--listen", listen)
     except SettingsError as e:
         raise click.ClickException(str(e)) from None
-    with admin(db_url) as a:
+    with admin(db_url, reads=True) as a:
         server = make_listener(create_ui_app(StatusViews(a.store, a.host_id)), host, port)
         where = f"[{host}]" if ":" in host else host
         click.echo(f"ipledger status page on http://{where}:{port}/ (Ctrl-C stops it)")

@@ -108,13 +108,14 @@ def require_ledger(settings: Settings) -> None:
 
 
 @contextmanager
-def admin(db_url: str | None, *, create: bool = False) -> Iterator[Admin]:
+def admin(db_url: str | None, *, create: bool = False, reads: bool = False) -> Iterator[Admin]:
     """The :class:`driver.usecases.admin.Admin` of the configured database, migrated to the newest
-    schema; only ``create`` makes a new SQLite ledger."""
+    schema; only ``create`` makes a new SQLite ledger. A command that only ``reads`` also works
+    on an SQLite ledger on a read-only file system: opened as it is, when its schema is current."""
     from sqlalchemy.exc import DBAPIError
 
     from driver.storage.engine import masked_url
-    from driver.storage.schema import migrate
+    from driver.storage.schema import migrate, pending_migration
     from driver.storage.store import Conflict, open_store
     from driver.usecases.admin import Admin
 
@@ -126,11 +127,22 @@ def admin(db_url: str | None, *, create: bool = False) -> Iterator[Admin]:
             settings.db_url,
             synchronous=settings.sqlite_synchronous,
             busy_timeout_ms=settings.busy_timeout_ms,
+            read_only=reads,
         )
     except IpamError as e:
         raise click.ClickException(e.message) from None
     try:
-        migrate(store.engine)
+        if store.read_only:
+            stale = pending_migration(store.engine)
+            if stale is not None:
+                raise click.ClickException(
+                    f"the ledger {masked_url(settings.db_url)} is on a read-only file system "
+                    f"and its schema (revision {stale[0] or 'none'}) is older than this "
+                    f"ipledger's ({stale[1]}): run ipledger once where it is writable, which "
+                    "migrates it"
+                )
+        else:
+            migrate(store.engine)
         yield Admin(store, settings.host_id)
     except DBAPIError as e:
         raise click.ClickException(
@@ -204,7 +216,7 @@ def register(main: click.Group) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def pools(db_url: str | None, as_json: bool) -> None:
     """Every pool (one per Docker network subnet) with its usage."""
-    with admin(db_url) as a:
+    with admin(db_url, reads=True) as a:
         reports = a.reports.pools()
     if as_json:
         click.echo(
@@ -264,7 +276,7 @@ def leases(db_url: str | None, pool_id: str) -> None:
 
     POOL_ID may also be a subnet (198.51.100.0/24) or the name of a Docker network.
     """
-    with admin(db_url) as a:
+    with admin(db_url, reads=True) as a:
         pool_id = a.reports.resolve_pool(pool_id, *_network_pools(pool_id))
         lines = a.reports.addresses(pool_id)
     if not lines:
@@ -315,7 +327,7 @@ def _network_pools(name: str) -> tuple[list[str] | None, str | None]:
 )
 def usage(db_url: str | None, as_json: bool, warn: float) -> None:
     """Usage per subnet (shared by its ip-range pools) and per address space."""
-    with admin(db_url) as a:
+    with admin(db_url, reads=True) as a:
         rows = a.reports.subnets()
     if as_json:
         click.echo(
@@ -394,7 +406,7 @@ def history(db_url: str | None, address: str | None, pool_id: str | None, limit:
     """Who had ADDRESS (or what happened in --pool) and when: allocations, releases, gc."""
     if address is None and pool_id is None:
         raise click.UsageError("give an ADDRESS, --pool POOL_ID, or both")
-    with admin(db_url) as a:
+    with admin(db_url, reads=True) as a:
         events = a.reports.history(address=address, pool_id=pool_id, limit=limit)
     if not events:
         click.echo("no history for that")
@@ -464,7 +476,10 @@ def unreserve(db_url: str | None, space: str, shared: bool, addresses: str) -> N
 )
 def export(db_url: str | None, output: str) -> None:
     """The whole ledger as JSON: subnets, pools, leases, reservations, parked, history."""
-    with admin(db_url) as a, progress(a.reports.count_subnets(), "exporting subnets") as step:
+    with (
+        admin(db_url, reads=True) as a,
+        progress(a.reports.count_subnets(), "exporting subnets") as step,
+    ):
         data = a.transfer.export(step)
     text = json.dumps(data, indent=1) + "\n"
     if output == "-":
@@ -515,7 +530,10 @@ def import_(db_url: str | None, source: Any) -> None:
 @db_option
 def check(db_url: str | None) -> None:
     """Check the ledger's consistency: free ranges, leases, reservations, counts, the file."""
-    with admin(db_url) as a, progress(a.reports.count_subnets(), "checking subnets") as step:
+    with (
+        admin(db_url, reads=True) as a,
+        progress(a.reports.count_subnets(), "checking subnets") as step,
+    ):
         report = a.checks.check(step)
     for problem in report.problems:
         say(f"problem: {problem}")
@@ -657,7 +675,7 @@ def migrate_db(db_url: str | None, target: str) -> None:
     source_url = settings_from_env(db_url=db_url).db_url
     if source_url == target:
         raise click.ClickException("--to names the ledger being migrated")
-    with admin(db_url) as source:
+    with admin(db_url, reads=True) as source:
         data = source.transfer.export()
     with admin(target, create=True) as destination:
         leased = destination.transfer.import_(data)

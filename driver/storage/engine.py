@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import (
     Connection,
@@ -15,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
-from driver.domain.errors import InvalidRequest
+from driver.domain.errors import InvalidRequest, StorageUnavailable
 from driver.domain.text import mask_secrets
 from driver.storage.prepared import Prepared
 
@@ -61,15 +62,40 @@ def check_private_file(path: str, what: str) -> None:
         )
 
 
-def prepare_sqlite_file(url: str) -> None:
+def on_read_only_fs(path: str) -> bool:
+    """Whether ``path`` (or, when it does not exist, the nearest directory above it that does)
+    is on a file system mounted read-only."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def read_only_sqlite(url: str) -> bool:
+    """Whether ``url`` is an SQLite ledger that exists on a read-only file system."""
+    database = sqlite_path(url)
+    return database is not None and os.path.exists(database) and on_read_only_fs(database)
+
+
+def prepare_sqlite_file(url: str, read_only: bool = False) -> None:
     """Check the database's file and its companions (``-wal``, ``-shm``, ``.lock``) with
     :func:`check_private_file`, then create its directory (0700) and file (0600) before SQLite
-    does it with 0644."""
+    does it with 0644; a ledger to be only read is left as it is."""
     database = sqlite_path(url)
     if database is None:
         return
     for path in (database, *(f"{database}{suffix}" for suffix in ("-wal", "-shm", ".lock"))):
         check_private_file(path, "the ledger")
+    if read_only:
+        return
+    if on_read_only_fs(database):
+        raise StorageUnavailable(
+            f"the ledger {database} is on a read-only file system, and this writes to it: "
+            "remount it read-write (pools, leases, usage, history, export and check only read)"
+        )
     directory = os.path.dirname(os.path.abspath(database))
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -116,14 +142,20 @@ def make_engine(
     synchronous: str = "NORMAL",
     busy_timeout_ms: int = 5000,
     call_timeout: float | None = None,
+    read_only: bool = False,
 ) -> Engine:
     """An engine for ``url``; SQLite gets WAL, ``BEGIN IMMEDIATE`` and a busy timeout.
+
+    ``read_only`` (an SQLite ledger on a read-only file system, see :func:`read_only_sqlite`)
+    opens the file as it is, to read only: no WAL set up, nothing created beside it.
 
     PostgreSQL gets the bounds of :func:`postgres_connect_args` and a ping before a pooled
     connection is reused, so that service resumes by itself once the server is back.
     ``call_timeout`` is the plugin's bound on a call; operator commands pass None.
     """
     parsed = make_url(url)
+    if read_only and parsed.get_backend_name() == "sqlite":
+        return _read_only_sqlite_engine(url, busy_timeout_ms)
     if parsed.get_backend_name() != "sqlite":
         connect_args = (
             postgres_connect_args(call_timeout) if parsed.get_backend_name() == "postgresql" else {}
@@ -151,5 +183,32 @@ def make_engine(
         # A read-only transaction (Store.reading) reads a WAL snapshot beside the writer.
         read_only = connection.get_execution_options().get(READ_ONLY, False)
         (_BEGIN if read_only else _BEGIN_IMMEDIATE).count(connection, {})
+
+    return engine
+
+
+def _read_only_sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
+    """SQLite on a read-only file system: nobody can write the file, so it is opened
+    ``immutable`` (no lock, no ``-shm`` to create); with a write-ahead log that still holds
+    changes, ``mode=ro`` so that SQLite reads them too."""
+    database = sqlite_path(url)
+    assert database is not None
+    wal = f"{database}-wal"
+    pending = os.path.exists(wal) and os.path.getsize(wal) > 0
+    flag = "mode=ro" if pending else "immutable=1"
+    uri = f"sqlite:///file:{quote(os.path.abspath(database))}?{flag}&uri=true"
+    engine = create_engine(uri, connect_args={"timeout": busy_timeout_ms / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        _BEGIN.count(connection, {})
 
     return engine

@@ -31,3 +31,13 @@ def migrate(engine: Engine) -> None:
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def pending_migration(engine: Engine) -> tuple[str | None, str] | None:
+    """(the ledger's schema revision, the newest) when the ledger needs a migration, else None."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    current = current_revision(engine)
+    return None if current == head else (current, head)

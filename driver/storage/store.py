@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from driver.domain.errors import StorageUnavailable
-from driver.storage.engine import READ_ONLY, make_engine, masked_url
+from driver.storage.engine import READ_ONLY, make_engine, masked_url, read_only_sqlite
 from driver.storage.ledger import Ledger
 from driver.storage.locking import DEADLINE, WriteLock
 
@@ -33,15 +33,28 @@ def open_store(
     synchronous: str = "NORMAL",
     busy_timeout_ms: int = 5000,
     call_timeout: float | None = None,
+    read_only: bool = False,
 ) -> Store:
     """The store for ``url``; on an SQLite file, with its :class:`WriteLock`. ``call_timeout``
-    bounds every call made through :meth:`Store.bounded` (the plugin's)."""
+    bounds every call made through :meth:`Store.bounded` (the plugin's). ``read_only``: for a
+    caller that only reads, an SQLite ledger on a read-only file system is opened as it is
+    (:attr:`Store.read_only`); elsewhere, as usual."""
+    read_only = read_only and read_only_sqlite(url)
     engine = make_engine(
-        url, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, call_timeout=call_timeout
+        url,
+        synchronous=synchronous,
+        busy_timeout_ms=busy_timeout_ms,
+        call_timeout=call_timeout,
+        read_only=read_only,
     )
     database = make_url(url).database
     lock = None
-    if engine.dialect.name == "sqlite" and database and not database.startswith(":memory:"):
+    if (
+        not read_only
+        and engine.dialect.name == "sqlite"
+        and database
+        and not database.startswith(":memory:")
+    ):
         try:
             lock = WriteLock(f"{database}.lock", busy_timeout_ms / 1000)
         except OSError as e:
@@ -51,7 +64,7 @@ def open_store(
                 database,
                 e.strerror,
             )
-    return Store(engine, lock, call_timeout=call_timeout or 5.0)
+    return Store(engine, lock, call_timeout=call_timeout or 5.0, read_only=read_only)
 
 
 class Conflict(Exception):
@@ -89,9 +102,15 @@ class Store:
     """The database behind the ledger: hands out one :class:`Ledger` per transaction."""
 
     def __init__(
-        self, engine: Engine, lock: WriteLock | None = None, call_timeout: float = 5.0
+        self,
+        engine: Engine,
+        lock: WriteLock | None = None,
+        call_timeout: float = 5.0,
+        read_only: bool = False,
     ) -> None:
         self.engine = engine
+        # an SQLite ledger on a read-only file system, opened as it is: no migration, no write
+        self.read_only = read_only
         self.lock = lock
         self.call_timeout = call_timeout
         self._executor: ThreadPoolExecutor | None = None
