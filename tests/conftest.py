@@ -53,14 +53,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if FULL_LANE:
         return
+    # counted as pytest counts them in its closing line
     skipped = [
-        r for r in terminalreporter.stats.get("skipped", []) if FULL_LANE_REASON in str(r.longrepr)
+        r
+        for r in terminalreporter.stats.get("skipped", [])
+        if getattr(r, "count_towards_summary", True)
     ]
+    full = sum(FULL_LANE_REASON in str(r.longrepr) for r in skipped)
     if skipped:
+        other = len(skipped) - full
         terminalreporter.write_line(
-            f"quick lane: {len(skipped)} tests that need Docker, PostgreSQL, root or system "
-            "tools were skipped; `bash tests/run.sh` (as root) installs what they need and runs "
-            "them all"
+            f"quick lane: {len(skipped)} tests skipped: {full} need Docker, PostgreSQL, root or "
+            "system tools (`bash tests/run.sh`, as root, installs what they need and runs them "
+            "all)"
+            + (
+                f", {other} {'does' if other == 1 else 'do'} not apply here (pytest -rs says why)"
+                if other
+                else ""
+            )
         )
 
 
