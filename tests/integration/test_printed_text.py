@@ -10,6 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from driver.entrypoints.cli import main
+from driver.storage.engine import make_engine
+from driver.storage.schema import migrate
 from tests.e2e.harness import PluginProcess
 
 FORGED = "web\n2026-01-01 00:00:00,000 INFO [1] driver.usecases.addresses: released everything"
@@ -100,3 +102,14 @@ def test_a_hostile_endpoint_name_stays_on_its_row_in_leases_and_history(cli, tmp
         assert all("released everything" not in r or "web\\n" in r for r in rows)
     assert len(leases.splitlines()) == 1 + 3  # a header, two leases and the reservation
     assert "ops\\nforged row" in leases
+
+
+def test_an_error_naming_a_hostile_argument_is_one_escaped_line(cli):
+    url, run = cli
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    out = run("leases", "LocalDefault/x\x1b[2J\nError: forged", ok=False)
+    assert out.count("\n") == 1
+    assert "\x1b" not in out
+    assert "x\\x1b[2J\\nError: forged" in out
