@@ -10,6 +10,7 @@ not the plugin's catch-all 999)::
     ├── PoolOverlap (409)            an explicit pool that overlaps one already held
     ├── PoolsExhausted (409)         no default subnet of the asked size is left
     ├── AddressInUse (409)           a static address that is leased or reserved
+    │   └── GatewayInUse (409, CNI 7)   a CNI config's gateway that a container holds
     ├── AddressOutOfRange (400)      an address outside the pool
     ├── NoAvailableAddress (409, CNI 100)  the pool (or its ip-range) is full
     ├── AttachmentNotFound (404, CNI 3)    a CNI attachment that holds no lease
@@ -65,6 +66,13 @@ class AddressInUse(IpamError):
 
     def __init__(self, address: str, why: str) -> None:
         super().__init__(f"Address already in use: {address} ({why})")
+
+
+class GatewayInUse(AddressInUse):
+    """A CNI network's ``gateway`` that is leased to a container: answering it as the gateway
+    would give one address two holders. The config is wrong, so CNI's code is 7."""
+
+    cni_code = 7
 
 
 class AddressOutOfRange(IpamError):

@@ -15,7 +15,13 @@ import netaddr
 
 from driver.domain.addresses import SubPool
 from driver.domain.cni import Attachment, CniNetwork, CniRange
-from driver.domain.errors import AddressInUse, AttachmentNotFound, NoAvailableAddress, PoolOverlap
+from driver.domain.errors import (
+    AddressInUse,
+    AttachmentNotFound,
+    GatewayInUse,
+    NoAvailableAddress,
+    PoolOverlap,
+)
 from driver.domain.pools import (
     CNI_NETWORK_OPTION,
     LOCAL_SPACE,
@@ -53,8 +59,8 @@ class CniCalls(Addresses):
         with self.store.transaction() as ledger:
             held = ledger.cni_leases(key)
             answers = [
-                self._address_in(ledger, network, ranges, key, held, holder)
-                for ranges in network.range_sets
+                self._address_in(ledger, network, i, ranges, key, held, holder)
+                for i, ranges in enumerate(network.range_sets)
             ]
         for answer, made_in in answers:
             if made_in is not None:
@@ -65,21 +71,27 @@ class CniCalls(Addresses):
         self,
         ledger: Ledger,
         network: CniNetwork,
+        family: int,
         ranges: tuple[CniRange, ...],
         key: str,
         held: list[tuple[str, int]],
         holder: str,
     ) -> tuple[CniAddress, str | None]:
-        """The attachment's address in one family, and the pool it was leased in just now
-        (None when the attachment held it already)."""
+        """The attachment's address in one family (range set ``family`` of the config), and the
+        pool it was leased in just now (None when the attachment held it already)."""
         by_pool = _ranges_by_pool(network, ranges)
         for pool_id, address in held:
             if pool_id in by_pool:
+                record = self._pool(ledger, pool_id)
+                if record is not None:
+                    where = f"ipam.ranges[{family}][{ranges.index(by_pool[pool_id])}]"
+                    _check_gateway(ledger, network, record, by_pool[pool_id], where)
                 return _answer(by_pool[pool_id], address), None
         lease = Lease(LeaseKind.CNI, None, holder)
         full: NoAvailableAddress | None = None
-        for cni_range in ranges:
+        for i, cni_range in enumerate(ranges):
             record = self._range_pool(ledger, network, cni_range)
+            _check_gateway(ledger, network, record, cni_range, f"ipam.ranges[{family}][{i}]")
             try:
                 value = take_dynamic(ledger, record, lease, record.policy.reuse == Reuse.SERIAL)
             except NoAvailableAddress as e:
@@ -124,7 +136,7 @@ class CniCalls(Addresses):
             try:
                 take_static(ledger, record, netaddr.IPAddress(gateway, record.subnet.version))
             except AddressInUse:
-                pass  # another network of the subnet leased it as its gateway already
+                pass  # leased already: as the subnet's gateway, or refused by _check_gateway
             else:
                 gateway_lease = Lease(LeaseKind.GATEWAY, None, f"CNI network {network.name}")
                 self._lease(ledger, record, gateway, gateway_lease)
@@ -176,6 +188,39 @@ class CniCalls(Addresses):
             if record is not None and self._release(ledger, record, address, action):
                 released += 1
         return released
+
+
+# the kinds of lease a container holds
+CONTAINERS = (LeaseKind.CNI, LeaseKind.ENDPOINT)
+
+
+def _check_gateway(
+    ledger: Ledger, network: CniNetwork, record: PoolRecord, cni_range: CniRange, where: str
+) -> None:
+    """Refuse a range whose gateway is an address leased to a container (a CNI attachment, a
+    Docker endpoint): it would be answered as the gateway of this network's attachments while
+    it is another's address. A gateway lease of the subnet (this network's own, a shared pool's,
+    a sibling range's) is the subnet's router, and is answered; so are Docker's leases that are
+    no container's (an ``--aux-address``, a request without a MAC address)."""
+    gateway = cni_range.gateway
+    if gateway is None:
+        return
+    leased = ledger.lease_kind(record.subnet_id, gateway)
+    if leased is None or leased[0] not in CONTAINERS:
+        return
+    attachment = leased[1]
+    address = str(netaddr.IPAddress(gateway, record.subnet.version))
+    holder = (
+        f"CNI attachment {attachment}"
+        if attachment is not None
+        else "a Docker "
+        + (ledger.lease_holder(record.subnet_id, gateway) or "").removeprefix("an ")
+    )
+    raise GatewayInUse(
+        address,
+        f"{where}.gateway of CNI network {network.name} is held by {holder} in "
+        f"{record.subnet.cidr}; a gateway may not be a container's address",
+    )
 
 
 def _ranges_by_pool(network: CniNetwork, ranges: tuple[CniRange, ...]) -> dict[str, CniRange]:

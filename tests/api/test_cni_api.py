@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from driver.usecases.admin import Admin
+from tests.integration.test_ledger import snapshot
 
 NETWORK = "lan"
 
@@ -203,3 +204,85 @@ def test_removing_the_docker_network_of_a_shared_pool_keeps_the_cni_attachments_
     assert plugin.call("ReleasePool", {"PoolID": pool_id})[0] == 200
     assert leases_of(settings, pool_id) == [("203.0.113.2", "cni", "container c1")]
     assert cni.call("Check", cni_config(shared="lan"))[0] == 200
+
+
+def test_a_gateway_that_is_another_attachments_lease_is_refused_naming_it_and_writes_nothing(
+    cni, engine
+):
+    assert cni.add(cni_config(), container="c9") == ["203.0.113.2/24"]
+    before = snapshot(engine)
+    moved = cni_config([{"subnet": "203.0.113.0/24", "gateway": "203.0.113.2"}])
+    for container in ("c1", "c9"):  # a new attachment, and the holder's own repeated ADD
+        status, answer = cni.call("Add", moved, container=container)
+        assert (status, answer["CniCode"]) == (409, 7), answer
+        assert "203.0.113.2" in answer["Err"] and "lan/c9/eth0" in answer["Err"]
+        assert "ipam.ranges[0][0].gateway" in answer["Err"]
+    assert snapshot(engine) == before
+
+
+def test_a_gateway_that_is_a_docker_endpoints_address_is_refused_naming_the_endpoint(
+    cni, plugin, engine
+):
+    _, answer = plugin.call(
+        "RequestPool",
+        {
+            "AddressSpace": "LocalDefault",
+            "Pool": "203.0.113.0/24",
+            "Options": {"ipledger.shared": "lan"},
+        },
+    )
+    pool_id = answer["PoolID"]
+    status, answer = plugin.call(
+        "RequestAddress",
+        {
+            "PoolID": pool_id,
+            "Options": {"com.docker.network.endpoint.macaddress": "02:42:c0:00:02:05"},
+        },
+    )
+    assert status == 200, answer
+    taken = answer["Address"].split("/")[0]
+    before = snapshot(engine)
+    config = cni_config([{"subnet": "203.0.113.0/24", "gateway": taken}], shared="lan")
+    status, answer = cni.call("Add", config)
+    assert (status, answer["CniCode"]) == (409, 7), answer
+    assert taken in answer["Err"] and "02:42:c0:00:02:05" in answer["Err"]
+    assert snapshot(engine) == before
+
+
+def test_a_new_range_whose_gateway_another_networks_attachment_holds_is_refused_unmade(cni, engine):
+    first = dict(
+        cni_config(
+            [{"subnet": "203.0.113.0/24", "rangeStart": "203.0.113.10", "rangeEnd": "203.0.113.20"}]
+        ),
+        name="first",
+    )
+    assert cni.add(first, container="c9") == ["203.0.113.10/24"]
+    before = snapshot(engine)
+    second = cni_config(
+        [
+            {
+                "subnet": "203.0.113.0/24",
+                "rangeStart": "203.0.113.30",
+                "rangeEnd": "203.0.113.40",
+                "gateway": "203.0.113.10",
+            }
+        ]
+    )
+    status, answer = cni.call("Add", second)
+    assert (status, answer["CniCode"]) == (409, 7), answer
+    assert "first/c9/eth0" in answer["Err"]
+    assert snapshot(engine) == before
+
+
+def test_networks_on_one_subnet_share_its_gateway_lease(cni):
+    for name, start, end in (
+        ("first", "203.0.113.10", "203.0.113.20"),
+        ("second", "203.0.113.30", "203.0.113.40"),
+    ):
+        config = dict(
+            cni_config([{"subnet": "203.0.113.0/24", "rangeStart": start, "rangeEnd": end}]),
+            name=name,
+        )
+        status, answer = cni.call("Add", config, container=f"c-{name}")
+        assert status == 200, answer
+        assert answer["result"]["ips"] == [{"address": f"{start}/24", "gateway": "203.0.113.1"}]
