@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from driver.entrypoints.bodies import MAX_BODY
 from driver.usecases.admin import Admin
 from tests.integration.test_ledger import snapshot
 
@@ -286,3 +287,41 @@ def test_networks_on_one_subnet_share_its_gateway_lease(cni):
         status, answer = cni.call("Add", config, container=f"c-{name}")
         assert status == 200, answer
         assert answer["result"]["ips"] == [{"address": f"{start}/24", "gateway": "203.0.113.1"}]
+
+
+def test_each_endpoint_bounds_its_body_gc_alone_may_be_large(cni, plugin):
+    for container in ("c1", "c2"):
+        cni.add(cni_config(), container=container)
+    padding = "x" * (70 * 1024)
+    status, answer = cni.call("Add", dict(cni_config(), padding=padding))
+    assert (status, answer["CniCode"]) == (413, 7)
+    assert answer["Err"] == "request body too large: at most 65536 bytes"
+    status, answer = plugin.call("RequestPool", {"AddressSpace": "LocalDefault", "Pool": padding})
+    assert status == 413 and "CniCode" not in answer
+    valid = [{"containerID": f"{i:064x}", "ifname": "eth0"} for i in range(20_000)]
+    valid.append({"containerID": "c2", "ifname": "eth0"})
+    config = dict(cni_config(), cniVersion="1.1.0", **{"cni.dev/valid-attachments": valid})
+    assert len(json.dumps(config)) > 16 * MAX_BODY
+    status, answer = cni.call("Gc", config)
+    assert status == 200, answer
+    assert cni.call("Check", cni_config(), container="c1")[1]["CniCode"] == 3
+    assert cni.call("Check", cni_config(), container="c2")[0] == 200
+    status, answer = cni.call("Gc", dict(config, padding="x" * (33 * 1024 * 1024)))
+    assert (status, answer["CniCode"]) == (413, 7)
+
+
+def test_a_pod_name_of_253_characters_in_cni_args_is_taken(cni):
+    args = (
+        f"IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={'p' * 253};K8S_POD_UID=" + "u" * 36
+    )
+    config = cni_config(hold="1h", hold_by="pod")
+    assert cni.add(config, container="c1", args=args) == ["203.0.113.2/24"]
+
+
+def test_text_that_is_not_unicode_is_refused_with_code_7(cni, engine):
+    before = snapshot(engine)
+    body = json.dumps({"config": cni_config(), "containerId": "c\udcff", "ifname": "eth0"})
+    status, answer = cni.plugin.raw("/Cni.Add", body)
+    assert (status, answer["CniCode"]) == (400, 7)
+    assert "containerId" in answer["Err"]
+    assert snapshot(engine) == before
