@@ -14,7 +14,7 @@ from flask import Flask, Response, request
 
 from driver.domain.cni import Attachment, CniNetwork, hold_key, parse_args, parse_network
 from driver.domain.cni_spec import MAX_GC_BODY, VERSIONED_IPS
-from driver.domain.errors import InvalidRequest
+from driver.domain.errors import InvalidRequest, Unfinished
 from driver.entrypoints.bodies import json_body, reply, text_field
 from driver.usecases.cni import CniAddress, CniCalls
 
@@ -65,7 +65,14 @@ def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None) -> None:
         body = json_body(required=True)
         network = _network(body)
         valid = _valid_attachments(body["config"])
-        bounded(lambda: cni.collect(network.name, valid))
+        released, left = bounded(lambda: cni.collect(network.name, valid))
+        if metrics is not None and released:
+            metrics.releases.labels(f"cni/{network.name}").inc(released)
+        if left:
+            raise Unfinished(
+                f"GC released {released:,} stale leases of network {network.name} within the "
+                f"call's bound (IPLEDGER_CALL_TIMEOUT) and has {left:,} left: run it again"
+            )
         return reply({})
 
     @app.post("/Cni.Status")

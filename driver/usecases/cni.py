@@ -8,6 +8,7 @@ range, parked on release as the pool's reuse policy says, and written to the his
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -30,10 +31,16 @@ from driver.domain.pools import (
     Reuse,
 )
 from driver.storage.ledger import Ledger
+from driver.storage.locking import DEADLINE
 from driver.storage.rows import PoolRecord
 from driver.storage.store import retrying
 from driver.usecases.addresses import Addresses, log_lease
 from driver.usecases.taking import take_dynamic, take_static
+
+# GC releases stale leases this many to a transaction, and starts no batch it has not time left
+# for (twice the slowest batch, and this margin) within the call's bound
+GC_BATCH = 500
+GC_MARGIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -170,16 +177,46 @@ class CniCalls(Addresses):
         with self.store.reading() as ledger:
             ledger.ping()
 
+    def collect(self, network: str, valid: Collection[tuple[str, str]]) -> tuple[int, int]:
+        """GC: release the network's leases whose (container ID, ifname) is not ``valid``.
+
+        In batches of GC_BATCH leases, one transaction each, for as long as the call's bound
+        leaves time for another: a GC of more leases than one bound can release commits what it
+        did and says how many are left (the next GC goes on), rather than failing whole at every
+        try. The number released, and the number still to release."""
+        with self.store.reading() as ledger:
+            stale = [
+                (key, pool_id, address)
+                for key, pool_id, address in ledger.cni_leases_of_network(network)
+                if _pair(key) not in valid
+            ]
+        released, done, slowest = 0, 0, 0.0
+        while done < len(stale):
+            deadline = DEADLINE.get()
+            if deadline is not None and deadline - time.monotonic() < 2 * slowest + GC_MARGIN:
+                break
+            started = time.monotonic()
+            released += self._collect_batch(stale[done : done + GC_BATCH])
+            done = min(done + GC_BATCH, len(stale))
+            slowest = max(slowest, time.monotonic() - started)
+        return released, len(stale) - done
+
     @retrying
-    def collect(self, network: str, valid: Collection[tuple[str, str]]) -> int:
-        """GC: release the network's leases whose (container ID, ifname) is not ``valid``."""
+    def _collect_batch(self, stale: list[tuple[str, str, int]]) -> int:
+        """Release these leases, each only if the attachment that held it when GC read it holds
+        it still (it may have been released, and the address leased again, since)."""
         with self.store.transaction() as ledger:
-            stale = []
-            for key, pool_id, address in ledger.cni_leases_of_network(network):
-                attachment = Attachment.parse(key)
-                if (attachment.container_id, attachment.ifname) not in valid:
-                    stale.append((pool_id, address))
-            return self._release_all(ledger, stale, "gc-release")
+            released = 0
+            for key, pool_id, address in stale:
+                record = self._pool(ledger, pool_id)
+                if record is None or ledger.lease_kind(record.subnet_id, address) != (
+                    LeaseKind.CNI,
+                    key,
+                ):
+                    continue
+                if self._release(ledger, record, address, "gc-release"):
+                    released += 1
+            return released
 
     def _release_all(self, ledger: Ledger, leases: list[tuple[str, int]], action: str) -> int:
         released = 0
@@ -221,6 +258,11 @@ def _check_gateway(
         f"{where}.gateway of CNI network {network.name} is held by {holder} in "
         f"{record.subnet.cidr}; a gateway may not be a container's address",
     )
+
+
+def _pair(key: str) -> tuple[str, str]:
+    attachment = Attachment.parse(key)
+    return attachment.container_id, attachment.ifname
 
 
 def _ranges_by_pool(network: CniNetwork, ranges: tuple[CniRange, ...]) -> dict[str, CniRange]:

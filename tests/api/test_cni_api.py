@@ -325,3 +325,45 @@ def test_text_that_is_not_unicode_is_refused_with_code_7(cni, engine):
     assert (status, answer["CniCode"]) == (400, 7)
     assert "containerId" in answer["Err"]
     assert snapshot(engine) == before
+
+
+def test_a_gc_of_more_stale_leases_than_one_call_can_release_keeps_what_it_did_and_goes_on(
+    settings, engine, monkeypatch
+):
+    """2,000 stale leases, a call bound of half a second: each GC releases what fits in it, answers
+    code 11 (try again later) with what is left, and a few GCs release them all. Before, the GC
+    was one transaction that never fitted: 11 at every try, nothing released, forever."""
+    import dataclasses
+
+    from driver.domain.cni import Attachment, parse_network
+    from driver.entrypoints.api import create_app
+    from driver.storage.store import open_store
+    from driver.usecases.cni import CniCalls
+    from tests.api.conftest import Plugin
+
+    monkeypatch.setattr("driver.usecases.cni.GC_BATCH", 50, raising=False)
+    monkeypatch.setattr("driver.usecases.cni.GC_MARGIN", 0.1, raising=False)
+    config = cni_config([{"subnet": "2001:db8:9c::/64"}])
+    network = parse_network(config)
+    store = open_store(settings.db_url)
+    calls = CniCalls(store, settings.default_pools, settings.host_id)
+    containers = [f"c{i}" for i in range(2_100)]
+    for container in containers:
+        calls.add(network, Attachment(NETWORK, container, "eth0"), f"container {container}")
+    store.dispose()
+    app = create_app(dataclasses.replace(settings, call_timeout=0.5))
+    cni = Cni(Plugin(app.test_client()))
+    valid = [{"containerID": c, "ifname": "eth0"} for c in containers[:100]]
+    gc = dict(config, cniVersion="1.1.0", **{"cni.dev/valid-attachments": valid})
+    answers = []
+    for _ in range(30):
+        status, answer = cni.call("Gc", gc)
+        answers.append((status, answer.get("CniCode")))
+        if status == 200:
+            break
+        assert "left: run it again" in answer["Err"], answer
+    app.extensions["ipledger"].store.dispose()
+    assert answers[-1] == (200, None) and set(answers[:-1]) <= {(503, 11)}
+    held = {name for _, kind, name in leases_of(settings, "LocalDefault/2001:db8:9c::/64")}
+    assert held == {"CNI network lan"} | {f"container {c}" for c in containers[:100]}
+    print(f"2,000 stale leases released by {len(answers)} GCs")
