@@ -13,5 +13,12 @@ UNDECODABLE = 6
 INVALID_CONFIG = 7
 TRY_AGAIN_LATER = 11
 NOT_AVAILABLE = 50  # STATUS: the plugin cannot serve ADD now
+UNEXPECTED = 999  # ipledger's own: a failure no other code names
 
 COMMANDS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
+
+# The largest request body ipledger serve reads on a call: ADD, DEL, CHECK and STATUS carry one
+# network config; GC carries the runtime's valid attachments too (about 100 bytes each in JSON,
+# so 32 MiB is some 300,000 of them).
+MAX_CALL_BODY = 64 * 1024
+MAX_GC_BODY = 32 * 1024 * 1024

@@ -10,10 +10,13 @@ not the plugin's catch-all 999)::
     ├── PoolOverlap (409)            an explicit pool that overlaps one already held
     ├── PoolsExhausted (409)         no default subnet of the asked size is left
     ├── AddressInUse (409)           a static address that is leased or reserved
+    │   └── GatewayInUse (409, CNI 7)   a CNI config's gateway that a container holds
     ├── AddressOutOfRange (400)      an address outside the pool
     ├── NoAvailableAddress (409, CNI 100)  the pool (or its ip-range) is full
     ├── AttachmentNotFound (404, CNI 3)    a CNI attachment that holds no lease
-    └── StorageUnavailable (503, CNI 11)   the database cannot be read or written right now
+    ├── StorageUnavailable (503, CNI 11)   the database cannot be read or written right now
+    └── Unfinished (503, CNI 11)     a call that did part of its work within its bound, kept it,
+                                     and is to be made again for the rest (a large CNI GC)
 
 The messages of AddressInUse, AddressOutOfRange, NoAvailableAddress and PoolOverlap start with
 the built-in IPAM's own words, so that users can search for them.
@@ -67,6 +70,13 @@ class AddressInUse(IpamError):
         super().__init__(f"Address already in use: {address} ({why})")
 
 
+class GatewayInUse(AddressInUse):
+    """A CNI network's ``gateway`` that is leased to a container: answering it as the gateway
+    would give one address two holders. The config is wrong, so CNI's code is 7."""
+
+    cni_code = 7
+
+
 class AddressOutOfRange(IpamError):
     status = 400
 
@@ -92,3 +102,10 @@ class AttachmentNotFound(IpamError):
 
     status = 404
     cni_code = 3  # container unknown or does not exist
+
+
+class Unfinished(IpamError):
+    """A call that committed part of its work within its bound; the next call does the rest."""
+
+    status = 503
+    cni_code = 11  # try again later: each try gets further

@@ -17,6 +17,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from driver.config import Settings
+from driver.domain.cni_spec import INVALID_CONFIG
 from driver.domain.errors import IpamError
 from driver.domain.pools import GLOBAL_SPACE, LOCAL_SPACE
 from driver.entrypoints.api_cni import CNI_PREFIX, cni_routes
@@ -156,8 +157,11 @@ def _error_handlers(app: Flask, metrics: Metrics | None) -> None:
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> Response:
         status = e.code or 500
+        cni_code = IpamError.cni_code
         if status == 413:
-            message = f"request body too large: at most {MAX_BODY} bytes"
+            bound = request.max_content_length or MAX_BODY
+            message = f"request body too large: at most {bound} bytes"
+            cni_code = INVALID_CONFIG  # permanent: the same body is as large on every retry
         elif status == 404:
             message = f"unknown endpoint {request.path!r:.100}: not an IpamDriver call"
         elif status == 405:
@@ -165,7 +169,7 @@ def _error_handlers(app: Flask, metrics: Metrics | None) -> None:
         else:
             message = f"{e.name}: {e.description}"
         log.warning("%s rejected: %s", request.path, message)
-        return error(message, status, f"HTTP{status}")
+        return error(message, status, f"HTTP{status}", cni_code)
 
     @app.errorhandler(Exception)
     def unexpected(e: Exception) -> Response:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 from driver.domain.cni import Attachment, CniNetwork, hold_key, parse_args, parse_network
-from driver.domain.cni_spec import VERSIONED_IPS
-from driver.domain.errors import InvalidRequest
+from driver.domain.cni_spec import MAX_GC_BODY, VERSIONED_IPS
+from driver.domain.errors import InvalidRequest, Unfinished
 from driver.entrypoints.bodies import json_body, reply, text_field
 from driver.usecases.cni import CniAddress, CniCalls
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 
 CNI_PREFIX = "/Cni."
+# CNI_ARGS: Kubernetes alone gives some 500 characters (a pod name may have 253)
+MAX_ARGS = 4096
 
 
 def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None) -> None:
@@ -32,7 +34,8 @@ def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None) -> None:
     def add() -> Response:
         body = json_body(required=True)
         network, attachment = _network(body), _attachment(body)
-        holder = hold_key(network, attachment.container_id, parse_args(text_field(body, "args")))
+        args = text_field(body, "args", limit=MAX_ARGS)
+        holder = hold_key(network, attachment.container_id, parse_args(args))
         addresses = bounded(lambda: cni.add(network, attachment, holder))
         if metrics is not None:
             for address in addresses:
@@ -57,10 +60,19 @@ def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None) -> None:
 
     @app.post("/Cni.Gc")
     def collect() -> Response:
+        # the one large body: the runtime's valid attachments, some 100 bytes each
+        request.max_content_length = MAX_GC_BODY
         body = json_body(required=True)
         network = _network(body)
         valid = _valid_attachments(body["config"])
-        bounded(lambda: cni.collect(network.name, valid))
+        released, left = bounded(lambda: cni.collect(network.name, valid))
+        if metrics is not None and released:
+            metrics.releases.labels(f"cni/{network.name}").inc(released)
+        if left:
+            raise Unfinished(
+                f"GC released {released:,} stale leases of network {network.name} within the "
+                f"call's bound (IPLEDGER_CALL_TIMEOUT) and has {left:,} left: run it again"
+            )
         return reply({})
 
     @app.post("/Cni.Status")

@@ -11,9 +11,11 @@ from typing import Any
 
 from flask import Response, request
 
+from driver.domain.cni_spec import MAX_CALL_BODY
 from driver.domain.errors import InvalidRequest
 
-MAX_BODY = 64 * 1024
+# every call's body is bounded: Docker's and CNI's at 64 KiB, but for CNI's GC (see api_cni)
+MAX_BODY = MAX_CALL_BODY
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
 
 
@@ -38,7 +40,7 @@ def json_body(*, required: bool) -> dict[str, Any]:
     return body
 
 
-def text_field(body: dict[str, Any], key: str, *, required: bool = False) -> str:
+def text_field(body: dict[str, Any], key: str, *, required: bool = False, limit: int = 255) -> str:
     if key not in body or body[key] is None:
         if required:
             raise InvalidRequest(f"missing {key} in request body")
@@ -48,8 +50,12 @@ def text_field(body: dict[str, Any], key: str, *, required: bool = False) -> str
         raise InvalidRequest(f"{key} must be a string, not {_show(value)}")
     if required and not value:
         raise InvalidRequest(f"{key} must not be empty")
-    if len(value) > 255:
-        raise InvalidRequest(f"{key} is too long ({len(value)} characters, at most 255)")
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate: JSON's "\udcff" is no character
+        raise InvalidRequest(f"{key} is not Unicode text: {value!r:.80}") from None
+    if len(value) > limit:
+        raise InvalidRequest(f"{key} is too long ({len(value)} characters, at most {limit})")
     return value
 
 

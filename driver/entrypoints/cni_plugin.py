@@ -15,6 +15,7 @@ from __future__ import annotations
 import _socket  # `socket` itself would cost a fifth of the start-up (its enums)
 import json
 import os
+import stat
 import sys
 
 from driver.domain.cni_spec import (
@@ -23,10 +24,13 @@ from driver.domain.cni_spec import (
     INVALID_CONFIG,
     INVALID_ENVIRONMENT,
     IO_FAILURE,
+    MAX_CALL_BODY,
+    MAX_GC_BODY,
     NOT_AVAILABLE,
     SUPPORTED_VERSIONS,
     TRY_AGAIN_LATER,
     UNDECODABLE,
+    UNEXPECTED,
 )
 from driver.paths import DEFAULT_SOCKET
 
@@ -48,40 +52,100 @@ class CniFailure(Exception):
         self.code, self.msg, self.details = code, msg, details
 
 
+# CNI_CONTAINERID and CNI_IFNAME as the spec (and libcni) allows them
+_CONTAINER_ID = "an alphanumeric, then alphanumerics, '_', '.' or '-'"
+_IFNAME = "1 to 15 characters, none of them '/', ':' or a space, and not '.' or '..'"
+# the longest path a unix socket can have (sun_path, with its NUL)
+_MAX_SOCKET_PATH = 107
+# the largest resolv.conf read: glibc reads a few kilobytes of it
+_MAX_RESOLV_CONF = 1024 * 1024
+
+
 def main() -> None:
+    """Run one CNI command. Every failure, unexpected ones too, is CNI's error object with a code,
+    on stdout (on stderr when stdout is closed), and exit status 1; never a traceback."""
+    sys.exit(_run())
+
+
+def _run() -> int:
     version = SUPPORTED_VERSIONS[-1]
     try:
-        raw = sys.stdin.read()
-        command = os.environ.get("CNI_COMMAND", "")
+        if sys.stdout is None:
+            # checked first: a lease whose result cannot be printed would be a lease nobody knows
+            raise CniFailure(
+                IO_FAILURE,
+                "stdout is closed: ipledger-cni has nowhere to print its result",
+                "the runtime runs plugins with stdout open; nothing was asked of the ledger",
+            )
+        raw = _stdin()
+        command = _environment("CNI_COMMAND")
         if command not in COMMANDS:
             raise CniFailure(
                 INVALID_ENVIRONMENT,
                 f"CNI_COMMAND: {command!r:.40} is not one of {', '.join(COMMANDS)}",
             )
         config = _config(raw, command)
-        version = config.get("cniVersion", version)
+        asked = config.get("cniVersion")
+        if isinstance(asked, str) and asked in SUPPORTED_VERSIONS:
+            version = asked
         if command == "VERSION":
-            _print({"cniVersion": version, "supportedVersions": list(SUPPORTED_VERSIONS)})
-            return
-        if version not in SUPPORTED_VERSIONS:
+            echoed = asked if isinstance(asked, str) and asked else version
+            _print({"cniVersion": echoed, "supportedVersions": list(SUPPORTED_VERSIONS)})
+            return 0
+        if asked not in SUPPORTED_VERSIONS:
             raise CniFailure(
                 INCOMPATIBLE_VERSION,
-                f"cniVersion {version!r:.20} is not supported",
+                f"cniVersion {asked!r:.20} is not supported",
                 f"ipledger speaks {', '.join(SUPPORTED_VERSIONS)}",
             )
         result = _call(command, config)
         if result:
             _print(result)
-    except CniFailure as failure:
-        _print(
-            {
-                "cniVersion": version if version in SUPPORTED_VERSIONS else SUPPORTED_VERSIONS[-1],
-                "code": failure.code,
-                "msg": failure.msg,
-                "details": failure.details,
-            }
+        return 0
+    except CniFailure as e:
+        failure = e
+    except Exception as e:  # the last guard: still CNI's error object, never a traceback
+        failure = CniFailure(
+            UNEXPECTED,
+            f"internal error in ipledger-cni ({type(e).__name__})",
+            f"{e!s:.300}",
         )
-        sys.exit(1)
+    error = {
+        "cniVersion": version,
+        "code": failure.code,
+        "msg": failure.msg,
+        "details": failure.details,
+    }
+    try:
+        _print(error)
+    except CniFailure:
+        _warn(error)
+    return 1
+
+
+def _stdin() -> str:
+    """The network config the runtime wrote on stdin; empty when stdin is closed."""
+    stream = sys.stdin
+    if stream is None:
+        return ""
+    try:
+        data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read().encode()
+    except (OSError, ValueError) as e:
+        raise CniFailure(IO_FAILURE, "cannot read the network config on stdin", str(e)) from None
+    try:
+        return str(data.decode())
+    except UnicodeDecodeError as e:
+        raise CniFailure(UNDECODABLE, "the network config on stdin is not UTF-8", str(e)) from None
+
+
+def _environment(name: str) -> str:
+    """A ``CNI_*`` variable, as text; "" when it is not set."""
+    value = os.environ.get(name, "")
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # bytes that are not UTF-8, as Python decodes them
+        raise CniFailure(INVALID_ENVIRONMENT, f"{name}: {value!r:.60} is not UTF-8 text") from None
+    return value
 
 
 def _config(raw: str, command: str) -> dict[str, Any]:
@@ -89,33 +153,84 @@ def _config(raw: str, command: str) -> dict[str, Any]:
         return {}
     try:
         config = json.loads(raw)
-    except ValueError as e:
-        raise CniFailure(UNDECODABLE, "the network config on stdin is not JSON", str(e)) from None
+    except (ValueError, RecursionError) as e:
+        raise CniFailure(
+            UNDECODABLE, "the network config on stdin is not JSON", f"{e!s:.200}"
+        ) from None
     if not isinstance(config, dict):
         raise CniFailure(UNDECODABLE, "the network config on stdin is not a JSON object")
     return config
+
+
+def _identity() -> tuple[str, str]:
+    """CNI_CONTAINERID and CNI_IFNAME, checked as the spec says (CNI code 4 when wrong)."""
+    container_id, ifname = _environment("CNI_CONTAINERID"), _environment("CNI_IFNAME")
+    for name, value, rule in (
+        ("CNI_CONTAINERID", container_id, _CONTAINER_ID),
+        ("CNI_IFNAME", ifname, _IFNAME),
+    ):
+        if not value:
+            raise CniFailure(INVALID_ENVIRONMENT, f"{name} is not set")
+        if not _valid(name, value):
+            raise CniFailure(INVALID_ENVIRONMENT, f"{name}: {value!r:.80} is not {rule}")
+    return container_id, ifname
+
+
+def _valid(name: str, value: str) -> bool:
+    if name == "CNI_IFNAME":
+        return (
+            len(value) <= 15
+            and value not in (".", "..")
+            and not any(c in "/:" or c.isspace() for c in value)
+        )
+    return (
+        value[0].isascii()
+        and value[0].isalnum()
+        and all(c.isascii() and (c.isalnum() or c in "_.-") for c in value)
+    )
 
 
 def _call(command: str, config: dict[str, Any]) -> dict[str, Any] | None:
     ipam = config.get("ipam")
     own = ipam.get("ipledger", {}) if isinstance(ipam, dict) else {}
     socket = own.get("socket", DEFAULT_SOCKET) if isinstance(own, dict) else DEFAULT_SOCKET
-    if not isinstance(socket, str) or not socket:
-        raise CniFailure(INVALID_CONFIG, "ipam.ipledger.socket: expected a path")
+    if (
+        not isinstance(socket, str)
+        or not socket
+        or "\0" in socket
+        or len(socket.encode(errors="surrogateescape")) > _MAX_SOCKET_PATH
+    ):
+        raise CniFailure(
+            INVALID_CONFIG,
+            f"ipam.ipledger.socket: expected the path of a unix socket, not {socket!r:.80}",
+        )
     if isinstance(ipam, dict) and ipam.get("resolvConf") and not ipam.get("dns"):
         ipam["dns"] = _resolv_conf(ipam["resolvConf"])
+    container_id, ifname = "", ""
+    if command in ("ADD", "DEL", "CHECK"):
+        container_id, ifname = _identity()
     body = {
         "config": config,
-        "containerId": os.environ.get("CNI_CONTAINERID", ""),
-        "ifname": os.environ.get("CNI_IFNAME", ""),
-        "args": os.environ.get("CNI_ARGS", ""),
+        "containerId": container_id,
+        "ifname": ifname,
+        "args": _environment("CNI_ARGS") if command == "ADD" else "",
     }
-    if command in ("ADD", "DEL", "CHECK"):
-        for name, key in (("CNI_CONTAINERID", "containerId"), ("CNI_IFNAME", "ifname")):
-            if not body[key]:
-                raise CniFailure(INVALID_ENVIRONMENT, f"{name} is not set")
     try:
-        status, answer = _post(socket, f"/Cni.{command.capitalize()}", body)
+        payload = json.dumps(body).encode()
+    except (ValueError, RecursionError) as e:
+        raise CniFailure(UNDECODABLE, "the network config cannot be sent", f"{e!s:.200}") from None
+    bound = MAX_GC_BODY if command == "GC" else MAX_CALL_BODY
+    if len(payload) > bound:
+        # permanent: the same config is as large on every retry, so not 11 (try again later)
+        raise CniFailure(
+            INVALID_CONFIG,
+            f"the network config is too large: {command} would send {len(payload):,} bytes, "
+            f"and ipledger takes at most {bound:,} on {command}",
+            f"ipledger takes {MAX_CALL_BODY:,} bytes on ADD, DEL, CHECK and STATUS, "
+            f"and {MAX_GC_BODY:,} on GC",
+        )
+    try:
+        status, answer = _post(socket, f"/Cni.{command.capitalize()}", payload)
     except (OSError, ValueError) as e:  # _socket.timeout is an OSError
         code = NOT_AVAILABLE if command == "STATUS" else TRY_AGAIN_LATER
         raise CniFailure(
@@ -124,29 +239,36 @@ def _call(command: str, config: dict[str, Any]) -> dict[str, Any] | None:
             f"{type(e).__name__}: {e}",
         ) from None
     if status != 200:
-        code = int(answer.get("CniCode", TRY_AGAIN_LATER if status == 503 else 999))
+        given = answer.get("CniCode")
+        code = given if type(given) is int else TRY_AGAIN_LATER if status == 503 else UNEXPECTED
         if command == "STATUS":
             code = NOT_AVAILABLE
-        raise CniFailure(code, str(answer.get("Err", f"ipledger answered {status}")))
+        raise CniFailure(code, str(answer.get("Err") or f"ipledger answered {status}"))
     result = answer.get("result")
     return result if isinstance(result, dict) else None
 
 
-def _post(path: str, target: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def _post(path: str, target: str, payload: bytes) -> tuple[int, dict[str, Any]]:
     """One HTTP/1.1 POST on a unix socket, ``Connection: close``; the status and JSON answer."""
-    payload = json.dumps(body).encode()
     head = (
         f"POST {target} HTTP/1.1\r\nHost: ipledger\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
     ).encode()
     connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    chunks = []
     try:
         connection.settimeout(CALL_TIMEOUT)
         connection.connect(path)
-        connection.sendall(head + payload)
-        chunks = []
-        while chunk := connection.recv(65536):
-            chunks.append(chunk)
+        try:  # noqa: SIM105 (no contextlib: it is not imported, to start fast)
+            connection.sendall(head + payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered before reading it all: its answer says why, if it came
+        try:
+            while chunk := connection.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            if not chunks:
+                raise
     finally:
         connection.close()
     response = b"".join(chunks)
@@ -162,13 +284,35 @@ def _post(path: str, target: str, body: dict[str, Any]) -> tuple[int, dict[str, 
 
 def _resolv_conf(path: Any) -> dict[str, Any]:
     """A resolv.conf as CNI's DNS object, as host-local reads it."""
+    if not isinstance(path, str) or "\0" in path:
+        raise CniFailure(
+            INVALID_CONFIG, f"ipam.resolvConf: expected a file's path, not {path!r:.80}"
+        )
     try:
-        with open(str(path)) as file:
-            lines = file.read().splitlines()
+        # not blocking on a FIFO, and never more than a resolv.conf can be
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise CniFailure(IO_FAILURE, f"ipam.resolvConf: {path} is not a regular file")
+            data = os.read(fd, _MAX_RESOLV_CONF + 1)
+        finally:
+            os.close(fd)
     except OSError as e:
         raise CniFailure(IO_FAILURE, f"ipam.resolvConf: cannot read {path}", str(e)) from None
+    if len(data) > _MAX_RESOLV_CONF:
+        raise CniFailure(
+            IO_FAILURE, f"ipam.resolvConf: {path} is larger than {_MAX_RESOLV_CONF:,} bytes"
+        )
+    try:
+        if b"\0" in data:
+            raise ValueError("a NUL byte")
+        text = data.decode()
+    except ValueError as e:
+        raise CniFailure(
+            UNDECODABLE, f"ipam.resolvConf: {path} is not a text file", f"{e!s:.200}"
+        ) from None
     dns: dict[str, Any] = {}
-    for line in lines:
+    for line in text.splitlines():
         fields = line.split("#", 1)[0].split()
         if len(fields) < 2:
             continue
@@ -185,8 +329,38 @@ def _resolv_conf(path: Any) -> dict[str, Any]:
 
 
 def _print(document: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(document) + "\n")
-    sys.stdout.flush()
+    """Print on stdout; CniFailure (code 5) when stdout cannot be written."""
+    _write(sys.stdout, document)
+
+
+def _warn(document: dict[str, Any]) -> None:
+    """Print on stderr, when stdout cannot take it; if stderr cannot either, nothing is left."""
+    try:  # noqa: SIM105
+        _write(sys.stderr, document)
+    except CniFailure:
+        pass
+
+
+def _write(stream: Any, document: dict[str, Any]) -> None:
+    try:
+        if stream is None:
+            raise OSError("closed")
+        stream.write(json.dumps(document) + "\n")
+        stream.flush()
+    except (OSError, ValueError) as e:
+        _drop(stream)
+        raise CniFailure(IO_FAILURE, f"cannot write the answer: {e}") from None
+
+
+def _drop(stream: Any) -> None:
+    """Point a stream that failed at /dev/null, so that Python's exit does not try to flush what
+    it holds into it again (and print that it failed)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

@@ -101,6 +101,11 @@ _LEASE = Prepared(
         leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
     )
 )
+_LEASE_KIND = Prepared(
+    select(leases.c.kind, leases.c.cni_attachment).where(
+        leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
+    )
+)
 _ADD_LEASE = Prepared(insert(leases).values({c.name: bindparam(c.name) for c in leases.c}))
 _CNI_LEASES = Prepared(
     select(leases.c.pool_id, leases.c.address).where(
@@ -596,6 +601,11 @@ class ParkedStatements(_Statements):
         }.get(kind, "an earlier request")
         details = ", ".join(f"{k} {v}" for k, v in (("name", name), ("mac", mac)) if v)
         return f"{who} ({details})" if details else who
+
+    def lease_kind(self, subnet_id: int, address: int) -> tuple[str, str | None] | None:
+        """A leased address's kind and CNI attachment (None for Docker's); None when free."""
+        row = _LEASE_KIND.first(self.connection, {"subnet_id": subnet_id, "address": pack(address)})
+        return (row[0], row[1]) if row else None
 
     def leased_addresses_of_pool(
         self, subnet_id: int, pool_id: str, host_id: str | None = None

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from driver.entrypoints.bodies import MAX_BODY
 from driver.usecases.admin import Admin
+from tests.integration.test_ledger import snapshot
 
 NETWORK = "lan"
 
@@ -203,3 +205,165 @@ def test_removing_the_docker_network_of_a_shared_pool_keeps_the_cni_attachments_
     assert plugin.call("ReleasePool", {"PoolID": pool_id})[0] == 200
     assert leases_of(settings, pool_id) == [("203.0.113.2", "cni", "container c1")]
     assert cni.call("Check", cni_config(shared="lan"))[0] == 200
+
+
+def test_a_gateway_that_is_another_attachments_lease_is_refused_naming_it_and_writes_nothing(
+    cni, engine
+):
+    assert cni.add(cni_config(), container="c9") == ["203.0.113.2/24"]
+    before = snapshot(engine)
+    moved = cni_config([{"subnet": "203.0.113.0/24", "gateway": "203.0.113.2"}])
+    for container in ("c1", "c9"):  # a new attachment, and the holder's own repeated ADD
+        status, answer = cni.call("Add", moved, container=container)
+        assert (status, answer["CniCode"]) == (409, 7), answer
+        assert "203.0.113.2" in answer["Err"] and "lan/c9/eth0" in answer["Err"]
+        assert "ipam.ranges[0][0].gateway" in answer["Err"]
+    assert snapshot(engine) == before
+
+
+def test_a_gateway_that_is_a_docker_endpoints_address_is_refused_naming_the_endpoint(
+    cni, plugin, engine
+):
+    _, answer = plugin.call(
+        "RequestPool",
+        {
+            "AddressSpace": "LocalDefault",
+            "Pool": "203.0.113.0/24",
+            "Options": {"ipledger.shared": "lan"},
+        },
+    )
+    pool_id = answer["PoolID"]
+    status, answer = plugin.call(
+        "RequestAddress",
+        {
+            "PoolID": pool_id,
+            "Options": {"com.docker.network.endpoint.macaddress": "02:42:c0:00:02:05"},
+        },
+    )
+    assert status == 200, answer
+    taken = answer["Address"].split("/")[0]
+    before = snapshot(engine)
+    config = cni_config([{"subnet": "203.0.113.0/24", "gateway": taken}], shared="lan")
+    status, answer = cni.call("Add", config)
+    assert (status, answer["CniCode"]) == (409, 7), answer
+    assert taken in answer["Err"] and "02:42:c0:00:02:05" in answer["Err"]
+    assert snapshot(engine) == before
+
+
+def test_a_new_range_whose_gateway_another_networks_attachment_holds_is_refused_unmade(cni, engine):
+    first = dict(
+        cni_config(
+            [{"subnet": "203.0.113.0/24", "rangeStart": "203.0.113.10", "rangeEnd": "203.0.113.20"}]
+        ),
+        name="first",
+    )
+    assert cni.add(first, container="c9") == ["203.0.113.10/24"]
+    before = snapshot(engine)
+    second = cni_config(
+        [
+            {
+                "subnet": "203.0.113.0/24",
+                "rangeStart": "203.0.113.30",
+                "rangeEnd": "203.0.113.40",
+                "gateway": "203.0.113.10",
+            }
+        ]
+    )
+    status, answer = cni.call("Add", second)
+    assert (status, answer["CniCode"]) == (409, 7), answer
+    assert "first/c9/eth0" in answer["Err"]
+    assert snapshot(engine) == before
+
+
+def test_networks_on_one_subnet_share_its_gateway_lease(cni):
+    for name, start, end in (
+        ("first", "203.0.113.10", "203.0.113.20"),
+        ("second", "203.0.113.30", "203.0.113.40"),
+    ):
+        config = dict(
+            cni_config([{"subnet": "203.0.113.0/24", "rangeStart": start, "rangeEnd": end}]),
+            name=name,
+        )
+        status, answer = cni.call("Add", config, container=f"c-{name}")
+        assert status == 200, answer
+        assert answer["result"]["ips"] == [{"address": f"{start}/24", "gateway": "203.0.113.1"}]
+
+
+def test_each_endpoint_bounds_its_body_gc_alone_may_be_large(cni, plugin):
+    for container in ("c1", "c2"):
+        cni.add(cni_config(), container=container)
+    padding = "x" * (70 * 1024)
+    status, answer = cni.call("Add", dict(cni_config(), padding=padding))
+    assert (status, answer["CniCode"]) == (413, 7)
+    assert answer["Err"] == "request body too large: at most 65536 bytes"
+    status, answer = plugin.call("RequestPool", {"AddressSpace": "LocalDefault", "Pool": padding})
+    assert status == 413 and "CniCode" not in answer
+    valid = [{"containerID": f"{i:064x}", "ifname": "eth0"} for i in range(20_000)]
+    valid.append({"containerID": "c2", "ifname": "eth0"})
+    config = dict(cni_config(), cniVersion="1.1.0", **{"cni.dev/valid-attachments": valid})
+    assert len(json.dumps(config)) > 16 * MAX_BODY
+    status, answer = cni.call("Gc", config)
+    assert status == 200, answer
+    assert cni.call("Check", cni_config(), container="c1")[1]["CniCode"] == 3
+    assert cni.call("Check", cni_config(), container="c2")[0] == 200
+    status, answer = cni.call("Gc", dict(config, padding="x" * (33 * 1024 * 1024)))
+    assert (status, answer["CniCode"]) == (413, 7)
+
+
+def test_a_pod_name_of_253_characters_in_cni_args_is_taken(cni):
+    args = (
+        f"IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={'p' * 253};K8S_POD_UID=" + "u" * 36
+    )
+    config = cni_config(hold="1h", hold_by="pod")
+    assert cni.add(config, container="c1", args=args) == ["203.0.113.2/24"]
+
+
+def test_text_that_is_not_unicode_is_refused_with_code_7(cni, engine):
+    before = snapshot(engine)
+    body = json.dumps({"config": cni_config(), "containerId": "c\udcff", "ifname": "eth0"})
+    status, answer = cni.plugin.raw("/Cni.Add", body)
+    assert (status, answer["CniCode"]) == (400, 7)
+    assert "containerId" in answer["Err"]
+    assert snapshot(engine) == before
+
+
+def test_a_gc_of_more_stale_leases_than_one_call_can_release_keeps_what_it_did_and_goes_on(
+    settings, engine, monkeypatch
+):
+    """2,000 stale leases, a call bound of half a second: each GC releases what fits in it, answers
+    code 11 (try again later) with what is left, and a few GCs release them all. Before, the GC
+    was one transaction that never fitted: 11 at every try, nothing released, forever."""
+    import dataclasses
+
+    from driver.domain.cni import Attachment, parse_network
+    from driver.entrypoints.api import create_app
+    from driver.storage.store import open_store
+    from driver.usecases.cni import CniCalls
+    from tests.api.conftest import Plugin
+
+    monkeypatch.setattr("driver.usecases.cni.GC_BATCH", 50, raising=False)
+    monkeypatch.setattr("driver.usecases.cni.GC_MARGIN", 0.1, raising=False)
+    config = cni_config([{"subnet": "2001:db8:9c::/64"}])
+    network = parse_network(config)
+    store = open_store(settings.db_url)
+    calls = CniCalls(store, settings.default_pools, settings.host_id)
+    containers = [f"c{i}" for i in range(2_100)]
+    for container in containers:
+        calls.add(network, Attachment(NETWORK, container, "eth0"), f"container {container}")
+    store.dispose()
+    app = create_app(dataclasses.replace(settings, call_timeout=0.5))
+    cni = Cni(Plugin(app.test_client()))
+    valid = [{"containerID": c, "ifname": "eth0"} for c in containers[:100]]
+    gc = dict(config, cniVersion="1.1.0", **{"cni.dev/valid-attachments": valid})
+    answers = []
+    for _ in range(30):
+        status, answer = cni.call("Gc", gc)
+        answers.append((status, answer.get("CniCode")))
+        if status == 200:
+            break
+        assert "left: run it again" in answer["Err"], answer
+    app.extensions["ipledger"].store.dispose()
+    assert answers[-1] == (200, None) and set(answers[:-1]) <= {(503, 11)}
+    held = {name for _, kind, name in leases_of(settings, "LocalDefault/2001:db8:9c::/64")}
+    assert held == {"CNI network lan"} | {f"container {c}" for c in containers[:100]}
+    print(f"2,000 stale leases released by {len(answers)} GCs")

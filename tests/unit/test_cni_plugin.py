@@ -84,7 +84,7 @@ def test_a_resolv_conf_reads_as_host_local_reads_it(tmp_path):
         "# a comment\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n"
         "domain example.org\nsearch a.example.org b.example.org\noptions ndots:2 rotate\n"
     )
-    assert _resolv_conf(resolv) == {
+    assert _resolv_conf(str(resolv)) == {
         "nameservers": ["192.0.2.53", "2001:db8::53"],
         "domain": "example.org",
         "search": ["a.example.org", "b.example.org"],
