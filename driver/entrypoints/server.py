@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from driver.config import Settings
 from driver.entrypoints.api import create_app
+from driver.entrypoints.worker import worker_class
 from driver.observability.logs import logging_config
 from driver.storage.engine import make_engine, masked_url
 from driver.storage.schema import migrate
@@ -33,7 +34,9 @@ class PluginServer(BaseApplication):  # type: ignore[misc]
         options: dict[str, Any] = {
             "bind": [f"unix:{self.settings.socket}"],
             "workers": self.settings.workers,
-            "worker_class": "gthread",
+            # gthread's threads, fed only requests that have arrived whole: a connection that
+            # stalls holds no thread, and is closed at the call bound (see worker.py)
+            "worker_class": worker_class(self.settings.call_timeout),
             "threads": self.settings.threads,
             # Only root (Docker) may connect: the socket is created with mode 0600.
             "umask": 0o177,
