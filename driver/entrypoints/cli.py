@@ -86,9 +86,13 @@ def serve(
 )
 def install_service(unit_dir: Path, start: bool) -> None:
     """Install ipledger as a systemd service, socket-activated and ordered before Docker."""
-    from driver.entrypoints.install import install_units
+    from driver.entrypoints.install import InstallError, install_units
 
-    for path in install_units(unit_dir):
+    try:
+        written = install_units(unit_dir)
+    except InstallError as e:
+        raise click.ClickException(str(e)) from None
+    for path in written:
         click.echo(f"wrote {path}")
     if not start:
         return
