@@ -264,6 +264,41 @@ def _open_ledger(settings: Settings) -> None:
         engine.dispose()
 
 
+def driver_name(socket_path: str) -> str:
+    """The name Docker knows a legacy plugin by: its socket's file name without ``.sock``."""
+    return os.path.basename(socket_path).removesuffix(".sock")
+
+
+def _passed_socket_path() -> str | None:
+    """The path of the (first) socket systemd passed, if it is a unix socket with one."""
+    try:
+        with socket.socket(fileno=os.dup(3)) as passed:  # SD_LISTEN_FDS_START
+            name = passed.getsockname()
+    except OSError:
+        return None
+    return name if isinstance(name, str) and name.startswith("/") else None
+
+
+def _record_served(settings: Settings, driver: str, path: str) -> None:
+    """Record in the ledger that this host serves it as ``driver``: ``ipledger gc`` judges the
+    networks of that driver when it is not told which."""
+    from driver.domain.errors import IpamError
+    from driver.storage.store import open_store
+    from driver.usecases.housekeeping import Housekeeping
+
+    store = open_store(
+        settings.db_url,
+        synchronous=settings.sqlite_synchronous,
+        busy_timeout_ms=settings.busy_timeout_ms,
+    )
+    try:
+        Housekeeping(store, settings.host_id).record_served(driver, path)
+    except IpamError as e:
+        log.warning("could not record the driver name %r in the ledger: %s", driver, e.message)
+    finally:
+        store.dispose()
+
+
 def _read_only(e: OSError) -> bool:
     return e.errno == errno.EROFS
 
@@ -280,12 +315,15 @@ def serve(settings: Settings) -> None:
     metrics = _metrics_listener(settings) if settings.metrics_addr is not None else None
     plugin_socket = None if systemd else PluginSocket(settings.socket)
     where = "the socket systemd passed (LISTEN_FDS)" if systemd else settings.socket
+    path = (_passed_socket_path() if systemd else None) or settings.socket
+    driver = driver_name(path)
     log.info(
         "ipledger serving driver %r on %s with database %s",
-        settings.driver_name,
+        driver,
         where,
         masked_url(settings.db_url),
     )
+    _record_served(settings, driver, path)
     metrics_dir = None
     if metrics is not None:
         # before prometheus-client is imported anywhere: it reads this once, on import

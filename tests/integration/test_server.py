@@ -12,6 +12,8 @@ import pytest
 
 from driver.storage.engine import make_engine
 from driver.storage.schema import migrate
+from driver.storage.store import open_store
+from driver.usecases.admin import Admin
 from tests.e2e.harness import PluginProcess, need
 
 
@@ -202,3 +204,15 @@ def test_serve_with_its_socket_on_a_read_only_file_system_says_so(read_only_dir,
             f"ipledger: cannot create the socket's directory {ro}/sub: it is on a read-only file system"
         )
     )
+
+
+def test_serve_records_in_the_ledger_the_driver_name_it_serves_for_gc(server, tmp_path):
+    server.env.pop("IPLEDGER_SOCKET", None)
+    server.env["IPLEDGER_HOST_ID"] = "host-h"
+    server.start()
+    store = open_store(server.db_url)
+    try:
+        assert Admin(store, "host-h").reports.served_drivers() == ["ipl-test"]
+        assert Admin(store, "host-other").reports.served_drivers() == []
+    finally:
+        store.dispose()
