@@ -28,10 +28,20 @@ POOL = {"AddressSpace": "LocalDefault", "Pool": "198.51.100.0/24"}
 POOL_ID = "LocalDefault/198.51.100.0/24"
 
 
-@pytest.fixture
-def server(tmp_path) -> Iterator[PluginProcess]:
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory) -> Iterator[PluginProcess]:
+    tmp_path = tmp_path_factory.mktemp("stall")
     with bounded_plugin("ipl-stall", f"sqlite:///{tmp_path}/ledger.db", tmp_path, BOUND) as plugin:
         yield plugin
+
+
+@pytest.fixture
+def server(serving) -> Iterator[PluginProcess]:
+    """One server for the module (its start is most of these tests' time), its pools released
+    after each test."""
+    yield serving
+    for pool_id in (POOL_ID, "LocalDefault/203.0.113.0/24"):
+        serving.client.call("ReleasePool", {"PoolID": pool_id})
 
 
 def connect(path: str) -> socket.socket:
@@ -190,3 +200,62 @@ def test_a_body_larger_than_any_call_takes_is_refused_without_reading_it(server)
         answer = read_answer(sock)
     assert answer.startswith(b"HTTP/1.1 413 "), answer
     assert b"request body too large" in answer
+
+
+def exchange(path: str, data: bytes) -> bytes:
+    sock = connect(path)
+    with contextlib.closing(sock):
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        return read_answer(sock)
+
+
+def test_a_chunked_body_is_read_whole_and_answered(server):
+    body = json.dumps(POOL).encode()
+    answer = exchange(
+        server.socket,
+        b"POST /IpamDriver.RequestPool HTTP/1.1\r\nHost: plugin\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n"
+        + f"{5:x}\r\n".encode()
+        + body[:5]
+        + b"\r\n"
+        + f"{len(body) - 5:x}\r\n".encode()
+        + body[5:]
+        + b"\r\n0\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert answer.endswith(
+        json.dumps({"PoolID": POOL_ID, "Pool": "198.51.100.0/24", "Data": {}}).encode()
+    )
+
+
+def test_a_malformed_request_is_answered_400_at_once(server):
+    started = time.monotonic()
+    answer = exchange(server.socket, b"NOT HTTP AT ALL\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert time.monotonic() - started < BOUND / 4
+
+
+def test_a_client_that_waits_for_100_continue_gets_it_and_then_its_answer(server):
+    body = json.dumps(POOL).encode()
+    sock = connect(server.socket)
+    with contextlib.closing(sock):
+        sock.sendall(
+            b"POST /IpamDriver.RequestPool HTTP/1.1\r\nHost: plugin\r\nExpect: 100-continue\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        )
+        sock.settimeout(BOUND / 2)
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.settimeout(30)
+        sock.sendall(body)
+        answer = read_answer(sock)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert answer.count(b"100 Continue") == 0
+
+
+def test_a_client_that_goes_away_mid_request_leaves_nothing_behind(server):
+    for _ in range(20):
+        sock = connect(server.socket)
+        sock.sendall(b"POST /IpamDriver.RequestPool HTTP/1.1\r\nContent-Length: 50\r\n\r\n{")
+        sock.close()
+    assert server.client.call("RequestPool", POOL)[0] == 200
