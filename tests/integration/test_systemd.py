@@ -196,3 +196,44 @@ def test_the_units_in_plugin_systemd_are_the_shipped_ones():
     for name in UNITS:
         shipped = resources.files("driver.entrypoints.units").joinpath(name).read_text()
         assert (top / "plugin" / "systemd" / name).read_text() == shipped
+
+
+def test_serve_records_the_driver_name_of_the_socket_systemd_passes(tmp_path):
+    from driver.storage.store import open_store
+    from driver.usecases.admin import Admin
+
+    sock = tmp_path / "ipl-sd.sock"
+    db_url = f"sqlite:///{tmp_path}/l.db"
+    process = subprocess.Popen(
+        [
+            need("systemd-socket-activate"),
+            "-l",
+            str(sock),
+            "-E",
+            f"IPLEDGER_DB={db_url}",
+            "-E",
+            "IPLEDGER_HOST_ID=host-sd",
+            sys.executable,
+            "-m",
+            "driver",
+            "serve",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        client = PluginClient(str(sock), timeout=15)
+        assert client.call("/Plugin.Activate") == (200, {"Implements": ["IpamDriver"]})
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        output = process.communicate(timeout=20)[0].decode()
+    assert "ipledger serving driver 'ipl-sd'" in output
+    store = open_store(db_url)
+    try:
+        assert Admin(store, "host-sd").reports.served_drivers() == ["ipl-sd"]
+    finally:
+        store.dispose()
