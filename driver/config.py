@@ -139,6 +139,78 @@ class Settings:
         return name.removesuffix(".sock")
 
 
+@dataclass(frozen=True)
+class SettingHelp:
+    """How one field of :class:`Settings` is set and what it means, for ``serve --help``."""
+
+    field: str
+    variable: str
+    default: str
+    meaning: str
+    flag: str | None = None
+
+
+# One entry per field of Settings, in its order (a test compares them, and each variable with
+# what from_env reads).
+SETTINGS = (
+    SettingHelp(
+        "socket",
+        "IPLEDGER_SOCKET",
+        DEFAULT_SOCKET,
+        "the plugin socket; the driver's name is its file name without .sock",
+        "--socket",
+    ),
+    SettingHelp("db_url", "IPLEDGER_DB", DEFAULT_DB, "SQLAlchemy URL of the ledger", "--db"),
+    SettingHelp("workers", "IPLEDGER_WORKERS", "2", "gunicorn worker processes", "--workers"),
+    SettingHelp("threads", "IPLEDGER_THREADS", "4", "threads per worker", "--threads"),
+    SettingHelp(
+        "log_level", "IPLEDGER_LOG_LEVEL", "info", "debug, info, warning or error", "--log-level"
+    ),
+    SettingHelp(
+        "default_pools",
+        "IPLEDGER_DEFAULT_POOLS",
+        DEFAULT_POOLS,
+        "where subnets come from when Docker asks for none, as Docker's default-address-pools",
+    ),
+    SettingHelp(
+        "sqlite_synchronous",
+        "IPLEDGER_SQLITE_SYNCHRONOUS",
+        "NORMAL",
+        "SQLite's synchronous: NORMAL survives any crash of ipledger, FULL a power loss too",
+    ),
+    SettingHelp(
+        "busy_timeout_ms",
+        "IPLEDGER_BUSY_TIMEOUT_MS",
+        "5000",
+        "milliseconds a write waits for SQLite's write lock at most",
+    ),
+    SettingHelp(
+        "call_timeout",
+        "IPLEDGER_CALL_TIMEOUT",
+        "5",
+        "seconds within which every plugin call is answered (or 503s), and a connection "
+        "must deliver a whole request",
+    ),
+    SettingHelp(
+        "host_id",
+        "IPLEDGER_HOST_ID",
+        "/etc/machine-id",
+        "this host's name in the ledger, on pools, leases and history",
+    ),
+    SettingHelp("log_format", "IPLEDGER_LOG_FORMAT", "text", "text, or json: one object a line"),
+    SettingHelp(
+        "metrics_addr",
+        "IPLEDGER_METRICS_ADDR",
+        "off",
+        "PORT (on 127.0.0.1) or HOST:PORT to serve the status page and /metrics on",
+    ),
+)
+
+
+def setting_help(field_name: str) -> SettingHelp:
+    return next(s for s in SETTINGS if s.field == field_name)
+
+
 def check_db_url(url: str) -> None:
     """A database URL that SQLAlchemy can parse and whose driver is installed, or a
     :class:`SettingsError` that says what is wrong or what to install."""

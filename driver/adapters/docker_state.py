@@ -87,12 +87,12 @@ def plugin_names(plugins: list[dict[str, Any]]) -> set[str]:
 
 
 def read_docker(
-    base_url: str | None, drivers: set[str] | None, served_as: str, progress: Any = None
+    base_url: str | None, drivers: set[str] | None, served_as: set[str], progress: Any = None
 ) -> DockerView:
     """The networks whose IPAM driver is ipledger, with their endpoints' addresses.
 
     ``drivers`` names them; None means the names ipledger is served under: ``served_as`` (the
-    socket's name, for a legacy plugin) and the managed ipledger plugins installed.
+    legacy plugin's names) and the managed ipledger plugins installed.
     """
     import docker
     from docker.errors import DockerException
@@ -101,7 +101,7 @@ def read_docker(
     try:
         client = docker.APIClient(base_url=base_url) if base_url else docker.from_env().api
         if drivers is None:
-            drivers = {served_as} | plugin_names(client.plugins())
+            drivers = served_as | plugin_names(client.plugins())
         summaries = client.networks()
         networks = []
         for summary in summaries:

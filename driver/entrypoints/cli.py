@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from driver.config import Settings
+from driver.config import SETTINGS, Settings, setting_help
 from driver.entrypoints.cli_ops import DB_HELP, Group, register, settings_from_env
 
 
@@ -28,26 +28,30 @@ def main(context: click.Context, db_url: str | None) -> None:
     context.obj = {"db_url": db_url}
 
 
-@main.command()
-@click.option(
-    "--socket",
-    help="Unix socket to serve on [IPLEDGER_SOCKET; default /run/docker/plugins/ipledger.sock]",
-)
-@click.option(
-    "--db",
-    "db_url",
-    help="SQLAlchemy database URL [IPLEDGER_DB; default sqlite:////var/lib/ipledger/ipledger.db]",
-)
-@click.option(
-    "--workers", type=click.IntRange(min=1), help="gunicorn workers [IPLEDGER_WORKERS; 2]"
-)
-@click.option(
-    "--threads", type=click.IntRange(min=1), help="threads per worker [IPLEDGER_THREADS; 4]"
-)
+def _flag_help(field_name: str) -> str:
+    setting = setting_help(field_name)
+    return f"{setting.meaning} [{setting.variable}; default {setting.default}]"
+
+
+def _settings_epilog() -> str:
+    """Every setting of serve, flag or not, from driver/config.py."""
+    lines = ["Settings (a flag overrides its variable):", "", "\b"]
+    for setting in SETTINGS:
+        flag = f" ({setting.flag})" if setting.flag else ""
+        lines.append(f"{setting.variable}{flag}, default {setting.default}")
+        lines.append(f"    {setting.meaning}")
+    return "\n".join(lines)
+
+
+@main.command(epilog=_settings_epilog())
+@click.option("--socket", help=_flag_help("socket"))
+@click.option("--db", "db_url", help=_flag_help("db_url"))
+@click.option("--workers", type=click.IntRange(min=1), help=_flag_help("workers"))
+@click.option("--threads", type=click.IntRange(min=1), help=_flag_help("threads"))
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
-    help="[IPLEDGER_LOG_LEVEL; info]",
+    help=_flag_help("log_level"),
 )
 def serve(
     socket: str | None,
@@ -82,9 +86,13 @@ def serve(
 )
 def install_service(unit_dir: Path, start: bool) -> None:
     """Install ipledger as a systemd service, socket-activated and ordered before Docker."""
-    from driver.entrypoints.install import install_units
+    from driver.entrypoints.install import InstallError, install_units
 
-    for path in install_units(unit_dir):
+    try:
+        written = install_units(unit_dir)
+    except InstallError as e:
+        raise click.ClickException(str(e)) from None
+    for path in written:
         click.echo(f"wrote {path}")
     if not start:
         return

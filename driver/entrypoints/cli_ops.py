@@ -554,9 +554,9 @@ def check(db_url: str | None) -> None:
     "--driver",
     "drivers",
     multiple=True,
-    help="IPAM driver name the networks use [the names ipledger is served under: "
-    "IPLEDGER_SOCKET's name, and each managed ipledger plugin as NAME:TAG]; "
-    "repeat for several.",
+    help="IPAM driver name the networks use [the names ipledger is served under: those "
+    "ipledger serve recorded in the ledger for this host (else IPLEDGER_SOCKET's name), and "
+    "each managed ipledger plugin as NAME:TAG]; repeat for several.",
 )
 @click.option(
     "--grace",
@@ -588,8 +588,14 @@ def gc(
     grace_s = seconds(grace, "--grace")
     settings = settings_from_env(db_url=db_url)
     require_ledger(settings)
+    served_as = {settings.driver_name}
+    if not drivers:
+        # the names this host's ipledger serve recorded: what it really serves, whatever
+        # IPLEDGER_SOCKET says in this shell
+        with admin(db_url) as a:
+            served_as = set(a.reports.served_drivers()) or served_as
     try:
-        view = read_docker(docker_host, set(drivers) or None, settings.driver_name)
+        view = read_docker(docker_host, set(drivers) or None, served_as)
     except DockerUnavailable as e:
         raise click.ClickException(str(e)) from None
     networks = view.networks

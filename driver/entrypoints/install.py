@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from importlib import resources
@@ -9,23 +10,83 @@ from pathlib import Path
 
 UNITS = ("ipledger.socket", "ipledger.service")
 SHIPPED_EXEC_START = "ExecStart=/usr/local/bin/ipledger serve"
+# what the service's hardening hides: ProtectHome=yes and PrivateTmp=yes
+HOMES = ("/home", "/root", "/run/user")
+PRIVATE_TMP = ("/tmp", "/var/tmp")
 
 
-def render_units(python: str = sys.executable) -> dict[str, str]:
-    """The unit files, with ExecStart running this installation's ipledger."""
+class InstallError(Exception):
+    """The units cannot be written for this installation; the message says why."""
+
+
+def installation_paths(python: str = sys.executable) -> list[str]:
+    """What the service reads to run ipledger: the interpreter, its prefixes, the ``driver``
+    package and the directories on its import path."""
+    paths = [python, os.path.realpath(python), sys.prefix, sys.base_prefix, sys.exec_prefix]
+    paths.append(str(Path(__file__).resolve().parents[2]))  # an editable install's sources
+    paths += [entry for entry in sys.path if os.path.isabs(entry) and os.path.exists(entry)]
+    return paths
+
+
+def _under(path: str, roots: tuple[str, ...]) -> bool:
+    return any(path == root or path.startswith(root + "/") for root in roots)
+
+
+def _readable_paths(paths: list[str]) -> list[str]:
+    """The directories under a home that the service must see, with none inside another;
+    or the reason why no unit can run this installation."""
+    needed: set[str] = set()
+    for path in paths:
+        path = os.path.abspath(path)
+        if os.path.basename(os.path.dirname(path)) == "bin":
+            path = os.path.dirname(os.path.dirname(path))  # an interpreter: its whole prefix
+        if _under(path, PRIVATE_TMP):
+            raise InstallError(
+                f"ipledger is installed under {path}: the service gets a private /tmp "
+                "(PrivateTmp=yes) and /tmp does not survive a reboot; install it elsewhere, "
+                "e.g. python3 -m venv /opt/ipledger && /opt/ipledger/bin/pip install ."
+            )
+        if not _under(path, HOMES):
+            continue
+        if any(c.isspace() or c in "\"'\\" for c in path):
+            raise InstallError(
+                f"ipledger is installed under {path!r}, which the service must be able to read "
+                "(ProtectHome hides it) and which cannot be named in a unit file: install it "
+                "in a path without spaces or quotes"
+            )
+        needed.add(path)
+    return [
+        path for path in sorted(needed) if not any(path.startswith(other + "/") for other in needed)
+    ]
+
+
+def render_units(python: str = sys.executable, paths: list[str] | None = None) -> dict[str, str]:
+    """The unit files, with ExecStart running this installation's ipledger; where it lives in a
+    home directory, the service sees that much of it, read-only (ProtectHome=tmpfs and
+    BindReadOnlyPaths) instead of no home at all."""
+    readable = _readable_paths(installation_paths(python) if paths is None else paths)
     exec_start = f"ExecStart={shlex.quote(python)} -m driver serve"
     texts = {}
     for name in UNITS:
         text = resources.files("driver.entrypoints.units").joinpath(name).read_text()
-        texts[name] = text.replace(SHIPPED_EXEC_START, exec_start)
+        text = text.replace(SHIPPED_EXEC_START, exec_start)
+        if readable:
+            text = text.replace(
+                "ProtectHome=yes\n",
+                "# ipledger is installed in a home directory: only that much of it, read-only\n"
+                "ProtectHome=tmpfs\n"
+                f"BindReadOnlyPaths={' '.join(readable)}\n",
+            )
+        texts[name] = text
     return texts
 
 
 def install_units(unit_dir: Path, python: str = sys.executable) -> list[Path]:
     """Write the units into ``unit_dir`` (0644); return their paths."""
+    texts = render_units(python)  # refused before anything is written
     unit_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in render_units(python).items():
+    for name, text in texts.items():
         path = unit_dir / name
         path.write_text(text)
         path.chmod(0o644)

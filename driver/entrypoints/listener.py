@@ -48,6 +48,7 @@ def metrics_view(registry: Any) -> Any:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     def scrape() -> Response:
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        # as given: a mimetype would get a second "; charset=utf-8" from werkzeug
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
     return scrape

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import math
 import os
 import shutil
+import socket
 import stat
 import tempfile
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from sqlalchemy.exc import DBAPIError
 
 from driver.config import Settings
 from driver.domain.errors import IpamError
 from driver.entrypoints.api import create_app
+from driver.entrypoints.worker import worker_class
 from driver.observability.logs import logging_config
 from driver.storage.engine import make_engine, masked_url
 from driver.storage.schema import migrate
@@ -26,15 +32,48 @@ log = logging.getLogger(__name__)
 class PluginServer(BaseApplication):  # type: ignore[misc]
     """gunicorn's arbiter and workers around :func:`driver.api.create_app`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        plugin_socket: PluginSocket | None = None,
+        metrics: WSGIServer | None = None,
+    ) -> None:
         self.settings = settings
+        self.plugin_socket = plugin_socket
+        self.metrics = metrics
         super().__init__()
+
+    def run(self) -> None:
+        plugin_socket = self.plugin_socket
+
+        class _Arbiter(Arbiter):  # type: ignore[misc]
+            def stop(self, graceful: bool = True) -> None:
+                # gunicorn would unlink the path whatever it holds now: ipledger closes its
+                # socket and removes the path only while it is still this socket
+                if plugin_socket is not None:
+                    listeners: list[Any] = getattr(self, "LISTENERS", [])
+                    for listener in listeners:
+                        listener.close()
+                    setattr(self, "LISTENERS", [])  # noqa: B010 (gunicorn's, untyped)
+                    plugin_socket.release()
+                super().stop(graceful)
+
+        try:
+            _Arbiter(self).run()
+        except RuntimeError as e:
+            raise SystemExit(f"ipledger: {e}") from None
 
     def load_config(self) -> None:
         options: dict[str, Any] = {
-            "bind": [f"unix:{self.settings.socket}"],
+            "bind": [
+                self.plugin_socket.bind
+                if self.plugin_socket is not None
+                else f"unix:{self.settings.socket}"
+            ],
             "workers": self.settings.workers,
-            "worker_class": "gthread",
+            # gthread's threads, fed only requests that have arrived whole: a connection that
+            # stalls holds no thread, and is closed at the call bound (see worker.py)
+            "worker_class": worker_class(self.settings.call_timeout),
             "threads": self.settings.threads,
             # Only root (Docker) may connect: the socket is created with mode 0600.
             "umask": 0o177,
@@ -53,17 +92,17 @@ class PluginServer(BaseApplication):  # type: ignore[misc]
         for key, value in options.items():
             self.cfg.set(key, value)
 
-        if self.settings.metrics_addr is not None:
-            self.cfg.set("when_ready", _start_metrics_listener(self.settings))
+        if self.metrics is not None:
+            self.cfg.set("when_ready", _start_metrics_listener(self.settings, self.metrics))
             self.cfg.set("child_exit", _forget_worker_metrics)
 
     def load(self) -> Any:
         return create_app(self.settings)
 
 
-def _start_metrics_listener(settings: Settings) -> Any:
+def _start_metrics_listener(settings: Settings, listener: WSGIServer) -> Any:
     def when_ready(_arbiter: Any) -> None:
-        from driver.entrypoints.listener import listen, metrics_view, serve_in_background
+        from driver.entrypoints.listener import metrics_view, serve_in_background
         from driver.entrypoints.ui.app import create_ui_app
         from driver.observability.metrics import scrape_registry
         from driver.storage.store import open_store
@@ -78,8 +117,10 @@ def _start_metrics_listener(settings: Settings) -> Any:
             busy_timeout_ms=settings.busy_timeout_ms,
         )
         registry = scrape_registry(Admin(store, settings.host_id))
-        app = create_ui_app(StatusViews(store, settings.host_id), metrics_view(registry))
-        serve_in_background(listen(app, host, port))
+        listener.set_app(
+            create_ui_app(StatusViews(store, settings.host_id), metrics_view(registry))
+        )
+        serve_in_background(listener)
         where = f"[{host}]" if ":" in host else host
         log.info("status page on http://%s:%d/ and metrics on /metrics", where, port)
 
@@ -92,20 +133,113 @@ def _forget_worker_metrics(_arbiter: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
-def prepare_socket_path(path: str) -> None:
-    """Create the socket's directory and remove a stale socket left by a crash."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o755, exist_ok=True)
+class PluginSocket:
+    """The plugin's unix socket, bound by ipledger rather than by gunicorn: refused while another
+    server answers on its path, and removed on exit only while the path is still this socket
+    (gunicorn removes whatever is at the path)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(directory, mode=0o755, exist_ok=True)
+        except OSError as e:
+            raise SystemExit(_cannot(f"create the socket's directory {directory}", e)) from None
+        _refuse_live_or_remove_stale(path)
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        umask = os.umask(0o177)  # only root (Docker) may connect: mode 0600
+        try:
+            self.socket.bind(path)
+        except OSError as e:
+            self.socket.close()
+            if e.errno == errno.EADDRINUSE:  # another server bound it since the check
+                raise SystemExit(_served_elsewhere(path)) from None
+            raise SystemExit(_cannot(f"create the socket {path}", e)) from None
+        finally:
+            os.umask(umask)
+        self.socket.listen(2048)
+        bound = os.stat(path)
+        self.identity = (bound.st_dev, bound.st_ino)
+
+    @property
+    def bind(self) -> str:
+        """gunicorn's address for it: the bound file descriptor."""
+        return f"fd://{self.socket.fileno()}"
+
+    def release(self) -> None:
+        """Remove the path if it is still this socket (another server may hold it now)."""
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            return
+        if (found.st_dev, found.st_ino) == self.identity:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        else:
+            log.warning("%s is another process's socket now: left in place", self.path)
+
+
+def _refuse_live_or_remove_stale(path: str) -> None:
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(mode):
         raise SystemExit(f"ipledger: {path} exists and is not a socket; refusing to replace it")
-    os.unlink(path)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        pass  # nobody listens: a socket left by a crash
+    except OSError:
+        raise SystemExit(_served_elsewhere(path)) from None  # a listener too busy to accept
+    else:
+        raise SystemExit(_served_elsewhere(path))
+    finally:
+        probe.close()
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise SystemExit(_cannot(f"remove the stale socket {path}", e)) from None
 
 
-def serve(settings: Settings) -> None:
-    """Migrate the database, then serve until SIGTERM/SIGINT."""
+def _served_elsewhere(path: str) -> str:
+    return (
+        f"ipledger: {path} is served by another process (a second ipledger serve?): "
+        "stop it first, or serve on another --socket"
+    )
+
+
+def _cannot(what: str, e: OSError) -> str:
+    """One line for an OSError at start, saying what could not be done and why."""
+    reason = e.strerror or str(e)
+    if e.errno == errno.EROFS:
+        return f"ipledger: cannot {what}: it is on a read-only file system"
+    return f"ipledger: cannot {what}: {reason}"
+
+
+def _metrics_listener(settings: Settings) -> WSGIServer:
+    """The status page's and /metrics' listener, bound before anything else (its app is set
+    once gunicorn runs)."""
+    from driver.entrypoints.listener import listen
+
+    assert settings.metrics_addr is not None
+    host, port = settings.metrics_addr
+    try:
+        return listen(None, host, port)
+    except OSError as e:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        reason = "the address is in use" if e.errno == errno.EADDRINUSE else e.strerror or e
+        raise SystemExit(
+            f"ipledger: cannot listen on {where} (IPLEDGER_METRICS_ADDR): {reason}"
+        ) from None
+
+
+def _open_ledger(settings: Settings) -> None:
+    """Create (SQLite) and migrate the ledger; a one-line exit if it cannot be written."""
     try:
         engine = make_engine(
             settings.db_url,
@@ -114,33 +248,94 @@ def serve(settings: Settings) -> None:
         )
     except IpamError as e:  # a ledger path someone else could read or redirect
         raise SystemExit(f"ipledger: {e.message}") from None
+    except OSError as e:
+        where = e.filename or masked_url(settings.db_url)
+        raise SystemExit(
+            _cannot(f"open the ledger {where}", e)
+            + (" (ipledger serve writes to it: mount it read-write)" if _read_only(e) else "")
+        ) from None
     try:
         migrate(engine)
     except DBAPIError as e:
+        detail = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+        if "readonly" in detail.replace("-", "").replace(" ", ""):
+            detail += " (ipledger serve writes to the ledger: mount it read-write)"
         raise SystemExit(
-            f"ipledger: database unavailable at {masked_url(settings.db_url)}: "
-            f"{str(e.orig).strip().splitlines()[0] if e.orig else e}"
+            f"ipledger: database unavailable at {masked_url(settings.db_url)}: {detail}"
         ) from None
     finally:
         engine.dispose()
-    if "LISTEN_FDS" in os.environ:
-        where = "the socket systemd passed (LISTEN_FDS)"
-    else:
-        prepare_socket_path(settings.socket)
-        where = settings.socket
+
+
+def driver_name(socket_path: str) -> str:
+    """The name Docker knows a legacy plugin by: its socket's file name without ``.sock``."""
+    return os.path.basename(socket_path).removesuffix(".sock")
+
+
+def _passed_socket_path() -> str | None:
+    """The path of the (first) socket systemd passed, if it is a unix socket with one."""
+    try:
+        with socket.socket(fileno=os.dup(3)) as passed:  # SD_LISTEN_FDS_START
+            name = passed.getsockname()
+    except OSError:
+        return None
+    return name if isinstance(name, str) and name.startswith("/") else None
+
+
+def _record_served(settings: Settings, driver: str, path: str) -> None:
+    """Record in the ledger that this host serves it as ``driver``: ``ipledger gc`` judges the
+    networks of that driver when it is not told which."""
+    from driver.domain.errors import IpamError
+    from driver.storage.store import open_store
+    from driver.usecases.housekeeping import Housekeeping
+
+    store = open_store(
+        settings.db_url,
+        synchronous=settings.sqlite_synchronous,
+        busy_timeout_ms=settings.busy_timeout_ms,
+    )
+    try:
+        Housekeeping(store, settings.host_id).record_served(driver, path)
+    except IpamError as e:
+        log.warning("could not record the driver name %r in the ledger: %s", driver, e.message)
+    finally:
+        store.dispose()
+
+
+def _read_only(e: OSError) -> bool:
+    return e.errno == errno.EROFS
+
+
+def serve(settings: Settings) -> None:
+    """Check the socket path, open the ledger, bind, then serve until SIGTERM/SIGINT."""
+    systemd = "LISTEN_FDS" in os.environ
+    if not systemd:
+        # refused before the ledger is touched: the path is another server's
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.lstat(settings.socket).st_mode):
+                _refuse_live_or_remove_stale(settings.socket)
+    _open_ledger(settings)
+    metrics = _metrics_listener(settings) if settings.metrics_addr is not None else None
+    plugin_socket = None if systemd else PluginSocket(settings.socket)
+    where = "the socket systemd passed (LISTEN_FDS)" if systemd else settings.socket
+    path = (_passed_socket_path() if systemd else None) or settings.socket
+    driver = driver_name(path)
     log.info(
         "ipledger serving driver %r on %s with database %s",
-        settings.driver_name,
+        driver,
         where,
         masked_url(settings.db_url),
     )
+    _record_served(settings, driver, path)
     metrics_dir = None
-    if settings.metrics_addr is not None:
+    if metrics is not None:
         # before prometheus-client is imported anywhere: it reads this once, on import
         metrics_dir = tempfile.mkdtemp(prefix="ipledger-metrics.")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        PluginServer(settings).run()
+        PluginServer(settings, plugin_socket, metrics).run()
     finally:
+        if plugin_socket is not None:
+            plugin_socket.release()
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

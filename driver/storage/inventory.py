@@ -23,6 +23,7 @@ from driver.storage.models import (
     parked,
     pools,
     reservations,
+    served,
 )
 from driver.storage.models import subnets as subnets_table
 from driver.storage.rows import PoolRecord, pack, parsed_subnet, unpack
@@ -383,3 +384,10 @@ class Journal:
     def findings(self) -> list[FindingRow]:
         rows = self.connection.execute(select(findings).order_by(findings.c.id))
         return [FindingRow(r.what, r.pool_id, r.address, r.detail) for r in rows]
+
+    def served_drivers(self, host_id: str) -> list[str]:
+        """The driver names ``ipledger serve`` on ``host_id`` has served the ledger under."""
+        rows = self.connection.execute(
+            select(served.c.driver).where(served.c.host_id == host_id).order_by(served.c.driver)
+        )
+        return [driver for (driver,) in rows]

@@ -31,6 +31,7 @@ from driver.storage.models import (
     parked,
     pools,
     reservations,
+    served,
     subnets,
 )
 from driver.storage.prepared import Prepared
@@ -671,6 +672,15 @@ class OperatorStatements(_Statements):
         self.connection.execute(delete(findings))
         if rows:
             self.connection.execute(insert(findings), [{**r, "found_at": now()} for r in rows])
+
+    def record_served(self, host_id: str, driver: str, socket: str) -> None:
+        """``ipledger serve`` on ``host_id`` serves the ledger as ``driver`` on ``socket``."""
+        self.connection.execute(
+            delete(served).where(served.c.host_id == host_id, served.c.driver == driver)
+        )
+        self.connection.execute(
+            insert(served).values(host_id=host_id, driver=driver, socket=socket, started_at=now())
+        )
 
     def insert_rows(self, table: Any, rows: list[dict[str, Any]]) -> None:
         """A bulk insert (one executemany); used by import."""

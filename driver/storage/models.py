@@ -14,6 +14,8 @@ compare correctly with a plain index on SQLite and PostgreSQL alike.
 - ``history``: every allocation, release and reservation, for ``ipledger history``.
 - ``findings``: what the last ``ipledger gc`` found leaking, for the metrics.
 - ``attachments``: which hosts use each shared pool (``ipledger.shared``).
+- ``served``: the driver names ``ipledger serve`` has served this ledger under, by host, so that
+  ``ipledger gc`` judges the networks of those drivers without being told.
 """
 
 from __future__ import annotations
@@ -176,6 +178,15 @@ class FindingTable(Base):
     detail: Mapped[str] = mapped_column(String(255))
 
 
+class ServedTable(Base):
+    __tablename__ = "served"
+
+    host_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    driver: Mapped[str] = mapped_column(String(255), primary_key=True)
+    socket: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 subnets = cast(Table, SubnetTable.__table__)
 pools = cast(Table, PoolTable.__table__)
 free_ranges = cast(Table, FreeRangeTable.__table__)
@@ -185,3 +196,4 @@ parked = cast(Table, ParkedTable.__table__)
 history = cast(Table, HistoryTable.__table__)
 findings = cast(Table, FindingTable.__table__)
 attachments = cast(Table, AttachmentTable.__table__)
+served = cast(Table, ServedTable.__table__)

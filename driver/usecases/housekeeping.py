@@ -48,6 +48,12 @@ class Housekeeping(OnLedger):
             return ledger.prune_history(before, WRITE_BATCH)
 
     @retrying
+    @retrying
+    def record_served(self, driver: str, socket: str) -> None:
+        """Remember that this host serves the ledger as ``driver`` (for gc's default)."""
+        with self.store.transaction() as ledger:
+            ledger.record_served(self.host_id, driver, socket)
+
     def record_findings(self, found: list[Finding]) -> None:
         """Keep what gc found and left alone, for the leak-candidate metrics."""
         with self.store.transaction() as ledger:

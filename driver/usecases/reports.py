@@ -202,6 +202,11 @@ class Reports(OnLedger):
         with self.store.reading() as ledger:
             return Journal(ledger.connection).findings()
 
+    def served_drivers(self) -> list[str]:
+        """The driver names this host's ``ipledger serve`` has served the ledger under."""
+        with self.store.reading() as ledger:
+            return Journal(ledger.connection).served_drivers(self.host_id)
+
     def gc_inputs(self) -> tuple[list[LedgerPool], list[LedgerLease]]:
         """This host's and the shared pools with their leases, as :func:`driver.gc.reconcile`
         compares them (other hosts' pools may have the same PoolIDs)."""

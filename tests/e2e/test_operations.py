@@ -118,6 +118,22 @@ def test_gc_judges_the_networks_of_the_socket_ipledger_serves_on_without_being_t
     assert plugin.leases()["198.51.100.0/24"] == {"198.51.100.1", "198.51.100.2"}
 
 
+def test_gc_judges_the_networks_of_the_driver_the_server_serves_whatever_ipledger_socket_says(
+    dockerd, plugin, names
+):
+    net = f"{names}-live"
+    dockerd.docker(
+        "network", "create", "--ipam-driver", plugin.name, "--subnet", "198.51.100.0/24", net
+    )
+    dockerd.docker("run", "-d", "--name", f"{names}-a", "--network", net, IMAGE, "sleep", "600")
+    # the server was started with --socket; this shell has the default socket, or none
+    for env in ({"IPLEDGER_SOCKET": "/run/docker/plugins/ipledger.sock"}, {}):
+        out = ipledger(plugin, dockerd, "gc", "--grace", "0s", "--apply", env=env)
+        assert f"1 Docker networks use {plugin.name};" in out
+        assert "no leaks" in out
+    assert plugin.leases()["198.51.100.0/24"] == {"198.51.100.1", "198.51.100.2"}
+
+
 def test_gc_refuses_to_apply_when_docker_shows_no_network_of_the_driver_named(
     dockerd, plugin, names
 ):

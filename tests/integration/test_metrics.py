@@ -181,3 +181,12 @@ def test_the_status_page_is_served_beside_metrics_and_a_stalled_browser_holds_up
     finally:
         for connection in stalled:
             connection.close()
+
+
+def test_metrics_are_answered_with_one_charset_in_their_content_type(server):
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    answer = requests.get(f"http://127.0.0.1:{server.port}/metrics", timeout=10)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == CONTENT_TYPE_LATEST
+    assert answer.headers["Content-Type"].count("charset=") == 1

@@ -8,13 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+from importlib import resources
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from driver.adapters.plugin_client import PluginClient
 from driver.entrypoints.cli import main
-from driver.entrypoints.install import render_units
+from driver.entrypoints.install import UNITS, installation_paths, render_units
 
 
 def need(tool: str) -> str:
@@ -120,3 +122,118 @@ def test_serve_takes_the_listening_socket_systemd_passes(tmp_path):
         output = process.communicate(timeout=20)[0].decode()
     assert "the socket systemd passed (LISTEN_FDS)" in output
     assert process.returncode == 0
+
+
+def bound_read_only(service: str) -> list[str]:
+    return [
+        path
+        for line in service.splitlines()
+        if line.startswith("BindReadOnlyPaths=")
+        for path in line.removeprefix("BindReadOnlyPaths=").split()
+    ]
+
+
+def test_a_unit_for_an_installation_in_a_home_directory_lets_the_service_read_that_much_of_it():
+    service = render_units(
+        "/home/u/venv/bin/python",
+        paths=[
+            "/home/u/venv/bin/python",
+            "/home/u/.pyenv/versions/3.11.7/bin/python3.11",
+            "/home/u/venv",
+            "/home/u/venv/lib/python3.11/site-packages",
+            "/usr/lib/python3.11",
+        ],
+    )["ipledger.service"]
+    lines = service.splitlines()
+    assert "ProtectHome=yes" not in lines
+    assert "ProtectHome=tmpfs" in lines
+    assert bound_read_only(service) == ["/home/u/.pyenv/versions/3.11.7", "/home/u/venv"]
+    plain = render_units("/opt/ipledger/bin/python", paths=["/opt/ipledger", "/usr/lib/python3.11"])
+    assert "ProtectHome=yes" in plain["ipledger.service"].splitlines()
+    assert bound_read_only(plain["ipledger.service"]) == []
+
+
+def test_the_unit_for_this_installation_lets_the_service_read_all_it_runs_from():
+    service = render_units()["ipledger.service"]
+    bound = bound_read_only(service)
+    for path in installation_paths():
+        path = os.path.realpath(path) if os.path.islink(path) else path
+        if path.startswith(("/home/", "/root/", "/run/user/")):
+            assert any(path == b or path.startswith(b + "/") for b in bound), (path, bound)
+            assert "ProtectHome=tmpfs" in service.splitlines()
+
+
+def test_install_service_refuses_an_installation_under_tmp_saying_why(tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    top = Path(__file__).resolve().parents[2]
+    site = [p for p in sys.path if p.endswith("site-packages")]
+    result = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "driver",
+            "install-service",
+            "--unit-dir",
+            str(tmp_path / "units"),
+            "--no-start",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(top), *site])),
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"Error: ipledger is installed under {venv}: the service gets a private /tmp "
+        "(PrivateTmp=yes) and /tmp does not survive a reboot; install it elsewhere, "
+        "e.g. python3 -m venv /opt/ipledger && /opt/ipledger/bin/pip install ."
+    )
+    assert not (tmp_path / "units").exists()
+
+
+def test_the_units_in_plugin_systemd_are_the_shipped_ones():
+    top = Path(__file__).resolve().parents[2]
+    for name in UNITS:
+        shipped = resources.files("driver.entrypoints.units").joinpath(name).read_text()
+        assert (top / "plugin" / "systemd" / name).read_text() == shipped
+
+
+def test_serve_records_the_driver_name_of_the_socket_systemd_passes(tmp_path):
+    from driver.storage.store import open_store
+    from driver.usecases.admin import Admin
+
+    sock = tmp_path / "ipl-sd.sock"
+    db_url = f"sqlite:///{tmp_path}/l.db"
+    process = subprocess.Popen(
+        [
+            need("systemd-socket-activate"),
+            "-l",
+            str(sock),
+            "-E",
+            f"IPLEDGER_DB={db_url}",
+            "-E",
+            "IPLEDGER_HOST_ID=host-sd",
+            sys.executable,
+            "-m",
+            "driver",
+            "serve",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        client = PluginClient(str(sock), timeout=15)
+        assert client.call("/Plugin.Activate") == (200, {"Implements": ["IpamDriver"]})
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        output = process.communicate(timeout=20)[0].decode()
+    assert "ipledger serving driver 'ipl-sd'" in output
+    store = open_store(db_url)
+    try:
+        assert Admin(store, "host-sd").reports.served_drivers() == ["ipl-sd"]
+    finally:
+        store.dispose()
