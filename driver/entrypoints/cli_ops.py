@@ -458,16 +458,32 @@ def export(db_url: str | None, output: str) -> None:
 @db_option
 @click.argument("source", type=click.File("r"))
 def import_(db_url: str | None, source: Any) -> None:
-    """Load an export (SOURCE, or - for stdin) into an empty ledger."""
+    """Load an export (SOURCE, or - for stdin) into a ledger that holds none of its pools.
+
+    The whole file is checked first (its fields, then every rule the ledger keeps: no
+    overlapping subnets, every address held once, inside its subnet, ...); a refused file
+    changes nothing, and creates no ledger file.
+    """
+    from driver.storage.engine import is_shared
+    from driver.usecases.transfer import plan_import
+
     try:
         data = json.load(source)
+    except RecursionError:
+        raise click.ClickException(
+            f"{source.name} is not an ipledger export: its JSON is nested too deeply"
+        ) from None
     except ValueError as e:
         raise click.ClickException(f"{source.name} is not JSON: {e}") from None
-    subnets = data.get("subnets", []) if isinstance(data, dict) else []
-    subnets = subnets if isinstance(subnets, list) else []
-    with admin(db_url, create=True) as a, progress(len(subnets), "importing subnets") as step:
-        leased = a.transfer.import_(data, step)
-    click.echo(f"imported {len(subnets)} subnets and {leased} leases")
+    settings = settings_from_env(db_url=db_url)
+    try:
+        # before the ledger is opened: a refused file must not create one
+        plan = plan_import(data, is_shared(settings.db_url), settings.host_id)
+    except IpamError as e:
+        raise click.ClickException(e.message) from None
+    with admin(db_url, create=True) as a, progress(len(plan.subnets), "importing subnets") as step:
+        leased = a.transfer.import_plan(plan, step)
+    click.echo(f"imported {len(plan.subnets)} subnets and {leased} leases")
 
 
 @click.command()

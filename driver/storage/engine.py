@@ -22,6 +22,11 @@ def masked_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def is_shared(url: str) -> bool:
+    """Whether a ledger URL is a server database, which several hosts may share (not SQLite)."""
+    return make_url(url).get_backend_name() != "sqlite"
+
+
 def prepare_sqlite_file(url: str) -> None:
     """Create the database's directory (0700) and file (0600) before SQLite does it with 0644."""
     database = make_url(url).database
