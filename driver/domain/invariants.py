@@ -62,8 +62,8 @@ RULES = {
     Rule.RESERVATIONS_APART: "no two reservations of a subnet overlap",
     Rule.POOL_ID: "a pool ID is the one its space, subnet, ip-range and owner make, used once "
     "in its plan; a shared name is one pool",
-    Rule.SUBNET_SHARING: "a subnet has a pool; several pools share it only each through an "
-    "ip-range of its own, and never a shared pool",
+    Rule.SUBNET_SHARING: "a subnet has a pool; pools share it only when they are a host's own, "
+    "and one at most without an ip-range (as RequestPool lets an ip-range pool join a subnet)",
     Rule.DURATIONS: f"quarantine and hold are 0 to {MAX_SECONDS} seconds; a parked address is "
     "parked until a finite time",
     Rule.SPACE: f"the address space is one ipledger serves ({', '.join(SPACES)})",
@@ -210,13 +210,15 @@ def _pool_problems(s: SubnetFacts) -> list[Problem]:
     subnet = s.subnet
     if not s.pools:
         problems.append(Problem(Rule.SUBNET_SHARING, s.where, "no pool uses it"))
-    elif len(s.pools) > 1 and (s.owner == SHARED or any(p.subpool is None for p in s.pools)):
+    elif len(s.pools) > 1 and (
+        s.owner == SHARED or sum(1 for p in s.pools if p.subpool is None) > 1
+    ):
         problems.append(
             Problem(
                 Rule.SUBNET_SHARING,
                 s.where,
-                f"{len(s.pools)} pools use {subnet.cidr} ({', '.join(s.pool_ids)}), but only "
-                "pools of a host's own, each with its own ip-range, may share a subnet",
+                f"{len(s.pools)} pools use {subnet.cidr} ({', '.join(s.pool_ids)}), but a subnet "
+                "is shared only by pools of a host's own, and by one at most without an ip-range",
             )
         )
     seen: set[str] = set()
