@@ -82,7 +82,7 @@ class Problem:
         return f"{self.where}: {self.message} [{self.rule}]"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PoolFacts:
     id: str
     subpool: str | None
@@ -93,7 +93,7 @@ class PoolFacts:
     draws: Range | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HeldFacts:
     """A lease, or a parked address (``until`` set)."""
 
@@ -107,7 +107,7 @@ class HeldFacts:
         return "lease" if self.until is None else "parked address"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReservedFacts:
     first: int
     last: int
@@ -115,7 +115,7 @@ class ReservedFacts:
     where: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stored:
     """What a ledger stores about a subnet besides its contents: counts and free ranges."""
 
@@ -124,7 +124,7 @@ class Stored:
     free: list[Range]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Placed:
     """A subnet's place in the address plans: what overlaps are checked on."""
 

@@ -627,15 +627,21 @@ def migrate_db(db_url: str | None, target: str) -> None:
     Stop ipledger first, then point IPLEDGER_DB at the new ledger and start it again. This
     host's pools become its own (IPLEDGER_HOST_ID) in the target, beside other hosts' pools.
     """
-    from driver.storage.engine import masked_url
+    from driver.storage.engine import is_shared, masked_url
+    from driver.usecases.transfer import plan_import
 
     source_url = settings_from_env(db_url=db_url).db_url
     if source_url == target:
         raise click.ClickException("--to names the ledger being migrated")
     with admin(db_url) as source:
         data = source.transfer.export()
+    try:
+        # before the target is opened: a ledger that breaks an invariant must not create one
+        plan = plan_import(data, is_shared(target), settings_from_env(db_url=target).host_id)
+    except IpamError as e:
+        raise click.ClickException(e.message) from None
     with admin(target, create=True) as destination:
-        leased = destination.transfer.import_(data)
+        leased = destination.transfer.import_plan(plan)
         report = destination.checks.check()
     if report.problems:
         raise click.ClickException(
