@@ -295,3 +295,19 @@ def test_check_finds_overlapping_subnets_and_an_address_held_in_both(ipam, engin
     )
     assert "198.51.100.130 is held in both 198.51.100.0/24 and 198.51.100.128/25" in result.output
     assert "2 problems in 2 subnets" in result.output
+
+
+def test_migrate_db_refuses_a_ledger_that_breaks_an_invariant_without_creating_the_target(
+    ipam, engine, settings, tmp_path
+):
+    wide = ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {}, False).pool_id
+    ipam.request_address(wide, "198.51.100.130", {})
+    other = ipam.request_pool("LocalDefault", "203.0.113.128/25", "", {}, False).pool_id
+    ipam.request_address(other, "203.0.113.130", {})
+    _rewrite_subnet(engine, "203.0.113.128/25", "198.51.100.128/25")
+    target = tmp_path / "h-import-target.db"
+    result = invoke("migrate-db", "--to", f"sqlite:///{target}", db=settings.db_url)
+    assert result.exit_code == 1, result.output
+    assert "198.51.100.128/25 overlaps 198.51.100.0/24" in result.output
+    assert "[no-overlap]" in result.output
+    assert not target.exists()
