@@ -213,6 +213,22 @@ def run_live(ipam):
             lambda d: d["subnets"][0]["pools"][0].update(options={"a": {"b": [1]}}),
             "subnets[0].pools[0].options.a: expected a string, not dict",
         ),
+        (
+            lambda d: d["subnets"][0]["leases"][0].update(mac="02:" * 40),
+            "subnets[0].leases[0].mac: longer than 32 characters",
+        ),
+        (
+            lambda d: d["subnets"][0]["parked"].append(
+                {
+                    "address": "198.51.100.3",
+                    "pool_id": "LocalDefault/198.51.100.0/24",
+                    "mac": None,
+                    "name": None,
+                    "until": float("inf"),
+                }
+            ),
+            "subnets[0].parked[0].until: expected a finite number, not inf",
+        ),
     ],
 )
 def test_an_import_with_a_value_out_of_range_is_a_clear_error_naming_it(
