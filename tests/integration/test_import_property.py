@@ -5,7 +5,8 @@ The ledgers are made by the live calls (Docker's RequestPool and RequestAddress,
 operator's reserve) in random order, so that they hold what the live rules let through: ip-range
 pools sharing a subnet, shared pools, both address spaces and families, a /31, CNI ranges,
 quarantined and held addresses, reservations, a next-fit cursor. `import` runs as
-`ipledger import` (click's runner) into a new SQLite file, which a refused file must not create.
+`ipledger import` (click's runner) into a new SQLite file, which a refused file must not create,
+or (in the full lane) a new PostgreSQL database, which it must leave empty.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from driver.usecases.cni import CniCalls
 from driver.usecases.ipam import Ipam
 
 MAC = "com.docker.network.endpoint.macaddress"
+HOST = "host-a"
 # (space, subnet, ip-range, options, v6): what Docker may ask for; overlapping ones are refused
 MENU = [
     ("LocalDefault", "198.51.100.0/24", "", {"ipledger.quarantine": "1h"}, False),
@@ -62,6 +64,7 @@ OPS = st.lists(
         st.integers(0, len(MENU) - 1),
         st.integers(0, 20),
     ),
+    min_size=5,
     max_size=40,
 )
 # what each example exercised, printed at the end (the figures of docs/robustness.md)
@@ -74,8 +77,10 @@ def build_ledger(url: str, menu: list[int], ops: list[tuple[str, int, int]]) -> 
     engine = make_engine(url)
     migrate(engine)
     store = Store(engine)
-    ipam, admin, cni = Ipam(store, ()), Admin(store), CniCalls(store, ())
+    ipam, admin = Ipam(store, (), HOST), Admin(store, HOST)
+    cni = CniCalls(store, (), HOST)
     made: dict[int, str] = {}
+    taken: dict[int, list[str]] = {}
     for op, i, n in [("pool", i, 0) for i in menu] + ops:
         if op != "pool" and made:
             i = sorted(made)[i % len(made)]
@@ -91,11 +96,15 @@ def build_ledger(url: str, menu: list[int], ops: list[tuple[str, int, int]]) -> 
             elif i not in made:
                 continue
             elif op == "take":
-                ipam.request_address(made[i], "", {MAC: f"02:00:00:00:00:{n:02x}"})
+                answer = ipam.request_address(made[i], "", {MAC: f"02:00:00:00:00:{n:02x}"})
+                taken.setdefault(i, []).append(answer.split("/")[0])
             elif op == "static":
                 ipam.request_address(made[i], address, {})
+                taken.setdefault(i, []).append(address)
             elif op == "release":
-                ipam.release_address(made[i], address)
+                # mostly an address it holds (parked, with a quarantine or hold), else any
+                held = taken.get(i) or [address]
+                ipam.release_address(made[i], held.pop(n % len(held)))
             elif op == "reserve":
                 last = str(network[min(n + 2, network.size - 1)])
                 admin.reservations.reserve(f"{address}-{last}", f"r{n}", space, shared)
@@ -109,15 +118,43 @@ def build_ledger(url: str, menu: list[int], ops: list[tuple[str, int, int]]) -> 
     return exported
 
 
-def import_file(tmp_path, data: dict[str, Any], name: str):
-    path = tmp_path / f"{name}.json"
+def import_file(tmp_path, data: dict[str, Any], url: str):
+    path = tmp_path / "import.json"
     path.write_text(json.dumps(data))
     return CliRunner().invoke(
         main,
-        ["import", "--db", f"sqlite:///{tmp_path}/{name}.db", str(path)],
+        ["import", "--db", url, str(path)],
         catch_exceptions=False,
-        env={"IPLEDGER_HOST_ID": "host-a"},
+        env={"IPLEDGER_HOST_ID": HOST},
     )
+
+
+@pytest.fixture
+def ledgers(backend, request):
+    """New, empty ledgers: SQLite files that do not exist yet, or PostgreSQL databases."""
+    made: list[str] = []
+    cluster = request.getfixturevalue("postgres") if backend == "postgresql" else None
+
+    def new(where, name: str) -> str:
+        if cluster is None:
+            return f"sqlite:///{where}/{name}.db"
+        made.append(cluster.new_database())
+        return made[-1]
+
+    yield new
+    for url in made:
+        cluster.drop_database(url)
+
+
+def left_empty(url: str) -> bool:
+    """Whether a refused import left the ledger as it was: no file, or no subnet."""
+    if url.startswith("sqlite"):
+        return not os.path.exists(url.removeprefix("sqlite:///"))
+    engine = make_engine(url)
+    try:
+        return Admin(Store(engine), HOST).transfer.export()["subnets"] == []
+    finally:
+        engine.dispose()
 
 
 Mutation = Callable[[dict[str, Any], Any], Rule | None]
@@ -271,7 +308,8 @@ def ip_range_outside(data, draw) -> Rule | None:
     p = s["pools"][0]
     old = p["id"]
     p["subpool"] = str(outside.cidr)
-    _rename_pool(s, old, f"{old}/{outside.cidr}")
+    prefix = "/".join(old.split("/")[:2]) + "/" if old.startswith("shared/") else ""
+    _rename_pool(s, old, f"{prefix}{s['space']}/{s['cidr']}/{outside.cidr}")
     return Rule.POOL_IN_SUBNET
 
 
@@ -409,7 +447,7 @@ def figures():
 
 
 @settings(
-    max_examples=int(os.environ.get("IPLEDGER_IMPORT_EXAMPLES", "50")),
+    max_examples=int(os.environ.get("IPLEDGER_IMPORT_EXAMPLES", "30")),
     deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     suppress_health_check=[HealthCheck.function_scoped_fixture],
@@ -418,21 +456,31 @@ def figures():
     menu=st.lists(st.integers(0, len(MENU) - 1), min_size=1, max_size=6), ops=OPS, data=st.data()
 )
 def test_an_export_imports_back_identical_and_any_change_breaking_an_invariant_is_refused(
-    tmp_path_factory, menu, ops, data
+    tmp_path_factory, ledgers, menu, ops, data
 ):
     where = tmp_path_factory.mktemp("h-import")
-    exported = build_ledger(f"sqlite:///{where}/source.db", menu, ops)
+    exported = build_ledger(ledgers(where, "source"), menu, ops)
     SEEN["ledgers"] += 1
     SEEN["subnets"] += len(exported["subnets"])
     SEEN["leases"] += sum(len(s["leases"]) for s in exported["subnets"])
+    SEEN["ip-range pools"] += sum(
+        1 for s in exported["subnets"] for p in s["pools"] if p["subpool"]
+    )
+    SEEN["CNI range pools"] += sum(
+        1 for s in exported["subnets"] for p in s["pools"] if "-" in (p["subpool"] or "")
+    )
+    SEEN["shared pools"] += sum(1 for s in exported["subnets"] if s["owner"] == "shared")
+    SEEN["parked"] += sum(len(s["parked"]) for s in exported["subnets"])
+    SEEN["reservations"] += sum(len(s["reservations"]) for s in exported["subnets"])
 
-    result = import_file(where, exported, "copy")
+    copy_url = ledgers(where, "copy")
+    result = import_file(where, exported, copy_url)
     assert result.exit_code == 0, result.output
-    store = Store(make_engine(f"sqlite:///{where}/copy.db"))
-    copied = Admin(store)
+    engine = make_engine(copy_url)
+    copied = Admin(Store(engine), HOST)
     assert copied.checks.check().problems == []
     again = copied.transfer.export()
-    store.dispose()
+    engine.dispose()
     assert {k: v for k, v in again.items() if k != "exported_at"} == {
         k: v for k, v in exported.items() if k != "exported_at"
     }
@@ -444,10 +492,11 @@ def test_an_export_imports_back_identical_and_any_change_breaking_an_invariant_i
         event(f"{mutation.__name__}: not applicable")
         return
     event(mutation.__name__)
-    result = import_file(where, changed, "changed")
+    target = ledgers(where, "changed")
+    result = import_file(where, changed, target)
     assert result.exit_code == 1, (mutation.__name__, result.output)
     assert "Traceback" not in result.output
     assert result.output.startswith("Error: export refused: "), result.output
     assert f"[{rule}]" in result.output.splitlines()[0], (mutation.__name__, result.output)
-    assert not (where / "changed.db").exists(), "a refused import made a ledger file"
+    assert left_empty(target), "a refused import wrote to the ledger, or made its file"
     SEEN[f"refused {mutation.__name__}"] += 1
