@@ -253,7 +253,8 @@ def plan_import(data: Any, shared: bool, host_id: str) -> ImportPlan:
 def refuse(problems: list[invariants.Problem]) -> None:
     """Refuse an import that breaks an invariant: the first problem, and how many there are."""
     if problems:
-        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        others = len(problems) - 1
+        more = f" (and {others} more problem{'s' if others > 1 else ''})" if others else ""
         raise InvalidRequest(f"export refused: {problems[0]}{more}")
 
 
