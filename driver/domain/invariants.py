@@ -306,6 +306,14 @@ def _held_problems(s: SubnetFacts) -> list[Problem]:
     pool_ids = set(s.pool_ids)
     seen: dict[int, HeldFacts] = {}
     for h in s.held:
+        if (
+            subnet.first < h.address < subnet.last
+            and h.pool_id in pool_ids
+            and h.address not in seen
+            and h.until is None
+        ):
+            seen[h.address] = h  # the common case, quickly: nothing below applies
+            continue
         text = show(h.address, v) if 0 <= h.address < 2 ** (32 if v == 4 else 128) else "?"
         if not subnet.contains(h.address):
             problems.append(
