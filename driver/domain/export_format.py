@@ -52,6 +52,7 @@ def _text(longest: int, optional: bool = False) -> Check:
     return check
 
 
+TEXT = _type(str, "a string")
 INTEGER = _type(int, "an integer")
 OBJECT = _type(dict, "an object")
 
@@ -72,7 +73,7 @@ def _options(value: Any, path: str) -> None:
     """Docker's options of a pool: strings by name, as Docker sends them."""
     OBJECT(value, path)
     for key, option in value.items():
-        _text(1000)(option, f"{path}.{key:.80}")
+        TEXT(option, f"{path}.{key:.80}")
 
 
 def _timestamp(value: Any, path: str) -> None:

@@ -506,7 +506,7 @@ def plan_problems(placed: Sequence[Placed]) -> list[Problem]:
         )
     named: dict[tuple[str, str], Placed] = {}
     shared_names: dict[str, tuple[str, Placed]] = {}
-    for p in sorted(placed, key=lambda p: not p.fresh):
+    for p in sorted(placed, key=lambda p: p.fresh):  # a clash is reported at the fresh one
         for pool_id in p.pool_ids:
             before = named.get((p.owner, pool_id))
             if before is not None and before is not p and p.fresh:

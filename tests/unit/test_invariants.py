@@ -286,3 +286,11 @@ def test_addresses_two_overlapping_subnets_hold_are_one_problem():
     )
     [many] = held_in_both(a, b, [ip(f"198.51.100.{n}") for n in range(130, 140)])
     assert "10 addresses (198.51.100.130, " in str(many) and ", ...)" in str(many)
+
+
+def test_a_fresh_pool_id_already_in_the_ledger_is_reported_at_the_fresh_subnet():
+    old = placed(CIDR, "ledger", "local", False, POOL)
+    new = placed("203.0.113.0/24", "subnets[0]", "local", True, POOL)
+    for order in ([old, new], [new, old]):
+        [problem] = plan_problems(order)
+        assert problem.rule == Rule.POOL_ID and problem.where == "subnets[0]"
