@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from driver.storage.models import free_ranges, history, leases, parked, pools, r
 from driver.storage.rows import PoolRecord, pack
 from driver.storage.store import retrying
 from driver.usecases.operator import BATCH_PAUSE, WRITE_BATCH, OnLedger, show
+
+log = logging.getLogger(__name__)
 
 
 class Transfer(OnLedger):
@@ -72,24 +75,32 @@ class Transfer(OnLedger):
         history) cannot be refused any more, and is written in transactions of at most
         :data:`WRITE_BATCH` rows, so that the plugin's calls interleave with a long import. The
         free ranges come after what the subnets hold: until then nothing in a subnet can be
-        handed out, so an import that the database stops half-way (a full disk) leaves
-        addresses unusable, never given twice.
+        handed out. An import that the database stops half-way (a full disk) removes again the
+        subnets whose free ranges it had not written (they handed out nothing); if even that
+        fails, they stay unusable, never given twice, and ``check`` names them.
         """
         if (plan.shared, plan.owner) != (self.store.shared, self.owner):
             raise AssertionError("an import planned for another kind of ledger")
         subnet_ids = self._claim(plan)
-        count = 0
-        for entry, subnet_id in zip(plan.subnets, subnet_ids, strict=True):
-            count += self._import_contents(entry, subnet_id)
-        for facts, subnet_id in zip(plan.facts, subnet_ids, strict=True):
-            self._insert_batches(
-                free_ranges,
-                [
-                    {"subnet_id": subnet_id, "first": pack(a), "last": pack(b)}
-                    for a, b in invariants.expected_free(facts)
-                ],
-            )
-            progress(1)
+        count, freed = 0, 0
+        try:
+            for entry, subnet_id in zip(plan.subnets, subnet_ids, strict=True):
+                count += self._import_contents(entry, subnet_id)
+            for facts, subnet_id in zip(plan.facts, subnet_ids, strict=True):
+                self._insert_batches(
+                    free_ranges,
+                    [
+                        {"subnet_id": subnet_id, "first": pack(a), "last": pack(b)}
+                        for a, b in invariants.expected_free(facts)
+                    ],
+                )
+                freed += 1
+                progress(1)
+        except Exception:
+            # The database stopped the import (a full disk, say). The subnets whose free ranges
+            # are not written yet have handed out nothing: remove them again, best effort.
+            self._forget(plan.subnets[freed:], subnet_ids[freed:])
+            raise
         self._insert_batches(
             history, [{**h, "at": datetime.fromisoformat(h["at"])} for h in plan.history]
         )
@@ -125,6 +136,22 @@ class Transfer(OnLedger):
             held = _placed_in_ledger(inventory, spaces)
             refuse(invariants.plan_problems(held + [f.placed() for f in plan.facts]))
             return [self._write_subnet(ledger, entry) for entry in plan.subnets]
+
+    def _forget(self, entries: list[dict[str, Any]], subnet_ids: list[int]) -> None:
+        """Remove claimed subnets with their pools and whatever of them is written; a failure
+        to do so is logged, and the import's own error is what its caller sees."""
+        try:
+            with self.store.transaction() as ledger:
+                for entry, subnet_id in zip(entries, subnet_ids, strict=True):
+                    for p in entry["pools"]:
+                        ledger.drop_pool(entry["owner"], p["id"])
+                    ledger.drop_subnet(subnet_id)
+        except Exception:
+            log.exception(
+                "a stopped import could not remove its %d unfinished subnets: "
+                "ipledger check names them",
+                len(subnet_ids),
+            )
 
     @staticmethod
     def _write_subnet(ledger: Ledger, entry: dict[str, Any]) -> int:

@@ -327,3 +327,50 @@ def test_migrate_db_refuses_a_ledger_that_breaks_an_invariant_without_creating_t
     assert "198.51.100.128/25 overlaps 198.51.100.0/24" in result.output
     assert "[no-overlap]" in result.output
     assert not target.exists()
+
+
+def _fail_inserts_of(engine, pool_id: str) -> None:
+    """Make the database itself refuse a lease of ``pool_id``, as a fault part-way through an
+    import would (a trigger: no mock)."""
+    with engine.begin() as c:
+        if engine.dialect.name == "sqlite":
+            c.execute(
+                text(
+                    "CREATE TRIGGER h_import_fault BEFORE INSERT ON leases "
+                    f"WHEN NEW.pool_id = '{pool_id}' BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+                )
+            )
+        else:
+            c.execute(
+                text(
+                    "CREATE FUNCTION h_import_fault() RETURNS trigger AS "
+                    "$$ BEGIN RAISE EXCEPTION 'injected fault'; END $$ LANGUAGE plpgsql"
+                )
+            )
+            c.execute(
+                text(
+                    "CREATE TRIGGER h_import_fault BEFORE INSERT ON leases FOR EACH ROW "
+                    f"WHEN (NEW.pool_id = '{pool_id}') EXECUTE FUNCTION h_import_fault()"
+                )
+            )
+
+
+def test_an_import_the_database_stops_before_its_free_ranges_leaves_none_of_the_file_behind(
+    engine, settings, tmp_path
+):
+    before = invoke("export", db=settings.db_url).output
+    _fail_inserts_of(engine, "LocalDefault/203.0.113.0/24")
+    path = tmp_path / "import.json"
+    path.write_text(
+        json.dumps(
+            export(
+                one_pool("198.51.100.0/24", "198.51.100.2", "198.51.100.3"),
+                one_pool("203.0.113.0/24", "203.0.113.2"),
+            )
+        )
+    )
+    result = invoke("import", str(path), db=settings.db_url)
+    assert result.exit_code == 1, result.output
+    assert "injected fault" in result.output and "Traceback" not in result.output
+    assert _without_time(invoke("export", db=settings.db_url).output) == _without_time(before)
+    assert "ok: 0 subnets" in invoke("check", db=settings.db_url).output
