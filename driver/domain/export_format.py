@@ -59,8 +59,13 @@ OBJECT = _type(dict, "an object")
 
 def _number(value: Any, path: str) -> None:
     _type((int, float), "a number")(value, path)
-    if not math.isfinite(value):
-        raise malformed(path, f"expected a finite number, not {value}")
+    try:
+        finite = math.isfinite(float(value))
+    except OverflowError:
+        finite = False
+    if not finite:
+        shown = value if isinstance(value, float) else f"a {len(str(abs(value)))}-digit number"
+        raise malformed(path, f"expected a finite number, not {shown}")
 
 
 def _label(value: Any, path: str) -> None:

@@ -229,7 +229,9 @@ def _pool_problems(s: SubnetFacts) -> list[Problem]:
         problems += _pool_id_problems(s, p)
         for name, value in (("quarantine_s", p.quarantine_s), ("hold_s", p.hold_s)):
             if not 0 <= value <= MAX_SECONDS:
-                value_shown = str(value) if abs(value) < 10**15 else f"{value:.3e}"
+                value_shown = (
+                    str(value) if abs(value) < 10**15 else f"a {len(str(abs(value)))}-digit number"
+                )
                 problems.append(
                     Problem(
                         Rule.DURATIONS,

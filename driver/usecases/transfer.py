@@ -220,7 +220,12 @@ class Transfer(OnLedger):
         self._insert_batches(
             parked,
             [
-                {**p, "subnet_id": subnet_id, "address": address(p["address"])}
+                {
+                    **p,
+                    "subnet_id": subnet_id,
+                    "address": address(p["address"]),
+                    "until": float(p["until"]),
+                }
                 for p in entry["parked"]
             ],
         )

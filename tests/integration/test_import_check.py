@@ -199,7 +199,7 @@ def run_live(ipam):
     [
         (
             lambda d: d["subnets"][0]["pools"][0].update(hold_s=10**30),
-            "subnets[0].pools[0]: pool 'LocalDefault/198.51.100.0/24': hold_s 1.000e+30 is out of range (0 to 2147483647) [durations]",
+            "subnets[0].pools[0]: pool 'LocalDefault/198.51.100.0/24': hold_s a 31-digit number is out of range (0 to 2147483647) [durations]",
         ),
         (
             lambda d: d["subnets"][0]["pools"][0].update(hold_s=1e30),
@@ -228,6 +228,18 @@ def run_live(ipam):
                 }
             ),
             "subnets[0].parked[0].until: expected a finite number, not inf",
+        ),
+        (
+            lambda d: d["subnets"][0]["parked"].append(
+                {
+                    "address": "198.51.100.3",
+                    "pool_id": "LocalDefault/198.51.100.0/24",
+                    "mac": None,
+                    "name": None,
+                    "until": 10**400,
+                }
+            ),
+            "subnets[0].parked[0].until: expected a finite number, not a 401-digit number",
         ),
     ],
 )

@@ -188,7 +188,9 @@ def test_pools_share_a_subnet_only_through_ip_ranges_of_a_hosts_own():
     assert Rule.POOL_ID in rules(subnet_problems(facts(pools=named_twice)))
 
 
-@pytest.mark.parametrize(("quarantine", "hold"), [(-1, 0), (0, 2**31), (0, 10**30)])
+@pytest.mark.parametrize(
+    ("quarantine", "hold"), [(-1, 0), (0, 2**31), (0, 10**30), (-(10**400), 0)]
+)
 def test_a_duration_below_zero_or_beyond_the_columns_range_breaks_durations(quarantine, hold):
     s = facts(pools=[PoolFacts(POOL, None, quarantine, hold, "p")])
     assert rules(subnet_problems(s)) == [Rule.DURATIONS]
