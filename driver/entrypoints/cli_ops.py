@@ -514,16 +514,32 @@ def export(db_url: str | None, output: str) -> None:
 @db_option
 @click.argument("source", type=click.File("r"))
 def import_(db_url: str | None, source: Any) -> None:
-    """Load an export (SOURCE, or - for stdin) into an empty ledger."""
+    """Load an export (SOURCE, or - for stdin) into a ledger that holds none of its pools.
+
+    The whole file is checked first (its fields, then every rule the ledger keeps: no
+    overlapping subnets, every address held once, inside its subnet, ...); a refused file
+    changes nothing, and creates no ledger file.
+    """
+    from driver.storage.engine import is_shared
+    from driver.usecases.transfer import plan_import
+
     try:
         data = json.load(source)
+    except RecursionError:
+        raise click.ClickException(
+            f"{source.name} is not an ipledger export: its JSON is nested too deeply"
+        ) from None
     except ValueError as e:
         raise click.ClickException(f"{source.name} is not JSON: {e}") from None
-    subnets = data.get("subnets", []) if isinstance(data, dict) else []
-    subnets = subnets if isinstance(subnets, list) else []
-    with admin(db_url, create=True) as a, progress(len(subnets), "importing subnets") as step:
-        leased = a.transfer.import_(data, step)
-    click.echo(f"imported {len(subnets)} subnets and {leased} leases")
+    settings = settings_from_env(db_url=db_url)
+    try:
+        # before the ledger is opened: a refused file must not create one
+        plan = plan_import(data, is_shared(settings.db_url), settings.host_id)
+    except IpamError as e:
+        raise click.ClickException(e.message) from None
+    with admin(db_url, create=True) as a, progress(len(plan.subnets), "importing subnets") as step:
+        leased = a.transfer.import_plan(plan, step)
+    click.echo(f"imported {len(plan.subnets)} subnets and {leased} leases")
 
 
 @click.command()
@@ -676,15 +692,21 @@ def migrate_db(db_url: str | None, target: str) -> None:
     Stop ipledger first, then point IPLEDGER_DB at the new ledger and start it again. This
     host's pools become its own (IPLEDGER_HOST_ID) in the target, beside other hosts' pools.
     """
-    from driver.storage.engine import masked_url
+    from driver.storage.engine import is_shared, masked_url
+    from driver.usecases.transfer import plan_import
 
     source_url = settings_from_env(db_url=db_url).db_url
     if source_url == target:
         raise click.ClickException("--to names the ledger being migrated")
     with admin(db_url, reads=True) as source:
         data = source.transfer.export()
+    try:
+        # before the target is opened: a ledger that breaks an invariant must not create one
+        plan = plan_import(data, is_shared(target), settings_from_env(db_url=target).host_id)
+    except IpamError as e:
+        raise click.ClickException(e.message) from None
     with admin(target, create=True) as destination:
-        leased = destination.transfer.import_(data)
+        leased = destination.transfer.import_plan(plan)
         report = destination.checks.check()
     if report.problems:
         raise click.ClickException(

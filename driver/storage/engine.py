@@ -26,6 +26,11 @@ def masked_url(url: str) -> str:
     return mask_secrets(url)
 
 
+def is_shared(url: str) -> bool:
+    """Whether a ledger URL is a server database, which several hosts may share (not SQLite)."""
+    return make_url(url).get_backend_name() != "sqlite"
+
+
 def sqlite_path(url: str) -> str | None:
     """The file of an SQLite URL; None for another database, memory or a ``file:`` URI."""
     parsed = make_url(url)

@@ -169,8 +169,8 @@ def test_check_finds_a_lost_free_range_and_a_lease_nobody_can_hold(run, busy, en
     out = run("check", ok=False)
     assert "expected free but not marked: 198.51.100.6-198.51.100.254" in out
     assert (
-        "lease 198.51.100.2 names pool 'LocalDefault/gone', which is not a pool of this subnet"
-        in out
+        "lease 198.51.100.2 names pool 'LocalDefault/gone', which is not a pool of "
+        "198.51.100.0/24 [lease-pool]" in out
     )
     assert "2 problems in 2 subnets" in out
 
