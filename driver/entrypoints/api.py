@@ -17,7 +17,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from driver.config import Settings
-from driver.domain.cni_spec import INVALID_CONFIG
+from driver.domain.cni_spec import INVALID_CONFIG, MAX_GC_BODY
 from driver.domain.errors import IpamError
 from driver.domain.pools import GLOBAL_SPACE, LOCAL_SPACE
 from driver.entrypoints.api_cni import CNI_PREFIX, cni_routes
@@ -58,6 +58,8 @@ def create_app(
         metrics = Metrics()
     app = Flask("ipledger")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    # the paths whose bodies may be larger (read whole by the worker before a thread answers)
+    app.config["IPLEDGER_BODY_LIMITS"] = {"/Cni.Gc": MAX_GC_BODY}
     app.extensions["ipledger"] = ipam
     _routes(app, ipam, metrics)
     cni_routes(app, CniCalls(ipam.store, ipam.default_pools, ipam.host_id), metrics)

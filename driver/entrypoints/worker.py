@@ -119,6 +119,8 @@ class PluginWorker(Worker):  # type: ignore[misc]
         config = getattr(self.wsgi, "config", None)
         limit = config.get("MAX_CONTENT_LENGTH") if config is not None else None
         self.body_limit = int(limit) if limit else DEFAULT_BODY_LIMIT
+        larger = config.get("IPLEDGER_BODY_LIMITS") if config is not None else None
+        self.body_limits: dict[str, int] = dict(larger or {})
         for listener in self.sockets:
             listener.setblocking(False)
         # gunicorn's own pipe: signals write to it, and so do threads that finish a call
@@ -228,8 +230,9 @@ class PluginWorker(Worker):  # type: ignore[misc]
             return WHOLE
         head = len(inbox) - len(probe.buf.getvalue())
         reader = request.body.reader
+        body_limit = self.body_limits.get(request.path, self.body_limit)
         if isinstance(reader, LengthReader):
-            if reader.length > self.body_limit:
+            if reader.length > body_limit:
                 return TOO_LARGE
             conn.need = head + reader.length
             if len(inbox) >= conn.need:
@@ -239,11 +242,11 @@ class PluginWorker(Worker):  # type: ignore[misc]
             try:
                 while chunk := request.body.read(READ_SIZE):
                     size += len(chunk)
-                    if size > self.body_limit:
+                    if size > body_limit:
                         return TOO_LARGE
                 return WHOLE
             except _NeedMore:
-                if len(inbox) > head + self.body_limit + HEAD_ROOM:
+                if len(inbox) > head + body_limit + HEAD_ROOM:
                     return TOO_LARGE
             except Exception:
                 return WHOLE
