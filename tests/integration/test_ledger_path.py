@@ -51,8 +51,9 @@ def test_a_dangling_symlink_as_the_ledger_is_refused_and_nothing_is_created(
     target = tmp_path / "victim" / "owned.db"
     link = shared_dir / "ledger.db"
     link.symlink_to(target)
+    empty_export = '{"format": "ipledger-export/1", "subnets": [], "history": []}'
     result = CliRunner().invoke(
-        main, [command[0], "--db", f"sqlite:///{link}", *command[1:]], input="{}"
+        main, [command[0], "--db", f"sqlite:///{link}", *command[1:]], input=empty_export
     )
     assert result.exit_code == 1, result.output
     assert f"{link} is a symbolic link" in result.output
