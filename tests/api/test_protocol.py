@@ -194,3 +194,29 @@ def test_a_bad_reuse_option_is_answered_with_an_error_naming_it(plugin):
         body["Err"]
         == "invalid ipledger.quarantine 'a while': expected a duration such as 60s, 15m, 2h or 7d"
     )
+
+
+def test_a_whole_space_pool_given_with_a_non_zero_address_is_static_and_blocks_the_rest(plugin):
+    # Docker 29 reads a pool as size-only only when its address as given is all-zero
+    whole = dict(POOL, Pool="f656::/0", V6=True)
+    assert plugin.call("RequestPool", whole) == (
+        200,
+        {"PoolID": "LocalDefault/::/0", "Pool": "::/0", "Data": {}},
+    )
+    inside = dict(POOL, Pool="f656::5e2:0:3740/123", V6=True)
+    status, body = plugin.call("RequestPool", inside)
+    assert status == 409
+    assert body["Err"].startswith(
+        "Pool overlaps with other one on this address space: f656::5e2:0:3740/123 overlaps ::/0"
+    )
+
+
+def test_a_size_only_ipv6_pool_of_one_address_is_refused(plugin):
+    status, body = plugin.call("RequestPool", dict(POOL, Pool="::/128", V6=True))
+    assert status == 400
+    assert body["Err"] == (
+        "invalid size-only pool ::/128: an IPv6 /128 has no usable address "
+        "(its only address is the subnet's first, which is never handed out)"
+    )
+    # nothing was made: a default IPv6 pool is still the first one
+    assert plugin.call("RequestPool", dict(POOL, Pool="", V6=True))[1]["Pool"] == "fd42:1edb::/64"
