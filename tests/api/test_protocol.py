@@ -220,3 +220,22 @@ def test_a_size_only_ipv6_pool_of_one_address_is_refused(plugin):
     )
     # nothing was made: a default IPv6 pool is still the first one
     assert plugin.call("RequestPool", dict(POOL, Pool="", V6=True))[1]["Pool"] == "fd42:1edb::/64"
+
+
+def test_a_release_through_a_sibling_pool_is_refused_naming_the_holder(plugin):
+    a = dict(POOL, SubPool="192.0.2.0/25")
+    b = dict(POOL, SubPool="192.0.2.128/25")
+    a_id = plugin.call("RequestPool", a)[1]["PoolID"]
+    b_id = plugin.call("RequestPool", b)[1]["PoolID"]
+    assert plugin.call("RequestAddress", {"PoolID": b_id, "Address": "192.0.2.200"})[0] == 200
+    assert plugin.call("ReleaseAddress", {"PoolID": a_id, "Address": "192.0.2.200"}) == (
+        409,
+        err(
+            "Address already in use: 192.0.2.200 (held by an auxiliary address in pool "
+            "LocalDefault/192.0.2.0/24/192.0.2.128/25; pool LocalDefault/192.0.2.0/24/192.0.2.0/25 "
+            "does not hold it, so it cannot release it)"
+        ),
+    )
+    # still held: a static request for it through either pool is refused
+    assert plugin.call("RequestAddress", {"PoolID": a_id, "Address": "192.0.2.200"})[0] == 409
+    assert plugin.call("ReleaseAddress", {"PoolID": b_id, "Address": "192.0.2.200"}) == (200, {})
