@@ -125,10 +125,12 @@ def parse_address(text: object, what: str = "address") -> netaddr.IPAddress:
         raise InvalidRequest(f"invalid {what} {text!r}: expected a plain IP address") from None
 
 
-def is_size_only(network: netaddr.IPNetwork) -> bool:
+def is_size_only(pool: str) -> bool:
     """Docker 29's "any subnet of this size" form: ``0.0.0.0/24``, ``::/56``, or ``::/0`` for
-    a subnet of the default size."""
-    return int(network.first) == 0
+    a subnet of the default size. Docker reads the address as given, before masking it: only an
+    all-zero one asks for a size, so ``f656::/0`` is the whole IPv6 space (``pool`` is a CIDR
+    that ``parse_cidr`` accepted)."""
+    return int(parse_address(pool.partition("/")[0], "pool")) == 0
 
 
 class FreeRanges(Protocol):

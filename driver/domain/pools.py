@@ -187,10 +187,15 @@ class PoolRequest:
         network = allocator.parse_cidr(pool, "pool") if pool else None
         sub = allocator.parse_cidr(subpool, "ip-range (SubPool)") if subpool else None
         size: int | None = None
-        if network is not None and allocator.is_size_only(network):
+        if network is not None and allocator.is_size_only(pool):
             # Docker 29: "any subnet of this size"; /0, "a subnet of the default size"
             size, network = network.prefixlen or None, None
             version = 4 if "." in pool else 6
+            if version == 6 and size == 128:
+                raise InvalidRequest(
+                    "invalid size-only pool ::/128: an IPv6 /128 has no usable address "
+                    "(its only address is the subnet's first, which is never handed out)"
+                )
         elif network is not None:
             # The swarm manager never sets V6: the pool says which family it is.
             version = network.version

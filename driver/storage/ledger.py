@@ -118,6 +118,20 @@ _DROP_LEASE = Prepared(
     .where(leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address"))
     .returning(leases.c.kind, leases.c.mac, leases.c.name)
 )
+_DROP_POOL_LEASE = Prepared(
+    delete(leases)
+    .where(
+        leases.c.subnet_id == bindparam("subnet_id"),
+        leases.c.address == bindparam("address"),
+        leases.c.pool_id == bindparam("pool_id"),
+    )
+    .returning(leases.c.kind, leases.c.mac, leases.c.name)
+)
+_LEASE_POOL = Prepared(
+    select(leases.c.pool_id).where(
+        leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
+    )
+)
 _WRITE_HISTORY = Prepared(
     insert(history).values({c.name: bindparam(c.name) for c in history.c if c.name != "id"})
 )
@@ -484,6 +498,19 @@ class LeaseStatements(_Statements):
         """Delete a lease and say what it was; None when there was none."""
         row = _DROP_LEASE.first(self.connection, {"subnet_id": subnet_id, "address": pack(address)})
         return Lease(*row) if row else None
+
+    def drop_pool_lease(self, subnet_id: int, address: int, pool_id: str) -> Lease | None:
+        """Delete a lease that ``pool_id`` holds and say what it was; None when it holds none
+        there (the address may be free, or leased through another pool of the subnet)."""
+        row = _DROP_POOL_LEASE.first(
+            self.connection, {"subnet_id": subnet_id, "address": pack(address), "pool_id": pool_id}
+        )
+        return Lease(*row) if row else None
+
+    def lease_pool(self, subnet_id: int, address: int) -> str | None:
+        """The pool an address is leased through; None when it is not leased."""
+        row = _LEASE_POOL.first(self.connection, {"subnet_id": subnet_id, "address": pack(address)})
+        return str(row[0]) if row else None
 
     def lease_created_at(self, subnet_id: int, address: int) -> datetime | None:
         created = self.connection.execute(

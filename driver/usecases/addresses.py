@@ -10,6 +10,7 @@ import netaddr
 
 from driver.domain import addresses as allocator
 from driver.domain.errors import (
+    AddressInUse,
     AddressOutOfRange,
     PoolNotFound,
 )
@@ -132,8 +133,18 @@ class Addresses(IpamCalls):
         ):
             log.info("gateway %s of shared pool %s stays: other hosts use it", value, record.id)
             return False
-        lease = ledger.drop_lease(record.subnet_id, value)
+        lease = ledger.drop_pool_lease(record.subnet_id, value, record.id)
         if lease is None:
+            holder = ledger.lease_pool(record.subnet_id, value)
+            if holder is not None:
+                # Networks that share a subnet with different ip-ranges share its addresses,
+                # not their leases: Docker releases a lease through the pool that made it, so
+                # a release through another must not free a lease another network holds.
+                raise AddressInUse(
+                    str(netaddr.IPAddress(value, record.subnet.version)),
+                    f"held by {ledger.lease_holder(record.subnet_id, value)} in pool {holder}; "
+                    f"pool {record.id} does not hold it, so it cannot release it",
+                )
             return False
         keep = record.policy.parking_seconds(lease)
         if keep and not (record.reservations and ledger.reservation_at(record.subnet_id, value)):

@@ -192,3 +192,48 @@ def test_a_bad_reuse_option_is_answered_with_an_error_naming_it(plugin):
         body["Err"]
         == "invalid ipledger.quarantine 'a while': expected a duration such as 60s, 15m, 2h or 7d"
     )
+
+
+def test_a_whole_space_pool_given_with_a_non_zero_address_is_static_and_blocks_the_rest(plugin):
+    # Docker 29 reads a pool as size-only only when its address as given is all-zero
+    whole = dict(POOL, Pool="f656::/0", V6=True)
+    assert plugin.call("RequestPool", whole) == (
+        200,
+        {"PoolID": "LocalDefault/::/0", "Pool": "::/0", "Data": {}},
+    )
+    inside = dict(POOL, Pool="f656::5e2:0:3740/123", V6=True)
+    status, body = plugin.call("RequestPool", inside)
+    assert status == 409
+    assert body["Err"].startswith(
+        "Pool overlaps with other one on this address space: f656::5e2:0:3740/123 overlaps ::/0"
+    )
+
+
+def test_a_size_only_ipv6_pool_of_one_address_is_refused(plugin):
+    status, body = plugin.call("RequestPool", dict(POOL, Pool="::/128", V6=True))
+    assert status == 400
+    assert body["Err"] == (
+        "invalid size-only pool ::/128: an IPv6 /128 has no usable address "
+        "(its only address is the subnet's first, which is never handed out)"
+    )
+    # nothing was made: a default IPv6 pool is still the first one
+    assert plugin.call("RequestPool", dict(POOL, Pool="", V6=True))[1]["Pool"] == "fd42:1edb::/64"
+
+
+def test_a_release_through_a_sibling_pool_is_refused_naming_the_holder(plugin):
+    a = dict(POOL, SubPool="192.0.2.0/25")
+    b = dict(POOL, SubPool="192.0.2.128/25")
+    a_id = plugin.call("RequestPool", a)[1]["PoolID"]
+    b_id = plugin.call("RequestPool", b)[1]["PoolID"]
+    assert plugin.call("RequestAddress", {"PoolID": b_id, "Address": "192.0.2.200"})[0] == 200
+    assert plugin.call("ReleaseAddress", {"PoolID": a_id, "Address": "192.0.2.200"}) == (
+        409,
+        err(
+            "Address already in use: 192.0.2.200 (held by an auxiliary address in pool "
+            "LocalDefault/192.0.2.0/24/192.0.2.128/25; pool LocalDefault/192.0.2.0/24/192.0.2.0/25 "
+            "does not hold it, so it cannot release it)"
+        ),
+    )
+    # still held: a static request for it through either pool is refused
+    assert plugin.call("RequestAddress", {"PoolID": a_id, "Address": "192.0.2.200"})[0] == 409
+    assert plugin.call("ReleaseAddress", {"PoolID": b_id, "Address": "192.0.2.200"}) == (200, {})

@@ -48,3 +48,14 @@ def names(dockerd: DockerDaemon) -> Iterator[str]:
     """
     yield f"t{uuid.uuid4().hex[:6]}"
     dockerd.remove_all()
+
+
+@pytest.fixture
+def parent_links() -> Iterator[tuple[str, str]]:
+    """Two parent links for macvlan networks, the ends of a veth pair (no dummy module needed)."""
+    a, b = f"ipl{uuid.uuid4().hex[:6]}a", f"ipl{uuid.uuid4().hex[:6]}b"
+    subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b], check=True)
+    for end in (a, b):
+        subprocess.run(["ip", "link", "set", end, "up"], check=True)
+    yield a, b
+    subprocess.run(["ip", "link", "del", a], check=False)

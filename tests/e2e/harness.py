@@ -182,6 +182,14 @@ class DockerDaemon:
             return ""
 
     def cleanup(self) -> None:
+        # Docker 28 leaves exec/netns/default bind-mounted after it stops: unmount what is
+        # left under the root, or the root stays behind
+        with open("/proc/mounts") as mounts:
+            left = [
+                line.split()[1] for line in mounts if line.split()[1].startswith(f"{self.root}/")
+            ]
+        for mount in reversed(left):
+            subprocess.run(["umount", mount], check=False, capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
 

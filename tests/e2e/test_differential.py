@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -219,6 +220,29 @@ def compose_scale_down_and_recreate(s: Scenario) -> None:
     s.compose("n", V4, "down")
 
 
+def sibling_networks(s: Scenario, parents: tuple[str, str]) -> None:
+    """Two networks on one subnet with different ip-ranges share its addresses. The bridge
+    driver refuses a second network on a subnet ("networks have overlapping IPv4"); macvlan
+    allows it on another parent link (and, from Docker 28, on the same one)."""
+    for net, parent, ip_range in (
+        ("a", parents[0], "198.51.100.0/25"),
+        ("b", parents[1], "198.51.100.128/25"),
+    ):
+        s.create(
+            net, "-d", "macvlan", "-o", f"parent={parent}", "--subnet", V4, "--ip-range", ip_range
+        )
+    s.run("a1", "a")
+    s.run("b1", "b")
+    s.run("a2", "a", "--ip", "198.51.100.129")  # b1's, through b
+    s.run("a3", "a", "--ip", "198.51.100.200")  # a's, inside b's ip-range
+    s.run("b2", "b", "--ip", "198.51.100.200")
+    s.rm("a3")  # released through a, the pool that holds it
+    s.run("b3", "b", "--ip", "198.51.100.200")
+    s.rm("b1")
+    s.run("b4", "b")
+    s.run("a4", "a")
+
+
 SCENARIOS: dict[str, Callable[[Scenario], None]] = {
     f.__name__: f
     for f in (
@@ -286,7 +310,23 @@ KNOWN_DIFFERENCES[("large_ipv6_subnet", "26.1")] = KNOWN_DIFFERENCES[("large_ipv
 def test_ipledger_behaves_like_the_builtin_ipam(dockerd, names, tmp_path, name):
     if name == "ipv6_only" and dockerd.major_minor < (28, 0):
         pytest.skip("--ipv4=false exists from Docker 28 on")
-    scenario = SCENARIOS[name]
+    compare(dockerd, names, tmp_path, name, SCENARIOS[name])
+
+
+def test_sibling_networks_share_a_subnet_as_with_the_builtin_ipam(
+    dockerd, names, tmp_path, parent_links
+):
+    compare(
+        dockerd,
+        names,
+        tmp_path,
+        "sibling_networks",
+        partial(sibling_networks, parents=parent_links),
+    )
+
+
+def compare(dockerd, names, tmp_path, name: str, scenario: Callable[[Scenario], None]) -> None:
+    """Run ``scenario`` with the built-in IPAM, then with ipledger; the outcomes must be equal."""
     builtin = Scenario(dockerd, None, f"b{names}", tmp_path)
     scenario(builtin)
     dockerd.remove_all()

@@ -164,3 +164,43 @@ def test_state_survives_a_sigkill_of_the_whole_plugin(dockerd, plugin, names):
     assert new not in before and new == "203.0.113.5"
     docker_view = {dockerd.container_addresses(f"{names}-{i}")[net][0] for i in (0, 1, 2, "new")}
     assert plugin.leases()["203.0.113.0/28"] == docker_view | {"203.0.113.1"}
+
+
+def test_a_release_through_a_sibling_network_never_frees_the_others_address(
+    dockerd, plugin, names, parent_links
+):
+    # Docker releases an address through the network that holds it (measured on 20.10, 26.1 and
+    # 28.5, where no docker command did otherwise); a client that releases it through a sibling
+    # network, same subnet and another ip-range, is refused and the address stays held
+    for net, parent, ip_range in (
+        ("a", parent_links[0], "198.51.100.0/25"),
+        ("b", parent_links[1], "198.51.100.128/25"),
+    ):
+        dockerd.docker(
+            "network",
+            "create",
+            "-d",
+            "macvlan",
+            "-o",
+            f"parent={parent}",
+            "--ipam-driver",
+            plugin.name,
+            "--subnet",
+            "198.51.100.0/24",
+            "--ip-range",
+            ip_range,
+            f"{names}-{net}",
+        )
+    assert run(dockerd, f"{names}-b1", f"{names}-b")[0] == "198.51.100.129"
+    status, answer = plugin.client.call(
+        "ReleaseAddress",
+        {"PoolID": "LocalDefault/198.51.100.0/24/198.51.100.0/25", "Address": "198.51.100.129"},
+    )
+    assert status == 409
+    assert "pool LocalDefault/198.51.100.0/24/198.51.100.0/25 does not hold it" in answer["Err"]
+    assert run(dockerd, f"{names}-b2", f"{names}-b")[0] == "198.51.100.130"
+    assert "Address already in use" in dockerd.fails(
+        "run", "--rm", "--network", f"{names}-a", "--ip", "198.51.100.129", IMAGE, "true"
+    )
+    dockerd.docker("rm", "-f", f"{names}-b1")
+    assert run(dockerd, f"{names}-b3", f"{names}-b")[0] == "198.51.100.129"

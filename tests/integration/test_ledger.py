@@ -189,6 +189,36 @@ def test_sub_pools_of_one_subnet_share_its_addresses(ipam):
     assert ipam.request_address(b, "192.0.2.200", {}) == "192.0.2.200/24"
 
 
+def test_a_release_through_a_sibling_pool_is_refused_and_frees_nothing(ipam, engine):
+    # Docker never sends it (measured on 20.10, 26.1 and 28.5): a client that does must not
+    # free the lease another network holds in the subnet both pools share
+    a = pool(ipam, "192.0.2.0/24", "192.0.2.0/25").pool_id
+    b = pool(ipam, "192.0.2.0/24", "192.0.2.128/25").pool_id
+    ipam.request_address(b, "", GW)
+    mine = ipam.request_address(b, "", {"com.docker.network.endpoint.name": "b1"})
+    assert mine == "192.0.2.129/24"
+    before = snapshot(engine)
+    with pytest.raises(
+        AddressInUse,
+        match=(
+            r"^Address already in use: 192\.0\.2\.129 \(held by an endpoint \(name b1\) in pool "
+            r"LocalDefault/192\.0\.2\.0/24/192\.0\.2\.128/25; pool "
+            r"LocalDefault/192\.0\.2\.0/24/192\.0\.2\.0/25 does not hold it, so it cannot "
+            r"release it\)$"
+        ),
+    ):
+        ipam.release_address(a, "192.0.2.129")
+    assert snapshot(engine) == before
+    # the address stays b1's: nobody else gets it, and b releases it as before
+    with pytest.raises(AddressInUse):
+        ipam.request_address(a, "192.0.2.129", {})
+    assert ipam.request_address(b, "", {}) == "192.0.2.130/24"
+    assert ipam.release_address(b, "192.0.2.129") is True
+    assert ipam.request_address(a, "192.0.2.129", {}) == "192.0.2.129/24"
+    # an address a holds, also one inside b's ip-range, is released through a
+    assert ipam.release_address(a, "192.0.2.129") is True
+
+
 def test_a_subnet_is_freed_with_its_last_pool(ipam, engine):
     a = pool(ipam, "192.0.2.0/24", "192.0.2.0/25").pool_id
     b = pool(ipam, "192.0.2.0/24", "192.0.2.128/25").pool_id

@@ -163,6 +163,34 @@ def test_a_pool_request_without_a_subnet_asks_for_a_default_one_of_a_family_and_
 
 
 @pytest.mark.parametrize(
+    ("pool", "cidr"),
+    [
+        ("f656::/0", "::/0"),
+        ("f656::3740/0", "::/0"),
+        ("10.0.0.0/0", "0.0.0.0/0"),
+        ("0.0.0.1/24", "0.0.0.0/24"),
+        ("::1/56", "::/56"),
+    ],
+)
+def test_a_pool_is_size_only_only_when_its_address_as_given_is_all_zero(pool, cidr):
+    # Docker 29 reads the address before masking it: f656::/0 is the whole IPv6 space
+    request = PoolRequest.parse("LocalDefault", pool, "", {}, False)
+    assert request.subnet is not None and request.subnet.cidr == cidr
+    assert request.size is None
+
+
+@pytest.mark.parametrize("pool", ["::/128", "0::0/128", "0:0::/128"])
+def test_a_size_only_ipv6_pool_of_one_address_is_refused_having_no_usable_address(pool):
+    with pytest.raises(InvalidRequest, match=r"size-only pool ::/128: .*no usable address"):
+        PoolRequest.parse("LocalDefault", pool, "", {}, True)
+
+
+def test_a_size_only_ipv4_pool_of_one_address_is_granted_as_docker_uses_a_32():
+    request = PoolRequest.parse("LocalDefault", "0.0.0.0/32", "", {}, False)
+    assert (request.subnet, request.version, request.size) == (None, 4, 32)
+
+
+@pytest.mark.parametrize(
     ("space", "pool", "subpool", "options", "says"),
     [
         ("Elsewhere", "", "", {}, "unknown address space"),
