@@ -32,6 +32,7 @@ from driver.domain.pools import (
     QUARANTINE_OPTION,
     REUSE_OPTION,
     SHARED_OPTION,
+    LeaseKind,
     PoolId,
     ReusePolicy,
     reuse_policy,
@@ -40,6 +41,8 @@ from driver.domain.pools import (
 
 # CNI's network name: letters, digits, '_', '.', '-' (libcni's validation)
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+# how a lease held for a pod names it (its name): "pod NAMESPACE/NAME"
+POD_HOLDER = "pod "
 _OWN_KEYS = ("socket", "reuse", "quarantine", "hold", "hold_by", "shared")
 
 
@@ -103,13 +106,35 @@ class CniNetwork:
         return {CNI_NETWORK_OPTION: self.name}
 
 
+def holder_shown(mac: str | None, attachment: str | None, name: str | None) -> str | None:
+    """What stands where a lease's MAC would: the MAC; for a CNI lease, which has none, its
+    attachment (network/container/ifname) and the pod it is held for, when the lease records one
+    (``hold_by: pod``), as ``lan/3f9a.../eth0 (pod shop/web-0)``; None when there is neither.
+    Not escaped: whoever prints it does (:func:`driver.domain.text.printable`)."""
+    if mac:
+        return mac
+    if not attachment:
+        return None
+    if name and name.startswith(POD_HOLDER):
+        return f"{attachment} ({name})"
+    return attachment
+
+
+def event_attachment(kind: str | None, detail: str | None) -> str | None:
+    """The attachment a CNI event of the history names: its detail starts with it."""
+    if kind != LeaseKind.CNI or not detail:
+        return None
+    first = detail.split(", ", 1)[0]  # an attachment has no space: an ifname may not
+    return first if first.count("/") >= 2 else None
+
+
 def hold_key(network: CniNetwork, container_id: str, cni_args: Mapping[str, str]) -> str:
     """Who a released address is held for: the pod (namespace/name) when the config says so and
     the runtime named it, else the container."""
     if network.hold_by_pod:
         namespace, pod = cni_args.get("K8S_POD_NAMESPACE"), cni_args.get("K8S_POD_NAME")
         if namespace and pod:
-            return f"pod {namespace}/{pod}"
+            return f"{POD_HOLDER}{namespace}/{pod}"
     return f"container {container_id}"
 
 
