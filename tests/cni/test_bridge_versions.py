@@ -44,6 +44,7 @@ def conflist(version: str, bridge: str, socket: str, *range_sets: list[dict[str,
                     "type": "ipledger",
                     "ranges": list(range_sets),
                     "routes": [{"dst": "0.0.0.0/0"}],
+                    "dns": {"nameservers": ["192.0.2.53"]},
                     "ipledger": {"socket": socket},
                 },
             },
@@ -71,6 +72,8 @@ def test_a_0_3_1_conflist_runs_add_and_del_through_the_bridge_in_0_3_1s_format(
         ("6", "2001:db8:c1::2/64"),
     ]
     assert cni.addresses_in(ns) == ["203.0.113.10/24", "2001:db8:c1::2/64"]
+    # the configured dns, which host-local would answer as {}, through the bridge's result
+    assert outcome.answer["dns"] == {"nameservers": ["192.0.2.53"]}
     assert [a for a, kind, _ in leased(ipledger_server, V4_POOL) if kind == "cni"] == [
         "203.0.113.10"
     ]
