@@ -72,8 +72,6 @@ def test_a_0_3_1_conflist_runs_add_and_del_through_the_bridge_in_0_3_1s_format(
         ("6", "2001:db8:c1::2/64"),
     ]
     assert cni.addresses_in(ns) == ["203.0.113.10/24", "2001:db8:c1::2/64"]
-    # the configured dns, which host-local would answer as {}, through the bridge's result
-    assert outcome.answer["dns"] == {"nameservers": ["192.0.2.53"]}
     assert [a for a, kind, _ in leased(ipledger_server, V4_POOL) if kind == "cni"] == [
         "203.0.113.10"
     ]
@@ -120,3 +118,19 @@ def test_check_on_a_0_3_1_config_is_code_1_as_host_local_answers_it(cni, ipledge
     assert (ours.code, ours.error_code) == (theirs.code, theirs.error_code) == (1, 1)
     assert ours.answer["cniVersion"] == "0.3.1"
     assert "CHECK is not in CNI 0.3.1" in ours.answer["msg"]
+
+
+def test_ipledger_answers_the_configured_dns_where_host_local_answers_none(
+    cni, ipledger_server, tmp_path
+):
+    config = plugin_config(conflist("0.3.1", "unused0", ipledger_server.socket, V4))
+    ns = netns(cni)
+    ours = cni.run("ipledger", "ADD", config, "ctr-dns", ns)
+    host_local = {"type": "host-local", "ranges": [V4], "dataDir": str(tmp_path / "host-local")}
+    host_local.update(routes=config["ipam"]["routes"], dns=config["ipam"]["dns"])
+    theirs = cni.run("host-local", "ADD", dict(config, ipam=host_local), "ctr-dns", ns)
+    assert (ours.code, theirs.code) == (0, 0), (ours.answer, theirs.answer)
+    assert ours.answer["dns"] == {"nameservers": ["192.0.2.53"]}
+    assert theirs.answer["dns"] == {}
+    # the same result otherwise, in 0.3.1's format
+    assert dict(ours.answer, dns={}) == theirs.answer
