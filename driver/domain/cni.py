@@ -10,7 +10,7 @@ shared pool.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,12 @@ import netaddr
 
 from driver.domain import addresses as allocator
 from driver.domain.addresses import Subnet
-from driver.domain.cni_spec import SUPPORTED_VERSIONS
+from driver.domain.cni_spec import (
+    IP4_IP6_RESULT,
+    SUPPORTED_VERSIONS,
+    UNVERSIONED,
+    VERSIONED_IPS,
+)
 from driver.domain.errors import InvalidRequest
 from driver.domain.pools import (
     CNI_NETWORK_OPTION,
@@ -27,6 +32,7 @@ from driver.domain.pools import (
     QUARANTINE_OPTION,
     REUSE_OPTION,
     SHARED_OPTION,
+    LeaseKind,
     PoolId,
     ReusePolicy,
     reuse_policy,
@@ -35,6 +41,8 @@ from driver.domain.pools import (
 
 # CNI's network name: letters, digits, '_', '.', '-' (libcni's validation)
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+# how a lease held for a pod names it (its name): "pod NAMESPACE/NAME"
+POD_HOLDER = "pod "
 _OWN_KEYS = ("socket", "reuse", "quarantine", "hold", "hold_by", "shared")
 
 
@@ -98,13 +106,35 @@ class CniNetwork:
         return {CNI_NETWORK_OPTION: self.name}
 
 
+def holder_shown(mac: str | None, attachment: str | None, name: str | None) -> str | None:
+    """What stands where a lease's MAC would: the MAC; for a CNI lease, which has none, its
+    attachment (network/container/ifname) and the pod it is held for, when the lease records one
+    (``hold_by: pod``), as ``lan/3f9a.../eth0 (pod shop/web-0)``; None when there is neither.
+    Not escaped: whoever prints it does (:func:`driver.domain.text.printable`)."""
+    if mac:
+        return mac
+    if not attachment:
+        return None
+    if name and name.startswith(POD_HOLDER):
+        return f"{attachment} ({name})"
+    return attachment
+
+
+def event_attachment(kind: str | None, detail: str | None) -> str | None:
+    """The attachment a CNI event of the history names: its detail starts with it."""
+    if kind != LeaseKind.CNI or not detail:
+        return None
+    first = detail.split(", ", 1)[0]  # an attachment has no space: an ifname may not
+    return first if first.count("/") >= 2 else None
+
+
 def hold_key(network: CniNetwork, container_id: str, cni_args: Mapping[str, str]) -> str:
     """Who a released address is held for: the pod (namespace/name) when the config says so and
     the runtime named it, else the container."""
     if network.hold_by_pod:
         namespace, pod = cni_args.get("K8S_POD_NAMESPACE"), cni_args.get("K8S_POD_NAME")
         if namespace and pod:
-            return f"pod {namespace}/{pod}"
+            return f"{POD_HOLDER}{namespace}/{pod}"
     return f"container {container_id}"
 
 
@@ -123,7 +153,17 @@ def parse_network(conf: Any) -> CniNetwork:
     """The network config from the runtime's stdin; InvalidRequest names the field."""
     if not isinstance(conf, dict):
         raise InvalidRequest("network config: expected a JSON object")
-    version = _text(conf, "cniVersion")
+    if "plugins" in conf and "ipam" not in conf:
+        raise InvalidRequest(
+            'network config: a conflist ("plugins") was given where the runtime passes one '
+            "plugin's config (the list's entry that has the ipam section, with the list's name "
+            "and cniVersion put in it, as libcni does)"
+        )
+    version = conf.get("cniVersion")
+    if version is None or version == "":
+        version = UNVERSIONED  # as libcni reads a config without one
+    if not isinstance(version, str):
+        raise InvalidRequest(f"cniVersion: expected a version string, not {version!r:.20}")
     if version not in SUPPORTED_VERSIONS:
         raise InvalidRequest(
             f"cniVersion: {version!r:.20} is not supported (ipledger speaks "
@@ -181,6 +221,49 @@ def parse_network(conf: Any) -> CniNetwork:
         shared=shared,
         hold_by_pod=hold_by == "pod",
     )
+
+
+def cni_result(network: CniNetwork, ips: Sequence[tuple[str, str | None]]) -> dict[str, Any]:
+    """ADD's result in the network's CNI version, for its addresses (``203.0.113.2/24``) and
+    their gateways, as host-local prints it (IPAM gives no interfaces). The configured ``dns`` is
+    answered (host-local answers ``{}`` whatever the config says)."""
+    version = network.cni_version
+    if version in IP4_IP6_RESULT:
+        return _ip4_ip6_result(network, ips)
+    entries = []
+    for address, gateway in ips:
+        entry: dict[str, Any] = {}
+        if version in VERSIONED_IPS:
+            entry["version"] = "6" if ":" in address else "4"
+        entry["address"] = address
+        if gateway is not None:
+            entry["gateway"] = gateway
+        entries.append(entry)
+    result: dict[str, Any] = {"cniVersion": version, "ips": entries}
+    if network.routes:
+        result["routes"] = list(network.routes)
+    result["dns"] = dict(network.dns)
+    return result
+
+
+def _ip4_ip6_result(network: CniNetwork, ips: Sequence[tuple[str, str | None]]) -> dict[str, Any]:
+    """0.1.0 and 0.2.0: one address per family, each with the routes of its family, as libcni
+    converts a result down to them."""
+    result: dict[str, Any] = {"cniVersion": network.cni_version}
+    for family, key in ((4, "ip4"), (6, "ip6")):
+        found = [(a, g) for a, g in ips if (":" in a) == (family == 6)]
+        if not found:
+            continue
+        address, gateway = found[0]
+        config: dict[str, Any] = {"ip": address}
+        if gateway is not None:
+            config["gateway"] = gateway
+        routes = [r for r in network.routes if (":" in r["dst"]) == (family == 6)]
+        if routes:
+            config["routes"] = routes
+        result[key] = config
+    result["dns"] = dict(network.dns)
+    return result
 
 
 def _range_sets(ipam: Mapping[str, Any]) -> tuple[tuple[CniRange, ...], ...]:

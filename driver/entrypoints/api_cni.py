@@ -12,8 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, request
 
-from driver.domain.cni import Attachment, CniNetwork, hold_key, parse_args, parse_network
-from driver.domain.cni_spec import MAX_GC_BODY, VERSIONED_IPS
+from driver.domain.cni import (
+    Attachment,
+    CniNetwork,
+    cni_result,
+    hold_key,
+    parse_args,
+    parse_network,
+)
+from driver.domain.cni_spec import MAX_GC_BODY
 from driver.domain.errors import InvalidRequest, Unfinished
 from driver.entrypoints.bodies import json_body, reply, text_field
 from driver.usecases.cni import CniAddress, CniCalls
@@ -114,17 +121,5 @@ def _valid_attachments(config: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 def _result(network: CniNetwork, addresses: list[CniAddress]) -> dict[str, Any]:
-    """ADD's result, in the network's CNI version: IPAM gives no interfaces."""
-    ips = []
-    for address in addresses:
-        ip: dict[str, Any] = {"address": address.address}
-        if address.gateway is not None:
-            ip["gateway"] = address.gateway
-        if network.cni_version in VERSIONED_IPS:
-            ip["version"] = str(address.version)
-        ips.append(ip)
-    result: dict[str, Any] = {"cniVersion": network.cni_version, "ips": ips}
-    if network.routes:
-        result["routes"] = list(network.routes)
-    result["dns"] = dict(network.dns)
-    return result
+    """ADD's result, in the network's CNI version."""
+    return cni_result(network, [(a.address, a.gateway) for a in addresses])

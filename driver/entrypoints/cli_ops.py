@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from driver.config import Settings, SettingsError
+from driver.domain.cni import event_attachment, holder_shown
 from driver.domain.errors import IpamError
 from driver.domain.moments import as_utc
 from driver.domain.pools import LOCAL_OWNER, LOCAL_SPACE, SPACES
@@ -283,13 +284,13 @@ def leases(db_url: str | None, pool_id: str) -> None:
         say(f"{pool_id}: nothing leased, reserved or parked")
         return
     table(
-        ["ADDRESS", "STATE", "KIND", "MAC", "NAME", "SINCE", "DETAIL"],
+        ["ADDRESS", "STATE", "KIND", "MAC/ATTACHMENT", "NAME", "SINCE", "DETAIL"],
         [
             [
                 line.address,
                 line.state,
                 line.kind or "-",
-                line.mac or "-",
+                holder_shown(line.mac, line.attachment, line.name) or "-",
                 line.name or "-",
                 when(line.since),
                 f"until {when(line.until)}" if line.until else line.detail or "",
@@ -412,7 +413,7 @@ def history(db_url: str | None, address: str | None, pool_id: str | None, limit:
         click.echo("no history for that")
         return
     table(
-        ["WHEN", "HOST", "ACTION", "ADDRESS", "POOL", "KIND", "MAC", "NAME", "DETAIL"],
+        ["WHEN", "HOST", "ACTION", "ADDRESS", "POOL", "KIND", "MAC/ATTACHMENT", "NAME", "DETAIL"],
         [
             [
                 when(as_utc(e.at)),
@@ -421,7 +422,7 @@ def history(db_url: str | None, address: str | None, pool_id: str | None, limit:
                 e.address,
                 e.pool_id,
                 e.kind or "-",
-                e.mac or "-",
+                holder_shown(e.mac, event_attachment(e.kind, e.detail), e.name) or "-",
                 e.name or "-",
                 e.detail or "",
             ]

@@ -21,6 +21,7 @@ import sys
 from driver.domain.cni_spec import (
     COMMANDS,
     INCOMPATIBLE_VERSION,
+    INTRODUCED,
     INVALID_CONFIG,
     INVALID_ENVIRONMENT,
     IO_FAILURE,
@@ -31,6 +32,8 @@ from driver.domain.cni_spec import (
     TRY_AGAIN_LATER,
     UNDECODABLE,
     UNEXPECTED,
+    UNVERSIONED,
+    has_command,
 )
 from driver.paths import DEFAULT_SOCKET
 
@@ -86,17 +89,25 @@ def _run() -> int:
             )
         config = _config(raw, command)
         asked = config.get("cniVersion")
-        if isinstance(asked, str) and asked in SUPPORTED_VERSIONS:
-            version = asked
         if command == "VERSION":
             echoed = asked if isinstance(asked, str) and asked else version
             _print({"cniVersion": echoed, "supportedVersions": list(SUPPORTED_VERSIONS)})
             return 0
+        if asked is None or asked == "":
+            asked = UNVERSIONED  # as libcni reads a config without one
         if asked not in SUPPORTED_VERSIONS:
             raise CniFailure(
                 INCOMPATIBLE_VERSION,
                 f"cniVersion {asked!r:.20} is not supported",
                 f"ipledger speaks {', '.join(SUPPORTED_VERSIONS)}",
+            )
+        version = asked  # every answer from here on is in the request's version
+        if not has_command(version, command):
+            # as libcni's plugins answer it (code 1); a libcni runtime never asks
+            raise CniFailure(
+                INCOMPATIBLE_VERSION,
+                f"{command} is not in CNI {version}: it came with {INTRODUCED[command]}",
+                f"the config's cniVersion must be {INTRODUCED[command]} or later for {command}",
             )
         result = _call(command, config)
         if result:

@@ -124,8 +124,16 @@ class Addresses(IpamCalls):
             raise AddressOutOfRange(str(wanted), record.subnet.cidr)
         return record
 
-    def _release(self, ledger: Ledger, record: PoolRecord, value: int, action: str) -> bool:
-        """Drop a lease; park the address or free it. False when it was not leased."""
+    def _release(
+        self,
+        ledger: Ledger,
+        record: PoolRecord,
+        value: int,
+        action: str,
+        cni_attachment: str | None = None,
+    ) -> bool:
+        """Drop a lease; park the address or free it. False when it was not leased. A CNI
+        lease's attachment is written to the history's detail, as its allocation's is."""
         if (
             record.shared
             and ledger.gateway_of(record.subnet_id, record.id) == value
@@ -158,7 +166,10 @@ class Addresses(IpamCalls):
             record.id,
             address,
             lease,
-            detail=f"parked for {keep}s" if keep else None,
+            detail=", ".join(
+                filter(None, (cni_attachment, f"parked for {keep}s" if keep else None))
+            )
+            or None,
         )
         log.info(
             "address %s released in pool %s%s",

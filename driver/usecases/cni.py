@@ -153,7 +153,8 @@ class CniCalls(Addresses):
     def delete(self, attachment: Attachment) -> int:
         """Release what the attachment holds; how many leases that was (0 is no error)."""
         with self.store.transaction() as ledger:
-            return self._release_all(ledger, ledger.cni_leases(str(attachment)), "release")
+            key = str(attachment)
+            return self._release_all(ledger, key, ledger.cni_leases(key), "release")
 
     def check(self, network: CniNetwork, attachment: Attachment) -> list[CniAddress]:
         """The attachment's addresses; AttachmentNotFound when a range set has none."""
@@ -214,15 +215,17 @@ class CniCalls(Addresses):
                     key,
                 ):
                     continue
-                if self._release(ledger, record, address, "gc-release"):
+                if self._release(ledger, record, address, "gc-release", key):
                     released += 1
             return released
 
-    def _release_all(self, ledger: Ledger, leases: list[tuple[str, int]], action: str) -> int:
+    def _release_all(
+        self, ledger: Ledger, key: str, leases: list[tuple[str, int]], action: str
+    ) -> int:
         released = 0
         for pool_id, address in leases:
             record = self._pool(ledger, pool_id)
-            if record is not None and self._release(ledger, record, address, action):
+            if record is not None and self._release(ledger, record, address, action, key):
                 released += 1
         return released
 

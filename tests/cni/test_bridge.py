@@ -175,5 +175,5 @@ def test_install_cni_writes_an_executable_plugin_that_answers_version(cni, tmp_p
     version = cni.run("ipledger", "VERSION", {"cniVersion": "1.0.0"}, "")
     assert version.answer == {
         "cniVersion": "1.0.0",
-        "supportedVersions": ["0.4.0", "1.0.0", "1.1.0"],
+        "supportedVersions": ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"],
     }

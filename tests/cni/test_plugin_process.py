@@ -271,7 +271,7 @@ def configs(draw: st.DrawFn, socket: str, files: dict[str, str]) -> bytes:
     conf = config(
         socket,
         version=draw(
-            mostly(st.sampled_from(SUPPORTED_VERSIONS), st.sampled_from(["0.3.1", "2.0.0", ""]))
+            mostly(st.sampled_from(SUPPORTED_VERSIONS), st.sampled_from(["0.5.0", "2.0.0", ""]))
         ),
         ranges=[[{"subnet": draw(st.sampled_from(SUBNETS))}]],
     )
@@ -385,7 +385,11 @@ def test_whatever_the_runtime_hands_it_the_plugin_answers_a_result_or_a_cni_erro
         return
     assert command == "ADD"
     assert answer["cniVersion"] in SUPPORTED_VERSIONS
-    assert answer["ips"] and all("/" in ip["address"] for ip in answer["ips"])
+    if answer["cniVersion"] in ("0.1.0", "0.2.0"):  # {"ip4": {"ip", ...}, "ip6": ...}
+        ips = [answer[f]["ip"] for f in ("ip4", "ip6") if f in answer]
+    else:
+        ips = [ip["address"] for ip in answer["ips"]]
+    assert ips and all("/" in ip for ip in ips)
 
 
 # -- GC of many attachments, and requests too large for any call

@@ -156,3 +156,44 @@ def test_podman_containers_get_the_addresses_ipledger_records_and_rm_releases_th
     assert cni_leases(ipledger_server) == {"198.51.100.3": f"CNI shop/{second}/eth0"}
     third = podman.run("shop", "sleep", "600")
     assert cni_leases(ipledger_server)["198.51.100.2"] == f"CNI shop/{third}/eth0"
+
+
+# -- a conflist of an older CNI version, as many deployed ones are
+
+
+def old_network(podman: Podman, name: str, socket: str) -> None:
+    """A 0.3.1 conflist; its bridge's name starts with ``iplcniv``, which no other test's does
+    (theirs are ``iplcni`` and hexadecimal), so that two test runs at once never meet."""
+    bridge = f"iplcniv{uuid.uuid4().hex[:6]}"
+    podman.bridges.append(bridge)
+    conflist = {
+        "cniVersion": "0.3.1",
+        "name": name,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": bridge,
+                "isGateway": True,
+                "ipMasq": False,
+                "ipam": {
+                    "type": "ipledger",
+                    "ranges": [[{"subnet": POOL.split("/", 1)[1]}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "ipledger": {"socket": socket},
+                },
+            }
+        ],
+    }
+    (podman.networks / f"{name}.conflist").write_text(json.dumps(conflist))
+
+
+def test_a_0_3_1_conflist_gives_podmans_containers_their_addresses_and_rm_releases_them(
+    podman: Podman, ipledger_server: PluginProcess
+):
+    old_network(podman, "legacy", ipledger_server.socket)
+    first = podman.run("legacy", "sleep", "600")
+    assert cni_leases(ipledger_server) == {"198.51.100.2": f"CNI legacy/{first}/eth0"}
+    seen = podman("exec", first, "ip", "-o", "-4", "addr", "show", "eth0").stdout.decode()
+    assert "198.51.100.2/24" in seen
+    podman("rm", "-f", "-t", "0", first)
+    assert cni_leases(ipledger_server) == {}

@@ -80,7 +80,7 @@ def test_ipledgers_own_options_set_the_reuse_policy_and_the_shared_pool():
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        (lambda c: c.update(cniVersion="0.2.0"), "cniVersion"),
+        (lambda c: c.update(cniVersion="0.5.0"), "cniVersion"),
         (lambda c: c.update(name="a/b"), "name"),
         (lambda c: c.pop("ipam"), "ipam"),
         (lambda c: c["ipam"].update(ranges=[]), "ipam.ranges"),

@@ -47,7 +47,10 @@ def config(tmp_path: Path, version: str = "1.0.0") -> str:
 def test_version_is_answered_without_a_server():
     assert run("VERSION", '{"cniVersion": "0.4.0"}') == (
         0,
-        {"cniVersion": "0.4.0", "supportedVersions": ["0.4.0", "1.0.0", "1.1.0"]},
+        {
+            "cniVersion": "0.4.0",
+            "supportedVersions": ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"],
+        },
     )
 
 
@@ -68,7 +71,7 @@ def test_status_without_a_server_is_code_50(tmp_path):
         (None, "{}", {}, 4),
         ("ADD", "not json", {}, 6),
         ("ADD", '["a list"]', {}, 6),
-        ("ADD", '{"cniVersion": "0.2.0"}', {"CNI_CONTAINERID": "c", "CNI_IFNAME": "e"}, 1),
+        ("ADD", '{"cniVersion": "0.5.0"}', {"CNI_CONTAINERID": "c", "CNI_IFNAME": "e"}, 1),
         ("ADD", '{"cniVersion": "1.0.0"}', {"CNI_IFNAME": "eth0"}, 4),
     ],
 )

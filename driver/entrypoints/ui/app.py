@@ -14,8 +14,10 @@ from typing import Any
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from driver.domain.cni import event_attachment, holder_shown
 from driver.domain.errors import IpamError
 from driver.domain.status import ALMOST_FULL_FREE_RATIO
+from driver.domain.text import printable
 from driver.storage.inventory import HistoryEvent, LeaseRow
 from driver.usecases.operator import show
 from driver.usecases.reports import PoolReport
@@ -47,6 +49,8 @@ def create_ui_app(views: StatusViews, metrics: Callable[[], Response] | None = N
     """The page's app; with ``metrics``, also ``/metrics`` (the scrape, answered beside it)."""
     app = Flask("ipledger.ui", root_path=__file__.rsplit("/", 1)[0])
     app.jinja_env.globals.update(
+        lease_holder=_lease_holder,
+        event_holder=_event_holder,
         fmt=_count,
         fill_bucket=_fill_bucket,
         host_id=views.host_id,
@@ -156,6 +160,17 @@ def _overview_json(found: Overview) -> dict[str, Any]:
     }
 
 
+def _lease_holder(lease: LeaseRow) -> str | None:
+    """The MAC, or a CNI lease's attachment and pod, on one line."""
+    shown = holder_shown(lease.mac, lease.cni_attachment, lease.name)
+    return printable(shown) if shown is not None else None
+
+
+def _event_holder(e: HistoryEvent) -> str | None:
+    shown = holder_shown(e.mac, event_attachment(e.kind, e.detail), e.name)
+    return printable(shown) if shown is not None else None
+
+
 def _lease_json(lease: LeaseRow, version: int) -> dict[str, Any]:
     return {
         "address": show(lease.address, version),
@@ -164,6 +179,7 @@ def _lease_json(lease: LeaseRow, version: int) -> dict[str, Any]:
         "mac": lease.mac,
         "name": lease.name,
         "attachment": lease.cni_attachment,
+        "holder": _lease_holder(lease),
         "since": lease.created_at.isoformat(),
     }
 
@@ -206,6 +222,7 @@ def _event_json(e: HistoryEvent) -> dict[str, Any]:
         "pool": e.pool_id,
         "kind": e.kind,
         "mac": e.mac,
+        "holder": _event_holder(e),
         "name": e.name,
         "detail": e.detail,
     }
