@@ -43,6 +43,9 @@ from driver.domain.pools import (
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 # how a lease held for a pod names it (its name): "pod NAMESPACE/NAME"
 POD_HOLDER = "pod "
+# Kubernetes' own limits: a namespace is a DNS label, a pod's name a DNS subdomain
+POD_NAMESPACE_LENGTH = 63
+POD_NAME_LENGTH = 253
 _OWN_KEYS = ("socket", "reuse", "quarantine", "hold", "hold_by", "shared")
 
 
@@ -134,6 +137,15 @@ def hold_key(network: CniNetwork, container_id: str, cni_args: Mapping[str, str]
     if network.hold_by_pod:
         namespace, pod = cni_args.get("K8S_POD_NAMESPACE"), cni_args.get("K8S_POD_NAME")
         if namespace and pod:
+            for key, value, longest in (
+                ("K8S_POD_NAMESPACE", namespace, POD_NAMESPACE_LENGTH),
+                ("K8S_POD_NAME", pod, POD_NAME_LENGTH),
+            ):
+                if len(value) > longest:
+                    raise InvalidRequest(
+                        f"CNI_ARGS: {key} has {len(value)} characters; Kubernetes allows at "
+                        f"most {longest}"
+                    )
             return f"{POD_HOLDER}{namespace}/{pod}"
     return f"container {container_id}"
 

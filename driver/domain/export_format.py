@@ -19,7 +19,7 @@ from driver.domain import addresses as allocator
 from driver.domain import invariants
 from driver.domain.addresses import Subnet
 from driver.domain.errors import InvalidRequest
-from driver.domain.pools import LeaseKind, Reuse
+from driver.domain.pools import DETAIL_LENGTH, HOLDER_NAME_LENGTH, LeaseKind, Reuse
 
 EXPORT_FORMAT = "ipledger-export/1"
 
@@ -143,7 +143,7 @@ LEASE = {
     "pool_id": _text(200),
     "kind": _one_of(tuple(LeaseKind)),
     "mac": _text(32, optional=True),
-    "name": _text(255, optional=True),
+    "name": _text(HOLDER_NAME_LENGTH, optional=True),
     "host_id": _text(64, optional=True),
     "created_at": _timestamp,
 }
@@ -152,7 +152,7 @@ PARKED = {
     "address": _address,
     "pool_id": _text(200),
     "mac": _text(32, optional=True),
-    "name": _text(255, optional=True),
+    "name": _text(HOLDER_NAME_LENGTH, optional=True),
     "until": _number,
 }
 EVENT = {
@@ -163,8 +163,8 @@ EVENT = {
     "address": _text(64),
     "kind": _text(16, optional=True),
     "mac": _text(32, optional=True),
-    "name": _text(255, optional=True),
-    "detail": _text(255, optional=True),
+    "name": _text(HOLDER_NAME_LENGTH, optional=True),
+    "detail": _text(DETAIL_LENGTH, optional=True),
 }
 SUBNET = {
     "space": _text(64),

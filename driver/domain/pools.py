@@ -39,6 +39,11 @@ SHARED_OPTION = "ipledger.shared"
 CNI_NETWORK_OPTION = "ipledger.cni.network"
 OWN_OPTIONS = (REUSE_OPTION, QUARANTINE_OPTION, HOLD_OPTION, SHARED_OPTION)
 SHARED_PREFIX = "shared/"
+# the longest holder name a lease, a parked address or a history line keeps: "container ID"
+# (an ID of at most 255 characters) or "pod NAMESPACE/NAME" (Kubernetes: 63 and 253)
+HOLDER_NAME_LENGTH = 400
+# the longest detail of a history line (a CNI attachment "NETWORK/CONTAINER-ID/IFNAME" and more)
+DETAIL_LENGTH = 1024
 _SHARED_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 

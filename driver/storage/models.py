@@ -36,6 +36,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from driver.domain.pools import DETAIL_LENGTH, HOLDER_NAME_LENGTH
+
 Address = LargeBinary(16)
 
 
@@ -105,7 +107,7 @@ class LeaseTable(Base):
     pool_id: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))
     mac: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(HOLDER_NAME_LENGTH), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     host_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # a CNI lease's attachment, "NETWORK/CONTAINER-ID/IFNAME"; None for Docker's leases
@@ -134,7 +136,7 @@ class ParkedTable(Base):
     address: Mapped[bytes] = mapped_column(Address, primary_key=True)
     pool_id: Mapped[str] = mapped_column(String(200))
     mac: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(HOLDER_NAME_LENGTH), nullable=True)
     until: Mapped[float] = mapped_column(Float)
 
 
@@ -153,8 +155,8 @@ class HistoryTable(Base):
     address: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
     mac: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    detail: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(HOLDER_NAME_LENGTH), nullable=True)
+    detail: Mapped[str | None] = mapped_column(String(DETAIL_LENGTH), nullable=True)
 
 
 class AttachmentTable(Base):

@@ -318,6 +318,38 @@ def test_a_pod_name_of_253_characters_in_cni_args_is_taken(cni):
     assert cni.add(config, container="c1", args=args) == ["203.0.113.2/24"]
 
 
+def test_a_container_id_of_255_characters_is_leased_released_and_held_on_every_database(
+    cni, engine
+):
+    """The longest container ID the API takes names its lease ("container ID", 265 characters),
+    its history line (the attachment, "lan/ID/eth0, parked for 3600s") and the parked address."""
+    container = "c" * 255
+    config = cni_config(hold="1h")
+    assert cni.add(config, container=container) == ["203.0.113.2/24"]
+    status, answer = cni.call("Del", config, container)
+    assert status == 200, answer
+    assert cni.add(config, container=container) == ["203.0.113.2/24"]
+
+
+def test_a_pod_name_longer_than_kubernetes_allows_is_refused_naming_it(cni, engine):
+    before = snapshot(engine)
+    args = f"K8S_POD_NAMESPACE=shop;K8S_POD_NAME={'p' * 254}"
+    status, answer = cni.plugin.raw(
+        "/Cni.Add",
+        json.dumps(
+            {
+                "config": cni_config(hold="1h", hold_by="pod"),
+                "containerId": "c1",
+                "ifname": "eth0",
+                "args": args,
+            }
+        ),
+    )
+    assert (status, answer["CniCode"]) == (400, 7), answer
+    assert "K8S_POD_NAME" in answer["Err"] and "253" in answer["Err"]
+    assert snapshot(engine) == before
+
+
 def test_text_that_is_not_unicode_is_refused_with_code_7(cni, engine):
     before = snapshot(engine)
     body = json.dumps({"config": cni_config(), "containerId": "c\udcff", "ifname": "eth0"})
