@@ -35,7 +35,7 @@ from driver.domain.pools import (
 
 # CNI's network name: letters, digits, '_', '.', '-' (libcni's validation)
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
-_OWN_KEYS = ("socket", "reuse", "quarantine", "hold", "hold_by", "shared")
+_OWN_KEYS = ("socket", "spool", "reuse", "quarantine", "hold", "hold_by", "shared")
 
 
 @dataclass(frozen=True)
@@ -244,3 +244,12 @@ def _text(conf: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidRequest(f"{key}: expected a non-empty string")
     return value
+
+
+def released_by_spooled_del(leased_at: float, deleted_at: float) -> bool:
+    """Whether a DEL that ``ipledger-cni`` spooled at ``deleted_at`` (seconds since the epoch,
+    the node's clock) releases a lease of its attachment made at ``leased_at``: only a lease made
+    before the DEL. The attachment's identity (network, container ID, ifname) comes back when a
+    runtime ADDs the same container again, and the spool is applied before any ADD of the
+    network is served, so a lease made after the DEL is the new attachment's own."""
+    return leased_at <= deleted_at

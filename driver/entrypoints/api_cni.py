@@ -8,10 +8,12 @@ Parses, calls a use case, serialises; nothing else.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, request
 
+from driver.adapters.spool import Spool
 from driver.domain.cni import Attachment, CniNetwork, hold_key, parse_args, parse_network
 from driver.domain.cni_spec import MAX_GC_BODY, VERSIONED_IPS
 from driver.domain.errors import InvalidRequest, Unfinished
@@ -22,12 +24,14 @@ if TYPE_CHECKING:
     from driver.observability.metrics import Metrics
 
 
+log = logging.getLogger(__name__)
+
 CNI_PREFIX = "/Cni."
 # CNI_ARGS: Kubernetes alone gives some 500 characters (a pod name may have 253)
 MAX_ARGS = 4096
 
 
-def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None) -> None:
+def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None, spool: str) -> None:
     bounded = cni.store.bounded
 
     @app.post("/Cni.Add")
@@ -36,7 +40,17 @@ def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None) -> None:
         network, attachment = _network(body), _attachment(body)
         args = text_field(body, "args", limit=MAX_ARGS)
         holder = hold_key(network, attachment.container_id, parse_args(args))
-        addresses = bounded(lambda: cni.add(network, attachment, holder))
+        # DELs of this network spooled while the server was down: applied first, in the ADD's
+        # transaction; their files removed once it committed (claimed ones stay until then)
+        directory = Spool(_spool_of(body["config"], spool))
+        spooled, bad = directory.claim(network.name)
+        for line in bad:
+            log.warning("spooled CNI release %s", line)
+        releases = [(r.attachment, r.deleted_at) for r in spooled]
+        addresses = bounded(lambda: cni.add(network, attachment, holder, releases))
+        directory.done(spooled)
+        if spooled:
+            log.info("applied %d spooled CNI releases of network %s", len(spooled), network.name)
         if metrics is not None:
             for address in addresses:
                 metrics.allocations.labels(f"cni/{network.name}/v{address.version}").inc()
@@ -81,6 +95,19 @@ def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None) -> None:
         _network(body)
         bounded(cni.status)
         return reply({})
+
+
+def _spool_of(config: dict[str, Any], default: str) -> str:
+    """The spool directory a conflist names (ipam.ipledger.spool), else the server's."""
+    own = config.get("ipam", {}).get("ipledger", {})
+    spool = own.get("spool") if isinstance(own, dict) else None
+    if spool is None:
+        return default
+    if not isinstance(spool, str) or not spool.startswith("/") or "\0" in spool:
+        raise InvalidRequest(
+            f"ipam.ipledger.spool: expected the absolute path of a directory, not {spool!r:.80}"
+        )
+    return spool
 
 
 def _network(body: dict[str, Any]) -> CniNetwork:

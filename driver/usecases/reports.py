@@ -52,6 +52,7 @@ class AddressLine:
     detail: str | None
     host_id: str | None
     until: datetime | None = None  # a parked address's end of quarantine or hold
+    attachment: str | None = None  # a CNI lease's NETWORK/CONTAINER-ID/IFNAME
 
 
 class Reports(OnLedger):
@@ -149,6 +150,7 @@ class Reports(OnLedger):
                             as_utc(row.created_at),
                             _lease_detail(row, pool_id),
                             row.host_id,
+                            attachment=row.cni_attachment,
                         ),
                     )
                 )

@@ -1,0 +1,68 @@
+"""Applying DELs that ``ipledger-cni`` spooled while the server was down: the releases reach the
+ledger and its history, and a spooled DEL never releases a lease its attachment was given after
+it (the same container ADDed again), however often it is applied."""
+
+from __future__ import annotations
+
+import time
+
+from driver.adapters.spool import Spool, spool_release
+from driver.domain.cni import Attachment, parse_network
+from driver.usecases.admin import Admin
+from driver.usecases.cni import CniCalls
+from tests.api.test_cni_api import NETWORK, Cni, cni_config, leases_of
+
+POOL = "LocalDefault/203.0.113.0/24"
+
+
+def cni_leases(settings) -> list[str]:
+    return [address for address, kind, _ in leases_of(settings, POOL) if kind != "gateway"]
+
+
+def calls(ipam) -> CniCalls:
+    return CniCalls(ipam.store, ipam.default_pools, ipam.host_id)
+
+
+def test_a_spooled_del_releases_the_lease_and_writes_history(ipam, settings):
+    cni = calls(ipam)
+    network = parse_network(cni_config())
+    attachment = Attachment(NETWORK, "c1", "eth0")
+    [address] = cni.add(network, attachment, "c1")
+    assert cni.apply_spooled([(str(attachment), time.time())]) == 1
+    assert cni_leases(settings) == []
+    history = Admin(ipam.store, settings.host_id).reports.history(address="203.0.113.2")
+    assert sorted(e.action for e in history) == ["allocate", "spool-release"]
+    assert address.address == "203.0.113.2/24"
+
+
+def test_a_spooled_del_applied_after_the_attachment_came_back_keeps_its_new_lease(ipam, settings):
+    cni = calls(ipam)
+    network = parse_network(cni_config())
+    attachment = Attachment(NETWORK, "c1", "eth0")
+    cni.add(network, attachment, "c1")
+    deleted_at = time.time()
+    time.sleep(0.01)
+    spooled = [(str(attachment), deleted_at)]
+    # the ADD that comes back applies it first, then leases anew
+    [again] = cni.add(network, attachment, "c1", spooled)
+    assert again.address == "203.0.113.2/24"
+    for _ in range(2):  # the same release again (a claim left by a dead applier, a restart)
+        assert cni.apply_spooled(spooled) == 0
+    assert cni_leases(settings) == ["203.0.113.2"]
+    assert cni.check(network, attachment)[0].address == "203.0.113.2/24"
+
+
+def test_a_spooled_del_of_an_unknown_attachment_changes_nothing(ipam, settings):
+    cni = calls(ipam)
+    cni.add(parse_network(cni_config()), Attachment(NETWORK, "c1", "eth0"), "c1")
+    assert cni.apply_spooled([(f"{NETWORK}/c9/eth0", time.time()), ("other/c1/eth0", 0.0)]) == 0
+    assert cni_leases(settings) == ["203.0.113.2"]
+
+
+def test_an_add_through_the_endpoint_applies_its_networks_spool_and_empties_it(plugin, settings):
+    cni = Cni(plugin)
+    assert cni.add(cni_config(), "c1") == ["203.0.113.2/24"]
+    spool_release(settings.cni_spool, NETWORK, "c1", "eth0")
+    spool_release(settings.cni_spool, "other", "c1", "eth0")
+    assert cni.add(cni_config(), "c2") == ["203.0.113.2/24"]
+    assert [r.network for r in Spool(settings.cni_spool).pending()] == ["other"]
