@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, request
 
-from driver.adapters.spool import Spool
+from driver.adapters.spool import Spool, SpooledRelease
 from driver.domain.cni import Attachment, CniNetwork, hold_key, parse_args, parse_network
 from driver.domain.cni_spec import MAX_GC_BODY, VERSIONED_IPS
 from driver.domain.errors import InvalidRequest, Unfinished
@@ -42,15 +42,10 @@ def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None, spool: str) -
         holder = hold_key(network, attachment.container_id, parse_args(args))
         # DELs of this network spooled while the server was down: applied first, in the ADD's
         # transaction; their files removed once it committed (claimed ones stay until then)
-        directory = Spool(_spool_of(body["config"], spool))
-        spooled, bad = directory.claim(network.name)
-        for line in bad:
-            log.warning("spooled CNI release %s", line)
+        directory, spooled = _claim(body["config"], spool, network.name)
         releases = [(r.attachment, r.deleted_at) for r in spooled]
         addresses = bounded(lambda: cni.add(network, attachment, holder, releases))
-        directory.done(spooled)
-        if spooled:
-            log.info("applied %d spooled CNI releases of network %s", len(spooled), network.name)
+        _applied(directory, spooled, network.name, metrics)
         if metrics is not None:
             for address in addresses:
                 metrics.allocations.labels(f"cni/{network.name}/v{address.version}").inc()
@@ -60,7 +55,10 @@ def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None, spool: str) -
     def delete() -> Response:
         body = json_body(required=True)
         network, attachment = _network(body), _attachment(body)
-        released = bounded(lambda: cni.delete(attachment))
+        directory, spooled = _claim(body["config"], spool, network.name)
+        releases = [(r.attachment, r.deleted_at) for r in spooled]
+        released = bounded(lambda: cni.delete(attachment, releases))
+        _applied(directory, spooled, network.name, metrics)
         if metrics is not None and released:
             metrics.releases.labels(f"cni/{network.name}").inc(released)
         return reply({})
@@ -95,6 +93,37 @@ def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None, spool: str) -
         _network(body)
         bounded(cni.status)
         return reply({})
+
+
+def _claim(
+    config: dict[str, Any], default: str, network: str
+) -> tuple[Spool, list[SpooledRelease]]:
+    """The spool the call's config names (or the server's), and the network's releases in it,
+    claimed; a file that is no release is moved aside and logged, never refused."""
+    directory = Spool(_spool_of(config, default))
+    try:
+        spooled, bad = directory.claim(network)
+    except OSError as e:
+        log.warning("cannot read the CNI spool %s: %s", directory.directory, e.strerror or e)
+        return directory, []
+    for line in bad:
+        log.warning("spooled CNI release %s", line)
+    return directory, spooled
+
+
+def _applied(
+    directory: Spool, spooled: list[SpooledRelease], network: str, metrics: Metrics | None
+) -> None:
+    """The claimed releases are in the ledger: their files go."""
+    if not spooled:
+        return
+    try:
+        directory.done(spooled)
+    except OSError as e:  # applied again later: that changes nothing
+        log.warning("cannot remove applied CNI releases from %s: %s", directory.directory, e)
+    log.info("applied %d spooled CNI releases of network %s", len(spooled), network)
+    if metrics is not None:
+        metrics.spooled_releases.inc(len(spooled))
 
 
 def _spool_of(config: dict[str, Any], default: str) -> str:

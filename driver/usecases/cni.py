@@ -162,9 +162,12 @@ class CniCalls(Addresses):
         return record
 
     @retrying
-    def delete(self, attachment: Attachment) -> int:
-        """Release what the attachment holds; how many leases that was (0 is no error)."""
+    def delete(self, attachment: Attachment, spooled: Sequence[tuple[str, float]] = ()) -> int:
+        """Release what the attachment holds; how many leases that was (0 is no error). The
+        network's ``spooled`` releases are applied in the same transaction (their leases are not
+        counted)."""
         with self.store.transaction() as ledger:
+            self._apply_spooled(ledger, spooled)
             return self._release_all(ledger, ledger.cni_leases(str(attachment)), "release")
 
     @retrying

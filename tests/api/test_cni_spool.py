@@ -5,6 +5,7 @@ it (the same container ADDed again), however often it is applied."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from driver.adapters.spool import Spool, spool_release
 from driver.domain.cni import Attachment, parse_network
@@ -66,3 +67,35 @@ def test_an_add_through_the_endpoint_applies_its_networks_spool_and_empties_it(p
     spool_release(settings.cni_spool, "other", "c1", "eth0")
     assert cni.add(cni_config(), "c2") == ["203.0.113.2/24"]
     assert [r.network for r in Spool(settings.cni_spool).pending()] == ["other"]
+
+
+def test_a_del_through_the_endpoint_applies_its_networks_spool_and_counts_it(settings, engine):
+    from prometheus_client import CollectorRegistry
+
+    from driver.entrypoints.api import create_app
+    from driver.observability.metrics import Metrics
+    from tests.api.conftest import Plugin
+
+    registry = CollectorRegistry()
+    app = create_app(settings, metrics=Metrics(registry))
+    try:
+        cni = Cni(Plugin(app.test_client()))
+        cni.add(cni_config(), "c1")
+        cni.add(cni_config(), "c2")
+        spool_release(settings.cni_spool, NETWORK, "c1", "eth0")
+        assert cni.call("Del", cni_config(), "c2")[0] == 200
+        assert cni_leases(settings) == []
+        assert Spool(settings.cni_spool).pending() == []
+        assert registry.get_sample_value("ipledger_cni_spooled_releases_total") == 1
+    finally:
+        app.extensions["ipledger"].store.dispose()
+
+
+def test_a_bad_file_in_the_spool_is_moved_aside_and_the_add_is_served(plugin, settings):
+    spool = Path(settings.cni_spool)
+    spool.mkdir()
+    from driver.adapters.spool import entry_name
+
+    (spool / entry_name(NETWORK, "c1", "eth0")).write_text('{"format": 1, "netw')
+    assert Cni(plugin).add(cni_config(), "c2") == ["203.0.113.2/24"]
+    assert len(list((spool / "bad").iterdir())) == 1

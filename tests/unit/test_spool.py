@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -213,3 +215,30 @@ def test_a_spool_option_that_is_no_absolute_path_is_an_invalid_config(tmp_path, 
     code, out = plugin_del(tmp_path, spool=spool)
     answer = json.loads(out)
     assert (code, answer["code"]) == (1, 7) and "ipam.ipledger.spool" in answer["msg"]
+
+
+def test_a_del_the_server_answers_try_again_later_is_spooled_too(tmp_path):
+    """A server that is up but cannot reach its ledger (503, code 11): the DEL is spooled as
+    well, since the runtime's retry would leave the NAT chain just the same."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "nobody.sock"))
+    listener.listen(1)
+
+    def answer() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            body = b'{"Err": "database unavailable: the ledger is locked", "CniCode": 11}'
+            connection.sendall(
+                b"HTTP/1.1 503 SERVICE UNAVAILABLE\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+            )
+
+    server = threading.Thread(target=answer)
+    server.start()
+    try:
+        assert plugin_del(tmp_path, spool=str(tmp_path / "spool")) == (0, "")
+    finally:
+        server.join(10)
+        listener.close()
+    assert [r.attachment for r in Spool(str(tmp_path / "spool")).pending()] == ["lan/c1/eth0"]
