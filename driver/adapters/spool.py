@@ -54,7 +54,10 @@ def entry_name(network: str, container_id: str, ifname: str) -> str:
 def spool_release(directory: str, network: str, container_id: str, ifname: str) -> str:
     """Record durably that the attachment was deleted now; the file's path. OSError if it
     cannot be written."""
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        # the new directory's own entry, in its parent: without it a reboot could lose it all
+        _sync_directory(os.path.dirname(os.path.abspath(directory)))
     name = entry_name(network, container_id, ifname)
     record = {
         "format": FORMAT,
@@ -189,7 +192,11 @@ class Spool:
     def pending(self) -> list[SpooledRelease]:
         """Every release the spool holds, read only (for ``ipledger leases``)."""
         found = []
-        for name in self._names():
+        try:
+            names = self._names()
+        except OSError:  # not readable by this user: nothing it can show
+            return []
+        for name in names:
             if name.endswith((SUFFIX, CLAIMED)):
                 try:
                     found.append(read_entry(os.path.join(self.directory, name)))
