@@ -99,3 +99,22 @@ def test_a_bad_file_in_the_spool_is_moved_aside_and_the_add_is_served(plugin, se
     (spool / entry_name(NETWORK, "c1", "eth0")).write_text('{"format": 1, "netw')
     assert Cni(plugin).add(cni_config(), "c2") == ["203.0.113.2/24"]
     assert len(list((spool / "bad").iterdir())) == 1
+
+
+def test_a_call_applies_a_batch_of_the_spool_its_own_attachment_first_and_the_next_the_rest(
+    plugin, settings, monkeypatch
+):
+    from driver.entrypoints import api_cni
+
+    monkeypatch.setattr(api_cni, "SPOOL_BATCH", 2)
+    cni = Cni(plugin)
+    for container in ("c1", "c2", "c3", "c4"):
+        cni.add(cni_config(), container)
+    for container in ("c1", "c2", "c3", "c4"):
+        spool_release(settings.cni_spool, NETWORK, container, "eth0")
+    assert cni.call("Del", cni_config(), "c4")[0] == 200
+    left = {r.container_id for r in Spool(settings.cni_spool).pending()}
+    assert len(left) == 2 and "c4" not in left
+    assert cni.call("Del", cni_config(), "c9")[0] == 200
+    assert Spool(settings.cni_spool).pending() == []
+    assert cni_leases(settings) == []
