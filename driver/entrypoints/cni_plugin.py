@@ -259,7 +259,7 @@ def _spool(
     own: Any, config: dict[str, Any], container_id: str, ifname: str, why: str, e: Any
 ) -> None:
     """DEL without the server: the release recorded durably in the node's spool, which the
-    server applies when it is back (at its start, and before an ADD of the network). A DEL
+    server applies when it is back (at its start, and before an ADD or DEL of the network). A DEL
     must not fail: the bridge plugin has removed the veth already, and a DEL retried without it
     never removes the ipMasq NAT chain. CniFailure (11) only when the spool cannot be written."""
     spool = own.get("spool", DEFAULT_CNI_SPOOL) if isinstance(own, dict) else DEFAULT_CNI_SPOOL
