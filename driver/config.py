@@ -12,7 +12,7 @@ import netaddr
 
 from driver.domain.addresses import DefaultPool, parse_cidr
 from driver.domain.errors import InvalidRequest
-from driver.paths import DEFAULT_SOCKET
+from driver.paths import DEFAULT_CNI_SPOOL, DEFAULT_SOCKET
 
 DEFAULT_DB = "sqlite:////var/lib/ipledger/ipledger.db"
 # Outside Docker's own defaults (172.17.0.0/16-172.31.0.0/16, 192.168.0.0/16) so that networks
@@ -74,6 +74,8 @@ class Settings:
     log_format: str = "text"
     # host:port (a bare port means 127.0.0.1) for Prometheus; None keeps metrics off.
     metrics_addr: tuple[str, int] | None = None
+    # where ipledger-cni records the DELs it could not hand over; applied at start and on ADD
+    cni_spool: str = DEFAULT_CNI_SPOOL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -109,6 +111,8 @@ class Settings:
             values["metrics_addr"] = parse_listen_addr(
                 "IPLEDGER_METRICS_ADDR", env["IPLEDGER_METRICS_ADDR"]
             )
+        if env.get("IPLEDGER_CNI_SPOOL"):
+            values["cni_spool"] = env["IPLEDGER_CNI_SPOOL"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).validated()
 
@@ -129,6 +133,11 @@ class Settings:
             raise SettingsError(f"IPLEDGER_LOG_FORMAT {self.log_format!r} must be text or json")
         if not self.host_id or len(self.host_id) > 64:
             raise SettingsError("IPLEDGER_HOST_ID must be 1 to 64 characters")
+        if not os.path.isabs(self.cni_spool) or "\0" in self.cni_spool:
+            raise SettingsError(
+                f"IPLEDGER_CNI_SPOOL {self.cni_spool!r:.80} must be the absolute path of a "
+                "directory"
+            )
         check_db_url(self.db_url)
         return replace(self, log_level=level, sqlite_synchronous=sync, log_format=log_format)
 
@@ -203,6 +212,13 @@ SETTINGS = (
         "IPLEDGER_METRICS_ADDR",
         "off",
         "PORT (on 127.0.0.1) or HOST:PORT to serve the status page and /metrics on",
+    ),
+    SettingHelp(
+        "cni_spool",
+        "IPLEDGER_CNI_SPOOL",
+        DEFAULT_CNI_SPOOL,
+        "the spool of CNI DELs made while ipledger was down (ipam.ipledger.spool in a "
+        "conflist): applied at start and before a network's ADD",
     ),
 )
 

@@ -124,7 +124,12 @@ def db_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[s
 
 @pytest.fixture
 def settings(tmp_path, db_url: str) -> Settings:
-    return Settings(socket=str(tmp_path / "ipledger.sock"), db_url=db_url, host_id="host-a")
+    return Settings(
+        socket=str(tmp_path / "ipledger.sock"),
+        db_url=db_url,
+        host_id="host-a",
+        cni_spool=str(tmp_path / "cni-spool"),
+    )
 
 
 @pytest.fixture

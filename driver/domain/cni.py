@@ -46,7 +46,7 @@ POD_HOLDER = "pod "
 # Kubernetes' own limits: a namespace is a DNS label, a pod's name a DNS subdomain
 POD_NAMESPACE_LENGTH = 63
 POD_NAME_LENGTH = 253
-_OWN_KEYS = ("socket", "reuse", "quarantine", "hold", "hold_by", "shared")
+_OWN_KEYS = ("socket", "spool", "reuse", "quarantine", "hold", "hold_by", "shared")
 
 
 @dataclass(frozen=True)
@@ -339,3 +339,12 @@ def _text(conf: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidRequest(f"{key}: expected a non-empty string")
     return value
+
+
+def released_by_spooled_del(leased_at: float, deleted_at: float) -> bool:
+    """Whether a DEL that ``ipledger-cni`` spooled at ``deleted_at`` (seconds since the epoch,
+    the node's clock) releases a lease of its attachment made at ``leased_at``: only a lease made
+    before the DEL. The attachment's identity (network, container ID, ifname) comes back when a
+    runtime ADDs the same container again, and the spool is applied before any ADD of the
+    network is served, so a lease made after the DEL is the new attachment's own."""
+    return leased_at <= deleted_at

@@ -62,7 +62,8 @@ def create_app(
     app.config["IPLEDGER_BODY_LIMITS"] = {"/Cni.Gc": MAX_GC_BODY}
     app.extensions["ipledger"] = ipam
     _routes(app, ipam, metrics)
-    cni_routes(app, CniCalls(ipam.store, ipam.default_pools, ipam.host_id), metrics)
+    cni = CniCalls(ipam.store, ipam.default_pools, ipam.host_id)
+    cni_routes(app, cni, metrics, settings.cni_spool)
     _error_handlers(app, metrics)
     if metrics is not None:
         _timing(app, metrics)

@@ -27,6 +27,7 @@ from driver.usecases.admin import Admin
 
 if TYPE_CHECKING:
     from driver.usecases.admin import Admin
+    from driver.usecases.reports import AddressLine
 
 DB_HELP = "SQLAlchemy database URL [IPLEDGER_DB; default sqlite:////var/lib/ipledger/ipledger.db]"
 BAR_WIDTH = 20
@@ -283,12 +284,13 @@ def leases(db_url: str | None, pool_id: str) -> None:
     if not lines:
         say(f"{pool_id}: nothing leased, reserved or parked")
         return
+    pending = _pending_releases()
     table(
         ["ADDRESS", "STATE", "KIND", "MAC/ATTACHMENT", "NAME", "SINCE", "DETAIL"],
         [
             [
                 line.address,
-                line.state,
+                "release pending" if _pending(line, pending) else line.state,
                 line.kind or "-",
                 holder_shown(line.mac, line.attachment, line.name) or "-",
                 line.name or "-",
@@ -297,6 +299,25 @@ def leases(db_url: str | None, pool_id: str) -> None:
             ]
             for line in lines
         ],
+    )
+
+
+def _pending_releases() -> dict[str, float]:
+    """The CNI DELs spooled on this node and not applied yet: attachment -> time of the DEL."""
+    from driver.adapters.spool import Spool
+
+    directory = settings_from_env().cni_spool
+    return {r.attachment: r.deleted_at for r in Spool(directory).pending()}
+
+
+def _pending(line: AddressLine, pending: dict[str, float]) -> bool:
+    from driver.domain.cni import released_by_spooled_del
+
+    deleted_at = pending.get(line.attachment or "")
+    return (
+        deleted_at is not None
+        and line.since is not None
+        and released_by_spooled_del(line.since.timestamp(), deleted_at)
     )
 
 

@@ -35,7 +35,7 @@ from driver.domain.cni_spec import (
     UNVERSIONED,
     has_command,
 )
-from driver.paths import DEFAULT_SOCKET
+from driver.paths import DEFAULT_CNI_SPOOL, DEFAULT_SOCKET
 
 # typing.TYPE_CHECKING, without importing typing (another tenth of the start-up)
 TYPE_CHECKING = False
@@ -243,6 +243,9 @@ def _call(command: str, config: dict[str, Any]) -> dict[str, Any] | None:
     try:
         status, answer = _post(socket, f"/Cni.{command.capitalize()}", payload)
     except (OSError, ValueError) as e:  # _socket.timeout is an OSError
+        if command == "DEL":
+            _spool(own, config, container_id, ifname, f"not reachable at {socket}", e)
+            return None
         code = NOT_AVAILABLE if command == "STATUS" else TRY_AGAIN_LATER
         raise CniFailure(
             code,
@@ -251,12 +254,45 @@ def _call(command: str, config: dict[str, Any]) -> dict[str, Any] | None:
         ) from None
     if status != 200:
         given = answer.get("CniCode")
+        if command == "DEL" and (status == 503 or given == TRY_AGAIN_LATER):
+            reason = str(answer.get("Err") or f"answered {status}")
+            _spool(own, config, container_id, ifname, f"at {socket} could not: {reason}", None)
+            return None
         code = given if type(given) is int else TRY_AGAIN_LATER if status == 503 else UNEXPECTED
         if command == "STATUS":
             code = NOT_AVAILABLE
         raise CniFailure(code, str(answer.get("Err") or f"ipledger answered {status}"))
     result = answer.get("result")
     return result if isinstance(result, dict) else None
+
+
+def _spool(
+    own: Any, config: dict[str, Any], container_id: str, ifname: str, why: str, e: Any
+) -> None:
+    """DEL without the server: the release recorded durably in the node's spool, which the
+    server applies when it is back (at its start, and before an ADD or DEL of the network). A DEL
+    must not fail: the bridge plugin has removed the veth already, and a DEL retried without it
+    never removes the ipMasq NAT chain. CniFailure (11) only when the spool cannot be written."""
+    spool = own.get("spool", DEFAULT_CNI_SPOOL) if isinstance(own, dict) else DEFAULT_CNI_SPOOL
+    if not isinstance(spool, str) or not spool.startswith("/") or "\0" in spool:
+        raise CniFailure(
+            INVALID_CONFIG,
+            f"ipam.ipledger.spool: expected the absolute path of a directory, not {spool!r:.80}",
+        )
+    network = config.get("name")
+    if not isinstance(network, str) or not network:
+        raise CniFailure(INVALID_CONFIG, "name: expected the network's name")
+    from driver.adapters.spool import spool_release
+
+    try:
+        spool_release(spool, network, container_id, ifname)
+    except OSError as failed:
+        raise CniFailure(
+            TRY_AGAIN_LATER,
+            f"ipledger {why}, and the release could not be spooled in {spool}: "
+            f"{failed.strerror or failed}",
+            f"{type(e).__name__}: {e}" if e is not None else "",
+        ) from None
 
 
 def _post(path: str, target: str, payload: bytes) -> tuple[int, dict[str, Any]]:

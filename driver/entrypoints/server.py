@@ -302,6 +302,54 @@ def _record_served(settings: Settings, driver: str, path: str) -> None:
         store.dispose()
 
 
+def _apply_spool(settings: Settings) -> None:
+    """Apply the CNI releases ``ipledger-cni`` spooled while no server answered, before serving.
+    A file that is no release is moved aside and logged; a ledger that cannot take them now
+    leaves them for the next ADD of their network (or the next start): never a refusal to
+    serve."""
+    from driver.adapters.spool import Spool
+    from driver.storage.store import open_store
+    from driver.usecases.cni import CniCalls
+
+    spool = Spool(settings.cni_spool)
+    try:
+        spooled, bad = spool.claim()
+    except OSError as e:
+        log.warning("cannot read the CNI spool %s: %s", settings.cni_spool, e.strerror or e)
+        return
+    for line in bad:
+        log.warning("spooled CNI release %s", line)
+    if not spooled:
+        return
+    store = open_store(
+        settings.db_url,
+        synchronous=settings.sqlite_synchronous,
+        busy_timeout_ms=settings.busy_timeout_ms,
+    )
+    try:
+        released = CniCalls(store, settings.default_pools, settings.host_id).apply_spooled(
+            [(r.attachment, r.deleted_at) for r in spooled]
+        )
+        spool.done(spooled)
+    except (IpamError, OSError) as e:
+        reason = e.message if isinstance(e, IpamError) else str(e)
+        log.warning(
+            "%d spooled CNI releases in %s are left for later: %s",
+            len(spooled),
+            settings.cni_spool,
+            reason,
+        )
+        return
+    finally:
+        store.dispose()
+    log.info(
+        "applied %d spooled CNI releases from %s (%d leases released)",
+        len(spooled),
+        settings.cni_spool,
+        released,
+    )
+
+
 def _read_only(e: OSError) -> bool:
     return e.errno == errno.EROFS
 
@@ -327,6 +375,7 @@ def serve(settings: Settings) -> None:
         masked_url(settings.db_url),
     )
     _record_served(settings, driver, path)
+    _apply_spool(settings)
     metrics_dir = None
     if metrics is not None:
         # before prometheus-client is imported anywhere: it reads this once, on import

@@ -54,6 +54,11 @@ class Metrics:
             "ipledger_allocations", "Addresses handed out", ["pool"], **kwargs
         )
         self.releases = Counter("ipledger_releases", "Leases released", ["pool"], **kwargs)
+        self.spooled_releases = Counter(
+            "ipledger_cni_spooled_releases",
+            "CNI DELs spooled while the server was unreachable, applied by a worker",
+            **kwargs,
+        )
         self.errors = Counter(
             "ipledger_errors", "Calls answered with an error", ["endpoint", "error"], **kwargs
         )

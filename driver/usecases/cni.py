@@ -8,14 +8,15 @@ range, parked on release as the pool's reuse policy says, and written to the his
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import netaddr
 
 from driver.domain.addresses import SubPool
-from driver.domain.cni import Attachment, CniNetwork, CniRange
+from driver.domain.cni import Attachment, CniNetwork, CniRange, released_by_spooled_del
 from driver.domain.errors import (
     AddressInUse,
     AttachmentNotFound,
@@ -36,6 +37,8 @@ from driver.storage.rows import PoolRecord
 from driver.storage.store import retrying
 from driver.usecases.addresses import Addresses, log_lease
 from driver.usecases.taking import take_dynamic, take_static
+
+log = logging.getLogger(__name__)
 
 # GC releases stale leases this many to a transaction, and starts no batch it has not time left
 # for (twice the slowest batch, and this margin) within the call's bound
@@ -59,11 +62,20 @@ class CniCalls(Addresses):
     """What the ``ipledger-cni`` plugin asks of the ledger."""
 
     @retrying
-    def add(self, network: CniNetwork, attachment: Attachment, holder: str) -> list[CniAddress]:
+    def add(
+        self,
+        network: CniNetwork,
+        attachment: Attachment,
+        holder: str,
+        spooled: Sequence[tuple[str, float]] = (),
+    ) -> list[CniAddress]:
         """One address per range set; the ones the attachment holds already, when it does
-        (runtimes repeat ADD)."""
+        (runtimes repeat ADD). The network's ``spooled`` releases (attachment, time of its DEL)
+        are applied first, in the same transaction: an attachment deleted while the server was
+        down and created again now gets a lease of its own, not the one its DEL released."""
         key = str(attachment)
         with self.store.transaction() as ledger:
+            self._apply_spooled(ledger, spooled)
             held = ledger.cni_leases(key)
             answers = [
                 self._address_in(ledger, network, i, ranges, key, held, holder)
@@ -150,11 +162,39 @@ class CniCalls(Addresses):
         return record
 
     @retrying
-    def delete(self, attachment: Attachment) -> int:
-        """Release what the attachment holds; how many leases that was (0 is no error)."""
+    def delete(self, attachment: Attachment, spooled: Sequence[tuple[str, float]] = ()) -> int:
+        """Release what the attachment holds; how many leases that was (0 is no error). The
+        network's ``spooled`` releases are applied in the same transaction (their leases are not
+        counted)."""
         with self.store.transaction() as ledger:
+            self._apply_spooled(ledger, spooled)
             key = str(attachment)
             return self._release_all(ledger, key, ledger.cni_leases(key), "release")
+
+    @retrying
+    def apply_spooled(self, spooled: Sequence[tuple[str, float]]) -> int:
+        """Apply DELs the plugin spooled while the server could not be reached; how many leases
+        that released."""
+        with self.store.transaction() as ledger:
+            return self._apply_spooled(ledger, spooled)
+
+    def _apply_spooled(self, ledger: Ledger, spooled: Sequence[tuple[str, float]]) -> int:
+        """Release each attachment's leases made before its spooled DEL. A lease made after it
+        (the attachment ADDed again since) is the new attachment's, and stays: so applying a
+        release twice, or after the attachment came back, changes nothing."""
+        released = 0
+        for key, deleted_at in spooled:
+            for pool_id, address in ledger.cni_leases(key):
+                record = self._pool(ledger, pool_id)
+                if record is None:
+                    continue
+                made = ledger.lease_created_at(record.subnet_id, address)
+                if made is None or not released_by_spooled_del(made.timestamp(), deleted_at):
+                    log.info("spooled DEL of %s keeps %s: leased after the DEL", key, address)
+                    continue
+                if self._release(ledger, record, address, "spool-release", key):
+                    released += 1
+        return released
 
     def check(self, network: CniNetwork, attachment: Attachment) -> list[CniAddress]:
         """The attachment's addresses; AttachmentNotFound when a range set has none."""

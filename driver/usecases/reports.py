@@ -52,7 +52,7 @@ class AddressLine:
     detail: str | None
     host_id: str | None
     until: datetime | None = None  # a parked address's end of quarantine or hold
-    attachment: str | None = None  # a CNI lease's (network/container/ifname)
+    attachment: str | None = None  # a CNI lease's NETWORK/CONTAINER-ID/IFNAME
 
 
 class Reports(OnLedger):

@@ -19,7 +19,7 @@ from driver.usecases.operator import OnLedger, show
 from driver.usecases.reports import PoolReport, Reports
 
 LEASES_PER_PAGE = 200
-RELEASES = ("release", "gc-release")
+RELEASES = ("release", "gc-release", "spool-release")
 
 
 @dataclass(frozen=True)

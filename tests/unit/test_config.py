@@ -81,3 +81,9 @@ def test_the_host_id_is_the_machine_id_unless_set():
 
     assert Settings.from_env({}).host_id == default_host_id() != ""
     assert Settings.from_env({"IPLEDGER_HOST_ID": "host-a"}).host_id == "host-a"
+
+
+@pytest.mark.parametrize("value", ["relative/spool", "/a\0b"])
+def test_a_cni_spool_that_is_no_absolute_path_is_refused_naming_the_variable(value):
+    with pytest.raises(SettingsError, match="IPLEDGER_CNI_SPOOL"):
+        Settings.from_env({"IPLEDGER_CNI_SPOOL": value})

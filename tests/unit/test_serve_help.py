@@ -26,6 +26,7 @@ EXAMPLES = {
     "IPLEDGER_HOST_ID": "host-b",
     "IPLEDGER_LOG_FORMAT": "json",
     "IPLEDGER_METRICS_ADDR": "9999",
+    "IPLEDGER_CNI_SPOOL": "/srv/ipledger/spool",
 }
 
 
