@@ -9,6 +9,7 @@ shared pool.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +36,11 @@ from driver.domain.pools import (
 
 # CNI's network name: letters, digits, '_', '.', '-' (libcni's validation)
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+# what a CNI network's pool records of its config beside the network's name (issue 21)
+HOLD_BY_OPTION = "ipledger.cni.hold_by"
+ROUTES_OPTION = "ipledger.cni.routes"
+DNS_OPTION = "ipledger.cni.dns"
+GATEWAY_OPTION = "ipledger.cni.gateway"
 _OWN_KEYS = ("socket", "reuse", "quarantine", "hold", "hold_by", "shared")
 
 
@@ -65,6 +71,14 @@ class CniRange:
     gateway: int | None
 
     @property
+    def version(self) -> int:
+        return self.subnet.version
+
+    def text(self, shared: str | None) -> str:
+        subpool = self.pool_id(shared).subpool
+        return range_text(self.subnet.cidr, subpool, shared)
+
+    @property
     def whole_subnet(self) -> bool:
         allocatable = self.subnet.allocatable()
         return allocatable is not None and (self.first, self.last) == allocatable
@@ -92,10 +106,77 @@ class CniNetwork:
     shared: str | None
     hold_by_pod: bool
 
-    @property
-    def options(self) -> dict[str, str]:
-        """The pool options a pool made for this network records."""
-        return {CNI_NETWORK_OPTION: self.name}
+    def options(self, cni_range: CniRange) -> dict[str, str]:
+        """What a pool made for one of this network's ranges records of the config, beside its
+        policy (in the pool's own columns): what the next ADD compares with its conflist."""
+        recorded = {
+            CNI_NETWORK_OPTION: self.name,
+            HOLD_BY_OPTION: "pod" if self.hold_by_pod else "container",
+            ROUTES_OPTION: _json(self.routes),
+            DNS_OPTION: _json(self.dns),
+        }
+        if cni_range.gateway is not None:
+            recorded[GATEWAY_OPTION] = str(netaddr.IPAddress(cni_range.gateway, cni_range.version))
+        return recorded
+
+
+@dataclass(frozen=True)
+class OptionChange:
+    """One option of a network whose conflist now says otherwise than the ledger recorded."""
+
+    option: str
+    old: str
+    new: str
+
+    def __str__(self) -> str:
+        return f"{self.option} {self.old} -> {self.new}"
+
+
+def option_changes(
+    network: CniNetwork, cni_range: CniRange, recorded: Mapping[str, str], policy: ReusePolicy
+) -> list[OptionChange]:
+    """What the conflist changed, against the pool of ``cni_range`` made at an earlier ADD (its
+    recorded options and policy). A pool made before ipledger recorded an option (routes, dns,
+    gateway) records it at this ADD without a change: what it was is not known."""
+    changes = [
+        OptionChange(option, old, new)
+        for option, old, new in (
+            ("reuse", str(policy.reuse), str(network.policy.reuse)),
+            ("quarantine", duration(policy.quarantine_s), duration(network.policy.quarantine_s)),
+            ("hold", duration(policy.hold_s), duration(network.policy.hold_s)),
+        )
+        if old != new
+    ]
+    wanted = network.options(cni_range)
+    for key, option in (
+        (HOLD_BY_OPTION, "hold_by"),
+        (ROUTES_OPTION, "routes"),
+        (DNS_OPTION, "dns"),
+        (GATEWAY_OPTION, "gateway"),
+    ):
+        old = recorded.get(key, "container" if key == HOLD_BY_OPTION else None)
+        new = wanted.get(key)
+        if old is not None and old != new:
+            changes.append(OptionChange(option, old, new or "none"))
+    return changes
+
+
+def duration(seconds: int) -> str:
+    """Seconds as the options give them: ``10m``, ``1h``, ``90s``, ``0s``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def range_text(cidr: str, subpool: str | None, shared: str | None) -> str:
+    """A range as an operator reads it: the subnet, the addresses handed out when not all of
+    it, the shared name."""
+    return cidr + (f" {subpool}" if subpool else "") + (f" (shared {shared})" if shared else "")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(", ", ": "))
 
 
 def hold_key(network: CniNetwork, container_id: str, cni_args: Mapping[str, str]) -> str:

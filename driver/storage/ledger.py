@@ -380,6 +380,31 @@ class PoolStatements(_Statements):
             )
         )
 
+    def pools_with_options_containing(
+        self, fragment: str, owners: tuple[str, ...], *, for_update: bool = False
+    ) -> list[PoolRecord]:
+        """The pools of these owners whose options' JSON text contains ``fragment`` (a caller
+        checks the options it meant); their subnets held until the transaction ends, when
+        ``for_update``."""
+        query = POOL_QUERY.where(
+            pools.c.owner.in_(owners), pools.c.options.contains(fragment, autoescape=True)
+        ).order_by(pools.c.id)
+        if for_update:
+            query = query.with_for_update(of=subnets)
+        return [pool_record(row) for row in self.connection.execute(query)]
+
+    def set_pool_policy(self, owner: str, pool_id: str, options: str, policy: ReusePolicy) -> None:
+        self.connection.execute(
+            update(pools)
+            .where(pools.c.owner == owner, pools.c.id == pool_id)
+            .values(
+                options=options,
+                reuse=policy.reuse,
+                quarantine_s=policy.quarantine_s,
+                hold_s=policy.hold_s,
+            )
+        )
+
     def drop_pool(self, owner: str, pool_id: str) -> None:
         self.connection.execute(delete(pools).where(pools.c.owner == owner, pools.c.id == pool_id))
         if owner == SHARED:
@@ -479,6 +504,34 @@ class LeaseStatements(_Statements):
             )
         )
         return [(a, pool_id, unpack(address)) for a, pool_id, address in rows]
+
+    def cni_attachments_in(
+        self, *, pool_ids: Sequence[str] = (), network: str | None = None
+    ) -> tuple[int, str | None]:
+        """How many CNI attachments hold leases in these pools (or in this network), and the
+        first of them by name."""
+        where = (
+            leases.c.pool_id.in_(pool_ids)
+            if network is None
+            else leases.c.cni_attachment.startswith(f"{network}/", autoescape=True)
+        )
+        count, first = self.connection.execute(
+            select(
+                func.count(leases.c.cni_attachment.distinct()), func.min(leases.c.cni_attachment)
+            ).where(where, leases.c.cni_attachment.is_not(None))
+        ).one()
+        return int(count), first
+
+    def last_allocation(self, pool_ids: Sequence[str], kind: str) -> datetime | None:
+        """When the history last recorded an allocation of ``kind`` in these pools."""
+        at = self.connection.execute(
+            select(func.max(history.c.at)).where(
+                history.c.action == "allocate",
+                history.c.kind == kind,
+                history.c.pool_id.in_(pool_ids),
+            )
+        ).scalar()
+        return as_utc(at) if at is not None else None
 
     def drop_lease(self, subnet_id: int, address: int) -> Lease | None:
         """Delete a lease and say what it was; None when there was none."""

@@ -8,6 +8,7 @@ range, parked on release as the pool's reuse policy says, and written to the his
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -15,19 +16,22 @@ from dataclasses import dataclass
 import netaddr
 
 from driver.domain.addresses import SubPool
-from driver.domain.cni import Attachment, CniNetwork, CniRange
+from driver.domain.cni import Attachment, CniNetwork, CniRange, option_changes, range_text
 from driver.domain.errors import (
     AddressInUse,
     AttachmentNotFound,
     GatewayInUse,
+    InvalidRequest,
     NoAvailableAddress,
     PoolOverlap,
 )
 from driver.domain.pools import (
     CNI_NETWORK_OPTION,
     LOCAL_SPACE,
+    SHARED,
     Lease,
     LeaseKind,
+    PoolId,
     Reuse,
 )
 from driver.storage.ledger import Ledger
@@ -35,7 +39,14 @@ from driver.storage.locking import DEADLINE
 from driver.storage.rows import PoolRecord
 from driver.storage.store import retrying
 from driver.usecases.addresses import Addresses, log_lease
+from driver.usecases.pools import Pools
 from driver.usecases.taking import take_dynamic, take_static
+
+log = logging.getLogger(__name__)
+
+# the history's actions: an option the conflist changed; a pool of a CNI network retired
+OPTION_EVENT = "cni-option"
+RETIRE_EVENT = "cni-retire"
 
 # GC releases stale leases this many to a transaction, and starts no batch it has not time left
 # for (twice the slowest batch, and this margin) within the call's bound
@@ -55,7 +66,7 @@ class CniAddress:
         return 6 if ":" in self.address else 4
 
 
-class CniCalls(Addresses):
+class CniCalls(Addresses, Pools):
     """What the ``ipledger-cni`` plugin asks of the ledger."""
 
     @retrying
@@ -91,13 +102,14 @@ class CniCalls(Addresses):
             if pool_id in by_pool:
                 record = self._pool(ledger, pool_id)
                 if record is not None:
+                    self._follow(ledger, network, by_pool[pool_id], record)
                     where = f"ipam.ranges[{family}][{ranges.index(by_pool[pool_id])}]"
                     _check_gateway(ledger, network, record, by_pool[pool_id], where)
                 return _answer(by_pool[pool_id], address), None
         lease = Lease(LeaseKind.CNI, None, holder)
         full: NoAvailableAddress | None = None
         for i, cni_range in enumerate(ranges):
-            record = self._range_pool(ledger, network, cni_range)
+            record = self._range_pool(ledger, network, family, cni_range)
             _check_gateway(ledger, network, record, cni_range, f"ipam.ranges[{family}][{i}]")
             try:
                 value = take_dynamic(ledger, record, lease, record.policy.reuse == Reuse.SERIAL)
@@ -109,8 +121,11 @@ class CniCalls(Addresses):
         assert full is not None
         raise full
 
-    def _range_pool(self, ledger: Ledger, network: CniNetwork, cni_range: CniRange) -> PoolRecord:
-        """The range's pool; made, with its gateway leased, on the network's first ADD."""
+    def _range_pool(
+        self, ledger: Ledger, network: CniNetwork, family: int, cni_range: CniRange
+    ) -> PoolRecord:
+        """The range's pool, following the conflist's options; made, with its gateway leased,
+        on the network's first ADD, or when the conflist changed the range."""
         pool_id = cni_range.pool_id(network.shared)
         owner = pool_id.owner(self.owner)
         record = ledger.pool(owner, str(pool_id), for_update=True)
@@ -119,8 +134,9 @@ class CniCalls(Addresses):
             if not record.shared and made_for != network.name:
                 user = f"CNI network {made_for}" if made_for else "a Docker network"
                 raise PoolOverlap(record.subnet.cidr, f"{record.id} ({user})", LOCAL_SPACE)
-            return record
-        ledger.lock_plans(LOCAL_SPACE, self.owner, shared_too=network.shared is not None)
+            return self._follow(ledger, network, cni_range, record)
+        ledger.lock_plans(LOCAL_SPACE, self.owner, shared_too=True)
+        self._replace_ranges(ledger, network, family)
         subpool = None
         if pool_id.subpool is not None:
             subpool = SubPool(pool_id.subpool, cni_range.first, cni_range.last)
@@ -130,7 +146,7 @@ class CniCalls(Addresses):
             LOCAL_SPACE,
             cni_range.subnet,
             subpool,
-            json.dumps(network.options, sort_keys=True),
+            json.dumps(network.options(cni_range), sort_keys=True),
             network.policy,
             network.shared,
             attach=False,
@@ -148,6 +164,111 @@ class CniCalls(Addresses):
                 gateway_lease = Lease(LeaseKind.GATEWAY, None, f"CNI network {network.name}")
                 self._lease(ledger, record, gateway, gateway_lease)
         return record
+
+    def _follow(
+        self, ledger: Ledger, network: CniNetwork, cni_range: CniRange, record: PoolRecord
+    ) -> PoolRecord:
+        """The pool with the options the conflist gives now: each one changed since the pool
+        was made (or last changed) is written to the history, naming the old value and the
+        new; a new gateway takes the gateway's lease. A shared pool another network made keeps
+        the options that network gave."""
+        recorded = json.loads(record.options)
+        if recorded.get(CNI_NETWORK_OPTION) != network.name:
+            return record
+        changes = option_changes(network, cni_range, recorded, record.policy)
+        wanted = network.options(cni_range)
+        if not changes and all(recorded.get(k) == v for k, v in wanted.items()):
+            return record
+        if any(change.option == "gateway" for change in changes):
+            self._move_gateway(ledger, network, cni_range, record)
+        ledger.set_pool_policy(
+            record.owner, record.id, json.dumps(wanted, sort_keys=True), network.policy
+        )
+        for change in changes:
+            ledger.write_history(
+                self.host_id,
+                OPTION_EVENT,
+                record.id,
+                record.subnet.cidr,
+                detail=f"{network.name}: {change}"[:255],
+            )
+            log.info(
+                "CNI network %s: %s now %s (was %s) in pool %s",
+                network.name,
+                change.option,
+                change.new,
+                change.old,
+                record.id,
+                extra={"event": OPTION_EVENT, "pool": record.id, "option": change.option},
+            )
+        followed = ledger.pool(record.owner, record.id, for_update=True)
+        assert followed is not None
+        return followed
+
+    def _move_gateway(
+        self, ledger: Ledger, network: CniNetwork, cni_range: CniRange, record: PoolRecord
+    ) -> None:
+        """The gateway lease of the pool to the range's new gateway. The old address stays
+        leased, as an auxiliary address ("former gateway of CNI network NAME"), until the
+        network is retired: the bridge plugin never takes an address off a bridge, so each
+        node's bridge keeps it until it is deleted, and a pod given it would clash with it. A
+        new gateway that a container holds is refused afterwards (_check_gateway)."""
+        former = f"former gateway of CNI network {network.name}"
+        old = ledger.gateway_of(record.subnet_id, record.id)
+        if (
+            old is not None
+            and old != cni_range.gateway
+            and ledger.drop_lease(record.subnet_id, old)
+        ):
+            self._lease(ledger, record, old, Lease(LeaseKind.AUX, None, former))
+        gateway = cni_range.gateway
+        if gateway is None:
+            return
+        gateway_lease = Lease(LeaseKind.GATEWAY, None, f"CNI network {network.name}")
+        if ledger.lease_kind(record.subnet_id, gateway) is None:
+            take_static(ledger, record, netaddr.IPAddress(gateway, record.subnet.version))
+            self._lease(ledger, record, gateway, gateway_lease)
+        elif (ledger.lease_holder(record.subnet_id, gateway) or "").endswith(f"name {former})"):
+            # back to a gateway it had before
+            ledger.drop_lease(record.subnet_id, gateway)
+            self._lease(ledger, record, gateway, gateway_lease)
+
+    def _replace_ranges(self, ledger: Ledger, network: CniNetwork, family: int) -> None:
+        """Before a pool is made for range set ``family``: retire the network's pools of that
+        address family that the set no longer names (another subnet, other bounds, another
+        shared name), so that the change takes effect. Refused (InvalidRequest, CNI code 7)
+        while an attachment holds an address in one of them: its pod would keep an address
+        outside the network's range."""
+        ranges = network.range_sets[family]
+        named = {str(r.pool_id(network.shared)) for r in ranges}
+        stale = [
+            record
+            for record in network_pools(ledger, network.name, self.owner, for_update=True)
+            if record.subnet.version == ranges[0].version and record.id not in named
+        ]
+        if not stale:
+            return
+        new = ", ".join(r.text(network.shared) for r in ranges)
+        for record in stale:
+            old = pool_text(record)
+            count, example = ledger.cni_attachments_in(pool_ids=[record.id])
+            if count:
+                raise InvalidRequest(
+                    f"ipam.ranges[{family}]: CNI network {network.name} changes its range {old} "
+                    f"to {new} while {count} attachment{'s' if count != 1 else ''} hold"
+                    f"{'s' if count == 1 else ''} addresses in it (e.g. {example}): a pod would "
+                    f"keep an address outside the network's range. Keep {old} in the conflist "
+                    "until those pods are gone (or drain the node), then change it"
+                )
+        for record in stale:
+            ledger.write_history(
+                self.host_id,
+                OPTION_EVENT,
+                record.id,
+                record.subnet.cidr,
+                detail=f"{network.name}: ranges[{family}] {pool_text(record)} -> {new}"[:255],
+            )
+            self._release_pool(ledger, record, RETIRE_EVENT)
 
     @retrying
     def delete(self, attachment: Attachment) -> int:
@@ -258,6 +379,25 @@ def _check_gateway(
         f"{where}.gateway of CNI network {network.name} is held by {holder} in "
         f"{record.subnet.cidr}; a gateway may not be a container's address",
     )
+
+
+def network_pools(
+    ledger: Ledger, network: str, owner: str, *, for_update: bool = False
+) -> list[PoolRecord]:
+    """The pools made for a CNI network, in this host's plan and the shared one."""
+    marker = json.dumps({CNI_NETWORK_OPTION: network})[1:-1]
+    return [
+        record
+        for record in ledger.pools_with_options_containing(
+            marker, (owner, SHARED), for_update=for_update
+        )
+        if json.loads(record.options).get(CNI_NETWORK_OPTION) == network
+    ]
+
+
+def pool_text(record: PoolRecord) -> str:
+    pool_id = PoolId.parse(record.id)
+    return range_text(record.subnet.cidr, pool_id.subpool, pool_id.shared)
 
 
 def _pair(key: str) -> tuple[str, str]:
