@@ -41,7 +41,8 @@ HOLD_BY_OPTION = "ipledger.cni.hold_by"
 ROUTES_OPTION = "ipledger.cni.routes"
 DNS_OPTION = "ipledger.cni.dns"
 GATEWAY_OPTION = "ipledger.cni.gateway"
-_OWN_KEYS = ("socket", "reuse", "quarantine", "hold", "hold_by", "shared")
+GENERATION_OPTION = "ipledger.cni.generation"
+_OWN_KEYS = ("socket", "reuse", "quarantine", "hold", "hold_by", "shared", "generation")
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ class CniNetwork:
     policy: ReusePolicy
     shared: str | None
     hold_by_pod: bool
+    # the conflist's version as its operator numbers it (ipam.ipledger.generation): an ADD with
+    # an older one than the ledger applied does not undo the newer one's options (a rollout)
+    generation: int = 0
 
     def options(self, cni_range: CniRange) -> dict[str, str]:
         """What a pool made for one of this network's ranges records of the config, beside its
@@ -114,6 +118,7 @@ class CniNetwork:
             HOLD_BY_OPTION: "pod" if self.hold_by_pod else "container",
             ROUTES_OPTION: _json(self.routes),
             DNS_OPTION: _json(self.dns),
+            GENERATION_OPTION: str(self.generation),
         }
         if cni_range.gateway is not None:
             recorded[GATEWAY_OPTION] = str(netaddr.IPAddress(cni_range.gateway, cni_range.version))
@@ -153,12 +158,23 @@ def option_changes(
         (ROUTES_OPTION, "routes"),
         (DNS_OPTION, "dns"),
         (GATEWAY_OPTION, "gateway"),
+        (GENERATION_OPTION, "generation"),
     ):
-        old = recorded.get(key, "container" if key == HOLD_BY_OPTION else None)
+        old = recorded.get(key, _UNRECORDED.get(key))
         new = wanted.get(key)
         if old is not None and old != new:
             changes.append(OptionChange(option, old, new or "none"))
     return changes
+
+
+# what a pool made before ipledger recorded an option had: hold_by did not exist, nor generations
+_UNRECORDED = {HOLD_BY_OPTION: "container", GENERATION_OPTION: "0"}
+
+
+def older_than_applied(network: CniNetwork, recorded: Mapping[str, str]) -> int | None:
+    """The generation the ledger applied, when the network's conflist is an older one."""
+    applied = int(recorded.get(GENERATION_OPTION, "0"))
+    return applied if network.generation < applied else None
 
 
 def duration(seconds: int) -> str:
@@ -241,6 +257,11 @@ def parse_network(conf: Any) -> CniNetwork:
     hold_by = own.get("hold_by", "container")
     if hold_by not in ("container", "pod"):
         raise InvalidRequest(f"ipam.ipledger.hold_by: {hold_by!r:.40} is not container or pod")
+    generation = own.get("generation", 0)
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        raise InvalidRequest(
+            f"ipam.ipledger.generation: {generation!r:.40} is not a whole number 0 or more"
+        )
     range_sets = _range_sets(ipam)
     routes = ipam.get("routes", [])
     if not isinstance(routes, list) or not all(
@@ -261,6 +282,7 @@ def parse_network(conf: Any) -> CniNetwork:
         policy=policy,
         shared=shared,
         hold_by_pod=hold_by == "pod",
+        generation=generation,
     )
 
 

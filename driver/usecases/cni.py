@@ -16,7 +16,14 @@ from dataclasses import dataclass
 import netaddr
 
 from driver.domain.addresses import SubPool
-from driver.domain.cni import Attachment, CniNetwork, CniRange, option_changes, range_text
+from driver.domain.cni import (
+    Attachment,
+    CniNetwork,
+    CniRange,
+    older_than_applied,
+    option_changes,
+    range_text,
+)
 from driver.domain.errors import (
     AddressInUse,
     AttachmentNotFound,
@@ -175,6 +182,9 @@ class CniCalls(Addresses, Pools):
         recorded = json.loads(record.options)
         if recorded.get(CNI_NETWORK_OPTION) != network.name:
             return record
+        if older_than_applied(network, recorded) is not None:
+            # a node whose conflist a rollout has not reached yet: served as the newer says
+            return record
         changes = option_changes(network, cni_range, recorded, record.policy)
         wanted = network.options(cni_range)
         if not changes and all(recorded.get(k) == v for k, v in wanted.items()):
@@ -251,6 +261,13 @@ class CniCalls(Addresses, Pools):
         new = ", ".join(r.text(network.shared) for r in ranges)
         for record in stale:
             old = pool_text(record)
+            applied = older_than_applied(network, json.loads(record.options))
+            if applied is not None:
+                raise InvalidRequest(
+                    f"ipam.ranges[{family}]: CNI network {network.name} has range {old} since "
+                    f"its conflist's generation {applied}; this one, generation "
+                    f"{network.generation}, gives {new}: update this node's conflist"
+                )
             count, example = ledger.cni_attachments_in(pool_ids=[record.id])
             if count:
                 raise InvalidRequest(

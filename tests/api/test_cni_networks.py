@@ -238,3 +238,34 @@ def test_retire_racing_adds_never_leaves_a_lease_without_its_pool(cni, settings,
     assert orphans == 0
     # refused while an ADD's attachment held an address, or nothing left to retire
     assert set(outcomes) <= {"retired", "NetworkInUse", "InvalidRequest"}, outcomes
+
+
+def test_during_a_rollout_an_older_generation_does_not_revert_the_newer_options(cni, engine):
+    """Two nodes, two conflist versions: the node not yet updated keeps ADDing with the old one."""
+    old, new = cni_config(generation=1), cni_config(generation=2, hold="10m")
+    cni.add(old, container="a1")
+    cni.add(new, container="b1")
+    for i in range(3):
+        cni.add(old, container=f"a{i + 2}")
+        cni.add(new, container=f"b{i + 2}")
+    details = [detail for _, _, detail in option_events(engine)]
+    assert details == ["lan: hold 0s -> 10m", "lan: generation 1 -> 2"], details
+    # released on the old node, the address is held as the newer conflist says
+    assert cni.call("Del", old, container="a1")[0] == 200
+    assert cni.add(old, container="a9") == ["203.0.113.10/24"]
+
+
+def test_an_older_generation_asking_for_another_range_is_refused_once_the_newer_applied(cni):
+    cni.add(cni_config(generation=1), container="a1")
+    cni.call("Del", cni_config(generation=1), container="a1")
+    moved = cni_config([{"subnet": "198.51.100.0/24"}], generation=2)
+    assert cni.add(moved, container="b1") == ["198.51.100.2/24"]
+    _, answer = cni.call("Add", cni_config(generation=1), container="a2")
+    assert answer["CniCode"] == 7, answer
+    assert "generation 1" in answer["Err"] and "generation 2" in answer["Err"], answer
+
+
+def test_a_generation_that_is_not_a_whole_number_is_refused_naming_it(cni):
+    _, answer = cni.call("Add", cni_config(generation="2"), container="a1")
+    assert answer["CniCode"] == 7
+    assert "ipam.ipledger.generation" in answer["Err"]
