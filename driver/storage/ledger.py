@@ -405,6 +405,38 @@ class PoolStatements(_Statements):
             )
         )
 
+    def move_pool(
+        self,
+        owner: str,
+        subnet_id: int,
+        pool_id: str,
+        new_id: str,
+        subpool: str | None,
+        bounds: Range,
+    ) -> None:
+        """Give a pool other bounds in its subnet, and the PoolID they make: its leases and
+        parked addresses go with it."""
+        self.connection.execute(
+            update(pools)
+            .where(pools.c.owner == owner, pools.c.id == pool_id)
+            .values(
+                id=new_id,
+                subpool=subpool,
+                range_first=pack(bounds[0]),
+                range_last=pack(bounds[1]),
+            )
+        )
+        for table in (leases, parked):
+            self.connection.execute(
+                update(table)
+                .where(table.c.subnet_id == subnet_id, table.c.pool_id == pool_id)
+                .values(pool_id=new_id)
+            )
+        if owner == SHARED:
+            self.connection.execute(
+                update(attachments).where(attachments.c.pool_id == pool_id).values(pool_id=new_id)
+            )
+
     def drop_pool(self, owner: str, pool_id: str) -> None:
         self.connection.execute(delete(pools).where(pools.c.owner == owner, pools.c.id == pool_id))
         if owner == SHARED:
@@ -521,6 +553,28 @@ class LeaseStatements(_Statements):
             ).where(where, leases.c.cni_attachment.is_not(None))
         ).one()
         return int(count), first
+
+    def cni_leases_outside(
+        self, subnet_id: int, pool_id: str, first: int, last: int
+    ) -> tuple[int, tuple[str, int]]:
+        """How many CNI leases of the pool are outside ``first``-``last``, and the first of
+        them by address (attachment, address)."""
+        outside = (
+            leases.c.subnet_id == subnet_id,
+            leases.c.pool_id == pool_id,
+            leases.c.cni_attachment.is_not(None),
+            (leases.c.address < pack(first)) | (leases.c.address > pack(last)),
+        )
+        count = self.connection.execute(
+            select(func.count()).select_from(leases).where(*outside)
+        ).scalar_one()
+        row = self.connection.execute(
+            select(leases.c.cni_attachment, leases.c.address)
+            .where(*outside)
+            .order_by(leases.c.address)
+            .limit(1)
+        ).first()
+        return int(count), ((row[0], unpack(row[1])) if row else ("", 0))
 
     def last_allocation(self, pool_ids: Sequence[str], kind: str) -> datetime | None:
         """When the history last recorded an allocation of ``kind`` in these pools."""

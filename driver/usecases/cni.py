@@ -47,7 +47,7 @@ from driver.storage.rows import PoolRecord
 from driver.storage.store import retrying
 from driver.usecases.addresses import Addresses, log_lease
 from driver.usecases.pools import Pools
-from driver.usecases.taking import take_dynamic, take_static
+from driver.usecases.taking import free, take_dynamic, take_static
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,9 @@ class CniCalls(Addresses, Pools):
                 raise PoolOverlap(record.subnet.cidr, f"{record.id} ({user})", LOCAL_SPACE)
             return self._follow(ledger, network, cni_range, record)
         ledger.lock_plans(LOCAL_SPACE, self.owner, shared_too=True)
-        self._replace_ranges(ledger, network, family)
+        moved = self._replace_ranges(ledger, network, family, cni_range)
+        if moved is not None:
+            return self._follow(ledger, network, cni_range, moved)
         subpool = None
         if pool_id.subpool is not None:
             subpool = SubPool(pool_id.subpool, cni_range.first, cni_range.last)
@@ -243,12 +245,19 @@ class CniCalls(Addresses, Pools):
             ledger.drop_lease(record.subnet_id, gateway)
             self._lease(ledger, record, gateway, gateway_lease)
 
-    def _replace_ranges(self, ledger: Ledger, network: CniNetwork, family: int) -> None:
-        """Before a pool is made for range set ``family``: retire the network's pools of that
-        address family that the set no longer names (another subnet, other bounds, another
-        shared name), so that the change takes effect. Refused (InvalidRequest, CNI code 7)
-        while an attachment holds an address in one of them: its pod would keep an address
-        outside the network's range."""
+    def _replace_ranges(
+        self, ledger: Ledger, network: CniNetwork, family: int, cni_range: CniRange
+    ) -> PoolRecord | None:
+        """Before a pool is made for ``cni_range`` of range set ``family``: the network's pools
+        of that address family that the set no longer names (other bounds, another subnet,
+        another shared name) give way, so that the change takes effect.
+
+        Other bounds in the same subnet move the pool to them, leases and all (the pool it
+        is now is returned): the pods keep their addresses, so long as each is inside the new
+        bounds. Any other pool no longer named is retired, unless an attachment holds an
+        address in it. What cannot take effect is refused (InvalidRequest, CNI code 7) and
+        the transaction writes nothing: a pod would keep an address outside the network's
+        range; or the conflist is an older generation than the one that made the pools."""
         ranges = network.range_sets[family]
         named = {str(r.pool_id(network.shared)) for r in ranges}
         stale = [
@@ -257,22 +266,74 @@ class CniCalls(Addresses, Pools):
             if record.subnet.version == ranges[0].version and record.id not in named
         ]
         if not stale:
-            return
+            return None
         new = ", ".join(r.text(network.shared) for r in ranges)
+        where = f"ipam.ranges[{family}]"
         for record in stale:
-            old = pool_text(record)
             applied = older_than_applied(network, json.loads(record.options))
             if applied is not None:
                 raise InvalidRequest(
-                    f"ipam.ranges[{family}]: CNI network {network.name} has range {old} since "
+                    f"{where}: CNI network {network.name} has range {pool_text(record)} since "
                     f"its conflist's generation {applied}; this one, generation "
                     f"{network.generation}, gives {new}: update this node's conflist"
                 )
+        pool_id = cni_range.pool_id(network.shared)
+        same_subnet = next(
+            (
+                r
+                for r in stale
+                if r.subnet.cidr == cni_range.subnet.cidr
+                and PoolId.parse(r.id).shared == network.shared
+            ),
+            None,
+        )
+        moved = None
+        if same_subnet is not None:
+            old = pool_text(same_subnet)
+            count, outside = ledger.cni_leases_outside(
+                same_subnet.subnet_id, same_subnet.id, cni_range.first, cni_range.last
+            )
+            if count:
+                attachment, address = outside
+                shown = netaddr.IPAddress(address, cni_range.version)
+                raise InvalidRequest(
+                    f"{where}: CNI network {network.name} changes its range {old} to {new} "
+                    f"while {count} attachment{'s' if count != 1 else ''} hold"
+                    f"{'s' if count == 1 else ''} addresses outside it (e.g. {attachment} at "
+                    f"{shown}): a pod would keep an address outside the network's range. Keep "
+                    f"{old} in the conflist until those pods are gone (or drain the node), "
+                    "then change it"
+                )
+            for address in ledger.parked_of_pool(same_subnet.subnet_id, same_subnet.id):
+                # held or quarantined outside the new bounds: no one is to get it back here
+                if not cni_range.first <= address <= cni_range.last and ledger.unpark(
+                    same_subnet.subnet_id, address
+                ):
+                    free(ledger, same_subnet, address)
+            ledger.move_pool(
+                same_subnet.owner,
+                same_subnet.subnet_id,
+                same_subnet.id,
+                str(pool_id),
+                pool_id.subpool,
+                (cni_range.first, cni_range.last),
+            )
+            ledger.write_history(
+                self.host_id,
+                OPTION_EVENT,
+                str(pool_id),
+                same_subnet.subnet.cidr,
+                detail=f"{network.name}: ranges[{family}] {old} -> {new}"[:255],
+            )
+            moved = ledger.pool(same_subnet.owner, str(pool_id), for_update=True)
+            stale.remove(same_subnet)
+        for record in stale:
             count, example = ledger.cni_attachments_in(pool_ids=[record.id])
             if count:
+                old = pool_text(record)
                 raise InvalidRequest(
-                    f"ipam.ranges[{family}]: CNI network {network.name} changes its range {old} "
-                    f"to {new} while {count} attachment{'s' if count != 1 else ''} hold"
+                    f"{where}: CNI network {network.name} changes its range {old} to {new} "
+                    f"while {count} attachment{'s' if count != 1 else ''} hold"
                     f"{'s' if count == 1 else ''} addresses in it (e.g. {example}): a pod would "
                     f"keep an address outside the network's range. Keep {old} in the conflist "
                     "until those pods are gone (or drain the node), then change it"
@@ -286,6 +347,7 @@ class CniCalls(Addresses, Pools):
                 detail=f"{network.name}: ranges[{family}] {pool_text(record)} -> {new}"[:255],
             )
             self._release_pool(ledger, record, RETIRE_EVENT)
+        return moved
 
     @retrying
     def delete(self, attachment: Attachment) -> int:

@@ -269,3 +269,45 @@ def test_a_generation_that_is_not_a_whole_number_is_refused_naming_it(cni):
     _, answer = cni.call("Add", cni_config(generation="2"), container="a1")
     assert answer["CniCode"] == 7
     assert "ipam.ipledger.generation" in answer["Err"]
+
+
+def test_widening_a_full_range_under_live_pods_takes_effect_at_the_next_add(cni, settings, engine):
+    small = with_range(rangeEnd="203.0.113.3")
+    cni.add(small, container="c1")
+    cni.add(small, container="c2")
+    assert cni.call("Add", small, container="c3")[1]["CniCode"] == 100
+    wide = with_range(rangeEnd="203.0.113.10")
+    assert cni.add(wide, container="c3") == ["203.0.113.4/24"]
+    # the pods of the narrower range keep their addresses, under the widened pool
+    assert cni.add(wide, container="c1") == ["203.0.113.2/24"]
+    widened = "LocalDefault/203.0.113.0/24/203.0.113.1-203.0.113.10"
+    assert {name for _, _, name in leases_of(settings, widened)} == {
+        "CNI network lan",
+        "container c1",
+        "container c2",
+        "container c3",
+    }
+    assert option_events(engine) == [
+        (
+            "cni-option",
+            widened,
+            "lan: ranges[0] 203.0.113.0/24 203.0.113.1-203.0.113.3 -> "
+            "203.0.113.0/24 203.0.113.1-203.0.113.10",
+        )
+    ]
+    assert cni.call("Del", wide, container="c2")[0] == 200
+    assert cni.add(wide, container="c4") == ["203.0.113.3/24"]
+
+
+def test_moving_range_start_past_a_held_address_lets_it_go_and_keeps_pods_inside(cni, settings):
+    held = cni_config([{"subnet": "203.0.113.0/24"}], hold="1h")
+    cni.add(held, container="c1")
+    cni.add(held, container="c2")
+    cni.call("Del", held, container="c1")
+    moved = cni_config([{"subnet": "203.0.113.0/24", "rangeStart": "203.0.113.3"}], hold="1h")
+    # c1's held address is outside the range now: it is not given back, and is free again
+    assert cni.add(moved, container="c1") == ["203.0.113.4/24"]
+    pool = "LocalDefault/203.0.113.0/24/203.0.113.3-203.0.113.254"
+    lines = leases_of(settings, pool)
+    assert {a for a, kind, _ in lines if kind == "cni"} == {"203.0.113.3", "203.0.113.4"}
+    assert "203.0.113.2" not in {a for a, _, _ in lines}
