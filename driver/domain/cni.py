@@ -167,8 +167,9 @@ def option_changes(
     return changes
 
 
-# what a pool made before ipledger recorded an option had: hold_by did not exist, nor generations
-_UNRECORDED = {HOLD_BY_OPTION: "container", GENERATION_OPTION: "0"}
+# what a pool made before ipledger recorded its options had: no generation (the others are
+# not known, and are recorded at the next ADD without a change)
+_UNRECORDED = {GENERATION_OPTION: "0"}
 
 
 def older_than_applied(network: CniNetwork, recorded: Mapping[str, str]) -> int | None:

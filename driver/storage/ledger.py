@@ -538,13 +538,13 @@ class LeaseStatements(_Statements):
         return [(a, pool_id, unpack(address)) for a, pool_id, address in rows]
 
     def cni_attachments_in(
-        self, *, pool_ids: Sequence[str] = (), network: str | None = None
+        self, *, pool: tuple[int, str] | None = None, network: str | None = None
     ) -> tuple[int, str | None]:
-        """How many CNI attachments hold leases in these pools (or in this network), and the
-        first of them by name."""
+        """How many CNI attachments hold leases in this pool (subnet ID, PoolID) or in this
+        network, and the first of them by name."""
         where = (
-            leases.c.pool_id.in_(pool_ids)
-            if network is None
+            (leases.c.subnet_id == pool[0]) & (leases.c.pool_id == pool[1])
+            if pool is not None
             else leases.c.cni_attachment.startswith(f"{network}/", autoescape=True)
         )
         count, first = self.connection.execute(

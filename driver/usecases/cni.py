@@ -136,13 +136,16 @@ class CniCalls(Addresses, Pools):
         pool_id = cni_range.pool_id(network.shared)
         owner = pool_id.owner(self.owner)
         record = ledger.pool(owner, str(pool_id), for_update=True)
+        if record is None:
+            ledger.lock_plans(LOCAL_SPACE, self.owner, shared_too=True)
+            # another node's first ADD may have made it while this one waited for the lock
+            record = ledger.pool(owner, str(pool_id), for_update=True)
         if record is not None:
             made_for = json.loads(record.options).get(CNI_NETWORK_OPTION)
             if not record.shared and made_for != network.name:
                 user = f"CNI network {made_for}" if made_for else "a Docker network"
                 raise PoolOverlap(record.subnet.cidr, f"{record.id} ({user})", LOCAL_SPACE)
             return self._follow(ledger, network, cni_range, record)
-        ledger.lock_plans(LOCAL_SPACE, self.owner, shared_too=True)
         moved = self._replace_ranges(ledger, network, family, cni_range)
         if moved is not None:
             return self._follow(ledger, network, cni_range, moved)
@@ -328,7 +331,7 @@ class CniCalls(Addresses, Pools):
             moved = ledger.pool(same_subnet.owner, str(pool_id), for_update=True)
             stale.remove(same_subnet)
         for record in stale:
-            count, example = ledger.cni_attachments_in(pool_ids=[record.id])
+            count, example = ledger.cni_attachments_in(pool=(record.subnet_id, record.id))
             if count:
                 old = pool_text(record)
                 raise InvalidRequest(

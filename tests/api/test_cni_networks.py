@@ -311,3 +311,62 @@ def test_moving_range_start_past_a_held_address_lets_it_go_and_keeps_pods_inside
     lines = leases_of(settings, pool)
     assert {a for a, kind, _ in lines if kind == "cni"} == {"203.0.113.3", "203.0.113.4"}
     assert "203.0.113.2" not in {a for a, _, _ in lines}
+
+
+def test_a_pool_made_before_options_were_recorded_records_them_without_inventing_old_values(
+    cni, engine
+):
+    cni.add(cni_config(), container="c1")
+    with engine.begin() as c:  # as ipledger before issue 21 made it
+        c.execute(pools.update().values(options='{"ipledger.cni.network": "lan"}'))
+    cni.add(cni_config(hold="10m", hold_by="pod"), container="c2")
+    assert [d for _, _, d in option_events(engine)] == ["lan: hold 0s -> 10m"]
+    cni.add(cni_config(hold="10m"), container="c3")
+    assert [d for _, _, d in option_events(engine)][1:] == ["lan: hold_by pod -> container"]
+
+
+def test_two_nodes_adding_concurrently_with_two_generations_neither_flap_nor_collide(
+    settings, engine
+):
+    """Two ipledger instances on one ledger (two nodes mid-rollout), ADDs in parallel."""
+    from driver.domain.cni import Attachment, parse_network
+    from driver.storage.store import open_store
+    from driver.usecases.cni import CniCalls
+
+    configs = {
+        "a": parse_network(cni_config(generation=1)),
+        "b": parse_network(cni_config(generation=2, hold="10m", reuse="serial")),
+    }
+    answers: dict[str, list[str]] = {"a": [], "b": []}
+    failures: list[BaseException] = []
+
+    def node(name: str) -> None:
+        store = open_store(settings.db_url)
+        calls = CniCalls(store, (), settings.host_id)
+        try:
+            for i in range(25):
+                attachment = Attachment("lan", f"{name}{i}", "eth0")
+                found = calls.add(configs[name], attachment, f"container {name}{i}")
+                answers[name].append(found[0].address)
+        except BaseException as e:
+            failures.append(e)
+        finally:
+            store.dispose()
+
+    threads = [threading.Thread(target=node, args=(name,)) for name in configs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    every = answers["a"] + answers["b"]
+    assert len(set(every)) == len(every) == 50
+    details = [detail for _, _, detail in option_events(engine)]
+    # generation 2 applied once, whenever its first ADD came; generation 1 never undid it
+    assert details in (
+        [],
+        ["lan: reuse lowest -> serial", "lan: hold 0s -> 10m", "lan: generation 1 -> 2"],
+    ), details
+    if not details:  # generation 2 made the pool: then generation 1 changed nothing either
+        with engine.connect() as c:
+            assert '"ipledger.cni.generation": "2"' in c.execute(select(pools.c.options)).scalar()
