@@ -184,6 +184,10 @@ class CniCalls(Addresses, Pools):
         was made (or last changed) is written to the history, naming the old value and the
         new; a new gateway takes the gateway's lease. A shared pool another network made keeps
         the options that network gave."""
+        wanted = network.options(cni_range)
+        text = json.dumps(wanted, sort_keys=True)
+        if text == record.options and network.policy == record.policy:
+            return record  # every ADD but the first after a change: nothing to parse
         recorded = json.loads(record.options)
         if recorded.get(CNI_NETWORK_OPTION) != network.name:
             return record
@@ -191,14 +195,9 @@ class CniCalls(Addresses, Pools):
             # a node whose conflist a rollout has not reached yet: served as the newer says
             return record
         changes = option_changes(network, cni_range, recorded, record.policy)
-        wanted = network.options(cni_range)
-        if not changes and all(recorded.get(k) == v for k, v in wanted.items()):
-            return record
         if any(change.option == "gateway" for change in changes):
             self._move_gateway(ledger, network, cni_range, record)
-        ledger.set_pool_policy(
-            record.owner, record.id, json.dumps(wanted, sort_keys=True), network.policy
-        )
+        ledger.set_pool_policy(record.owner, record.id, text, network.policy)
         for change in changes:
             ledger.write_history(
                 self.host_id,
