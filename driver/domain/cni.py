@@ -9,6 +9,7 @@ shared pool.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,22 @@ POD_HOLDER = "pod "
 # Kubernetes' own limits: a namespace is a DNS label, a pod's name a DNS subdomain
 POD_NAMESPACE_LENGTH = 63
 POD_NAME_LENGTH = 253
-_OWN_KEYS = ("socket", "spool", "reuse", "quarantine", "hold", "hold_by", "shared")
+# what a CNI network's pool records of its config beside the network's name (issue 21)
+HOLD_BY_OPTION = "ipledger.cni.hold_by"
+ROUTES_OPTION = "ipledger.cni.routes"
+DNS_OPTION = "ipledger.cni.dns"
+GATEWAY_OPTION = "ipledger.cni.gateway"
+GENERATION_OPTION = "ipledger.cni.generation"
+_OWN_KEYS = (
+    "socket",
+    "spool",
+    "reuse",
+    "quarantine",
+    "hold",
+    "hold_by",
+    "shared",
+    "generation",
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,14 @@ class CniRange:
     gateway: int | None
 
     @property
+    def version(self) -> int:
+        return self.subnet.version
+
+    def text(self, shared: str | None) -> str:
+        subpool = self.pool_id(shared).subpool
+        return range_text(self.subnet.cidr, subpool, shared)
+
+    @property
     def whole_subnet(self) -> bool:
         allocatable = self.subnet.allocatable()
         return allocatable is not None and (self.first, self.last) == allocatable
@@ -102,11 +126,94 @@ class CniNetwork:
     policy: ReusePolicy
     shared: str | None
     hold_by_pod: bool
+    # the conflist's version as its operator numbers it (ipam.ipledger.generation): an ADD with
+    # an older one than the ledger applied does not undo the newer one's options (a rollout)
+    generation: int = 0
 
-    @property
-    def options(self) -> dict[str, str]:
-        """The pool options a pool made for this network records."""
-        return {CNI_NETWORK_OPTION: self.name}
+    def options(self, cni_range: CniRange) -> dict[str, str]:
+        """What a pool made for one of this network's ranges records of the config, beside its
+        policy (in the pool's own columns): what the next ADD compares with its conflist."""
+        recorded = {
+            CNI_NETWORK_OPTION: self.name,
+            HOLD_BY_OPTION: "pod" if self.hold_by_pod else "container",
+            ROUTES_OPTION: _json(self.routes),
+            DNS_OPTION: _json(self.dns),
+            GENERATION_OPTION: str(self.generation),
+        }
+        if cni_range.gateway is not None:
+            recorded[GATEWAY_OPTION] = str(netaddr.IPAddress(cni_range.gateway, cni_range.version))
+        return recorded
+
+
+@dataclass(frozen=True)
+class OptionChange:
+    """One option of a network whose conflist now says otherwise than the ledger recorded."""
+
+    option: str
+    old: str
+    new: str
+
+    def __str__(self) -> str:
+        return f"{self.option} {self.old} -> {self.new}"
+
+
+def option_changes(
+    network: CniNetwork, cni_range: CniRange, recorded: Mapping[str, str], policy: ReusePolicy
+) -> list[OptionChange]:
+    """What the conflist changed, against the pool of ``cni_range`` made at an earlier ADD (its
+    recorded options and policy). A pool made before ipledger recorded an option (routes, dns,
+    gateway) records it at this ADD without a change: what it was is not known."""
+    changes = [
+        OptionChange(option, old, new)
+        for option, old, new in (
+            ("reuse", str(policy.reuse), str(network.policy.reuse)),
+            ("quarantine", duration(policy.quarantine_s), duration(network.policy.quarantine_s)),
+            ("hold", duration(policy.hold_s), duration(network.policy.hold_s)),
+        )
+        if old != new
+    ]
+    wanted = network.options(cni_range)
+    for key, option in (
+        (HOLD_BY_OPTION, "hold_by"),
+        (ROUTES_OPTION, "routes"),
+        (DNS_OPTION, "dns"),
+        (GATEWAY_OPTION, "gateway"),
+        (GENERATION_OPTION, "generation"),
+    ):
+        old = recorded.get(key, _UNRECORDED.get(key))
+        new = wanted.get(key)
+        if old is not None and old != new:
+            changes.append(OptionChange(option, old, new or "none"))
+    return changes
+
+
+# what a pool made before ipledger recorded its options had: no generation (the others are
+# not known, and are recorded at the next ADD without a change)
+_UNRECORDED = {GENERATION_OPTION: "0"}
+
+
+def older_than_applied(network: CniNetwork, recorded: Mapping[str, str]) -> int | None:
+    """The generation the ledger applied, when the network's conflist is an older one."""
+    applied = int(recorded.get(GENERATION_OPTION, "0"))
+    return applied if network.generation < applied else None
+
+
+def duration(seconds: int) -> str:
+    """Seconds as the options give them: ``10m``, ``1h``, ``90s``, ``0s``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def range_text(cidr: str, subpool: str | None, shared: str | None) -> str:
+    """A range as an operator reads it: the subnet, the addresses handed out when not all of
+    it, the shared name."""
+    return cidr + (f" {subpool}" if subpool else "") + (f" (shared {shared})" if shared else "")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(", ", ": "))
 
 
 def holder_shown(mac: str | None, attachment: str | None, name: str | None) -> str | None:
@@ -212,6 +319,11 @@ def parse_network(conf: Any) -> CniNetwork:
     hold_by = own.get("hold_by", "container")
     if hold_by not in ("container", "pod"):
         raise InvalidRequest(f"ipam.ipledger.hold_by: {hold_by!r:.40} is not container or pod")
+    generation = own.get("generation", 0)
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        raise InvalidRequest(
+            f"ipam.ipledger.generation: {generation!r:.40} is not a whole number 0 or more"
+        )
     range_sets = _range_sets(ipam)
     routes = ipam.get("routes", [])
     if not isinstance(routes, list) or not all(
@@ -232,6 +344,7 @@ def parse_network(conf: Any) -> CniNetwork:
         policy=policy,
         shared=shared,
         hold_by_pod=hold_by == "pod",
+        generation=generation,
     )
 
 

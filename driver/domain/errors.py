@@ -14,6 +14,7 @@ not the plugin's catch-all 999)::
     ├── AddressOutOfRange (400)      an address outside the pool
     ├── NoAvailableAddress (409, CNI 100)  the pool (or its ip-range) is full
     ├── AttachmentNotFound (404, CNI 3)    a CNI attachment that holds no lease
+    ├── NetworkInUse (409)           a CNI network to retire that attachments still use
     ├── StorageUnavailable (503, CNI 11)   the database cannot be read or written right now
     └── Unfinished (503, CNI 11)     a call that did part of its work within its bound, kept it,
                                      and is to be made again for the rest (a large CNI GC)
@@ -102,6 +103,10 @@ class AttachmentNotFound(IpamError):
 
     status = 404
     cni_code = 3  # container unknown or does not exist
+
+
+class NetworkInUse(IpamError):
+    status = 409
 
 
 class Unfinished(IpamError):

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from driver.config import SETTINGS, Settings, setting_help
+from driver.entrypoints.cli_cni import cni
 from driver.entrypoints.cli_ops import DB_HELP, Group, register, settings_from_env
 
 
@@ -192,3 +193,4 @@ def bench(quick: bool, postgres_url: str | None, cni: bool, ui: bool) -> None:
 
 
 register(main)
+main.add_command(cni)

@@ -394,6 +394,63 @@ class PoolStatements(_Statements):
             )
         )
 
+    def pools_with_options_containing(
+        self, fragment: str, owners: tuple[str, ...], *, for_update: bool = False
+    ) -> list[PoolRecord]:
+        """The pools of these owners whose options' JSON text contains ``fragment`` (a caller
+        checks the options it meant); their subnets held until the transaction ends, when
+        ``for_update``."""
+        query = POOL_QUERY.where(
+            pools.c.owner.in_(owners), pools.c.options.contains(fragment, autoescape=True)
+        ).order_by(pools.c.id)
+        if for_update:
+            query = query.with_for_update(of=subnets)
+        return [pool_record(row) for row in self.connection.execute(query)]
+
+    def set_pool_policy(self, owner: str, pool_id: str, options: str, policy: ReusePolicy) -> None:
+        self.connection.execute(
+            update(pools)
+            .where(pools.c.owner == owner, pools.c.id == pool_id)
+            .values(
+                options=options,
+                reuse=policy.reuse,
+                quarantine_s=policy.quarantine_s,
+                hold_s=policy.hold_s,
+            )
+        )
+
+    def move_pool(
+        self,
+        owner: str,
+        subnet_id: int,
+        pool_id: str,
+        new_id: str,
+        subpool: str | None,
+        bounds: Range,
+    ) -> None:
+        """Give a pool other bounds in its subnet, and the PoolID they make: its leases and
+        parked addresses go with it."""
+        self.connection.execute(
+            update(pools)
+            .where(pools.c.owner == owner, pools.c.id == pool_id)
+            .values(
+                id=new_id,
+                subpool=subpool,
+                range_first=pack(bounds[0]),
+                range_last=pack(bounds[1]),
+            )
+        )
+        for table in (leases, parked):
+            self.connection.execute(
+                update(table)
+                .where(table.c.subnet_id == subnet_id, table.c.pool_id == pool_id)
+                .values(pool_id=new_id)
+            )
+        if owner == SHARED:
+            self.connection.execute(
+                update(attachments).where(attachments.c.pool_id == pool_id).values(pool_id=new_id)
+            )
+
     def drop_pool(self, owner: str, pool_id: str) -> None:
         self.connection.execute(delete(pools).where(pools.c.owner == owner, pools.c.id == pool_id))
         if owner == SHARED:
@@ -493,6 +550,56 @@ class LeaseStatements(_Statements):
             )
         )
         return [(a, pool_id, unpack(address)) for a, pool_id, address in rows]
+
+    def cni_attachments_in(
+        self, *, pool: tuple[int, str] | None = None, network: str | None = None
+    ) -> tuple[int, str | None]:
+        """How many CNI attachments hold leases in this pool (subnet ID, PoolID) or in this
+        network, and the first of them by name."""
+        where = (
+            (leases.c.subnet_id == pool[0]) & (leases.c.pool_id == pool[1])
+            if pool is not None
+            else leases.c.cni_attachment.startswith(f"{network}/", autoescape=True)
+        )
+        count, first = self.connection.execute(
+            select(
+                func.count(leases.c.cni_attachment.distinct()), func.min(leases.c.cni_attachment)
+            ).where(where, leases.c.cni_attachment.is_not(None))
+        ).one()
+        return int(count), first
+
+    def cni_leases_outside(
+        self, subnet_id: int, pool_id: str, first: int, last: int
+    ) -> tuple[int, tuple[str, int]]:
+        """How many CNI leases of the pool are outside ``first``-``last``, and the first of
+        them by address (attachment, address)."""
+        outside = (
+            leases.c.subnet_id == subnet_id,
+            leases.c.pool_id == pool_id,
+            leases.c.cni_attachment.is_not(None),
+            (leases.c.address < pack(first)) | (leases.c.address > pack(last)),
+        )
+        count = self.connection.execute(
+            select(func.count()).select_from(leases).where(*outside)
+        ).scalar_one()
+        row = self.connection.execute(
+            select(leases.c.cni_attachment, leases.c.address)
+            .where(*outside)
+            .order_by(leases.c.address)
+            .limit(1)
+        ).first()
+        return int(count), ((row[0], unpack(row[1])) if row else ("", 0))
+
+    def last_allocation(self, pool_ids: Sequence[str], kind: str) -> datetime | None:
+        """When the history last recorded an allocation of ``kind`` in these pools."""
+        at = self.connection.execute(
+            select(func.max(history.c.at)).where(
+                history.c.action == "allocate",
+                history.c.kind == kind,
+                history.c.pool_id.in_(pool_ids),
+            )
+        ).scalar()
+        return as_utc(at) if at is not None else None
 
     def drop_lease(self, subnet_id: int, address: int) -> Lease | None:
         """Delete a lease and say what it was; None when there was none."""

@@ -16,19 +16,30 @@ from dataclasses import dataclass
 import netaddr
 
 from driver.domain.addresses import SubPool
-from driver.domain.cni import Attachment, CniNetwork, CniRange, released_by_spooled_del
+from driver.domain.cni import (
+    Attachment,
+    CniNetwork,
+    CniRange,
+    older_than_applied,
+    option_changes,
+    range_text,
+    released_by_spooled_del,
+)
 from driver.domain.errors import (
     AddressInUse,
     AttachmentNotFound,
     GatewayInUse,
+    InvalidRequest,
     NoAvailableAddress,
     PoolOverlap,
 )
 from driver.domain.pools import (
     CNI_NETWORK_OPTION,
     LOCAL_SPACE,
+    SHARED,
     Lease,
     LeaseKind,
+    PoolId,
     Reuse,
 )
 from driver.storage.ledger import Ledger
@@ -36,9 +47,14 @@ from driver.storage.locking import DEADLINE
 from driver.storage.rows import PoolRecord
 from driver.storage.store import retrying
 from driver.usecases.addresses import Addresses, log_lease
-from driver.usecases.taking import take_dynamic, take_static
+from driver.usecases.pools import Pools
+from driver.usecases.taking import free, take_dynamic, take_static
 
 log = logging.getLogger(__name__)
+
+# the history's actions: an option the conflist changed; a pool of a CNI network retired
+OPTION_EVENT = "cni-option"
+RETIRE_EVENT = "cni-retire"
 
 # GC releases stale leases this many to a transaction, and starts no batch it has not time left
 # for (twice the slowest batch, and this margin) within the call's bound
@@ -58,7 +74,7 @@ class CniAddress:
         return 6 if ":" in self.address else 4
 
 
-class CniCalls(Addresses):
+class CniCalls(Addresses, Pools):
     """What the ``ipledger-cni`` plugin asks of the ledger."""
 
     @retrying
@@ -103,13 +119,14 @@ class CniCalls(Addresses):
             if pool_id in by_pool:
                 record = self._pool(ledger, pool_id)
                 if record is not None:
+                    self._follow(ledger, network, by_pool[pool_id], record)
                     where = f"ipam.ranges[{family}][{ranges.index(by_pool[pool_id])}]"
                     _check_gateway(ledger, network, record, by_pool[pool_id], where)
                 return _answer(by_pool[pool_id], address), None
         lease = Lease(LeaseKind.CNI, None, holder)
         full: NoAvailableAddress | None = None
         for i, cni_range in enumerate(ranges):
-            record = self._range_pool(ledger, network, cni_range)
+            record = self._range_pool(ledger, network, family, cni_range)
             _check_gateway(ledger, network, record, cni_range, f"ipam.ranges[{family}][{i}]")
             try:
                 value = take_dynamic(ledger, record, lease, record.policy.reuse == Reuse.SERIAL)
@@ -121,18 +138,27 @@ class CniCalls(Addresses):
         assert full is not None
         raise full
 
-    def _range_pool(self, ledger: Ledger, network: CniNetwork, cni_range: CniRange) -> PoolRecord:
-        """The range's pool; made, with its gateway leased, on the network's first ADD."""
+    def _range_pool(
+        self, ledger: Ledger, network: CniNetwork, family: int, cni_range: CniRange
+    ) -> PoolRecord:
+        """The range's pool, following the conflist's options; made, with its gateway leased,
+        on the network's first ADD, or when the conflist changed the range."""
         pool_id = cni_range.pool_id(network.shared)
         owner = pool_id.owner(self.owner)
         record = ledger.pool(owner, str(pool_id), for_update=True)
+        if record is None:
+            ledger.lock_plans(LOCAL_SPACE, self.owner, shared_too=True)
+            # another node's first ADD may have made it while this one waited for the lock
+            record = ledger.pool(owner, str(pool_id), for_update=True)
         if record is not None:
             made_for = json.loads(record.options).get(CNI_NETWORK_OPTION)
             if not record.shared and made_for != network.name:
                 user = f"CNI network {made_for}" if made_for else "a Docker network"
                 raise PoolOverlap(record.subnet.cidr, f"{record.id} ({user})", LOCAL_SPACE)
-            return record
-        ledger.lock_plans(LOCAL_SPACE, self.owner, shared_too=network.shared is not None)
+            return self._follow(ledger, network, cni_range, record)
+        moved = self._replace_ranges(ledger, network, family, cni_range)
+        if moved is not None:
+            return self._follow(ledger, network, cni_range, moved)
         subpool = None
         if pool_id.subpool is not None:
             subpool = SubPool(pool_id.subpool, cni_range.first, cni_range.last)
@@ -142,7 +168,7 @@ class CniCalls(Addresses):
             LOCAL_SPACE,
             cni_range.subnet,
             subpool,
-            json.dumps(network.options, sort_keys=True),
+            json.dumps(network.options(cni_range), sort_keys=True),
             network.policy,
             network.shared,
             attach=False,
@@ -160,6 +186,180 @@ class CniCalls(Addresses):
                 gateway_lease = Lease(LeaseKind.GATEWAY, None, f"CNI network {network.name}")
                 self._lease(ledger, record, gateway, gateway_lease)
         return record
+
+    def _follow(
+        self, ledger: Ledger, network: CniNetwork, cni_range: CniRange, record: PoolRecord
+    ) -> PoolRecord:
+        """The pool with the options the conflist gives now: each one changed since the pool
+        was made (or last changed) is written to the history, naming the old value and the
+        new; a new gateway takes the gateway's lease. A shared pool another network made keeps
+        the options that network gave."""
+        wanted = network.options(cni_range)
+        text = json.dumps(wanted, sort_keys=True)
+        if text == record.options and network.policy == record.policy:
+            return record  # every ADD but the first after a change: nothing to parse
+        recorded = json.loads(record.options)
+        if recorded.get(CNI_NETWORK_OPTION) != network.name:
+            return record
+        if older_than_applied(network, recorded) is not None:
+            # a node whose conflist a rollout has not reached yet: served as the newer says
+            return record
+        changes = option_changes(network, cni_range, recorded, record.policy)
+        if any(change.option == "gateway" for change in changes):
+            self._move_gateway(ledger, network, cni_range, record)
+        ledger.set_pool_policy(record.owner, record.id, text, network.policy)
+        for change in changes:
+            ledger.write_history(
+                self.host_id,
+                OPTION_EVENT,
+                record.id,
+                record.subnet.cidr,
+                detail=f"{network.name}: {change}"[:255],
+            )
+            log.info(
+                "CNI network %s: %s now %s (was %s) in pool %s",
+                network.name,
+                change.option,
+                change.new,
+                change.old,
+                record.id,
+                extra={"event": OPTION_EVENT, "pool": record.id, "option": change.option},
+            )
+        followed = ledger.pool(record.owner, record.id, for_update=True)
+        assert followed is not None
+        return followed
+
+    def _move_gateway(
+        self, ledger: Ledger, network: CniNetwork, cni_range: CniRange, record: PoolRecord
+    ) -> None:
+        """The gateway lease of the pool to the range's new gateway. The old address stays
+        leased, as an auxiliary address ("former gateway of CNI network NAME"), until the
+        network is retired: the bridge plugin never takes an address off a bridge, so each
+        node's bridge keeps it until it is deleted, and a pod given it would clash with it. A
+        new gateway that a container holds is refused afterwards (_check_gateway)."""
+        former = f"former gateway of CNI network {network.name}"
+        old = ledger.gateway_of(record.subnet_id, record.id)
+        if (
+            old is not None
+            and old != cni_range.gateway
+            and ledger.drop_lease(record.subnet_id, old)
+        ):
+            self._lease(ledger, record, old, Lease(LeaseKind.AUX, None, former))
+        gateway = cni_range.gateway
+        if gateway is None:
+            return
+        gateway_lease = Lease(LeaseKind.GATEWAY, None, f"CNI network {network.name}")
+        if ledger.lease_kind(record.subnet_id, gateway) is None:
+            take_static(ledger, record, netaddr.IPAddress(gateway, record.subnet.version))
+            self._lease(ledger, record, gateway, gateway_lease)
+        elif (ledger.lease_holder(record.subnet_id, gateway) or "").endswith(f"name {former})"):
+            # back to a gateway it had before
+            ledger.drop_lease(record.subnet_id, gateway)
+            self._lease(ledger, record, gateway, gateway_lease)
+
+    def _replace_ranges(
+        self, ledger: Ledger, network: CniNetwork, family: int, cni_range: CniRange
+    ) -> PoolRecord | None:
+        """Before a pool is made for ``cni_range`` of range set ``family``: the network's pools
+        of that address family that the set no longer names (other bounds, another subnet,
+        another shared name) give way, so that the change takes effect.
+
+        Other bounds in the same subnet move the pool to them, leases and all (the pool it
+        is now is returned): the pods keep their addresses, so long as each is inside the new
+        bounds. Any other pool no longer named is retired, unless an attachment holds an
+        address in it. What cannot take effect is refused (InvalidRequest, CNI code 7) and
+        the transaction writes nothing: a pod would keep an address outside the network's
+        range; or the conflist is an older generation than the one that made the pools."""
+        ranges = network.range_sets[family]
+        named = {str(r.pool_id(network.shared)) for r in ranges}
+        stale = [
+            record
+            for record in network_pools(ledger, network.name, self.owner, for_update=True)
+            if record.subnet.version == ranges[0].version and record.id not in named
+        ]
+        if not stale:
+            return None
+        new = ", ".join(r.text(network.shared) for r in ranges)
+        where = f"ipam.ranges[{family}]"
+        for record in stale:
+            applied = older_than_applied(network, json.loads(record.options))
+            if applied is not None:
+                raise InvalidRequest(
+                    f"{where}: CNI network {network.name} has range {pool_text(record)} since "
+                    f"its conflist's generation {applied}; this one, generation "
+                    f"{network.generation}, gives {new}: update this node's conflist"
+                )
+        pool_id = cni_range.pool_id(network.shared)
+        same_subnet = next(
+            (
+                r
+                for r in stale
+                if r.subnet.cidr == cni_range.subnet.cidr
+                and PoolId.parse(r.id).shared == network.shared
+            ),
+            None,
+        )
+        moved = None
+        if same_subnet is not None:
+            old = pool_text(same_subnet)
+            count, outside = ledger.cni_leases_outside(
+                same_subnet.subnet_id, same_subnet.id, cni_range.first, cni_range.last
+            )
+            if count:
+                attachment, address = outside
+                shown = netaddr.IPAddress(address, cni_range.version)
+                raise InvalidRequest(
+                    f"{where}: CNI network {network.name} changes its range {old} to {new} "
+                    f"while {count} attachment{'s' if count != 1 else ''} hold"
+                    f"{'s' if count == 1 else ''} addresses outside it (e.g. {attachment} at "
+                    f"{shown}): a pod would keep an address outside the network's range. Keep "
+                    f"{old} in the conflist until those pods are gone (or drain the node), "
+                    "then change it"
+                )
+            for address in ledger.parked_of_pool(same_subnet.subnet_id, same_subnet.id):
+                # held or quarantined outside the new bounds: no one is to get it back here
+                if not cni_range.first <= address <= cni_range.last and ledger.unpark(
+                    same_subnet.subnet_id, address
+                ):
+                    free(ledger, same_subnet, address)
+            ledger.move_pool(
+                same_subnet.owner,
+                same_subnet.subnet_id,
+                same_subnet.id,
+                str(pool_id),
+                pool_id.subpool,
+                (cni_range.first, cni_range.last),
+            )
+            ledger.write_history(
+                self.host_id,
+                OPTION_EVENT,
+                str(pool_id),
+                same_subnet.subnet.cidr,
+                detail=f"{network.name}: ranges[{family}] {old} -> {new}"[:255],
+            )
+            moved = ledger.pool(same_subnet.owner, str(pool_id), for_update=True)
+            stale.remove(same_subnet)
+        for record in stale:
+            count, example = ledger.cni_attachments_in(pool=(record.subnet_id, record.id))
+            if count:
+                old = pool_text(record)
+                raise InvalidRequest(
+                    f"{where}: CNI network {network.name} changes its range {old} to {new} "
+                    f"while {count} attachment{'s' if count != 1 else ''} hold"
+                    f"{'s' if count == 1 else ''} addresses in it (e.g. {example}): a pod would "
+                    f"keep an address outside the network's range. Keep {old} in the conflist "
+                    "until those pods are gone (or drain the node), then change it"
+                )
+        for record in stale:
+            ledger.write_history(
+                self.host_id,
+                OPTION_EVENT,
+                record.id,
+                record.subnet.cidr,
+                detail=f"{network.name}: ranges[{family}] {pool_text(record)} -> {new}"[:255],
+            )
+            self._release_pool(ledger, record, RETIRE_EVENT)
+        return moved
 
     @retrying
     def delete(self, attachment: Attachment, spooled: Sequence[tuple[str, float]] = ()) -> int:
@@ -301,6 +501,25 @@ def _check_gateway(
         f"{where}.gateway of CNI network {network.name} is held by {holder} in "
         f"{record.subnet.cidr}; a gateway may not be a container's address",
     )
+
+
+def network_pools(
+    ledger: Ledger, network: str, owner: str, *, for_update: bool = False
+) -> list[PoolRecord]:
+    """The pools made for a CNI network, in this host's plan and the shared one."""
+    marker = json.dumps({CNI_NETWORK_OPTION: network})[1:-1]
+    return [
+        record
+        for record in ledger.pools_with_options_containing(
+            marker, (owner, SHARED), for_update=for_update
+        )
+        if json.loads(record.options).get(CNI_NETWORK_OPTION) == network
+    ]
+
+
+def pool_text(record: PoolRecord) -> str:
+    pool_id = PoolId.parse(record.id)
+    return range_text(record.subnet.cidr, pool_id.subpool, pool_id.shared)
 
 
 def _pair(key: str) -> tuple[str, str]:
