@@ -12,12 +12,11 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate  # the test extra: pip install -e '.[test]'
 import pytest
 import yaml
 
 from driver.domain.cni import parse_network
-
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 # the oldest Kubernetes still in the field that these manifests are held to, and the newest
