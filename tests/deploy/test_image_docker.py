@@ -228,3 +228,38 @@ def test_the_image_installs_the_plugin_into_the_node_and_serves_on_the_nodes_soc
         daemon.docker("rm", "-f", name, check=False)
     # the socket is removed when ipledger stops
     assert not socket_path.exists()
+
+
+def test_the_saved_image_imports_into_containerd_under_the_name_kubelet_asks_for(
+    daemon, image, node
+):
+    """docs/cni.md's `docker save` and `ctr -n k8s.io images import`, on the containerd that
+    this dockerd runs: the image is then known by the name a pod spec's `image: NAME:TAG`
+    resolves to (docker.io/library/NAME:TAG)."""
+    ctr = shutil.which("ctr")
+    need(ctr is not None, "ctr not installed (apt-get install containerd)")
+    sockets = sorted(daemon.root.glob("exec/**/containerd.sock"))
+    need(bool(sockets), f"no containerd socket under {daemon.root}/exec")
+    archive = node / "image.tar"
+    daemon.docker("save", "-o", str(archive), image, timeout=600)
+    env = dict(os.environ, CONTAINERD_SNAPSHOTTER="native")
+    address = ["--address", str(sockets[0]), "-n", "k8s.io"]
+    imported = subprocess.run(
+        [str(ctr), *address, "images", "import", str(archive)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    listed = subprocess.run(
+        [str(ctr), *address, "images", "ls", "-q"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    try:
+        assert f"docker.io/library/{image}" in listed, listed
+    finally:
+        subprocess.run(
+            [str(ctr), *address, "images", "rm", f"docker.io/library/{image}"],
+            capture_output=True,
+            check=False,
+        )
