@@ -151,11 +151,28 @@ def ui(listen: str, db_url: str | None) -> None:
     show_default=True,
     help='The plugin\'s file name: the "type" of the IPAM section that names it.',
 )
-def install_cni(plugin_dir: Path, name: str) -> None:
+@click.option(
+    "--self-contained",
+    is_flag=True,
+    help="Copy a Python runtime beside the plugin (DIR/.NAME-runtime-*), for a host that does "
+    "not have this installation: a Kubernetes node, from the DaemonSet's init container.",
+)
+def install_cni(plugin_dir: Path, name: str, self_contained: bool) -> None:
     """Put the CNI IPAM plugin into a CNI plugin directory (e.g. /opt/cni/bin, /usr/lib/cni)."""
-    from driver.entrypoints.install import install_cni_plugin
+    if self_contained:
+        from driver.entrypoints.cni_bundle import BundleError, install_self_contained
 
-    click.echo(f"wrote {install_cni_plugin(plugin_dir, name)}")
+        try:
+            path = install_self_contained(plugin_dir, name)
+        except (BundleError, OSError) as e:
+            raise click.ClickException(
+                f"cannot install the plugin into {plugin_dir}: {e}"
+            ) from None
+    else:
+        from driver.entrypoints.install import install_cni_plugin
+
+        path = install_cni_plugin(plugin_dir, name)
+    click.echo(f"wrote {path}")
 
 
 @main.command()
