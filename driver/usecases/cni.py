@@ -114,13 +114,17 @@ class CniCalls(Addresses):
         pool_id = cni_range.pool_id(network.shared)
         owner = pool_id.owner(self.owner)
         record = ledger.pool(owner, str(pool_id), for_update=True)
+        if record is None:
+            ledger.lock_plans(LOCAL_SPACE, self.owner, shared_too=network.shared is not None)
+            # another ADD (of this node, or of another node for a shared pool) may have made
+            # it while this one waited for the lock: it is then this network's pool to use
+            record = ledger.pool(owner, str(pool_id), for_update=True)
         if record is not None:
             made_for = json.loads(record.options).get(CNI_NETWORK_OPTION)
             if not record.shared and made_for != network.name:
                 user = f"CNI network {made_for}" if made_for else "a Docker network"
                 raise PoolOverlap(record.subnet.cidr, f"{record.id} ({user})", LOCAL_SPACE)
             return record
-        ledger.lock_plans(LOCAL_SPACE, self.owner, shared_too=network.shared is not None)
         subpool = None
         if pool_id.subpool is not None:
             subpool = SubPool(pool_id.subpool, cni_range.first, cni_range.last)
