@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import uuid
@@ -30,17 +31,22 @@ class Node:
         release: Release,
         workdir: Path,
         image: Path,
+        cni_bin: Path,
         db_url: str,
-        network: str = "pods",
+        network: str | None = None,
         subnet: str = SUBNET,
+        env: dict[str, str] | None = None,
         **options: Any,
     ) -> None:
         workdir.mkdir(parents=True)
-        self.network = network
+        # a network of its own unless named: its NAT rules are told apart by that name
+        self.network = network or f"pods-{uuid.uuid4().hex[:6]}"
         self.subnet = subnet
-        self.server = PluginProcess(name, db_url, workdir, socket=str(workdir / "ipl.sock"))
+        self.server = PluginProcess(
+            name, db_url, workdir, socket=str(workdir / "ipl.sock"), extra_env=env
+        )
         self.containerd: Containerd | None = None
-        self.release, self.workdir, self.image, self.options = release, workdir, image, options
+        self.release, self.image, self.cni_bin, self.options = release, image, cni_bin, options
         # iplcnik: the CRI tests' bridges (the suite's cleanup removes iplcni* leftovers)
         self.bridge = f"iplcnik{uuid.uuid4().hex[:8]}"
         self.conf_dir = workdir / "cni-conf"
@@ -49,8 +55,7 @@ class Node:
     def start(self) -> None:
         self.server.start()
         self.write_conflist(**self.options)
-        bin_dir = cni_bin_dir(self.workdir / "cni-bin")
-        self.containerd = Containerd(self.release, bin_dir, self.conf_dir, self.image)
+        self.containerd = Containerd(self.release, self.cni_bin, self.conf_dir, self.image)
         self.cri = self.containerd.cri
 
     def write_conflist(self, **options: Any) -> None:
@@ -97,7 +102,7 @@ def remove_nat_rules(rules: list[str]) -> None:
     """Whatever a failed DEL left: the POSTROUTING jumps, then the pods' chains."""
     chains = set()
     for rule in rules:
-        words = rule.split()
+        words = shlex.split(rule)
         if words[0] == "-A" and words[1] == "POSTROUTING":
             subprocess.run(["iptables", "-w", "-t", "nat", "-D", *words[1:]], capture_output=True)
             if "-j" in words:
@@ -128,16 +133,22 @@ def pause_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return sandbox_image(tmp_path_factory.mktemp("pause"))
 
 
+@pytest.fixture(scope="session")
+def cni_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The nodes' CNI bin dir: the reference plugins, and ipledger put in by install-cni."""
+    return cni_bin_dir(tmp_path_factory.mktemp("cni") / "bin")
+
+
 @pytest.fixture
 def make_node(
-    containerd_release: Release, pause_image: Path, tmp_path: Path
+    containerd_release: Release, pause_image: Path, cni_bin: Path, tmp_path: Path
 ) -> Iterator[Callable[..., Node]]:
     """Nodes on demand: each with its own ipledger serve (an SQLite ledger unless db_url)."""
     nodes: list[Node] = []
 
     def make(name: str = "n1", db_url: str | None = None, **options: Any) -> Node:
         url = db_url or f"sqlite:///{tmp_path}/{name}.db"
-        node = Node(name, containerd_release, tmp_path / name, pause_image, url, **options)
+        node = Node(name, containerd_release, tmp_path / name, pause_image, cni_bin, url, **options)
         nodes.append(node)
         node.start()
         return node

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -290,10 +291,9 @@ state = "{self.workdir}/state"
         """Every pod stopped and removed (so that CNI DEL runs), containerd stopped, its shims
         and mounts gone, its directory removed."""
         if self.process is not None:
-            with contextlib.suppress(grpc.RpcError):
+            with contextlib.suppress(grpc.RpcError), ThreadPoolExecutor(4) as pool:
                 for sandbox in self.cri.sandboxes():
-                    with contextlib.suppress(grpc.RpcError):
-                        self.cri.delete(sandbox.id)
+                    pool.submit(self.cri.delete, sandbox.id)  # an error is left to the below
         self.stop()
         for pid in self._leftover_processes():
             with contextlib.suppress(ProcessLookupError):
