@@ -88,14 +88,17 @@ class Node:
         ).stdout
         return [line for line in out.splitlines() if f'name: \\"{self.network}\\"' in line]
 
+    def stop_pods(self) -> None:
+        """Every pod deleted through containerd (so that CNI DEL runs), containerd gone."""
+        if self.containerd is not None:
+            self.containerd.cleanup()
+
     def cleanup(self) -> None:
-        try:
-            if self.containerd is not None:
-                self.containerd.cleanup()
-        finally:
-            self.server.stop()
-            remove_nat_rules(self.nat_rules())
-            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        """What a failed DEL left: NAT rules of the network, the bridge. Only once every node
+        sharing the network has stopped its pods: the rules are found by the network's name."""
+        self.server.stop()
+        remove_nat_rules(self.nat_rules())
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
 
 
 def remove_nat_rules(rules: list[str]) -> None:
@@ -154,8 +157,12 @@ def make_node(
         return node
 
     yield make
-    for node in nodes:
-        node.cleanup()
+    try:
+        for node in nodes:
+            node.stop_pods()
+    finally:
+        for node in nodes:
+            node.cleanup()
 
 
 @pytest.fixture

@@ -80,12 +80,14 @@ def test_pods_keep_their_leases_and_addresses_across_a_containerd_restart(node):
 
 
 def test_statefulset_pods_get_their_addresses_back_through_churn_with_hold_by_pod(make_node):
-    """IPLEDGER_CRI_CHURN StatefulSet pods in all (100 by default): web-0...web-9 deleted and
-    recreated under their names (new UIDs, new sandboxes) get the addresses they had, and a pod
-    of another name created between two rounds never takes one of those held addresses."""
+    """StatefulSet pods web-0...web-9 deleted and recreated under their names (new UIDs, new
+    sandboxes) get the addresses they had, and a pod of another name created between two rounds
+    never takes one of those held addresses. 100 StatefulSet pods in all on Debian's containerd
+    1.6 (some 80 s here), 30 on the others; IPLEDGER_CRI_CHURN sets the number for all."""
     node = make_node(hold="10m", hold_by="pod")
     names = [f"web-{i}" for i in range(10)]
-    rounds = max(1, int(os.environ.get("IPLEDGER_CRI_CHURN", "100")) // len(names))
+    default = "100" if node.release.wanted == "1.6" else "30"
+    rounds = max(1, int(os.environ.get("IPLEDGER_CRI_CHURN", default)) // len(names))
     first = run_pods(node.cri, names, namespace="shop")
     owned = {name: node.cri.ip(sandbox) for name, sandbox in first.items()}
     assert len(set(owned.values())) == len(names)
@@ -131,22 +133,22 @@ def test_two_nodes_drawing_from_one_shared_pool_never_give_an_address_twice(
     ]
     with ThreadPoolExecutor(2) as pool:
         placed = list(
-            pool.map(lambda n: run_pods(n.cri, [f"{n.server.name}-{i}" for i in range(8)]), nodes)
+            pool.map(lambda n: run_pods(n.cri, [f"{n.server.name}-{i}" for i in range(6)]), nodes)
         )
     pods = {}
     for node, sandboxes in zip(nodes, placed, strict=True):
         pods |= addresses(node.cri, sandboxes.values())
-    assert len(set(pods.values())) == 16
+    assert len(set(pods.values())) == 12
     assert nodes[0].leases() == nodes[1].leases() == attachments(nodes[0], pods)
 
     # churn on one node while the other adds pods
     with ThreadPoolExecutor(2) as pool:
         deleted = pool.submit(delete_pods, nodes[0].cri, placed[0].values())
-        added = pool.submit(run_pods, nodes[1].cri, [f"more-{i}" for i in range(6)])
+        added = pool.submit(run_pods, nodes[1].cri, [f"more-{i}" for i in range(4)])
         deleted.result()
         more = addresses(nodes[1].cri, added.result().values())
     live = {s: ip for s, ip in pods.items() if s not in placed[0].values()} | more
-    assert len(set(live.values())) == 14
+    assert len(set(live.values())) == 10
     assert nodes[0].leases() == attachments(nodes[0], live)
 
 
