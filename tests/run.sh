@@ -12,6 +12,7 @@ fi
 
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
+command -v containerd >/dev/null || need+=(containerd)
 command -v iptables >/dev/null || need+=(iptables)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v systemd-analyze >/dev/null || need+=(systemd)
@@ -50,7 +51,8 @@ if ! command -v promtool >/dev/null && [ ! -x "$promtool_dir/usr/bin/promtool" ]
 fi
 
 echo "tests/run.sh: the end-to-end tests unpack Docker 26.1 and 28.5, sid's docker CLI and" \
-     "docker-compose into /var/cache/ipledger-tests on first use (rm -rf it to reclaim the space)"
+     "docker-compose, trixie's and sid's containerd (1.7, 2.1) into /var/cache/ipledger-tests" \
+     "on first use (rm -rf it to reclaim the space)"
 # A virtual environment of the checkout's own, so that several checkouts never share an install.
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,postgres]'

@@ -148,7 +148,8 @@ class CniCalls(Addresses, Pools):
         record = ledger.pool(owner, str(pool_id), for_update=True)
         if record is None:
             ledger.lock_plans(LOCAL_SPACE, self.owner, shared_too=True)
-            # another node's first ADD may have made it while this one waited for the lock
+            # another ADD (of this node, or of another node for a shared pool) may have made
+            # it while this one waited for the lock: it is then this network's pool to use
             record = ledger.pool(owner, str(pool_id), for_update=True)
         if record is not None:
             made_for = json.loads(record.options).get(CNI_NETWORK_OPTION)
