@@ -387,15 +387,19 @@ def test_a_gc_of_more_stale_leases_than_one_call_can_release_keeps_what_it_did_a
     cni = Cni(Plugin(app.test_client()))
     valid = [{"containerID": c, "ifname": "eth0"} for c in containers[:100]]
     gc = dict(config, cniVersion="1.1.0", **{"cni.dev/valid-attachments": valid})
-    answers = []
-    for _ in range(30):
+    answers, went_on = [], 0
+    for _ in range(100):
         status, answer = cni.call("Gc", gc)
         answers.append((status, answer.get("CniCode")))
         if status == 200:
             break
-        assert "left: run it again" in answer["Err"], answer
+        # on a loaded machine a call may find no time even for its first batch: it is refused as
+        # any call out of time is, and the next goes on
+        went_on += "left: run it again" in answer["Err"]
+        assert went_on or "database unavailable" in answer["Err"], answer
     app.extensions["ipledger"].store.dispose()
     assert answers[-1] == (200, None) and set(answers[:-1]) <= {(503, 11)}
+    assert went_on, answers  # at least one GC released what it could and said what was left
     held = {name for _, kind, name in leases_of(settings, "LocalDefault/2001:db8:9c::/64")}
     assert held == {"CNI network lan"} | {f"container {c}" for c in containers[:100]}
     print(f"2,000 stale leases released by {len(answers)} GCs")
