@@ -152,6 +152,12 @@ def test_a_containers_lease_records_the_pod_the_runtime_named(cni, settings, eng
     ]
     events = page_json(settings, engine, "/history", address="203.0.113.2")["events"]
     assert [(e["action"], e["holder"]) for e in events] == [("release", shown), ("allocate", shown)]
+    # the odd pod's events: its name escaped in the holder and in the detail
+    events = run(settings, "history", "203.0.113.3")
+    assert [(e["ACTION"], e["MAC/ATTACHMENT"]) for e in events] == [("allocate", odd_shown)]
+    client = create_ui_app(StatusViews(Store(engine), settings.host_id)).test_client()
+    page = client.get("/history", query_string={"address": "203.0.113.3"}).get_data(as_text=True)
+    assert odd_shown in page and "\x1b" not in page
 
 
 def test_a_pod_longer_than_kubernetes_allows_is_refused_also_when_held_by_container(cni):

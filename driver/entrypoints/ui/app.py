@@ -51,6 +51,7 @@ def create_ui_app(views: StatusViews, metrics: Callable[[], Response] | None = N
     app.jinja_env.globals.update(
         lease_holder=_lease_holder,
         event_holder=_event_holder,
+        printable=printable,
         fmt=_count,
         fill_bucket=_fill_bucket,
         host_id=views.host_id,
