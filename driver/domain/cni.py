@@ -216,18 +216,34 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(", ", ": "))
 
 
-def holder_shown(mac: str | None, attachment: str | None, name: str | None) -> str | None:
+def holder_shown(
+    mac: str | None, attachment: str | None, name: str | None, pod: str | None = None
+) -> str | None:
     """What stands where a lease's MAC would: the MAC; for a CNI lease, which has none, its
-    attachment (network/container/ifname) and the pod it is held for, when the lease records one
-    (``hold_by: pod``), as ``lan/3f9a.../eth0 (pod shop/web-0)``; None when there is neither.
+    attachment (network/container/ifname) and the pod the runtime named for it (the lease's
+    ``pod``, else the pod it is held for when its name records one, ``hold_by: pod``), as
+    ``lan/3f9a.../eth0 (pod shop/web-0)``; None when there is neither.
     Not escaped: whoever prints it does (:func:`driver.domain.text.printable`)."""
     if mac:
         return mac
     if not attachment:
         return None
+    if pod:
+        return f"{attachment} ({POD_HOLDER}{pod})"
     if name and name.startswith(POD_HOLDER):
         return f"{attachment} ({name})"
     return attachment
+
+
+# how a CNI event's detail names the pod, after the attachment: "lan/c1/eth0, pod shop/web-0"
+_POD_DETAIL = ", " + POD_HOLDER
+
+
+def event_detail(attachment: str, pod: str | None, *more: str | None) -> str:
+    """A CNI event's detail: the attachment first, then ``more``, the pod last (a pod's name is
+    the runtime's text: whatever it holds, what follows ``, pod `` is the pod)."""
+    parts = [attachment, *filter(None, more)]
+    return ", ".join(parts) + (f"{_POD_DETAIL}{pod}" if pod else "")
 
 
 def event_attachment(kind: str | None, detail: str | None) -> str | None:
@@ -238,22 +254,38 @@ def event_attachment(kind: str | None, detail: str | None) -> str | None:
     return first if first.count("/") >= 2 else None
 
 
+def event_pod(kind: str | None, detail: str | None) -> str | None:
+    """The pod a CNI event of the history names (:func:`event_detail`), or None."""
+    if event_attachment(kind, detail) is None:
+        return None
+    assert detail is not None
+    _, found, pod = detail.partition(_POD_DETAIL)
+    return pod if found and pod else None
+
+
+def pod_of(cni_args: Mapping[str, str]) -> str | None:
+    """The pod the runtime named in CNI_ARGS, "NAMESPACE/NAME"; None when it named none. A
+    name longer than Kubernetes allows is refused (it could not be recorded)."""
+    namespace, pod = cni_args.get("K8S_POD_NAMESPACE"), cni_args.get("K8S_POD_NAME")
+    if not (namespace and pod):
+        return None
+    for key, value, longest in (
+        ("K8S_POD_NAMESPACE", namespace, POD_NAMESPACE_LENGTH),
+        ("K8S_POD_NAME", pod, POD_NAME_LENGTH),
+    ):
+        if len(value) > longest:
+            raise InvalidRequest(
+                f"CNI_ARGS: {key} has {len(value)} characters; Kubernetes allows at most {longest}"
+            )
+    return f"{namespace}/{pod}"
+
+
 def hold_key(network: CniNetwork, container_id: str, cni_args: Mapping[str, str]) -> str:
     """Who a released address is held for: the pod (namespace/name) when the config says so and
     the runtime named it, else the container."""
-    if network.hold_by_pod:
-        namespace, pod = cni_args.get("K8S_POD_NAMESPACE"), cni_args.get("K8S_POD_NAME")
-        if namespace and pod:
-            for key, value, longest in (
-                ("K8S_POD_NAMESPACE", namespace, POD_NAMESPACE_LENGTH),
-                ("K8S_POD_NAME", pod, POD_NAME_LENGTH),
-            ):
-                if len(value) > longest:
-                    raise InvalidRequest(
-                        f"CNI_ARGS: {key} has {len(value)} characters; Kubernetes allows at "
-                        f"most {longest}"
-                    )
-            return f"{POD_HOLDER}{namespace}/{pod}"
+    pod = pod_of(cni_args)
+    if network.hold_by_pod and pod is not None:
+        return f"{POD_HOLDER}{pod}"
     return f"container {container_id}"
 
 

@@ -224,6 +224,7 @@ def _valid_subnet(entry: Any, path: str) -> None:
             _record(row, where, fields)
             if kind == "leases":
                 _text(400, optional=True)(row.get("cni_attachment"), f"{where}.cni_attachment")
+                _text(HOLDER_NAME_LENGTH, optional=True)(row.get("pod"), f"{where}.pod")
 
 
 def subnet_facts(entry: dict[str, Any], path: str, owner: str) -> invariants.SubnetFacts:

@@ -21,6 +21,7 @@ from driver.domain.cni import (
     hold_key,
     parse_args,
     parse_network,
+    pod_of,
 )
 from driver.domain.cni_spec import MAX_GC_BODY
 from driver.domain.errors import InvalidRequest, Unfinished
@@ -49,12 +50,13 @@ def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None, spool: str) -
         body = json_body(required=True)
         network, attachment = _network(body), _attachment(body)
         args = text_field(body, "args", limit=MAX_ARGS)
-        holder = hold_key(network, attachment.container_id, parse_args(args))
+        cni_args = parse_args(args)
+        holder, pod = hold_key(network, attachment.container_id, cni_args), pod_of(cni_args)
         # DELs of this network spooled while the server was down: applied first, in the ADD's
         # transaction; their files removed once it committed (claimed ones stay until then)
         directory, spooled = _claim(body["config"], spool, network.name, str(attachment))
         releases = [(r.attachment, r.deleted_at) for r in spooled]
-        addresses = bounded(lambda: cni.add(network, attachment, holder, releases))
+        addresses = bounded(lambda: cni.add(network, attachment, holder, releases, pod))
         _applied(directory, spooled, network.name, metrics)
         if metrics is not None:
             for address in addresses:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from driver.config import Settings, SettingsError
-from driver.domain.cni import event_attachment, holder_shown
+from driver.domain.cni import event_attachment, event_pod, holder_shown
 from driver.domain.errors import IpamError
 from driver.domain.moments import as_utc
 from driver.domain.pools import LOCAL_OWNER, LOCAL_SPACE, SPACES
@@ -292,7 +292,7 @@ def leases(db_url: str | None, pool_id: str) -> None:
                 line.address,
                 "release pending" if _pending(line, pending) else line.state,
                 line.kind or "-",
-                holder_shown(line.mac, line.attachment, line.name) or "-",
+                holder_shown(line.mac, line.attachment, line.name, line.pod) or "-",
                 line.name or "-",
                 when(line.since),
                 f"until {when(line.until)}" if line.until else line.detail or "",
@@ -443,7 +443,13 @@ def history(db_url: str | None, address: str | None, pool_id: str | None, limit:
                 e.address,
                 e.pool_id,
                 e.kind or "-",
-                holder_shown(e.mac, event_attachment(e.kind, e.detail), e.name) or "-",
+                holder_shown(
+                    e.mac,
+                    event_attachment(e.kind, e.detail),
+                    e.name,
+                    event_pod(e.kind, e.detail),
+                )
+                or "-",
                 e.name or "-",
                 e.detail or "",
             ]

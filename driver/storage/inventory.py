@@ -69,6 +69,7 @@ class LeaseRow:
     host_id: str | None
     created_at: datetime
     cni_attachment: str | None = None
+    pod: str | None = None  # a CNI lease's pod, "NAMESPACE/NAME", when the runtime named one
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,7 @@ class Inventory:
                 row.host_id,
                 row.created_at,
                 row.cni_attachment,
+                row.pod,
             )
 
     def parked(

@@ -511,11 +511,13 @@ class LeaseStatements(_Statements):
         name: str | None,
         host_id: str | None = None,
         cni_attachment: str | None = None,
+        pod: str | None = None,
     ) -> None:
         _ADD_LEASE.count(
             self.connection,
             {
                 "cni_attachment": cni_attachment,
+                "pod": pod,
                 "subnet_id": subnet_id,
                 "address": pack(address),
                 "pool_id": pool_id,
@@ -618,6 +620,15 @@ class LeaseStatements(_Statements):
         """The pool an address is leased through; None when it is not leased."""
         row = _LEASE_POOL.first(self.connection, {"subnet_id": subnet_id, "address": pack(address)})
         return str(row[0]) if row else None
+
+    def lease_pod(self, subnet_id: int, address: int) -> str | None:
+        """The pod a lease records (a CNI lease the runtime named one for); None when none."""
+        pod = self.connection.execute(
+            select(leases.c.pod).where(
+                leases.c.subnet_id == subnet_id, leases.c.address == pack(address)
+            )
+        ).scalar()
+        return str(pod) if pod is not None else None
 
     def lease_created_at(self, subnet_id: int, address: int) -> datetime | None:
         created = self.connection.execute(

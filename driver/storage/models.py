@@ -112,6 +112,8 @@ class LeaseTable(Base):
     host_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # a CNI lease's attachment, "NETWORK/CONTAINER-ID/IFNAME"; None for Docker's leases
     cni_attachment: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    # the pod the runtime named for a CNI lease (CNI_ARGS), "NAMESPACE/NAME"; None when none
+    pod: Mapped[str | None] = mapped_column(String(HOLDER_NAME_LENGTH), nullable=True)
 
 
 class ReservationTable(Base):

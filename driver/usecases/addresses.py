@@ -9,6 +9,7 @@ from datetime import datetime
 import netaddr
 
 from driver.domain import addresses as allocator
+from driver.domain.cni import event_detail
 from driver.domain.errors import (
     AddressInUse,
     AddressOutOfRange,
@@ -77,8 +78,11 @@ class Addresses(IpamCalls):
         value: int,
         lease: Lease,
         cni_attachment: str | None = None,
+        pod: str | None = None,
     ) -> None:
-        """Lease ``value`` to ``lease``'s holder, and write it to the history."""
+        """Lease ``value`` to ``lease``'s holder, and write it to the history. A CNI lease
+        records its attachment, and the pod the runtime named for it; the history's detail
+        names both."""
         ledger.add_lease(
             record.subnet_id,
             value,
@@ -88,11 +92,11 @@ class Addresses(IpamCalls):
             lease.name,
             self.host_id,
             cni_attachment=cni_attachment,
+            pod=pod,
         )
         address = str(netaddr.IPAddress(value, record.subnet.version))
-        ledger.write_history(
-            self.host_id, "allocate", record.id, address, lease, detail=cni_attachment
-        )
+        detail = event_detail(cni_attachment, pod) if cni_attachment else None
+        ledger.write_history(self.host_id, "allocate", record.id, address, lease, detail=detail)
 
     @retrying
     def release_address(self, pool_id: str, address: str) -> bool:
@@ -141,6 +145,7 @@ class Addresses(IpamCalls):
         ):
             log.info("gateway %s of shared pool %s stays: other hosts use it", value, record.id)
             return False
+        pod = ledger.lease_pod(record.subnet_id, value) if cni_attachment else None
         lease = ledger.drop_pool_lease(record.subnet_id, value, record.id)
         if lease is None:
             holder = ledger.lease_pool(record.subnet_id, value)
@@ -166,10 +171,9 @@ class Addresses(IpamCalls):
             record.id,
             address,
             lease,
-            detail=", ".join(
-                filter(None, (cni_attachment, f"parked for {keep}s" if keep else None))
-            )
-            or None,
+            detail=event_detail(cni_attachment, pod, f"parked for {keep}s" if keep else None)
+            if cni_attachment
+            else (f"parked for {keep}s" if keep else None),
         )
         log.info(
             "address %s released in pool %s%s",

@@ -84,17 +84,19 @@ class CniCalls(Addresses, Pools):
         attachment: Attachment,
         holder: str,
         spooled: Sequence[tuple[str, float]] = (),
+        pod: str | None = None,
     ) -> list[CniAddress]:
         """One address per range set; the ones the attachment holds already, when it does
-        (runtimes repeat ADD). The network's ``spooled`` releases (attachment, time of its DEL)
-        are applied first, in the same transaction: an attachment deleted while the server was
-        down and created again now gets a lease of its own, not the one its DEL released."""
+        (runtimes repeat ADD); a new lease records ``pod``, the pod the runtime named. The
+        network's ``spooled`` releases (attachment, time of its DEL) are applied first, in the
+        same transaction: an attachment deleted while the server was down and created again now
+        gets a lease of its own, not the one its DEL released."""
         key = str(attachment)
         with self.store.transaction() as ledger:
             self._apply_spooled(ledger, spooled)
             held = ledger.cni_leases(key)
             answers = [
-                self._address_in(ledger, network, i, ranges, key, held, holder)
+                self._address_in(ledger, network, i, ranges, key, held, holder, pod)
                 for i, ranges in enumerate(network.range_sets)
             ]
         for answer, made_in in answers:
@@ -111,6 +113,7 @@ class CniCalls(Addresses, Pools):
         key: str,
         held: list[tuple[str, int]],
         holder: str,
+        pod: str | None,
     ) -> tuple[CniAddress, str | None]:
         """The attachment's address in one family (range set ``family`` of the config), and the
         pool it was leased in just now (None when the attachment held it already)."""
@@ -133,7 +136,7 @@ class CniCalls(Addresses, Pools):
             except NoAvailableAddress as e:
                 full = e
                 continue
-            self._lease(ledger, record, value, lease, cni_attachment=key)
+            self._lease(ledger, record, value, lease, cni_attachment=key, pod=pod)
             return _answer(cni_range, value), record.id
         assert full is not None
         raise full

@@ -53,6 +53,7 @@ class AddressLine:
     host_id: str | None
     until: datetime | None = None  # a parked address's end of quarantine or hold
     attachment: str | None = None  # a CNI lease's NETWORK/CONTAINER-ID/IFNAME
+    pod: str | None = None  # a CNI lease's pod, NAMESPACE/NAME, when the runtime named one
 
 
 class Reports(OnLedger):
@@ -151,6 +152,7 @@ class Reports(OnLedger):
                             _lease_detail(row, pool_id),
                             row.host_id,
                             attachment=row.cni_attachment,
+                            pod=row.pod,
                         ),
                     )
                 )

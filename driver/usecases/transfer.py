@@ -213,6 +213,7 @@ class Transfer(OnLedger):
                 "address": address(lease["address"]),
                 "created_at": datetime.fromisoformat(lease["created_at"]),
                 "cni_attachment": lease.get("cni_attachment"),
+                "pod": lease.get("pod"),
             }
             for lease in entry["leases"]
         ]
@@ -342,6 +343,7 @@ def _exported_subnet(inventory: Inventory, s: SubnetRow, pools: list[PoolRecord]
                 "host_id": r.host_id,
                 "created_at": as_utc(r.created_at).isoformat(),
                 "cni_attachment": r.cni_attachment,
+                "pod": r.pod,
             }
             for r in inventory.leases(s.id)
         ],

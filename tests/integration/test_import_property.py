@@ -92,7 +92,9 @@ def build_ledger(url: str, menu: list[int], ops: list[tuple[str, int, int]]) -> 
             if op == "pool":
                 made[i] = ipam.request_pool(space, cidr, subpool, options, v6).pool_id
             elif op == "cni":
-                cni.add(parse_network(CNI), Attachment("pods", f"c{n}", "eth0"), f"pod{n}")
+                # every other one for a pod the runtime named: the export keeps it
+                pod = f"ns/p{n}" if n % 2 else None
+                cni.add(parse_network(CNI), Attachment("pods", f"c{n}", "eth0"), f"pod{n}", pod=pod)
             elif i not in made:
                 continue
             elif op == "take":

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from driver.domain.cni import event_attachment, holder_shown
+from driver.domain.cni import event_attachment, event_pod, holder_shown
 from driver.domain.errors import IpamError
 from driver.domain.status import ALMOST_FULL_FREE_RATIO
 from driver.domain.text import printable
@@ -51,6 +51,7 @@ def create_ui_app(views: StatusViews, metrics: Callable[[], Response] | None = N
     app.jinja_env.globals.update(
         lease_holder=_lease_holder,
         event_holder=_event_holder,
+        printable=printable,
         fmt=_count,
         fill_bucket=_fill_bucket,
         host_id=views.host_id,
@@ -162,12 +163,14 @@ def _overview_json(found: Overview) -> dict[str, Any]:
 
 def _lease_holder(lease: LeaseRow) -> str | None:
     """The MAC, or a CNI lease's attachment and pod, on one line."""
-    shown = holder_shown(lease.mac, lease.cni_attachment, lease.name)
+    shown = holder_shown(lease.mac, lease.cni_attachment, lease.name, lease.pod)
     return printable(shown) if shown is not None else None
 
 
 def _event_holder(e: HistoryEvent) -> str | None:
-    shown = holder_shown(e.mac, event_attachment(e.kind, e.detail), e.name)
+    shown = holder_shown(
+        e.mac, event_attachment(e.kind, e.detail), e.name, event_pod(e.kind, e.detail)
+    )
     return printable(shown) if shown is not None else None
 
 
@@ -179,6 +182,7 @@ def _lease_json(lease: LeaseRow, version: int) -> dict[str, Any]:
         "mac": lease.mac,
         "name": lease.name,
         "attachment": lease.cni_attachment,
+        "pod": lease.pod,
         "holder": _lease_holder(lease),
         "since": lease.created_at.isoformat(),
     }

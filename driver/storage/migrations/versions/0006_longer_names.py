@@ -1,5 +1,7 @@
 """Longer holder names and history details: a pod's "NAMESPACE/NAME" (Kubernetes allows 63 and
-253 characters) and a container ID of 255 no longer fit 255 (PostgreSQL refused them).
+253 characters) and a container ID of 255 no longer fit 255 (PostgreSQL refused them); and the
+pod a CNI lease was made for (the runtime's CNI_ARGS), which the lease's name records only with
+``hold_by: pod``.
 
 Revision ID: 0006
 Revises: 0005
@@ -30,6 +32,8 @@ def upgrade() -> None:
                 type_=sa.String(HOLDER_NAME_LENGTH),
                 existing_nullable=True,
             )
+            if table == "leases":
+                batch.add_column(sa.Column("pod", sa.String(HOLDER_NAME_LENGTH), nullable=True))
             if table == "history":
                 batch.alter_column(
                     "detail",
