@@ -26,6 +26,19 @@ def need(tool: str) -> str:
     return path
 
 
+@pytest.fixture(autouse=True)
+def a_checkout_under_tmp_is_taken_as_installed_elsewhere(request, monkeypatch):
+    """CI may clone the checkout, and so install this ipledger, under /tmp, which install-service
+    rightly refuses (its own test below): the other tests check the units' shape, so there they
+    take it as installed elsewhere."""
+    if request.node.name.startswith("test_install_service_refuses_an_installation_under_tmp"):
+        return
+    import driver.entrypoints.install as install
+
+    if any(install._under(os.path.abspath(p), install.PRIVATE_TMP) for p in installation_paths()):
+        monkeypatch.setattr(install, "PRIVATE_TMP", ())
+
+
 def test_install_service_writes_both_units_running_this_python(tmp_path):
     result = CliRunner().invoke(
         main, ["install-service", "--unit-dir", str(tmp_path), "--no-start"]
