@@ -12,6 +12,7 @@ import netaddr
 
 from driver.domain.addresses import DefaultPool, parse_cidr
 from driver.domain.errors import InvalidRequest
+from driver.domain.hosts import HOST_NAME_LENGTH, check_host_name
 from driver.paths import DEFAULT_CNI_SPOOL, DEFAULT_SOCKET
 
 DEFAULT_DB = "sqlite:////var/lib/ipledger/ipledger.db"
@@ -76,6 +77,8 @@ class Settings:
     metrics_addr: tuple[str, int] | None = None
     # where ipledger-cni records the DELs it could not hand over; applied at start and on ADD
     cni_spool: str = DEFAULT_CNI_SPOOL
+    # this host's human name in the ledger (``ipledger hosts``, the status page)
+    host_name: str = field(default_factory=lambda: os.uname().nodename or "localhost")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -113,6 +116,8 @@ class Settings:
             )
         if env.get("IPLEDGER_CNI_SPOOL"):
             values["cni_spool"] = env["IPLEDGER_CNI_SPOOL"]
+        if env.get("IPLEDGER_HOST_NAME"):
+            values["host_name"] = env["IPLEDGER_HOST_NAME"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).validated()
 
@@ -138,6 +143,13 @@ class Settings:
                 f"IPLEDGER_CNI_SPOOL {self.cni_spool!r:.80} must be the absolute path of a "
                 "directory"
             )
+        try:
+            check_host_name(self.host_name)
+        except InvalidRequest:
+            raise SettingsError(
+                f"IPLEDGER_HOST_NAME {self.host_name!r:.80} must be 1 to {HOST_NAME_LENGTH} "
+                "characters, without NUL"
+            ) from None
         check_db_url(self.db_url)
         return replace(self, log_level=level, sqlite_synchronous=sync, log_format=log_format)
 
@@ -219,6 +231,13 @@ SETTINGS = (
         DEFAULT_CNI_SPOOL,
         "the spool of CNI DELs made while ipledger was down (ipam.ipledger.spool in a "
         "conflist): applied at start and before a network's ADD",
+    ),
+    SettingHelp(
+        "host_name",
+        "IPLEDGER_HOST_NAME",
+        "the host name",
+        f"this host's human name in the ledger (ipledger hosts, the status page), 1 to "
+        f"{HOST_NAME_LENGTH} characters",
     ),
 )
 

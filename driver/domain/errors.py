@@ -15,6 +15,9 @@ not the plugin's catch-all 999)::
     ├── NoAvailableAddress (409, CNI 100)  the pool (or its ip-range) is full
     ├── AttachmentNotFound (404, CNI 3)    a CNI attachment that holds no lease
     ├── NetworkInUse (409)           a CNI network to retire that attachments still use
+    ├── HostNotFound (404)           a host the ledger does not know
+    ├── HostSeenRecently (409)       a host to retire whose heartbeat is recent (no --force)
+    ├── HostRetired (403)            a call of a host an operator retired: admit it first
     ├── StorageUnavailable (503, CNI 11)   the database cannot be read or written right now
     └── Unfinished (503, CNI 11)     a call that did part of its work within its bound, kept it,
                                      and is to be made again for the rest (a large CNI GC)
@@ -114,3 +117,37 @@ class Unfinished(IpamError):
 
     status = 503
     cni_code = 11  # try again later: each try gets further
+
+
+class HostNotFound(IpamError):
+    status = 404
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"no host {host!r} in the ledger (ipledger hosts lists them)")
+
+
+class HostSeenRecently(IpamError):
+    """A host to retire that beat within the staleness bound: likely alive."""
+
+    status = 409
+
+    def __init__(self, host: str, age_s: float, bound_s: float) -> None:
+        super().__init__(
+            f"host {host} was seen {age_s:.0f} s ago (within {bound_s:.0f} s): it looks alive, "
+            "and retiring it would release addresses its containers still use; stop its "
+            "ipledger serve first, or add --force"
+        )
+
+
+class HostRetired(IpamError):
+    """A call of a host an operator retired: its leases were released, and it may hand out
+    nothing (addresses its containers still use may be another's now) until admitted again."""
+
+    status = 403
+
+    def __init__(self, host_id: str, name: str) -> None:
+        label = host_id if name == host_id else f"{name} ({host_id})"
+        super().__init__(
+            f"host {label} was retired from the ledger, its leases released: it may not change "
+            f"the ledger until an operator re-admits it with: ipledger hosts admit {host_id}"
+        )

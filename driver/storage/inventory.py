@@ -6,6 +6,7 @@ as in :mod:`driver.store`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,11 +15,15 @@ from typing import Any
 from sqlalchemy import Connection, func, select, text
 
 from driver.domain.addresses import Range, Subnet
-from driver.storage.ledger import POOL_QUERY, pool_record
+from driver.domain.hosts import Host
+from driver.domain.pools import CNI_NETWORK_OPTION
+from driver.storage.ledger import HOST_COLUMNS, POOL_QUERY, host_record, pool_record
 from driver.storage.models import (
+    attachments,
     findings,
     free_ranges,
     history,
+    hosts,
     leases,
     parked,
     pools,
@@ -393,3 +398,54 @@ class Journal:
             select(served.c.driver).where(served.c.host_id == host_id).order_by(served.c.driver)
         )
         return [driver for (driver,) in rows]
+
+
+class Roster:
+    """The hosts of the ledger, and what each serves and holds, read."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def hosts(self) -> list[Host]:
+        rows = self.connection.execute(select(*HOST_COLUMNS).order_by(hosts.c.name, hosts.c.id))
+        return [host_record(row) for row in rows]
+
+    def names(self) -> dict[str, str]:
+        """Host id -> human name, for views that show a host id."""
+        return dict(self.connection.execute(select(hosts.c.id, hosts.c.name)).tuples().all())
+
+    def lease_counts(self) -> dict[str, int]:
+        """How many leases each host made (a lease records the host that asked for it)."""
+        rows = self.connection.execute(
+            select(leases.c.host_id, func.count())
+            .where(leases.c.host_id.is_not(None))
+            .group_by(leases.c.host_id)
+        )
+        return {host_id: int(n) for host_id, n in rows}
+
+    def drivers(self) -> dict[str, list[str]]:
+        """The driver names each host's ``ipledger serve`` served the ledger under."""
+        found: dict[str, list[str]] = {}
+        for host_id, driver in self.connection.execute(
+            select(served.c.host_id, served.c.driver).order_by(served.c.driver)
+        ):
+            found.setdefault(host_id, []).append(driver)
+        return found
+
+    def cni_networks(self) -> dict[str, list[str]]:
+        """The CNI networks each host serves: those of the pools it made or attached to."""
+        cni_pools = select(pools.c.id, pools.c.host_id, pools.c.options).where(
+            pools.c.options.contains(f'"{CNI_NETWORK_OPTION}"', autoescape=True)
+        )
+        users: dict[str, set[str]] = {}
+        for pool_id, host_id in self.connection.execute(
+            select(attachments.c.pool_id, attachments.c.host_id)
+        ):
+            users.setdefault(pool_id, set()).add(host_id)
+        found: dict[str, set[str]] = {}
+        for pool_id, host_id, options in self.connection.execute(cni_pools):
+            name = json.loads(options).get(CNI_NETWORK_OPTION)
+            if isinstance(name, str):
+                for user in users.get(pool_id, set()) | ({host_id} if host_id else set()):
+                    found.setdefault(user, set()).add(name)
+        return {host_id: sorted(names) for host_id, names in found.items()}

@@ -20,6 +20,8 @@ from sqlalchemy import (
 )
 
 from driver.domain.addresses import Range, Subnet
+from driver.domain.errors import HostRetired
+from driver.domain.hosts import Host, HostState
 from driver.domain.moments import as_utc
 from driver.domain.pools import SHARED, Holding, Lease, LeaseKind, Reuse, ReusePolicy
 from driver.storage.models import (
@@ -27,6 +29,7 @@ from driver.storage.models import (
     findings,
     free_ranges,
     history,
+    hosts,
     leases,
     parked,
     pools,
@@ -839,7 +842,111 @@ class OperatorStatements(_Statements):
         return subnet_id
 
 
+# Read FOR SHARE at the start of every write of a serving host: an operator's retire (which
+# updates the row first) waits for the writes under way, and the writes after it see it.
+_HOST_STATE = Prepared(
+    select(hosts.c.state, hosts.c.name)
+    .where(hosts.c.id == bindparam("host_id"))
+    .with_for_update(read=True)
+)
+HOST_COLUMNS = (
+    hosts.c.id,
+    hosts.c.name,
+    hosts.c.version,
+    hosts.c.first_seen,
+    hosts.c.last_seen,
+    hosts.c.state,
+    hosts.c.retired_at,
+    hosts.c.retired_by,
+)
+
+
+def host_record(row: Sequence[Any]) -> Host:
+    """A row of the ``hosts`` table as a :class:`Host`."""
+    host_id, name, version, first_seen, last_seen, state, retired_at, retired_by = row
+    return Host(
+        host_id,
+        name,
+        version,
+        as_utc(first_seen),
+        as_utc(last_seen) if last_seen is not None else None,
+        HostState(state),
+        as_utc(retired_at) if retired_at is not None else None,
+        retired_by,
+    )
+
+
+class HostStatements(_Statements):
+    """The hosts of the ledger: heartbeats, state, and what a host holds."""
+
+    def check_serving(self, host_id: str) -> None:
+        """Refuse (HostRetired) a write of a host an operator retired; a host without a row
+        yet (its first heartbeat is to come) is active."""
+        row = _HOST_STATE.first(self.connection, {"host_id": host_id})
+        if row is not None and row[0] == HostState.RETIRED:
+            raise HostRetired(host_id, row[1])
+
+    def beat(self, host_id: str, name: str, version: str) -> HostState:
+        """Record that ``host_id`` is alive now, as ``name`` running ``version``; its state."""
+        state = self.connection.execute(
+            update(hosts)
+            .where(hosts.c.id == host_id)
+            .values(name=name, version=version, last_seen=now())
+            .returning(hosts.c.state)
+        ).scalar()
+        if state is not None:
+            return HostState(state)
+        at = now()
+        self.connection.execute(
+            insert(hosts).values(
+                id=host_id, name=name, version=version, first_seen=at, last_seen=at, state="active"
+            )
+        )
+        return HostState.ACTIVE
+
+    def host(self, host_id: str, *, for_update: bool = False) -> Host | None:
+        query = select(*HOST_COLUMNS).where(hosts.c.id == host_id)
+        row = self.connection.execute(query.with_for_update() if for_update else query).first()
+        return host_record(row) if row is not None else None
+
+    def hosts_named(self, name: str) -> list[Host]:
+        rows = self.connection.execute(select(*HOST_COLUMNS).where(hosts.c.name == name))
+        return [host_record(row) for row in rows]
+
+    def set_host_state(
+        self, host_id: str, state: HostState, at: datetime | None, by: str | None
+    ) -> None:
+        self.connection.execute(
+            update(hosts)
+            .where(hosts.c.id == host_id)
+            .values(state=state.value, retired_at=at, retired_by=by)
+        )
+
+    def leases_of_host(self, host_id: str) -> list[tuple[str, str, int]]:
+        """(owner, PoolID, address) of every lease ``host_id`` made."""
+        rows = self.connection.execute(
+            select(pools.c.owner, leases.c.pool_id, leases.c.address)
+            .join(
+                pools,
+                (pools.c.subnet_id == leases.c.subnet_id) & (pools.c.id == leases.c.pool_id),
+            )
+            .where(leases.c.host_id == host_id)
+            .order_by(leases.c.subnet_id, leases.c.address)
+        )
+        return [(owner, pool_id, unpack(address)) for owner, pool_id, address in rows]
+
+    def attachments_of_host(self, host_id: str) -> list[str]:
+        """The shared pools ``host_id`` uses."""
+        rows = self.connection.execute(
+            select(attachments.c.pool_id)
+            .where(attachments.c.host_id == host_id)
+            .order_by(attachments.c.pool_id)
+        )
+        return list(rows.scalars())
+
+
 class Ledger(
+    HostStatements,
     SubnetStatements,
     PoolStatements,
     SharedPoolStatements,

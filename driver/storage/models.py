@@ -16,6 +16,8 @@ compare correctly with a plain index on SQLite and PostgreSQL alike.
 - ``attachments``: which hosts use each shared pool (``ipledger.shared``).
 - ``served``: the driver names ``ipledger serve`` has served this ledger under, by host, so that
   ``ipledger gc`` judges the networks of those drivers without being told.
+- ``hosts``: every host whose ``ipledger serve`` uses the ledger: its name, version, heartbeat
+  and state (active, or retired by an operator: then it may change nothing).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from driver.domain.hosts import HOST_NAME_LENGTH
 from driver.domain.pools import DETAIL_LENGTH, HOLDER_NAME_LENGTH
 
 Address = LargeBinary(16)
@@ -191,6 +194,22 @@ class ServedTable(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class HostTable(Base):
+    """A host of the ledger; its drivers are in ``served``, its CNI networks on its pools."""
+
+    __tablename__ = "hosts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(HOST_NAME_LENGTH))
+    version: Mapped[str] = mapped_column(String(64))
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # the last heartbeat; None for a host found on leases when the table was made
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    state: Mapped[str] = mapped_column(String(16), server_default="active")
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    retired_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
 subnets = cast(Table, SubnetTable.__table__)
 pools = cast(Table, PoolTable.__table__)
 free_ranges = cast(Table, FreeRangeTable.__table__)
@@ -201,3 +220,4 @@ history = cast(Table, HistoryTable.__table__)
 findings = cast(Table, FindingTable.__table__)
 attachments = cast(Table, AttachmentTable.__table__)
 served = cast(Table, ServedTable.__table__)
+hosts = cast(Table, HostTable.__table__)

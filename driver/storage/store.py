@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import ParamSpec, TypeVar
 
 from sqlalchemy import (
@@ -34,11 +34,13 @@ def open_store(
     busy_timeout_ms: int = 5000,
     call_timeout: float | None = None,
     read_only: bool = False,
+    serving_host: str | None = None,
 ) -> Store:
     """The store for ``url``; on an SQLite file, with its :class:`WriteLock`. ``call_timeout``
     bounds every call made through :meth:`Store.bounded` (the plugin's). ``read_only``: for a
     caller that only reads, an SQLite ledger on a read-only file system is opened as it is
-    (:attr:`Store.read_only`); elsewhere, as usual."""
+    (:attr:`Store.read_only`); elsewhere, as usual. ``serving_host``: the plugin's store, whose
+    every write is refused while an operator has that host retired."""
     read_only = read_only and read_only_sqlite(url)
     engine = make_engine(
         url,
@@ -64,7 +66,13 @@ def open_store(
                 database,
                 e.strerror,
             )
-    return Store(engine, lock, call_timeout=call_timeout or 5.0, read_only=read_only)
+    return Store(
+        engine,
+        lock,
+        call_timeout=call_timeout or 5.0,
+        read_only=read_only,
+        serving_host=serving_host,
+    )
 
 
 class Conflict(Exception):
@@ -107,8 +115,11 @@ class Store:
         lock: WriteLock | None = None,
         call_timeout: float = 5.0,
         read_only: bool = False,
+        serving_host: str | None = None,
     ) -> None:
         self.engine = engine
+        # the host whose plugin calls this store serves: none of its writes while it is retired
+        self.serving_host = serving_host
         # an SQLite ledger on a read-only file system, opened as it is: no migration, no write
         self.read_only = read_only
         self.lock = lock
@@ -147,12 +158,11 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Ledger]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        if self.lock is None:
-            with self._transaction() as ledger:
-                yield ledger
-        else:
-            with self.lock.held(), self._transaction() as ledger:
-                yield ledger
+        held = self.lock.held() if self.lock is not None else nullcontext()
+        with held, self._transaction() as ledger:
+            if self.serving_host is not None:
+                ledger.check_serving(self.serving_host)
+            yield ledger
 
     @contextmanager
     def reading(self) -> Iterator[Ledger]:

@@ -128,6 +128,11 @@ class Addresses(IpamCalls):
             raise AddressOutOfRange(str(wanted), record.subnet.cidr)
         return record
 
+    def release_lease(self, ledger: Ledger, record: PoolRecord, value: int, action: str) -> bool:
+        """Release a lease as this host, within the caller's transaction; the pool's reuse
+        policy applies (see :meth:`_release`)."""
+        return self._release(ledger, record, value, action)
+
     def _release(
         self,
         ledger: Ledger,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from driver.storage.store import Store
 from driver.usecases.check import Checks
+from driver.usecases.hosts import Hosts
 from driver.usecases.housekeeping import Housekeeping
 from driver.usecases.operator import OnLedger
 from driver.usecases.reports import Reports
@@ -21,3 +22,4 @@ class Admin(OnLedger):
         self.transfer = Transfer(store, host_id)
         self.checks = Checks(store, host_id)
         self.housekeeping = Housekeeping(store, host_id)
+        self.hosts = Hosts(store, host_id)
