@@ -49,6 +49,7 @@ def create_app(
             synchronous=settings.sqlite_synchronous,
             busy_timeout_ms=settings.busy_timeout_ms,
             call_timeout=settings.call_timeout,
+            serving_host=settings.host_id,
         )
         ipam = Ipam(store, settings.default_pools, settings.host_id)
     if metrics is None and settings.metrics_addr is not None:

@@ -302,6 +302,17 @@ def _record_served(settings: Settings, driver: str, path: str) -> None:
         store.dispose()
 
 
+def _start_heartbeat(settings: Settings) -> Any:
+    """This host's row in the ledger, kept fresh by a thread of this (the master) process. A
+    retired host is served all the same, so that each call is answered with the fix (ipledger
+    hosts admit) rather than met by a socket nobody listens on; its calls change nothing."""
+    from driver.entrypoints.heartbeat import Heartbeat
+
+    heartbeat = Heartbeat(settings)
+    heartbeat.start()
+    return heartbeat
+
+
 def _apply_spool(settings: Settings) -> None:
     """Apply the CNI releases ``ipledger-cni`` spooled while no server answered, before serving.
     A file that is no release is moved aside and logged; a ledger that cannot take them now
@@ -325,6 +336,7 @@ def _apply_spool(settings: Settings) -> None:
         settings.db_url,
         synchronous=settings.sqlite_synchronous,
         busy_timeout_ms=settings.busy_timeout_ms,
+        serving_host=settings.host_id,
     )
     try:
         released = CniCalls(store, settings.default_pools, settings.host_id).apply_spooled(
@@ -375,6 +387,7 @@ def serve(settings: Settings) -> None:
         masked_url(settings.db_url),
     )
     _record_served(settings, driver, path)
+    heartbeat = _start_heartbeat(settings)
     _apply_spool(settings)
     metrics_dir = None
     if metrics is not None:
@@ -384,6 +397,7 @@ def serve(settings: Settings) -> None:
     try:
         PluginServer(settings, plugin_socket, metrics).run()
     finally:
+        heartbeat.stop()
         if plugin_socket is not None:
             plugin_socket.release()
         if metrics_dir is not None:

@@ -1,0 +1,89 @@
+"""The heartbeat of ``ipledger serve``: its host's row in the ledger, kept fresh.
+
+A thread of gunicorn's master process (never a worker serving calls) records every
+:data:`driver.domain.hosts.HEARTBEAT_S` that the host is alive, with its name and version, and
+logs when an operator retires or admits it. The refusal of a retired host's calls does not wait
+for it: every write of a serving host checks the host's state in its own transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from driver import __version__
+from driver.config import Settings
+from driver.domain.errors import IpamError
+from driver.domain.hosts import HEARTBEAT_S, HostState
+from driver.storage.store import Store, open_store
+from driver.usecases.hosts import Hosts
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    """Beats now (at start), then every ``interval`` seconds on a daemon thread until stopped."""
+
+    def __init__(self, settings: Settings, interval: float = HEARTBEAT_S) -> None:
+        self.settings = settings
+        self.interval = interval
+        self.state: HostState | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._store: Store = open_store(
+            settings.db_url,
+            synchronous=settings.sqlite_synchronous,
+            busy_timeout_ms=settings.busy_timeout_ms,
+            call_timeout=settings.call_timeout,
+        )
+        # gunicorn forks its workers from this process: a worker must neither use nor close
+        # (on its exit) the connections of this pool, which are the master's
+        engine = self._store.engine
+        os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+
+    def start(self) -> None:
+        self.beat()
+        self._thread = threading.Thread(target=self._run, name="ipledger-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.settings.call_timeout + 1)
+        self._store.dispose()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()
+
+    def beat(self) -> None:
+        """One heartbeat, bounded by the call bound; a failure is logged, and the next beat
+        tries again."""
+        hosts = Hosts(self._store, self.settings.host_id)
+        try:
+            state = self._store.bounded(
+                lambda: hosts.beat(self.settings.host_name, str(__version__))
+            )
+        except IpamError as e:
+            log.warning("heartbeat not recorded in the ledger: %s", e.message)
+            return
+        except Exception:  # a heartbeat must never end the thread
+            log.exception("heartbeat failed")
+            return
+        self._noticed(state)
+
+    def _noticed(self, state: HostState) -> None:
+        if state == self.state:
+            return
+        host = self.settings.host_id
+        if state == HostState.RETIRED:
+            log.error(
+                "this host (%s) is retired from the ledger: its calls are refused until an "
+                "operator runs: ipledger hosts admit %s",
+                host,
+                host,
+            )
+        elif self.state == HostState.RETIRED:
+            log.info("this host (%s) was admitted again: its calls are served", host)
+        self.state = state
