@@ -18,7 +18,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from driver.domain.errors import IpamError
+from driver.domain.text import printable
 from driver.usecases.admin import Admin
+from driver.usecases.hosts import HostReport
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,7 @@ class LedgerCollector(Collector):
         try:
             reports = self.admin.reports.pools()
             found = self.admin.reports.findings()
+            hosts = self.admin.hosts.reports()
         except IpamError as e:
             log.warning("metrics: the ledger cannot be read: %s", e.message)
             up.add_metric([], 0)
@@ -144,7 +147,32 @@ class LedgerCollector(Collector):
         up.add_metric([], 1)
         yield from families.values()
         yield leaks
+        yield from _host_families(hosts)
         yield up
+
+
+def _host_families(reports: list[HostReport]) -> Iterator[GaugeMetricFamily]:
+    """Every host of the ledger, as every instance reads it: a host that stops beating is
+    seen by the others' scrapes (see the IpledgerHostSilent alert)."""
+    labels = ["host", "name"]
+    seen = GaugeMetricFamily(
+        "ipledger_host_last_seen_timestamp_seconds",
+        "When the host's ipledger serve last beat (every 15 s), in seconds since the epoch",
+        labels=labels,
+    )
+    held = GaugeMetricFamily(
+        "ipledger_host_leases", "Leases the host made, in the ledger", labels=labels
+    )
+    retired = GaugeMetricFamily(
+        "ipledger_host_retired", "1 when an operator retired the host", labels=labels
+    )
+    for report in reports:
+        values = [report.host.id, printable(report.host.name)]
+        if report.host.last_seen is not None:
+            seen.add_metric(values, report.host.last_seen.timestamp())
+        held.add_metric(values, report.leases)
+        retired.add_metric(values, 1 if report.host.retired else 0)
+    yield from (seen, held, retired)
 
 
 def scrape_registry(admin: Admin) -> CollectorRegistry:

@@ -31,7 +31,7 @@ def test_the_alert_rules_file_is_valid(promtool):
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert "SUCCESS: 6 rules found" in result.stdout
 
 
 def test_the_alerts_fire_on_a_filling_pool_churn_leaks_and_a_lost_ledger(promtool):
@@ -53,6 +53,7 @@ def test_the_rules_only_use_metrics_ipledger_exports(ipam):
     from driver.usecases.admin import Admin
 
     ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {}, False)
+    Admin(ipam.store, ipam.host_id).hosts.beat("web-1", "0.2.0")
     Admin(ipam.store, ipam.host_id).housekeeping.record_findings(
         [
             type(

@@ -183,3 +183,25 @@ def test_a_host_name_with_control_characters_is_escaped_in_the_list(engine, sett
 
 def test_hosts_on_an_empty_ledger_says_so(engine, settings):
     assert "no hosts" in hosts_cli(settings.db_url)
+
+
+def test_every_instance_exports_every_host_with_its_heartbeat_and_leases(engine, two_hosts):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from driver.observability.metrics import LedgerCollector
+    from driver.usecases.admin import Admin
+
+    registry = CollectorRegistry()
+    registry.register(LedgerCollector(Admin(Store(engine), ALIVE)))
+    text = generate_latest(registry).decode()
+    assert 'ipledger_host_leases{host="host-dead",name="web-1"} 3.0' in text
+    assert 'ipledger_host_leases{host="host-alive",name="web-2"} 1.0' in text
+    assert 'ipledger_host_retired{host="host-dead",name="web-1"} 0.0' in text
+    seen = float(
+        next(
+            line.split()[-1]
+            for line in text.splitlines()
+            if line.startswith('ipledger_host_last_seen_timestamp_seconds{host="host-dead"')
+        )
+    )
+    assert abs(datetime.now(UTC).timestamp() - 3600 - seen) < 60
