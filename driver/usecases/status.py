@@ -15,11 +15,12 @@ from driver.storage.address_map import AddressMap
 from driver.storage.inventory import HistoryEvent, Inventory, Journal, LeaseRow
 from driver.storage.ledger import Ledger
 from driver.storage.rows import PoolRecord
+from driver.usecases.hosts import HostReport, Hosts
 from driver.usecases.operator import OnLedger, show
 from driver.usecases.reports import PoolReport, Reports
 
 LEASES_PER_PAGE = 200
-RELEASES = ("release", "gc-release", "spool-release")
+RELEASES = ("release", "gc-release", "spool-release", "host-retire")
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,14 @@ class StatusViews(OnLedger):
             more,
             _hours(activity, since),
         )
+
+    def hosts(self) -> list[HostReport]:
+        """Every host of the ledger, with its heartbeat, state and leases."""
+        return Hosts(self.store, self.host_id).reports()
+
+    def host_names(self) -> dict[str, str]:
+        """Host id -> human name, for every view that shows a host."""
+        return Hosts(self.store, self.host_id).names()
 
     def history(
         self, pool_id: str | None = None, address: str | None = None, limit: int = 100

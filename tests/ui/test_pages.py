@@ -63,6 +63,7 @@ def test_every_page_loads_with_no_console_error_and_is_saved_as_a_screenshot(
         ("pool", f"/pool/{SMALL}"),
         ("pool-large", f"/pool/{LARGE}"),
         ("history", "/history"),
+        ("hosts", "/hosts"),
     ):
         browser.get(ui_server.url + path)
         assert browser.find_element("css selector", "h1").text

@@ -1,4 +1,4 @@
-"""The status page's HTTP side: three pages, each with a JSON twin (``?format=json``).
+"""The status page's HTTP side: four pages, each with a JSON twin (``?format=json``).
 
 Read-only (GET and HEAD only), server-rendered with Jinja (which escapes every value: names and
 labels are user input), no script at all, styles from one file of its own; every answer carries
@@ -9,16 +9,20 @@ listener by ``ipledger serve``, or alone by ``ipledger ui``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from driver.domain.cni import event_attachment, event_pod, holder_shown
 from driver.domain.errors import IpamError
+from driver.domain.hosts import age_shown
 from driver.domain.status import ALMOST_FULL_FREE_RATIO
 from driver.domain.text import printable
 from driver.storage.inventory import HistoryEvent, LeaseRow
+from driver.usecases.hosts import HostReport
 from driver.usecases.operator import show
 from driver.usecases.reports import PoolReport
 from driver.usecases.status import SORTS, Overview, PoolPage, StatusViews
@@ -55,6 +59,8 @@ def create_ui_app(views: StatusViews, metrics: Callable[[], Response] | None = N
         fmt=_count,
         fill_bucket=_fill_bucket,
         host_id=views.host_id,
+        host=lambda host_id: _host(views, host_id),
+        age_shown=age_shown,
         almost_full=round(ALMOST_FULL_FREE_RATIO * 100),
     )
 
@@ -83,7 +89,7 @@ def create_ui_app(views: StatusViews, metrics: Callable[[], Response] | None = N
     def pool(pool_id: str) -> Any:
         page = views.pool(pool_id, request.args.get("after") or None)
         if _wants_json():
-            return jsonify(_pool_json(page))
+            return jsonify(_pool_json(page, views.host_names()))
         version = page.status.pool.subnet.version
         return render_template("pool.html", page=page, show=lambda a: show(a, version))
 
@@ -94,10 +100,19 @@ def create_ui_app(views: StatusViews, metrics: Callable[[], Response] | None = N
         limit = _limit(request.args.get("limit", "100"))
         events = views.history(pool_id, address, limit)
         if _wants_json():
-            return jsonify({"events": [_event_json(e) for e in events]})
+            names = views.host_names()
+            return jsonify({"events": [_event_json(e, names) for e in events]})
         return render_template(
             "history.html", events=events, pool=pool_id, address=address, limit=limit
         )
+
+    @app.get("/hosts")
+    def hosts() -> Any:
+        reports = views.hosts()
+        now = datetime.now(UTC)
+        if _wants_json():
+            return jsonify({"hosts": [_host_json(r, now) for r in reports]})
+        return render_template("hosts.html", reports=reports, now=now)
 
     if metrics is not None:
         app.add_url_rule("/metrics", "metrics", metrics)
@@ -111,6 +126,39 @@ def create_ui_app(views: StatusViews, metrics: Callable[[], Response] | None = N
         return _error(e.code or 500, e.description or e.name)
 
     return app
+
+
+def _host(views: StatusViews, host_id: str | None) -> Markup:
+    """A host as every view shows it: its human name (escaped onto one line), its id in the
+    tooltip; an owner that is no host ("local", "shared") as it is. The names are read once
+    per page."""
+    if host_id is None:
+        return Markup("")
+    if "host_names" not in g:
+        g.host_names = views.host_names()
+    name = g.host_names.get(host_id, host_id)
+    return Markup('<span class="host" title="{}">{}</span>').format(
+        printable(host_id), printable(name)
+    )
+
+
+def _host_json(report: HostReport, now: datetime) -> dict[str, Any]:
+    host = report.host
+    age = host.age(now)
+    return {
+        "host": host.id,
+        "name": host.name,
+        "version": host.version,
+        "last_seen": host.last_seen.isoformat() if host.last_seen else None,
+        "last_seen_age_s": round(age.total_seconds(), 3) if age is not None else None,
+        "seen_recently": host.seen_recently(now),
+        "state": host.state.value,
+        "retired_at": host.retired_at.isoformat() if host.retired_at else None,
+        "retired_by": host.retired_by,
+        "leases": report.leases,
+        "drivers": list(report.drivers),
+        "cni_networks": list(report.cni_networks),
+    }
 
 
 def _error(status: int, message: str) -> Any:
@@ -174,7 +222,7 @@ def _event_holder(e: HistoryEvent) -> str | None:
     return printable(shown) if shown is not None else None
 
 
-def _lease_json(lease: LeaseRow, version: int) -> dict[str, Any]:
+def _lease_json(lease: LeaseRow, version: int, names: dict[str, str]) -> dict[str, Any]:
     return {
         "address": show(lease.address, version),
         "pool": lease.pool_id,
@@ -184,11 +232,13 @@ def _lease_json(lease: LeaseRow, version: int) -> dict[str, Any]:
         "attachment": lease.cni_attachment,
         "pod": lease.pod,
         "holder": _lease_holder(lease),
+        "host": lease.host_id,
+        "host_name": names.get(lease.host_id) if lease.host_id else None,
         "since": lease.created_at.isoformat(),
     }
 
 
-def _pool_json(page: PoolPage) -> dict[str, Any]:
+def _pool_json(page: PoolPage, names: dict[str, str]) -> dict[str, Any]:
     version = page.status.pool.subnet.version
     return {
         **_status_json(page.status),
@@ -208,7 +258,8 @@ def _pool_json(page: PoolPage) -> dict[str, Any]:
                 for c in page.cells
             ],
         },
-        "leases": [_lease_json(lease, version) for lease in page.leases],
+        "owner_name": names.get(page.status.pool.owner),
+        "leases": [_lease_json(lease, version, names) for lease in page.leases],
         "more_after": page.more_after,
         "last_24_hours": [
             {"hour": h.start.isoformat(), "allocations": h.allocations, "releases": h.releases}
@@ -217,10 +268,11 @@ def _pool_json(page: PoolPage) -> dict[str, Any]:
     }
 
 
-def _event_json(e: HistoryEvent) -> dict[str, Any]:
+def _event_json(e: HistoryEvent, names: dict[str, str]) -> dict[str, Any]:
     return {
         "at": e.at.isoformat(),
         "host": e.host_id,
+        "host_name": names.get(e.host_id),
         "action": e.action,
         "address": e.address,
         "pool": e.pool_id,
