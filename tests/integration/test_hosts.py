@@ -205,3 +205,48 @@ def test_every_instance_exports_every_host_with_its_heartbeat_and_leases(engine,
         )
     )
     assert abs(datetime.now(UTC).timestamp() - 3600 - seen) < 60
+
+
+@pytest.fixture
+def empty_db_url(backend, tmp_path, request):
+    """A database with no schema yet."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path}/old.db"
+        return
+    cluster = request.getfixturevalue("postgres")
+    url = cluster.new_database(template=None)
+    yield url
+    cluster.drop_database(url)
+
+
+def test_the_hosts_a_ledger_knew_before_the_hosts_table_are_listed_never_seen(empty_db_url):
+    db_url = empty_db_url
+    from alembic import command
+    from sqlalchemy import text
+
+    from driver.storage.engine import make_engine
+    from driver.storage.schema import _config, migrate
+
+    engine = make_engine(db_url)
+    config = _config()
+    with engine.begin() as c:
+        config.attributes["connection"] = c
+        command.upgrade(config, "0006")
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO served VALUES ('old-a', 'ipledger', '/run/x.sock', "
+                "'2026-01-01 00:00:00')"
+            )
+        )
+        c.execute(text("INSERT INTO attachments VALUES ('p', 'old-b', '2026-01-01 00:00:00')"))
+        c.execute(text("INSERT INTO attachments VALUES ('q', 'old-a', '2026-01-01 00:00:00')"))
+    migrate(engine)
+    try:
+        reports = {r.host.id: r for r in Hosts(Store(engine), "x").reports()}
+        assert set(reports) == {"old-a", "old-b"}
+        assert reports["old-a"].drivers == ("ipledger",)
+        assert all(r.host.last_seen is None and not r.host.retired for r in reports.values())
+        assert "never" in hosts_cli(db_url)
+    finally:
+        engine.dispose()
