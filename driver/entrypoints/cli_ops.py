@@ -430,6 +430,7 @@ def history(db_url: str | None, address: str | None, pool_id: str | None, limit:
         raise click.UsageError("give an ADDRESS, --pool POOL_ID, or both")
     with admin(db_url, reads=True) as a:
         events = a.reports.history(address=address, pool_id=pool_id, limit=limit)
+        names = a.hosts.names()
     if not events:
         click.echo("no history for that")
         return
@@ -438,7 +439,7 @@ def history(db_url: str | None, address: str | None, pool_id: str | None, limit:
         [
             [
                 when(as_utc(e.at)),
-                e.host_id[:12],
+                names.get(e.host_id, e.host_id[:12]),
                 e.action,
                 e.address,
                 e.pool_id,

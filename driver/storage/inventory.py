@@ -412,7 +412,10 @@ class Roster:
 
     def names(self) -> dict[str, str]:
         """Host id -> human name, for views that show a host id."""
-        return dict(self.connection.execute(select(hosts.c.id, hosts.c.name)).tuples().all())
+        return {
+            host_id: name
+            for host_id, name in self.connection.execute(select(hosts.c.id, hosts.c.name))
+        }
 
     def lease_counts(self) -> dict[str, int]:
         """How many leases each host made (a lease records the host that asked for it)."""

@@ -101,7 +101,7 @@ class Hosts(OnLedger):
                 ledger.write_history(host.id, RETIRE_ACTION, pool_id, "", detail=_by(by))
             retired = ledger.host(host.id)
         assert retired is not None
-        log.warning(
+        log.info(
             "host %s retired by %s: %d leases released, %d shared pools left",
             host.label,
             by,

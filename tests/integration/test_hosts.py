@@ -250,3 +250,14 @@ def test_the_hosts_a_ledger_knew_before_the_hosts_table_are_listed_never_seen(em
         assert "never" in hosts_cli(db_url)
     finally:
         engine.dispose()
+
+
+def test_history_shows_each_hosts_name(engine, settings, two_hosts):
+    result = CliRunner().invoke(
+        main,
+        ["history", "--pool", two_hosts],
+        env={"IPLEDGER_DB": settings.db_url, "IPLEDGER_HOST_ID": ALIVE},
+    )
+    assert result.exit_code == 0, result.output
+    hosts_shown = {line.split()[2] for line in result.output.splitlines()[1:]}
+    assert hosts_shown == {"web-1", "web-2"}
