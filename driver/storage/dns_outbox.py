@@ -10,6 +10,7 @@ order they were made, whichever publisher sends them.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import netaddr
@@ -272,6 +273,23 @@ class DnsStatements:
             ).order_by(dns_records.c.name, dns_records.c.address)
         )
         return [PublishedRecord(*row) for row in rows]
+
+    def dns_states(self, names: Iterable[str]) -> dict[tuple[str, str], str]:
+        """Per (name, address) of these names: ``published``, or ``pending`` while a change
+        of it waits in the outbox."""
+        wanted = sorted(set(names))
+        states: dict[tuple[str, str], str] = {}
+        if not wanted:
+            return states
+        for name, address in self.connection.execute(
+            select(dns_records.c.name, dns_records.c.address).where(dns_records.c.name.in_(wanted))
+        ):
+            states[(name, address)] = "published"
+        for name, address in self.connection.execute(
+            select(dns_outbox.c.name, dns_outbox.c.address).where(dns_outbox.c.name.in_(wanted))
+        ):
+            states[(name, address)] = "pending"
+        return states
 
     def published_zone(self, name: str) -> tuple[str, bool] | None:
         """The zone (and whether with PTR) a name was published in, if it was."""
