@@ -49,28 +49,25 @@ class ForkSafeStore:
         self.store = store
         self._open = threading.Lock()
         os.register_at_fork(
-            before=self._open.acquire,
+            before=self._before_fork,
             after_in_parent=self._open.release,
             after_in_child=self._open.release,
         )
 
+    def _before_fork(self) -> None:
+        self._open.acquire()
+        # no transaction is open now: its pooled connections are closed, not inherited
+        self.store.engine.dispose()
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Ledger]:
-        with self._open:
-            try:
-                with self.store.transaction() as ledger:
-                    yield ledger
-            finally:
-                self.store.engine.dispose()
+        with self._open, self.store.transaction() as ledger:
+            yield ledger
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Ledger]:
-        with self._open:
-            try:
-                with self.store.reading() as ledger:
-                    yield ledger
-            finally:
-                self.store.engine.dispose()
+        with self._open, self.store.reading() as ledger:
+            yield ledger
 
 
 class Publisher:
@@ -123,8 +120,7 @@ class Publisher:
                 log.exception("DNS: the publisher met an unexpected error; it goes on")
                 wait = IDLE_AFTER_FAILURE_S
                 continue
-            # a full batch sent: more may be due at once
-            wait = 0 if outcome.published and not outcome.failed else wait
+            # a full batch sent: more may be due; the poll interval lets calls go first
             if outcome.failed:
                 wait = IDLE_AFTER_FAILURE_S
 

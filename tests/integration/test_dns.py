@@ -387,3 +387,20 @@ def test_sync_shows_the_difference_and_converges_only_the_names_ipledger_manages
         assert "0 differences" in cli("dns", "sync", db_url=plugin.db_url, env=env)
     finally:
         plugin.stop()
+
+
+def test_the_dns_benchmark_runs_both_sides_and_prints_their_ratio(bind):
+    """`ipledger bench --dns` against a real BIND: the numbers are printed, not asserted."""
+    from driver.entrypoints.bench_dns import run_dns
+
+    lines: list[str] = []
+    ratios = run_dns(True, bind.address, str(bind.key_path), out=lines.append, zone=ZONE)
+    print("\n" + "\n".join(lines))
+    assert set(ratios) == {
+        "RequestAddress p50",
+        "RequestAddress p99",
+        "ReleaseAddress p50",
+        "ReleaseAddress p99",
+        "mean",
+    }
+    assert any(line.startswith("  outbox emptied") for line in lines), lines
