@@ -180,13 +180,15 @@ class DnsStatus:
         with self.store.reading() as ledger:
             return ledger.dns_queue()
 
-    def lease_names(self) -> dict[tuple[str, str], str]:
-        """Per (DNS name, address): ``published`` or ``pending``, for the status page."""
+    def names(self) -> list[tuple[str, str, str]]:
+        """(DNS name, address, state) of every lease with a name: published, pending (a
+        change waits in the outbox) or not published."""
         with self.store.reading() as ledger:
-            states = {(r.name, r.address): "published" for r in ledger.published_records()}
-            for change in ledger.queued_dns():
-                states[(change.name, change.address)] = "pending"
-        return states
+            named = ledger.named_leases()
+            states = ledger.dns_states(lease.name for lease in named)
+        return [
+            (n.name, n.address, states.get((n.name, n.address), "not published")) for n in named
+        ]
 
 
 def _clock(ledger: Ledger) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -179,6 +180,9 @@ def test_pods_containers_and_reservations_are_published_with_ptr_and_removed_whe
         assert any_server.dig(v4, "PTR") == [pod]
         assert any_server.dig(v6, "PTR") == [pod]
         assert any_server.dig(web1, "PTR") == []  # that pool has no dns_reverse
+        names = cli("dns", "names", db_url=db_url)
+        assert re.search(rf"{pod}\s+{v4}\s+published", names), names
+        assert re.search(rf"web-1\.{ZONE}\s+{web1}\s+published", names), names
 
         cni(plugin, "Del", "c1", "web-0", "shop")
         release(plugin, pool_id, web1)
