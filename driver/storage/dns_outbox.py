@@ -300,6 +300,22 @@ class DnsStatements:
         ).first()
         return (row[0], bool(row[1])) if row else None
 
+    def name_lease(self, subnet_id: int, address: int, pool_id: str, name: str) -> bool:
+        """Record the DNS name of a lease of ``pool_id`` that has none yet; False when there is
+        no such lease (released meanwhile, or named already)."""
+        return bool(
+            self.connection.execute(
+                update(leases)
+                .where(
+                    leases.c.subnet_id == subnet_id,
+                    leases.c.address == address.to_bytes(16, "big"),
+                    leases.c.pool_id == pool_id,
+                    leases.c.dns_name.is_(None),
+                )
+                .values(dns_name=name)
+            ).rowcount
+        )
+
     def named_leases_of_pool(self, subnet_id: int, pool_id: str) -> list[tuple[int, str]]:
         """(address, DNS name) of the leases of a pool published under a name."""
         rows = self.connection.execute(

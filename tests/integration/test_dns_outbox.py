@@ -112,3 +112,16 @@ def test_a_released_pool_removes_the_records_of_the_leases_docker_left_in_it(ipa
         (DnsAction.ADD, address),
         (DnsAction.REMOVE, address),
     ]
+
+
+def test_a_lease_made_without_a_name_is_published_once_named_from_dockers_api(ipam):
+    pool = ipam.request_pool("LocalDefault", "192.0.2.0/24", "", ZONE, False).pool_id
+    address = ipam.request_address(pool, "", {}).split("/")[0]  # Docker 28: no name sent
+    assert queued(ipam) == []
+    assert ipam.name_lease(pool, address, "web_1") == "web-1.apps.example.test"
+    assert ipam.name_lease(pool, address, "other") is None  # named already
+    ipam.release_address(pool, address)
+    assert [(c.action, c.name) for c in queued(ipam)] == [
+        (DnsAction.ADD, "web-1.apps.example.test"),
+        (DnsAction.REMOVE, "web-1.apps.example.test"),
+    ]
