@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 POLL_S = 0.2
 # after a failure the server's outage gets this long before the outbox is looked at again
 IDLE_AFTER_FAILURE_S = 1.0
+LONGEST_IDLE_S = 30.0
 
 
 def dns_server(settings: Settings) -> DnsServer:
@@ -105,22 +106,26 @@ class Publisher:
                 log.info("DNS: %d queued changes are due now", due)
         except IpamError as e:
             log.warning("DNS: the outbox cannot be read now: %s", e.message)
-        wait = POLL_S
+        wait, unreadable = POLL_S, 0
         while not self._stop.wait(wait):
             wait = POLL_S
             try:
                 if not publishing.due():
+                    unreadable = 0
                     continue
                 outcome = publishing.publish_due()
+                unreadable = 0
             except IpamError as e:
-                log.warning("DNS: the outbox cannot be read now: %s", e.message)
-                wait = IDLE_AFTER_FAILURE_S
+                # the ledger is down: said once, then looked at less and less often
+                if not unreadable:
+                    log.warning("DNS: the outbox cannot be read now: %s", e.message)
+                unreadable += 1
+                wait = min(LONGEST_IDLE_S, IDLE_AFTER_FAILURE_S * 2 ** min(unreadable, 6))
                 continue
             except Exception:
                 log.exception("DNS: the publisher met an unexpected error; it goes on")
                 wait = IDLE_AFTER_FAILURE_S
                 continue
-            # a full batch sent: more may be due; the poll interval lets calls go first
             if outcome.failed:
                 wait = IDLE_AFTER_FAILURE_S
 

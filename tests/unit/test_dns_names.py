@@ -159,3 +159,19 @@ def test_dns_is_off_by_default_with_a_ttl_of_60():
     assert (settings.dns_server, settings.dns_tsig, settings.dns_ttl) == (None, None, 60)
     with pytest.raises(SettingsError, match="IPLEDGER_DNS_TTL"):
         Settings.from_env({"IPLEDGER_DNS_TTL": "-1"})
+
+
+def test_serve_refuses_to_start_with_an_unreadable_key_file_naming_it(tmp_path):
+    from click.testing import CliRunner
+
+    from driver.entrypoints.cli import main
+
+    missing = tmp_path / "missing.conf"
+    result = CliRunner().invoke(
+        main,
+        ["serve", "--socket", str(tmp_path / "s.sock"), "--db", f"sqlite:///{tmp_path}/l.db"],
+        env={"IPLEDGER_DNS_TSIG": str(missing)},
+    )
+    assert result.exit_code == 1
+    assert f"IPLEDGER_DNS_TSIG: cannot read the key file '{missing}'" in result.output
+    assert not (tmp_path / "l.db").exists()
