@@ -1,9 +1,11 @@
 """Publishing the outbox to a DNS server, its status, and ``ipledger dns sync``.
 
 The publisher takes a batch of due changes (a claim, one short transaction), sends each one
-outside any transaction, and records each outcome in a transaction of its own: a change the
-server took leaves the outbox; one it did not take stays, with why and when to try again
-(:func:`driver.domain.dns.retry_delay`). Nothing here runs in a plugin call.
+outside any transaction, and records the outcomes in one more: a change the server took leaves
+the outbox; one it did not take stays, with why and when to try again
+(:func:`driver.domain.dns.retry_delay`). Nothing here runs in a plugin call. The server is
+reached through :class:`DnsUpdates`, whose exceptions of type ``rejected`` carry a
+:class:`~driver.domain.dns.DnsFailure` (``driver.adapters.dns_server`` in ``serve``).
 """
 
 from __future__ import annotations
