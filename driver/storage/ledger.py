@@ -24,6 +24,7 @@ from driver.domain.errors import HostRetired
 from driver.domain.hosts import Host, HostState
 from driver.domain.moments import as_utc
 from driver.domain.pools import SHARED, Holding, Lease, LeaseKind, Reuse, ReusePolicy
+from driver.storage.dns_outbox import DnsStatements
 from driver.storage.models import (
     attachments,
     findings,
@@ -119,7 +120,7 @@ _CNI_LEASES = Prepared(
 _DROP_LEASE = Prepared(
     delete(leases)
     .where(leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address"))
-    .returning(leases.c.kind, leases.c.mac, leases.c.name)
+    .returning(leases.c.kind, leases.c.mac, leases.c.name, leases.c.dns_name)
 )
 _DROP_POOL_LEASE = Prepared(
     delete(leases)
@@ -128,7 +129,7 @@ _DROP_POOL_LEASE = Prepared(
         leases.c.address == bindparam("address"),
         leases.c.pool_id == bindparam("pool_id"),
     )
-    .returning(leases.c.kind, leases.c.mac, leases.c.name)
+    .returning(leases.c.kind, leases.c.mac, leases.c.name, leases.c.dns_name)
 )
 _LEASE_POOL = Prepared(
     select(leases.c.pool_id).where(
@@ -515,12 +516,14 @@ class LeaseStatements(_Statements):
         host_id: str | None = None,
         cni_attachment: str | None = None,
         pod: str | None = None,
+        dns_name: str | None = None,
     ) -> None:
         _ADD_LEASE.count(
             self.connection,
             {
                 "cni_attachment": cni_attachment,
                 "pod": pod,
+                "dns_name": dns_name,
                 "subnet_id": subnet_id,
                 "address": pack(address),
                 "pool_id": pool_id,
@@ -953,6 +956,7 @@ class Ledger(
     LeaseStatements,
     ParkedStatements,
     OperatorStatements,
+    DnsStatements,
 ):
     """Every statement of one transaction, by what it works on."""
 

@@ -10,6 +10,7 @@ import netaddr
 
 from driver.domain import addresses as allocator
 from driver.domain.cni import event_detail
+from driver.domain.dns import NameSource, lease_dns_name, recorded_policy
 from driver.domain.errors import (
     AddressInUse,
     AddressOutOfRange,
@@ -27,6 +28,7 @@ from driver.storage.ledger import Ledger
 from driver.storage.rows import PoolRecord
 from driver.storage.store import retrying
 from driver.usecases.calls import IpamCalls
+from driver.usecases.dns_names import queue_named, queue_unnamed
 from driver.usecases.taking import free, take_dynamic, take_static
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,8 @@ class Addresses(IpamCalls):
     ) -> None:
         """Lease ``value`` to ``lease``'s holder, and write it to the history. A CNI lease
         records its attachment, and the pod the runtime named for it; the history's detail
-        names both."""
+        names both. A lease of a pool that publishes in DNS queues its records."""
+        dns_name = queue_named(ledger, record, value, dns_source(lease, pod))
         ledger.add_lease(
             record.subnet_id,
             value,
@@ -93,6 +96,7 @@ class Addresses(IpamCalls):
             self.host_id,
             cni_attachment=cni_attachment,
             pod=pod,
+            dns_name=dns_name,
         )
         address = str(netaddr.IPAddress(value, record.subnet.version))
         detail = event_detail(cni_attachment, pod) if cni_attachment else None
@@ -119,6 +123,24 @@ class Addresses(IpamCalls):
             if leased is None or leased > leased_before:
                 return False
             return self._release(ledger, record, int(wanted), "gc-release")
+
+    @retrying
+    def name_lease(self, pool_id: str, address: str, container: str) -> str | None:
+        """Publish a lease made without a name (an engine older than Docker 29 sends none)
+        under its container's name, read from Docker's API once the endpoint exists: its DNS
+        name, or None when the pool publishes nothing, the name cannot be one, or the lease is
+        gone or named already."""
+        wanted = allocator.parse_address(address)
+        with self.store.transaction() as ledger:
+            record = self._pool_of(ledger, pool_id, wanted)
+            policy = recorded_policy(record.options)
+            name = lease_dns_name(policy, NameSource(container=container))
+            if name is None or not ledger.name_lease(
+                record.subnet_id, int(wanted), record.id, name
+            ):
+                return None
+            queue_named(ledger, record, int(wanted), NameSource(container=container))
+        return name
 
     def _pool_of(self, ledger: Ledger, pool_id: str, wanted: netaddr.IPAddress) -> PoolRecord:
         record = self._pool(ledger, pool_id)
@@ -164,6 +186,7 @@ class Addresses(IpamCalls):
                     f"pool {record.id} does not hold it, so it cannot release it",
                 )
             return False
+        queue_unnamed(ledger, record, value, lease.dns_name)
         keep = record.policy.parking_seconds(lease)
         if keep and not (record.reservations and ledger.reservation_at(record.subnet_id, value)):
             ledger.park(record.subnet_id, value, record.id, lease, ledger.clock() + keep)
@@ -195,6 +218,16 @@ class Addresses(IpamCalls):
             },
         )
         return True
+
+
+def dns_source(lease: Lease, pod: str | None) -> NameSource:
+    """What a new lease's DNS name comes from: the pod of a CNI lease, the container Docker
+    named for an endpoint's; nothing for gateways and auxiliary addresses."""
+    if pod is not None:
+        return NameSource(pod=pod)
+    if lease.kind == LeaseKind.ENDPOINT and lease.name:
+        return NameSource(container=lease.name)
+    return NameSource()
 
 
 def log_lease(answer: str, pool_id: str, lease: Lease, cni_attachment: str | None = None) -> None:

@@ -28,6 +28,9 @@ EXAMPLES = {
     "IPLEDGER_METRICS_ADDR": "9999",
     "IPLEDGER_CNI_SPOOL": "/srv/ipledger/spool",
     "IPLEDGER_HOST_NAME": "rack-3-web-1",
+    "IPLEDGER_DNS_SERVER": "192.0.2.53:5300",
+    "IPLEDGER_DNS_TSIG": str(Path(__file__).parents[1] / "data" / "dns-tsig.key"),
+    "IPLEDGER_DNS_TTL": "300",
 }
 
 
