@@ -107,7 +107,10 @@ _LEASE_KIND = Prepared(
         leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
     )
 )
-_ADD_LEASE = Prepared(insert(leases).values({c.name: bindparam(c.name) for c in leases.c}))
+# a new lease is never restoring: the column's default
+_ADD_LEASE = Prepared(
+    insert(leases).values({c.name: bindparam(c.name) for c in leases.c if c.name != "restoring"})
+)
 _CNI_LEASES = Prepared(
     select(leases.c.pool_id, leases.c.address).where(
         leases.c.cni_attachment == bindparam("attachment")
@@ -629,6 +632,29 @@ class LeaseStatements(_Statements):
             )
         ).scalar()
         return str(pod) if pod is not None else None
+
+    def mark_restoring(self, subnet_id: int, pool_id: str) -> int:
+        """Every lease of a swarm pool awaits its new leader's request again; how many."""
+        return self.connection.execute(
+            update(leases)
+            .where(leases.c.subnet_id == subnet_id, leases.c.pool_id == pool_id)
+            .values(restoring=True)
+        ).rowcount
+
+    def claim_restoring(self, subnet_id: int, address: int, pool_id: str) -> bool:
+        """Whether ``address`` was a lease of ``pool_id`` awaiting its new leader's request,
+        which it no longer awaits: one request is answered with it, never a second."""
+        done = self.connection.execute(
+            update(leases)
+            .where(
+                leases.c.subnet_id == subnet_id,
+                leases.c.address == pack(address),
+                leases.c.pool_id == pool_id,
+                leases.c.restoring.is_(True),
+            )
+            .values(restoring=False)
+        )
+        return done.rowcount == 1
 
     def lease_created_at(self, subnet_id: int, address: int) -> datetime | None:
         created = self.connection.execute(

@@ -8,7 +8,7 @@ Arguments and results are plain Python values; Docker's PascalCase JSON lives in
 from __future__ import annotations
 
 from driver.domain.addresses import DefaultPool
-from driver.domain.pools import PoolId, own_plan
+from driver.domain.pools import Plans, PoolId
 from driver.storage.ledger import Ledger
 from driver.storage.rows import PoolRecord
 from driver.storage.store import Store
@@ -25,9 +25,10 @@ class IpamCalls:
         self.store = store
         self.default_pools = default_pools
         self.host_id = host_id
-        self.owner = own_plan(store.shared, host_id)
-        self.new_pools = NewPools(self.owner, host_id, default_pools)
+        self.plans = Plans.of(store.shared, host_id)
+        self.owner = self.plans.own
+        self.new_pools = NewPools(self.plans, host_id, default_pools)
 
     def _pool(self, ledger: Ledger, pool_id: str) -> PoolRecord | None:
         """The pool Docker (or a CNI lease) names by its PoolID, held until the call commits."""
-        return ledger.pool(PoolId.parse(pool_id).owner(self.owner), pool_id, for_update=True)
+        return ledger.pool(self.plans.of_pool(PoolId.parse(pool_id)), pool_id, for_update=True)
