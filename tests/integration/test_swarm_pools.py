@@ -4,7 +4,7 @@ manager led (the requests swarmkit's allocator makes), on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from driver.config import Settings
 from driver.domain.errors import AddressInUse, PoolOverlap
@@ -76,3 +76,58 @@ def test_a_default_global_pool_is_picked_from_the_swarms_plan_by_any_host(
     second = b.request_pool("GlobalDefault", "", "", {}, False)
     assert first.pool != second.pool
     assert {owner for owner, _ in rows(engine)[0]} == {"swarm"}
+
+
+def test_the_migration_gives_the_swarm_the_global_pools_one_host_holds(postgres):
+    from alembic import command
+
+    from driver.storage.engine import make_engine
+    from driver.storage.schema import _config, migrate
+
+    url = postgres.new_database(template=None)
+    engine = make_engine(url)
+    try:
+        config = _config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0006")
+        with engine.begin() as c:
+            for owner, space, cidr, first in (
+                ("host-a", "GlobalDefault", "198.51.100.0/24", 1),  # alone: the swarm's
+                ("host-a", "GlobalDefault", "203.0.113.0/24", 2),  # held twice: stays
+                ("host-b", "GlobalDefault", "203.0.113.0/24", 2),
+                ("host-a", "LocalDefault", "192.0.2.0/24", 3),  # a host's own
+            ):
+                subnet_id = c.execute(
+                    text(
+                        "INSERT INTO subnets (owner, space, version, cidr, first, last, refs, "
+                        "created_at) VALUES (:o, :s, 4, :c, :f, :f, 1, now()) RETURNING id"
+                    ),
+                    {"o": owner, "s": space, "c": cidr, "f": bytes([first] * 16)},
+                ).scalar_one()
+                c.execute(
+                    text(
+                        "INSERT INTO pools (owner, id, subnet_id, space, cidr, range_first, "
+                        "range_last, options, created_at) VALUES (:o, :i, :n, :s, :c, :f, :f, "
+                        "'{}', now())"
+                    ),
+                    {
+                        "o": owner,
+                        "i": f"{space}/{cidr}",
+                        "n": subnet_id,
+                        "s": space,
+                        "c": cidr,
+                        "f": bytes([first] * 16),
+                    },
+                )
+        migrate(engine)
+        owned = rows(engine)[0]
+        assert owned == [
+            ("host-a", "GlobalDefault/203.0.113.0/24"),
+            ("host-a", "LocalDefault/192.0.2.0/24"),
+            ("host-b", "GlobalDefault/203.0.113.0/24"),
+            ("swarm", "GlobalDefault/198.51.100.0/24"),
+        ]
+    finally:
+        engine.dispose()
+        postgres.drop_database(url)
