@@ -8,7 +8,7 @@ Arguments and results are plain Python values; Docker's PascalCase JSON lives in
 from __future__ import annotations
 
 from driver.domain.addresses import DefaultPool
-from driver.domain.pools import Plans, PoolId
+from driver.domain.pools import SWARM, Plans, PoolId
 from driver.storage.ledger import Ledger
 from driver.storage.rows import PoolRecord
 from driver.storage.store import Store
@@ -31,4 +31,10 @@ class IpamCalls:
 
     def _pool(self, ledger: Ledger, pool_id: str) -> PoolRecord | None:
         """The pool Docker (or a CNI lease) names by its PoolID, held until the call commits."""
-        return ledger.pool(self.plans.of_pool(PoolId.parse(pool_id)), pool_id, for_update=True)
+        owner = self.plans.of_pool(PoolId.parse(pool_id))
+        record = ledger.pool(owner, pool_id, for_update=True)
+        if record is None and owner == SWARM:
+            # a global pool this host made before they were the swarm's, which migration 0008
+            # could not move (another host held the same subnet): still this host's to use
+            record = ledger.pool(self.owner, pool_id, for_update=True)
+        return record

@@ -3,6 +3,8 @@ manager led (the requests swarmkit's allocator makes), on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from sqlalchemy import Engine, select, text
 
@@ -131,3 +133,16 @@ def test_the_migration_gives_the_swarm_the_global_pools_one_host_holds(postgres)
     finally:
         engine.dispose()
         postgres.drop_database(url)
+
+
+def test_a_hosts_own_global_pool_from_before_is_still_its_to_use_and_release(engine, backend):
+    if backend != "postgresql":
+        pytest.skip("a shared ledger's rule")
+    a = manager(engine, "host-a")
+    pool_id = a.request_pool("GlobalDefault", OVERLAY, "", {}, False).pool_id
+    with engine.begin() as c:  # as a ledger from before, that migration 0008 left as it was
+        c.execute(text("UPDATE pools SET owner = 'host-a'"))
+        c.execute(text("UPDATE subnets SET owner = 'host-a'"))
+    assert a.request_address(pool_id, "", {}) == "198.51.100.1/24"
+    assert a.reclaim_pool(pool_id, datetime.now(UTC) + timedelta(minutes=1))
+    assert rows(engine) == ([], 0)
