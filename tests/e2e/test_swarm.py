@@ -232,8 +232,11 @@ def form_swarm(a: DockerDaemon, b: DockerDaemon) -> None:
 
 def plugin_socket(daemon: DockerDaemon) -> str:
     plugin = daemon.docker("plugin", "inspect", "-f", "{{.Id}}", NAME).stdout.strip()
-    found = glob.glob(f"{daemon.root}/exec/plugins/{plugin}/ipledger.sock")
-    assert found, f"no plugin socket under {daemon.root}/exec/plugins/{plugin}"
+    # dockerd on Linux keeps managed plugins' sockets under /run/docker/plugins, whatever its
+    # --exec-root (unix socket paths are short)
+    found = glob.glob(f"/run/docker/plugins/{plugin}/ipledger.sock")
+    found += glob.glob(f"{daemon.root}/exec/plugins/{plugin}/ipledger.sock")
+    assert found, f"no socket of plugin {plugin}"
     return found[0]
 
 
@@ -285,7 +288,8 @@ def test_an_overlay_network_keeps_one_pool_through_a_leader_change_and_leaves_no
 
     for daemon, names in ((a, ("sw-a",)), (b, ("sw-b", "sw-b2"))):
         daemon.docker("rm", "-f", *names)
-    b.docker("network", "rm", "ov")
+    # the containers' attachment tasks go a moment after the containers
+    wait_for("ov to be removed", lambda: removed(b, "ov"))
     wait_for("the ledger to hold nothing of the overlay network", lambda: not ledger.pools(OVERLAY))
     assert ledger.leases(OVERLAY) == []
 
@@ -311,7 +315,7 @@ def test_an_overlay_network_keeps_one_pool_through_a_leader_change_and_leaves_no
     assert "GlobalDefault/203.0.113.0/25" not in on_leader.stdout
     assert ledger.pools("203.0.113.128/25") == []
     assert ledger.pools("203.0.113.0/25") == [("swarm", "GlobalDefault/203.0.113.0/25")]
-    b.docker("network", "rm", "ov2")
+    wait_for("ov2 to be removed", lambda: removed(b, "ov2"))
     wait_for("the ledger to hold nothing of ov2", lambda: not ledger.pools("203.0.113.0/25"))
     print(f"swarm test: {time.monotonic() - started:.0f} s after the plugin was installed")
 
@@ -329,3 +333,7 @@ def try_run(daemon: DockerDaemon, name: str) -> str | None:
             daemon.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", name).stdout
         )["ov"]["IPAddress"]
     )
+
+
+def removed(daemon: DockerDaemon, network: str) -> bool:
+    return daemon.docker("network", "rm", network, check=False).returncode == 0
