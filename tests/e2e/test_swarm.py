@@ -285,6 +285,8 @@ def test_an_overlay_network_keeps_one_pool_through_a_leader_change_and_leaves_no
     assert global_pools == [("swarm", f"GlobalDefault/{OVERLAY}")]
     kinds = [kind for pool, kind in ledger.leases(OVERLAY) if pool.startswith("GlobalDefault/")]
     assert kinds.count("gateway") == 1, kinds
+    # b asked again for every address the swarm holds, and found each lease
+    assert ledger.rows("SELECT count(*) FROM leases WHERE restoring") == [(0,)]
 
     for daemon, names in ((a, ("sw-a",)), (b, ("sw-b", "sw-b2"))):
         daemon.docker("rm", "-f", *names)

@@ -224,3 +224,14 @@ def test_a_node_that_is_no_manager_never_judges_a_global_pool(role):
     assert found == []
     assert role.why_not is not None and "not a swarm manager" in role.why_not
     assert SwarmRole.MANAGER.why_not is None
+
+
+def test_docker_info_says_whether_the_node_is_a_swarm_manager():
+    from driver.adapters.docker_state import swarm_role
+
+    manager = {"Swarm": {"LocalNodeState": "active", "ControlAvailable": True}}
+    worker = {"Swarm": {"LocalNodeState": "active", "ControlAvailable": False}}
+    assert swarm_role(manager) is SwarmRole.MANAGER
+    assert swarm_role(worker) is SwarmRole.WORKER
+    assert swarm_role({"Swarm": {"LocalNodeState": "inactive"}}) is SwarmRole.NONE
+    assert swarm_role({}) is SwarmRole.NONE
