@@ -266,8 +266,10 @@ def test_an_overlay_network_keeps_one_pool_through_a_leader_change_and_leaves_no
         "network", "create", "-d", "overlay", "--attachable", "--ipam-driver", NAME,
         "--subnet", OVERLAY, "ov",
     )  # fmt: skip
-    addresses = {run_on(a, "sw-a"), run_on(b, "sw-b")}
+    on_a, on_b = run_on(a, "sw-a"), run_on(b, "sw-b")
+    addresses = {on_a, on_b}
     assert len(addresses) == 2 and all(x.startswith("198.51.100.") for x in addresses)
+    wait_for("sw-a to reach sw-b over the overlay", lambda: reaches(a, "sw-a", on_b), 30)
     assert [p for p in ledger.pools(OVERLAY) if p[1].startswith("GlobalDefault/")] == [
         ("swarm", f"GlobalDefault/{OVERLAY}")
     ]
@@ -339,3 +341,8 @@ def try_run(daemon: DockerDaemon, name: str) -> str | None:
 
 def removed(daemon: DockerDaemon, network: str) -> bool:
     return daemon.docker("network", "rm", network, check=False).returncode == 0
+
+
+def reaches(daemon: DockerDaemon, container: str, address: str) -> bool:
+    ping = ("busybox", "ping", "-c", "1", "-W", "2", address)
+    return daemon.docker("exec", container, *ping, check=False).returncode == 0
