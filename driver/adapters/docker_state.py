@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from driver.domain.reconcile import DockerNetwork, Endpoint, IpamConfig
+from driver.domain.reconcile import DockerNetwork, Endpoint, IpamConfig, SwarmRole
 
 
 class DockerUnavailable(Exception):
@@ -35,6 +35,15 @@ class DockerView:
     drivers: frozenset[str]
     networks: list[DockerNetwork]
     ipam_drivers: frozenset[str]
+    swarm: SwarmRole = SwarmRole.NONE
+
+
+def swarm_role(info: dict[str, Any]) -> SwarmRole:
+    """What ``docker info`` says this node is in a swarm."""
+    swarm = info.get("Swarm") or {}
+    if swarm.get("ControlAvailable"):
+        return SwarmRole.MANAGER
+    return SwarmRole.WORKER if swarm.get("LocalNodeState") == "active" else SwarmRole.NONE
 
 
 def docker_address(base_url: str | None) -> str:
@@ -102,6 +111,8 @@ def read_docker(
         client = docker.APIClient(base_url=base_url) if base_url else docker.from_env().api
         if drivers is None:
             drivers = served_as | plugin_names(client.plugins())
+        role = swarm_role(client.info())
+        # a manager lists the swarm's networks too, with those of its own node
         summaries = client.networks()
         networks = []
         for summary in summaries:
@@ -116,7 +127,7 @@ def read_docker(
             f"cannot read Docker's networks at {docker_address(base_url)}: {e}"
         ) from None
     in_use = frozenset(str((n.get("IPAM") or {}).get("Driver") or "default") for n in summaries)
-    return DockerView(frozenset(drivers), networks, in_use)
+    return DockerView(frozenset(drivers), networks, in_use, role)
 
 
 def network_named(name: str, base_url: str | None = None) -> DockerNetwork | None:

@@ -24,6 +24,9 @@ LOCAL_SPACE = "LocalDefault"
 GLOBAL_SPACE = "GlobalDefault"
 SPACES = (LOCAL_SPACE, GLOBAL_SPACE)
 LOCAL_OWNER = "local"
+# The owner of a shared ledger's GlobalDefault pools: the swarm's, whichever manager asked.
+# One name, so one swarm per shared ledger (a plugin cannot ask Docker which swarm it serves).
+SWARM = "swarm"
 
 GATEWAY_TYPE = "com.docker.network.gateway"
 REQUEST_ADDRESS_TYPE = "RequestAddressType"
@@ -106,6 +109,13 @@ def answers_shared_gateway(
     if not shared or kind != LeaseKind.GATEWAY or gateway is None:
         return False
     return wanted is None or int(wanted) == gateway
+
+
+def restores(owner: str) -> bool:
+    """Whether a request for an address by value may be answered with a lease its pool holds:
+    in a swarm pool, once after a new leader asked for the pool again (the lease then says
+    whether it awaits that request). A dynamic request is always a new holder."""
+    return owner == SWARM
 
 
 class Reuse(StrEnum):
@@ -268,15 +278,43 @@ class PoolId:
         """What every PoolID of the shared pool ``name`` starts with."""
         return f"{SHARED_PREFIX}{name}/"
 
-    def owner(self, own: str) -> str:
-        """Whose plan the pool is in: every host's for a shared pool, else ``own``."""
-        return SHARED if self.shared is not None else own
-
 
 def own_plan(shared_ledger: bool, host_id: str) -> str:
     """The owner of this host's own pools: its id in a shared ledger; an SQLite ledger has one
     host, whose pools are ``local`` whatever its id."""
     return host_id if shared_ledger else LOCAL_OWNER
+
+
+@dataclass(frozen=True)
+class Plans:
+    """Whose address plan a pool is in, as one host sees its ledger.
+
+    A pool named ``ipledger.shared`` is every host's (``shared``). A LocalDefault pool is the
+    host's own: ``local`` in an SQLite ledger, its id in a shared one. A GlobalDefault pool is
+    asked for by the swarm's leading manager, whichever node that is, and a new leader asks for
+    the same pool and addresses again: in a shared ledger it is the swarm's (``swarm``), so the
+    new leader finds them; in an SQLite ledger (one per host) it stays the host's, ``local``.
+    """
+
+    own: str
+    swarm: bool  # whether GlobalDefault pools are the swarm's: a shared ledger
+
+    @classmethod
+    def of(cls, shared_ledger: bool, host_id: str) -> Plans:
+        return cls(own_plan(shared_ledger, host_id), shared_ledger)
+
+    def of_space(self, space: str) -> str:
+        """The owner of a pool of ``space`` that is not shared."""
+        return SWARM if self.swarm and space == GLOBAL_SPACE else self.own
+
+    def of_pool(self, pool_id: PoolId) -> str:
+        """The owner of the pool ``pool_id`` names."""
+        return SHARED if pool_id.shared is not None else self.of_space(pool_id.space)
+
+    @property
+    def seen(self) -> tuple[str, ...]:
+        """The owners whose pools this host uses: its own, the shared ones, the swarm's."""
+        return (self.own, SHARED, SWARM) if self.swarm else (self.own, SHARED)
 
 
 def shared_name(options: Mapping[str, str]) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from driver.domain import addresses as allocator
 from driver.domain.moments import as_utc
@@ -19,6 +20,7 @@ from driver.domain.pools import (
     LOCAL_SPACE,
     SHARED,
     SHARED_OPTION,
+    SWARM,
     LeaseKind,
     PoolId,
 )
@@ -46,6 +48,25 @@ class DockerNetwork:
     configs: list[IpamConfig]
     endpoints: list[Endpoint]
     ipam_options: dict[str, str] = field(default_factory=dict)
+
+
+class SwarmRole(StrEnum):
+    """What the Docker that gc reads is in a swarm: only a manager shows the swarm's networks."""
+
+    MANAGER = "manager"
+    WORKER = "worker"
+    NONE = "none"
+
+    @property
+    def why_not(self) -> str | None:
+        """Why global pools cannot be judged from this node; None when they can."""
+        if self is SwarmRole.MANAGER:
+            return None
+        where = "a swarm worker" if self is SwarmRole.WORKER else "in no swarm"
+        return (
+            f"this node is not a swarm manager ({where}): only a manager shows every network "
+            "of the swarm; run gc with a manager's Docker (--docker-host)"
+        )
 
 
 @dataclass(frozen=True)
@@ -126,10 +147,14 @@ def reconcile(
     host_id: str,
     now: datetime,
     grace: timedelta,
+    swarm: SwarmRole = SwarmRole.NONE,
 ) -> list[Finding]:
     """What is leaking or missing in this host's LocalDefault pools (``owner``), and in the
-    shared pools its networks use, where only the leases this host made are judged."""
+    shared pools its networks use, where only the leases this host made are judged; and, read
+    from a swarm manager, which global pools no network of the swarm uses."""
     cutoff = now - grace
+    networks = list(networks)
+    pools = list(pools)
     in_docker: dict[str, PoolUse] = {}
     for network in networks:
         in_docker.update(pool_ids(network))
@@ -193,4 +218,36 @@ def reconcile(
                         mac,
                     )
                 )
+    if swarm is SwarmRole.MANAGER:
+        findings += gone_global_pools(pools, networks, owner, cutoff)
     return findings
+
+
+def global_pools(pools: Iterable[LedgerPool], owner: str) -> list[LedgerPool]:
+    """The global pools a host's gc judges: the swarm's, and its own (an SQLite ledger's, or
+    a shared ledger's from before global pools were the swarm's)."""
+    return [
+        p for p in pools if p.space == GLOBAL_SPACE and p.owner in (SWARM, owner) and not p.for_cni
+    ]
+
+
+def gone_global_pools(
+    pools: Iterable[LedgerPool], networks: Iterable[DockerNetwork], owner: str, cutoff: datetime
+) -> list[Finding]:
+    """The global pools of no network of the swarm (as a manager shows them). Their leases are
+    not judged: a manager shows only its own node's containers of a network."""
+    in_swarm: set[str] = set()
+    for network in networks:
+        if network.scope != "local":
+            in_swarm.update(pool_ids(network))
+    return [
+        Finding(
+            "pool",
+            pool.id,
+            None,
+            "no network of the swarm uses this pool",
+            as_utc(pool.created_at) <= cutoff,
+        )
+        for pool in global_pools(pools, owner)
+        if pool.id not in in_swarm
+    ]

@@ -656,7 +656,9 @@ def gc(
             host_id=a.host_id,
             now=now,
             grace=timedelta(seconds=grace_s),
+            swarm=view.swarm,
         )
+        unjudged = view.swarm.why_not and reconciler.global_pools(ledger_pools, a.owner)
         if not networks and not all_networks_gone and any(f.what == "pool" for f in findings):
             # Most likely the wrong driver name, not every network gone: never release live
             # pools on that guess.
@@ -686,6 +688,8 @@ def gc(
         f"{len(networks)} Docker networks use {', '.join(sorted(names))}; "
         f"{len(ledger_pools)} pools and {len(ledger_leases)} leases in the ledger"
     )
+    if unjudged:
+        click.echo(f"{len(unjudged)} global pools not judged: {view.swarm.why_not}")
     if not findings:
         click.echo("no leaks: the ledger and Docker agree")
         return

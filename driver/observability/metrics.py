@@ -85,7 +85,7 @@ class LedgerCollector(Collector):
         self.admin = admin
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        # owner: "local" (SQLite), the host id, or "shared"; PoolIDs repeat across hosts
+        # owner: "local" (SQLite), the host id, "shared" or "swarm"; PoolIDs repeat across hosts
         labels = ["pool", "subnet", "range", "owner"]
         families = {
             "size": GaugeMetricFamily(

@@ -23,7 +23,7 @@ from driver.domain.addresses import Range, Subnet
 from driver.domain.errors import HostRetired
 from driver.domain.hosts import Host, HostState
 from driver.domain.moments import as_utc
-from driver.domain.pools import SHARED, Holding, Lease, LeaseKind, Reuse, ReusePolicy
+from driver.domain.pools import SHARED, SWARM, Holding, Lease, LeaseKind, Reuse, ReusePolicy
 from driver.storage.dns_outbox import DnsStatements
 from driver.storage.models import (
     attachments,
@@ -111,7 +111,10 @@ _LEASE_KIND = Prepared(
         leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
     )
 )
-_ADD_LEASE = Prepared(insert(leases).values({c.name: bindparam(c.name) for c in leases.c}))
+# a new lease is never restoring: the column's default
+_ADD_LEASE = Prepared(
+    insert(leases).values({c.name: bindparam(c.name) for c in leases.c if c.name != "restoring"})
+)
 _CNI_LEASES = Prepared(
     select(leases.c.pool_id, leases.c.address).where(
         leases.c.cni_attachment == bindparam("attachment")
@@ -636,6 +639,29 @@ class LeaseStatements(_Statements):
         ).scalar()
         return str(pod) if pod is not None else None
 
+    def mark_restoring(self, subnet_id: int, pool_id: str) -> int:
+        """Every lease of a swarm pool awaits its new leader's request again; how many."""
+        return self.connection.execute(
+            update(leases)
+            .where(leases.c.subnet_id == subnet_id, leases.c.pool_id == pool_id)
+            .values(restoring=True)
+        ).rowcount
+
+    def claim_restoring(self, subnet_id: int, address: int, pool_id: str) -> bool:
+        """Whether ``address`` was a lease of ``pool_id`` awaiting its new leader's request,
+        which it no longer awaits: one request is answered with it, never a second."""
+        done = self.connection.execute(
+            update(leases)
+            .where(
+                leases.c.subnet_id == subnet_id,
+                leases.c.address == pack(address),
+                leases.c.pool_id == pool_id,
+                leases.c.restoring.is_(True),
+            )
+            .values(restoring=False)
+        )
+        return done.rowcount == 1
+
     def lease_created_at(self, subnet_id: int, address: int) -> datetime | None:
         created = self.connection.execute(
             select(leases.c.created_at).where(
@@ -926,14 +952,15 @@ class HostStatements(_Statements):
         )
 
     def leases_of_host(self, host_id: str) -> list[tuple[str, str, int]]:
-        """(owner, PoolID, address) of every lease ``host_id`` made."""
+        """(owner, PoolID, address) of every lease ``host_id`` made, but in the swarm's pools:
+        a manager asks for the addresses of containers on every node, which outlive it."""
         rows = self.connection.execute(
             select(pools.c.owner, leases.c.pool_id, leases.c.address)
             .join(
                 pools,
                 (pools.c.subnet_id == leases.c.subnet_id) & (pools.c.id == leases.c.pool_id),
             )
-            .where(leases.c.host_id == host_id)
+            .where(leases.c.host_id == host_id, pools.c.owner != SWARM)
             .order_by(leases.c.subnet_id, leases.c.address)
         )
         return [(owner, pool_id, unpack(address)) for owner, pool_id, address in rows]

@@ -41,6 +41,7 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 from driver.domain.hosts import HOST_NAME_LENGTH
 from driver.domain.pools import DETAIL_LENGTH, HOLDER_NAME_LENGTH
@@ -60,7 +61,8 @@ class SubnetTable(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     # Whose address plan the subnet is in: "local" in an SQLite ledger (one host), the host id in
-    # a shared PostgreSQL ledger, "shared" for pools that several hosts share.
+    # a shared PostgreSQL ledger, "shared" for pools that several hosts share, "swarm" for a
+    # shared ledger's GlobalDefault pools (driver.domain.pools.Plans).
     owner: Mapped[str] = mapped_column(String(64), server_default="local")
     space: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer)
@@ -123,6 +125,9 @@ class LeaseTable(Base):
     pod: Mapped[str | None] = mapped_column(String(HOLDER_NAME_LENGTH), nullable=True)
     # the full DNS name the lease is published under; None when it is not published
     dns_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # a swarm pool's lease that its new leader has not asked for again yet: the one request
+    # for this address that is answered with the existing lease (see NewPools.explicit)
+    restoring: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class ReservationTable(Base):

@@ -23,6 +23,7 @@ from driver.domain.pools import (
     answers_shared_gateway,
     asks_serial,
     requested_lease,
+    restores,
 )
 from driver.storage.ledger import Ledger
 from driver.storage.rows import PoolRecord
@@ -62,6 +63,13 @@ class Addresses(IpamCalls):
                     self.host_id,
                 )
                 return subnet.format(gateway)
+            if (
+                wanted is not None
+                and restores(record.owner)
+                and ledger.claim_restoring(record.subnet_id, int(wanted), record.id)
+            ):
+                log.info("address %s of swarm pool %s restored", wanted, pool_id)
+                return subnet.format(int(wanted))
             if wanted is not None:
                 value = take_static(ledger, record, wanted)
             else:

@@ -8,7 +8,7 @@ Arguments and results are plain Python values; Docker's PascalCase JSON lives in
 from __future__ import annotations
 
 from driver.domain.addresses import DefaultPool
-from driver.domain.pools import PoolId, own_plan
+from driver.domain.pools import SWARM, Plans, PoolId
 from driver.storage.ledger import Ledger
 from driver.storage.rows import PoolRecord
 from driver.storage.store import Store
@@ -25,9 +25,16 @@ class IpamCalls:
         self.store = store
         self.default_pools = default_pools
         self.host_id = host_id
-        self.owner = own_plan(store.shared, host_id)
-        self.new_pools = NewPools(self.owner, host_id, default_pools)
+        self.plans = Plans.of(store.shared, host_id)
+        self.owner = self.plans.own
+        self.new_pools = NewPools(self.plans, host_id, default_pools)
 
     def _pool(self, ledger: Ledger, pool_id: str) -> PoolRecord | None:
         """The pool Docker (or a CNI lease) names by its PoolID, held until the call commits."""
-        return ledger.pool(PoolId.parse(pool_id).owner(self.owner), pool_id, for_update=True)
+        owner = self.plans.of_pool(PoolId.parse(pool_id))
+        record = ledger.pool(owner, pool_id, for_update=True)
+        if record is None and owner == SWARM:
+            # a global pool this host made before they were the swarm's, which migration 0008
+            # could not move (another host held the same subnet): still this host's to use
+            record = ledger.pool(self.owner, pool_id, for_update=True)
+        return record

@@ -147,7 +147,7 @@ class CniCalls(Addresses, Pools):
         """The range's pool, following the conflist's options; made, with its gateway leased,
         on the network's first ADD, or when the conflist changed the range."""
         pool_id = cni_range.pool_id(network.shared)
-        owner = pool_id.owner(self.owner)
+        owner = self.plans.of_pool(pool_id)
         record = ledger.pool(owner, str(pool_id), for_update=True)
         if record is None:
             ledger.lock_plans(LOCAL_SPACE, self.owner, shared_too=True)

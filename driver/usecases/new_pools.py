@@ -3,12 +3,16 @@ against every pool it must not overlap."""
 
 from __future__ import annotations
 
+import logging
+
 from driver.domain import addresses as allocator
 from driver.domain.addresses import DefaultPool, Subnet, SubPool
 from driver.domain.errors import InvalidRequest, PoolOverlap, PoolsExhausted
 from driver.domain.pools import (
     SHARED,
     SHARED_OPTION,
+    SWARM,
+    Plans,
     PoolGrant,
     PoolId,
     ReusePolicy,
@@ -16,12 +20,14 @@ from driver.domain.pools import (
 )
 from driver.storage.ledger import Ledger
 
+log = logging.getLogger(__name__)
+
 
 class NewPools:
     """Adds pools to this host's address plan, or to the shared one, within a transaction."""
 
-    def __init__(self, owner: str, host_id: str, default_pools: tuple[DefaultPool, ...]) -> None:
-        self.owner = owner
+    def __init__(self, plans: Plans, host_id: str, default_pools: tuple[DefaultPool, ...]) -> None:
+        self.plans = plans
         self.host_id = host_id
         self.default_pools = default_pools
 
@@ -60,7 +66,8 @@ class NewPools:
         options: str,
         policy: ReusePolicy,
     ) -> PoolGrant:
-        held = ledger.held_subnets((self.owner, SHARED), space, version)
+        owner = self.plans.of_space(space)
+        held = ledger.held_subnets((owner, SHARED), space, version)
         network = allocator.pick_default_subnet(self.default_pools, version, size, held)
         if network is None:
             bases = ", ".join(str(p.base) for p in self.default_pools if p.version == version)
@@ -70,9 +77,9 @@ class NewPools:
                 f"({bases or 'none configured'}; see IPLEDGER_DEFAULT_POOLS)"
             )
         subnet = Subnet(network)
-        subnet_id = ledger.add_subnet(self.owner, space, subnet)
+        subnet_id = ledger.add_subnet(owner, space, subnet)
         pool_id = str(PoolId(space, subnet.cidr))
-        self._add(ledger, self.owner, pool_id, subnet_id, space, subnet, None, options, policy)
+        self._add(ledger, owner, pool_id, subnet_id, space, subnet, None, options, policy)
         return PoolGrant(pool_id, subnet.cidr)
 
     def explicit(
@@ -108,7 +115,7 @@ class NewPools:
                 )
         # A host's own pools and the shared pools it uses are one address plan to it: nothing
         # in one may overlap the other.
-        other_plan = self.owner if shared is not None else SHARED
+        other_plan = self.plans.of_space(space) if shared is not None else SHARED
         if shared is not None and ledger.pool(owner, pool_id) is not None:
             # Another host made this shared pool: use it too. A second network on this host
             # would release the first one's leases with its own: refused, as an overlap.
@@ -119,6 +126,14 @@ class NewPools:
                     f"{subnet.cidr} ({pool_id}, already used by a network on host {self.host_id})",
                     space,
                 )
+            return PoolGrant(pool_id, subnet.cidr)
+        restored = ledger.pool(owner, pool_id, for_update=True) if owner == SWARM else None
+        if restored is not None:
+            # A new leader restores the swarm's networks: it asks for their pools, then for
+            # the addresses their leases hold, again (swarmkit's state is the truth; the old
+            # leader never released them). Each lease then answers one request.
+            count = ledger.mark_restoring(restored.subnet_id, restored.id)
+            log.info("swarm pool %s asked for again, %d leases to restore", pool_id, count)
             return PoolGrant(pool_id, subnet.cidr)
         if existing is not None:
             # The built-in IPAM shares one address set between networks that give the same

@@ -10,7 +10,7 @@ from __future__ import annotations
 import netaddr
 
 from driver.domain.errors import PoolNotFound
-from driver.domain.pools import PoolId, own_plan
+from driver.domain.pools import Plans, PoolId
 from driver.storage.inventory import Inventory
 from driver.storage.rows import PoolRecord
 from driver.storage.store import Store
@@ -39,13 +39,14 @@ class OnLedger:
     def __init__(self, store: Store, host_id: str = "local") -> None:
         self.store = store
         self.host_id = host_id
-        self.owner = own_plan(store.shared, host_id)
+        self.plans = Plans.of(store.shared, host_id)
+        self.owner = self.plans.own
 
     def _owner_of(self, text: str) -> str:
         """Whose plan an operator's pool ID is in; this host's for text that is no pool ID
         (the lookup then finds nothing)."""
         try:
-            return PoolId.parse(text).owner(self.owner)
+            return self.plans.of_pool(PoolId.parse(text))
         except PoolNotFound:
             return self.owner
 

@@ -33,10 +33,12 @@ class Pools(IpamCalls):
         self, space: str, pool: str, subpool: str, options: Mapping[str, str], v6: bool
     ) -> PoolGrant:
         request = PoolRequest.parse(space, pool, subpool, options, v6)
-        owner = SHARED if request.shared is not None else self.owner
+        owner = SHARED if request.shared is not None else self.plans.of_space(space)
 
         with self.store.transaction() as ledger:
-            ledger.lock_plans(space, self.owner, shared_too=request.shared is not None)
+            ledger.lock_plans(
+                space, self.plans.of_space(space), shared_too=request.shared is not None
+            )
             if request.subnet is None:
                 grant = self.new_pools.default(
                     ledger, space, request.version, request.size, request.options, request.policy

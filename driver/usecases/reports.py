@@ -11,7 +11,7 @@ from driver.domain import addresses as allocator
 from driver.domain.addresses import Subnet
 from driver.domain.errors import InvalidRequest
 from driver.domain.moments import as_utc
-from driver.domain.pools import CNI_NETWORK_OPTION, SHARED
+from driver.domain.pools import CNI_NETWORK_OPTION
 from driver.domain.reconcile import LedgerLease, LedgerPool
 from driver.domain.status import FillLevel, fill_level
 from driver.storage.inventory import (
@@ -110,9 +110,7 @@ class Reports(OnLedger):
                 candidates = sorted(
                     p.id
                     for p in inventory.pools()
-                    if cidr is not None
-                    and p.subnet.cidr == cidr
-                    and p.owner in (self.owner, SHARED)
+                    if cidr is not None and p.subnet.cidr == cidr and p.owner in self.plans.seen
                 )
         if len(candidates) == 1:
             return candidates[0]
@@ -212,11 +210,12 @@ class Reports(OnLedger):
             return Journal(ledger.connection).served_drivers(self.host_id)
 
     def gc_inputs(self) -> tuple[list[LedgerPool], list[LedgerLease]]:
-        """This host's and the shared pools with their leases, as :func:`driver.gc.reconcile`
-        compares them (other hosts' pools may have the same PoolIDs)."""
+        """This host's, the shared and the swarm's pools with their leases, as
+        :func:`driver.gc.reconcile` compares them (other hosts' pools may have the same
+        PoolIDs)."""
         with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
-            all_pools = [p for p in inventory.pools() if p.owner in (self.owner, SHARED)]
+            all_pools = [p for p in inventory.pools() if p.owner in self.plans.seen]
             found = [
                 LedgerPool(
                     p.id,

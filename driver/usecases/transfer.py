@@ -15,7 +15,7 @@ from driver.domain import export_format, invariants
 from driver.domain.addresses import Subnet
 from driver.domain.errors import InvalidRequest
 from driver.domain.moments import as_utc
-from driver.domain.pools import LOCAL_OWNER, SHARED, own_plan
+from driver.domain.pools import LOCAL_OWNER, SHARED, SWARM, Plans
 from driver.storage.inventory import (
     HistoryEvent,
     Inventory,
@@ -127,7 +127,9 @@ class Transfer(OnLedger):
                 for owner in sorted({e["owner"] for e in plan.subnets} - {SHARED}) or [SHARED]:
                     ledger.lock_plans(space, owner, shared_too=True)
             inventory = Inventory(ledger.connection)
-            for owner in sorted({e["owner"] for e in plan.subnets}):
+            # the swarm's pools come from every host that was a manager: overlaps are refused
+            # below, as any two pools' are
+            for owner in sorted({e["owner"] for e in plan.subnets} - {SWARM}):
                 if inventory.holds_owner(owner):
                     raise InvalidRequest(
                         f"the target ledger already holds pools of "
@@ -264,16 +266,21 @@ def plan_import(data: Any, shared: bool, host_id: str) -> ImportPlan:
     whether the importing one is a server database (where hosts' own pools stay theirs) and
     ``host_id`` which host imports. InvalidRequest names the first problem and its rule."""
     export_format.validate(data)
-    owner = own_plan(shared, host_id)
+    plans = Plans.of(shared, host_id)
+    owner = plans.own
 
-    def owner_for(exported: str) -> str:
-        """An exported owner in the importing ledger: ``local`` is whichever host imports it,
-        and an SQLite ledger has one host, which every pool not shared becomes."""
+    def owner_for(exported: str, space: str) -> str:
+        """An exported owner in the importing ledger: ``local`` is whichever host imports it
+        (the swarm, for a global pool in a shared ledger), and an SQLite ledger has one host,
+        which every pool not shared becomes."""
         if exported == LOCAL_OWNER or (not shared and exported != SHARED):
-            return owner
+            return plans.of_space(space)
         return exported
 
-    entries = [{**e, "owner": owner_for(e.get("owner") or LOCAL_OWNER)} for e in data["subnets"]]
+    entries = [
+        {**e, "owner": owner_for(e.get("owner") or LOCAL_OWNER, str(e.get("space")))}
+        for e in data["subnets"]
+    ]
     facts = [
         export_format.subnet_facts(e, f"subnets[{i}]", e["owner"]) for i, e in enumerate(entries)
     ]

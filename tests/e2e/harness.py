@@ -31,11 +31,15 @@ PLUGIN_DIR = Path("/run/docker/plugins")
 class DockerDaemon:
     """A dockerd with its own roots and socket, started and stopped by the tests."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, netns: str | None = None, tag: str = "") -> None:
         self.engine = engine
         self.version = engine.version
+        # started with nsenter, not `ip netns exec`: that remounts /sys, and dockerd then
+        # fails with "Devices cgroup isn't mounted"
+        self.in_network = ("nsenter", f"--net=/run/netns/{netns}") if netns else ()
         # unix socket paths are limited to 107 bytes: keep the root short
-        self.root = Path(tempfile.mkdtemp(prefix=f"dk-{engine.short}-", dir="/tmp"))
+        prefix = f"dk-{tag}-" if tag else f"dk-{engine.short}-"
+        self.root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
         self.socket = self.root / "docker.sock"
         self.log_path = self.root / "dockerd.log"
         # the engine's own helpers (docker-proxy) first, then bookworm's containerd and runc
@@ -54,6 +58,7 @@ class DockerDaemon:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [
+                    *self.in_network,
                     self.engine.dockerd,
                     "--data-root",
                     f"{r}/data",

@@ -261,3 +261,21 @@ def test_history_shows_each_hosts_name(engine, settings, two_hosts):
     assert result.exit_code == 0, result.output
     hosts_shown = {line.split()[2] for line in result.output.splitlines()[1:]}
     assert hosts_shown == {"web-1", "web-2"}
+
+
+def test_retiring_a_swarm_manager_leaves_the_swarms_leases_which_serve_containers_on_every_node(
+    engine, settings, backend
+):
+    if backend != "postgresql":
+        pytest.skip("the swarm owns global pools on a shared ledger only")
+    store = Store(engine)
+    manager = Ipam(store, settings.default_pools, DEAD)
+    Hosts(store, DEAD).beat("manager-1", "0.2.0")
+    pool = manager.request_pool("GlobalDefault", "203.0.113.0/24", "", {}, False).pool_id
+    manager.request_address(pool, "", GATEWAY)
+    manager.request_address(pool, "203.0.113.10", {})
+    last_seen_ago(engine, DEAD, 3600)
+    out = hosts_cli(settings.db_url, "retire", DEAD, "--apply")
+    assert "0 leases released" in out
+    with engine.connect() as c:
+        assert sorted(c.execute(select(leases.c.kind)).scalars().all()) == ["aux", "gateway"]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from driver.domain.pools import SWARM
 from driver.domain.reconcile import (
     DockerNetwork,
     Endpoint,
     IpamConfig,
     LedgerLease,
     LedgerPool,
+    SwarmRole,
     reconcile,
 )
 
@@ -180,3 +184,54 @@ def test_gc_never_judges_cni_leases_nor_a_pool_that_holds_one_by_dockers_view():
         [network()],
     )
     assert found == []
+
+
+def swarm_network(cidr: str) -> DockerNetwork:
+    return DockerNetwork("ov", "swarm", [IpamConfig(cidr, None, None, {})], [], {})
+
+
+def test_a_manager_judges_the_swarms_pools_against_the_swarms_networks():
+    live, gone = "GlobalDefault/198.51.100.0/24", "GlobalDefault/203.0.113.0/24"
+    pools = [
+        LedgerPool(live, "GlobalDefault", SWARM, OLD),
+        LedgerPool(gone, "GlobalDefault", SWARM, OLD),
+        LedgerPool("GlobalDefault/192.0.2.0/24", "GlobalDefault", "other-host", OLD),
+    ]
+    leases = [
+        LedgerLease(live, "198.51.100.7", "aux", OLD),
+        LedgerLease(gone, "203.0.113.2", "aux", OLD),
+    ]
+    found = reconcile(
+        pools,
+        leases,
+        [swarm_network("198.51.100.0/24")],
+        owner="me",
+        host_id="me",
+        now=NOW,
+        grace=timedelta(minutes=10),
+        swarm=SwarmRole.MANAGER,
+    )
+    # the live pool's leases are not judged: a manager shows only its own node's containers
+    assert [(f.what, f.pool_id, f.due) for f in found] == [("pool", gone, True)]
+
+
+@pytest.mark.parametrize("role", [SwarmRole.WORKER, SwarmRole.NONE])
+def test_a_node_that_is_no_manager_never_judges_a_global_pool(role):
+    pools = [LedgerPool("GlobalDefault/203.0.113.0/24", "GlobalDefault", SWARM, OLD)]
+    found = reconcile(
+        pools, [], [], owner="me", host_id="me", now=NOW, grace=timedelta(0), swarm=role
+    )
+    assert found == []
+    assert role.why_not is not None and "not a swarm manager" in role.why_not
+    assert SwarmRole.MANAGER.why_not is None
+
+
+def test_docker_info_says_whether_the_node_is_a_swarm_manager():
+    from driver.adapters.docker_state import swarm_role
+
+    manager = {"Swarm": {"LocalNodeState": "active", "ControlAvailable": True}}
+    worker = {"Swarm": {"LocalNodeState": "active", "ControlAvailable": False}}
+    assert swarm_role(manager) is SwarmRole.MANAGER
+    assert swarm_role(worker) is SwarmRole.WORKER
+    assert swarm_role({"Swarm": {"LocalNodeState": "inactive"}}) is SwarmRole.NONE
+    assert swarm_role({}) is SwarmRole.NONE

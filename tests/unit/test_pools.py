@@ -12,14 +12,17 @@ from driver.domain.pools import (
     NAME_OPTION,
     REQUEST_ADDRESS_TYPE,
     SHARED,
+    SWARM,
     Lease,
     LeaseKind,
+    Plans,
     PoolId,
     PoolRequest,
     ReusePolicy,
     answers_shared_gateway,
     asks_serial,
     requested_lease,
+    restores,
     reuse_policy,
     shared_name,
 )
@@ -90,8 +93,29 @@ def test_pool_ids_are_deterministic_and_say_whose_plan_they_are_in():
     )
     shared = PoolId("LocalDefault", "192.0.2.0/24", shared="lan")
     assert str(shared) == "shared/lan/LocalDefault/192.0.2.0/24"
-    assert shared.owner("host-a") == SHARED
-    assert PoolId("LocalDefault", "192.0.2.0/24").owner("host-a") == "host-a"
+    plans = Plans.of(shared_ledger=True, host_id="host-a")
+    assert plans.of_pool(shared) == SHARED
+    assert plans.of_pool(PoolId("LocalDefault", "192.0.2.0/24")) == "host-a"
+
+
+def test_on_a_shared_ledger_global_pools_are_the_swarms_whichever_host_asks():
+    overlay = PoolId("GlobalDefault", "198.51.100.0/24")
+    owners = {Plans.of(True, host).of_pool(overlay) for host in ("host-a", "host-b")}
+    assert owners == {SWARM}
+    assert Plans.of(True, "host-a").of_space("LocalDefault") == "host-a"
+    assert Plans.of(True, "host-a").seen == ("host-a", SHARED, SWARM)
+
+
+def test_a_global_pool_shared_by_name_stays_every_hosts():
+    named = PoolId("GlobalDefault", "198.51.100.0/24", shared="lan")
+    assert Plans.of(True, "host-a").of_pool(named) == SHARED
+
+
+def test_on_sqlite_every_pool_not_shared_is_the_hosts_own_as_before():
+    plans = Plans.of(shared_ledger=False, host_id="host-a")
+    assert plans.of_pool(PoolId("GlobalDefault", "198.51.100.0/24")) == "local"
+    assert plans.of_pool(PoolId("LocalDefault", "198.51.100.0/24")) == "local"
+    assert plans.seen == ("local", SHARED)
 
 
 @pytest.mark.parametrize(
@@ -204,3 +228,8 @@ def test_a_pool_request_that_cannot_be_granted_is_refused_naming_why(
 ):
     with pytest.raises(InvalidRequest, match=says):
         PoolRequest.parse(space, pool, subpool, options, False)
+
+
+def test_only_a_swarm_pool_answers_a_request_with_a_lease_it_holds():
+    assert restores(SWARM)
+    assert not restores("host-a") and not restores(SHARED) and not restores("local")
