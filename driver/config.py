@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -54,6 +56,102 @@ def parse_default_pools(text: str) -> tuple[DefaultPool, ...]:
 
 
 @dataclass(frozen=True)
+class TsigKey:
+    """A TSIG key as ``tsig-keygen`` writes it: ``key "NAME" { algorithm ALG; secret "B64"; };``"""
+
+    name: str
+    algorithm: str
+    secret: str
+    path: str
+
+    def __repr__(self) -> str:
+        return f"TsigKey({self.name!r}, {self.algorithm!r}, from {self.path!r})"  # no secret
+
+
+_KEY_BLOCK = re.compile(r'key\s+"?([A-Za-z0-9._-]+)"?\s*\{(.*?)\}\s*;', re.DOTALL)
+_KEY_FIELD = re.compile(r'(algorithm|secret)\s+"?([^";\s]+)"?\s*;')
+TSIG_ALGORITHMS = (
+    "hmac-sha256",
+    "hmac-sha384",
+    "hmac-sha512",
+    "hmac-sha224",
+    "hmac-sha1",
+    "hmac-md5",
+)
+
+
+def read_tsig_key(path: str) -> TsigKey:
+    """The key in a file ``tsig-keygen`` wrote; a :class:`SettingsError` naming the file and
+    what is wrong with it otherwise."""
+    try:
+        with open(path) as f:
+            text = f.read(65536)
+    except OSError as e:
+        raise SettingsError(
+            f"IPLEDGER_DNS_TSIG: cannot read the key file {path!r}: {e.strerror or e}"
+        ) from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"IPLEDGER_DNS_TSIG: {path!r} is not a text key file") from None
+    text = re.sub(r"(#|//)[^\n]*", "", text)
+    blocks = _KEY_BLOCK.findall(text)
+    if len(blocks) != 1:
+        raise SettingsError(
+            f"IPLEDGER_DNS_TSIG: {path!r} must hold one key as tsig-keygen writes it "
+            f'(key "NAME" {{ algorithm hmac-sha256; secret "BASE64"; }};), found {len(blocks)}'
+        )
+    name, body = blocks[0]
+    fields = dict(_KEY_FIELD.findall(body))
+    algorithm = fields.get("algorithm", "").lower()
+    if algorithm not in TSIG_ALGORITHMS:
+        raise SettingsError(
+            f"IPLEDGER_DNS_TSIG: key {name!r} in {path!r} has algorithm "
+            f"{algorithm or 'none'!r}; expected one of {', '.join(TSIG_ALGORITHMS)}"
+        )
+    secret = fields.get("secret", "")
+    try:
+        if not secret or not base64.b64decode(secret, validate=True):
+            raise ValueError
+    except ValueError:
+        raise SettingsError(
+            f"IPLEDGER_DNS_TSIG: key {name!r} in {path!r} has no valid base64 secret"
+        ) from None
+    return TsigKey(name, algorithm, secret, path)
+
+
+def _dns_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if env.get("IPLEDGER_DNS_SERVER"):
+        values["dns_server"] = parse_dns_server(env["IPLEDGER_DNS_SERVER"])
+    if env.get("IPLEDGER_DNS_TSIG"):
+        values["dns_tsig"] = read_tsig_key(env["IPLEDGER_DNS_TSIG"])
+    if "IPLEDGER_DNS_TTL" in env:
+        ttl = env["IPLEDGER_DNS_TTL"].strip()
+        if not ttl.isdigit() or not 0 <= int(ttl) <= 2147483647:
+            raise SettingsError(
+                f"IPLEDGER_DNS_TTL must be a number of seconds 0 or more, not {ttl!r:.40}"
+            )
+        values["dns_ttl"] = int(ttl)
+    return values
+
+
+def parse_dns_server(text: str) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address; port 53 by default."""
+    text = text.strip()
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            port = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(
+            f"IPLEDGER_DNS_SERVER {text!r:.80} must be HOST or HOST:PORT with a port 1-65535"
+        )
+    return host, int(port)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything ipledger can be told; built once, by :meth:`from_env` or by a test."""
 
@@ -76,6 +174,11 @@ class Settings:
     metrics_addr: tuple[str, int] | None = None
     # where ipledger-cni records the DELs it could not hand over; applied at start and on ADD
     cni_spool: str = DEFAULT_CNI_SPOOL
+    # the DNS server that takes the leases' RFC 2136 updates (host, port); None: none published
+    dns_server: tuple[str, int] | None = None
+    # the TSIG key the updates are signed with, as read from IPLEDGER_DNS_TSIG; None: unsigned
+    dns_tsig: TsigKey | None = None
+    dns_ttl: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -113,6 +216,7 @@ class Settings:
             )
         if env.get("IPLEDGER_CNI_SPOOL"):
             values["cni_spool"] = env["IPLEDGER_CNI_SPOOL"]
+        values.update(_dns_settings(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values).validated()
 
@@ -220,6 +324,20 @@ SETTINGS = (
         "the spool of CNI DELs made while ipledger was down (ipam.ipledger.spool in a "
         "conflist): applied at start and before a network's ADD",
     ),
+    SettingHelp(
+        "dns_server",
+        "IPLEDGER_DNS_SERVER",
+        "off",
+        "HOST[:PORT] of the DNS server that takes RFC 2136 updates of the leases of pools "
+        "with ipledger.dns_zone (docs/dns.md)",
+    ),
+    SettingHelp(
+        "dns_tsig",
+        "IPLEDGER_DNS_TSIG",
+        "off",
+        "a key file as tsig-keygen writes it: the updates and zone transfers are signed with it",
+    ),
+    SettingHelp("dns_ttl", "IPLEDGER_DNS_TTL", "60", "the TTL of the records published"),
 )
 
 

@@ -25,6 +25,7 @@ from driver.domain.cni_spec import (
     UNVERSIONED,
     VERSIONED_IPS,
 )
+from driver.domain.dns import REVERSE_OPTION, ZONE_OPTION, DnsPolicy, dns_policy
 from driver.domain.errors import InvalidRequest
 from driver.domain.pools import (
     CNI_NETWORK_OPTION,
@@ -62,6 +63,8 @@ _OWN_KEYS = (
     "hold_by",
     "shared",
     "generation",
+    "dns_zone",
+    "dns_reverse",
 )
 
 
@@ -129,6 +132,8 @@ class CniNetwork:
     # the conflist's version as its operator numbers it (ipam.ipledger.generation): an ADD with
     # an older one than the ledger applied does not undo the newer one's options (a rollout)
     generation: int = 0
+    # where its leases are published (ipam.ipledger.dns_zone, dns_reverse); None: nowhere
+    dns_policy: DnsPolicy | None = None
 
     def options(self, cni_range: CniRange) -> dict[str, str]:
         """What a pool made for one of this network's ranges records of the config, beside its
@@ -140,6 +145,9 @@ class CniNetwork:
             DNS_OPTION: _json(self.dns),
             GENERATION_OPTION: str(self.generation),
         }
+        if self.dns_policy is not None:
+            recorded[ZONE_OPTION] = self.dns_policy.zone
+            recorded[REVERSE_OPTION] = "true" if self.dns_policy.reverse else "false"
         if cni_range.gateway is not None:
             recorded[GATEWAY_OPTION] = str(netaddr.IPAddress(cni_range.gateway, cni_range.version))
         return recorded
@@ -179,10 +187,14 @@ def option_changes(
         (DNS_OPTION, "dns"),
         (GATEWAY_OPTION, "gateway"),
         (GENERATION_OPTION, "generation"),
+        (ZONE_OPTION, "dns_zone"),
+        (REVERSE_OPTION, "dns_reverse"),
     ):
         old = recorded.get(key, _UNRECORDED.get(key))
         new = wanted.get(key)
-        if old is not None and old != new:
+        if key in (ZONE_OPTION, REVERSE_OPTION) and old != new:
+            changes.append(OptionChange(option, old or "none", new or "none"))
+        elif old is not None and old != new:
             changes.append(OptionChange(option, old, new or "none"))
     return changes
 
@@ -356,6 +368,16 @@ def parse_network(conf: Any) -> CniNetwork:
         raise InvalidRequest(
             f"ipam.ipledger.generation: {generation!r:.40} is not a whole number 0 or more"
         )
+    try:
+        dns = dns_policy(
+            {
+                key: str(own[field]).lower() if isinstance(own[field], bool) else str(own[field])
+                for key, field in ((ZONE_OPTION, "dns_zone"), (REVERSE_OPTION, "dns_reverse"))
+                if own.get(field) is not None
+            }
+        )
+    except InvalidRequest as e:
+        raise InvalidRequest(f"ipam.ipledger: {e.message}") from None
     range_sets = _range_sets(ipam)
     routes = ipam.get("routes", [])
     if not isinstance(routes, list) or not all(
@@ -364,19 +386,20 @@ def parse_network(conf: Any) -> CniNetwork:
         raise InvalidRequest('ipam.routes: expected a list of {"dst": CIDR, "gw": IP}')
     for i, route in enumerate(routes):
         allocator.parse_cidr(route["dst"], f"ipam.routes[{i}].dst")
-    dns = ipam.get("dns", {})
-    if not isinstance(dns, dict):
+    resolver = ipam.get("dns", {})
+    if not isinstance(resolver, dict):
         raise InvalidRequest("ipam.dns: expected an object")
     return CniNetwork(
         cni_version=version,
         name=name,
         range_sets=range_sets,
         routes=tuple(routes),
-        dns=dns,
+        dns=resolver,
         policy=policy,
         shared=shared,
         hold_by_pod=hold_by == "pod",
         generation=generation,
+        dns_policy=dns,
     )
 
 

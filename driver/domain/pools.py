@@ -14,6 +14,7 @@ import netaddr
 
 from driver.domain import addresses as allocator
 from driver.domain.addresses import Subnet, SubPool
+from driver.domain.dns import DNS_OPTIONS, dns_policy
 from driver.domain.errors import InvalidRequest, PoolNotFound
 
 # The owner of pools that several hosts share (ipledger.shared): every host's plan.
@@ -37,7 +38,7 @@ HOLD_OPTION = "ipledger.hold"
 SHARED_OPTION = "ipledger.shared"
 # recorded in the options of a pool made for a CNI network: the network's name
 CNI_NETWORK_OPTION = "ipledger.cni.network"
-OWN_OPTIONS = (REUSE_OPTION, QUARANTINE_OPTION, HOLD_OPTION, SHARED_OPTION)
+OWN_OPTIONS = (REUSE_OPTION, QUARANTINE_OPTION, HOLD_OPTION, SHARED_OPTION, *DNS_OPTIONS)
 SHARED_PREFIX = "shared/"
 # the longest holder name a lease, a parked address or a history line keeps: "container ID"
 # (an ID of at most 255 characters) or "pod NAMESPACE/NAME" (Kubernetes: 63 and 253)
@@ -64,6 +65,8 @@ class Lease:
     kind: str
     mac: str | None
     name: str | None
+    # the full DNS name it was published under (a lease being released); None when none
+    dns_name: str | None = None
 
     @property
     def known(self) -> bool:
@@ -209,6 +212,7 @@ class PoolRequest:
         if sub is not None and network is None:
             raise InvalidRequest(f"ip-range (SubPool) {subpool} given without a pool (subnet)")
         shared = shared_name(options)
+        dns_policy(options)  # refused here, with the pool, rather than at its first lease
         if shared is not None and network is None:
             raise InvalidRequest(
                 f"{SHARED_OPTION}={shared} needs a subnet (--subnet): every "

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from driver.domain.addresses import Range, Subnet
 from driver.domain.moments import as_utc
 from driver.domain.pools import SHARED, Holding, Lease, LeaseKind, Reuse, ReusePolicy
+from driver.storage.dns_outbox import DnsStatements
 from driver.storage.models import (
     attachments,
     findings,
@@ -116,7 +117,7 @@ _CNI_LEASES = Prepared(
 _DROP_LEASE = Prepared(
     delete(leases)
     .where(leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address"))
-    .returning(leases.c.kind, leases.c.mac, leases.c.name)
+    .returning(leases.c.kind, leases.c.mac, leases.c.name, leases.c.dns_name)
 )
 _DROP_POOL_LEASE = Prepared(
     delete(leases)
@@ -125,7 +126,7 @@ _DROP_POOL_LEASE = Prepared(
         leases.c.address == bindparam("address"),
         leases.c.pool_id == bindparam("pool_id"),
     )
-    .returning(leases.c.kind, leases.c.mac, leases.c.name)
+    .returning(leases.c.kind, leases.c.mac, leases.c.name, leases.c.dns_name)
 )
 _LEASE_POOL = Prepared(
     select(leases.c.pool_id).where(
@@ -512,12 +513,14 @@ class LeaseStatements(_Statements):
         host_id: str | None = None,
         cni_attachment: str | None = None,
         pod: str | None = None,
+        dns_name: str | None = None,
     ) -> None:
         _ADD_LEASE.count(
             self.connection,
             {
                 "cni_attachment": cni_attachment,
                 "pod": pod,
+                "dns_name": dns_name,
                 "subnet_id": subnet_id,
                 "address": pack(address),
                 "pool_id": pool_id,
@@ -846,6 +849,7 @@ class Ledger(
     LeaseStatements,
     ParkedStatements,
     OperatorStatements,
+    DnsStatements,
 ):
     """Every statement of one transaction, by what it works on."""
 

@@ -14,6 +14,9 @@ compare correctly with a plain index on SQLite and PostgreSQL alike.
 - ``history``: every allocation, release and reservation, for ``ipledger history``.
 - ``findings``: what the last ``ipledger gc`` found leaking, for the metrics.
 - ``attachments``: which hosts use each shared pool (``ipledger.shared``).
+- ``dns_outbox``: the DNS changes leases made, written in the lease's transaction and sent by
+  the publisher afterwards (docs/dns.md); ``dns_records``: what it published, so that
+  ``ipledger dns sync`` touches no name ipledger does not manage.
 - ``served``: the driver names ``ipledger serve`` has served this ledger under, by host, so that
   ``ipledger gc`` judges the networks of those drivers without being told.
 """
@@ -24,6 +27,7 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -114,6 +118,8 @@ class LeaseTable(Base):
     cni_attachment: Mapped[str | None] = mapped_column(String(400), nullable=True)
     # the pod the runtime named for a CNI lease (CNI_ARGS), "NAMESPACE/NAME"; None when none
     pod: Mapped[str | None] = mapped_column(String(HOLDER_NAME_LENGTH), nullable=True)
+    # the full DNS name the lease is published under; None when it is not published
+    dns_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class ReservationTable(Base):
@@ -191,6 +197,41 @@ class ServedTable(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class DnsOutboxTable(Base):
+    """DNS changes not yet published, in the order they were made (``id``)."""
+
+    __tablename__ = "dns_outbox"
+    __table_args__ = (Index("ix_dns_outbox_name", "name", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255))
+    zone: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str] = mapped_column(String(64))
+    reverse: Mapped[bool] = mapped_column(Boolean)
+    # times are epoch seconds, as parked.until
+    created_at: Mapped[float] = mapped_column(Float)
+    next_at: Mapped[float] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    # the publisher that took it, until when: another takes it over once that has passed
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    claimed_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    failure: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+
+
+class DnsRecordTable(Base):
+    """A name and address ipledger published (and the PTR, when ``reverse``)."""
+
+    __tablename__ = "dns_records"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    zone: Mapped[str] = mapped_column(String(255))
+    reverse: Mapped[bool] = mapped_column(Boolean)
+    published_at: Mapped[float] = mapped_column(Float)
+
+
 subnets = cast(Table, SubnetTable.__table__)
 pools = cast(Table, PoolTable.__table__)
 free_ranges = cast(Table, FreeRangeTable.__table__)
@@ -201,3 +242,5 @@ history = cast(Table, HistoryTable.__table__)
 findings = cast(Table, FindingTable.__table__)
 attachments = cast(Table, AttachmentTable.__table__)
 served = cast(Table, ServedTable.__table__)
+dns_outbox = cast(Table, DnsOutboxTable.__table__)
+dns_records = cast(Table, DnsRecordTable.__table__)

@@ -10,6 +10,7 @@ import netaddr
 
 from driver.domain import addresses as allocator
 from driver.domain.cni import event_detail
+from driver.domain.dns import NameSource
 from driver.domain.errors import (
     AddressInUse,
     AddressOutOfRange,
@@ -27,6 +28,7 @@ from driver.storage.ledger import Ledger
 from driver.storage.rows import PoolRecord
 from driver.storage.store import retrying
 from driver.usecases.calls import IpamCalls
+from driver.usecases.dns_names import queue_named, queue_unnamed
 from driver.usecases.taking import free, take_dynamic, take_static
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,8 @@ class Addresses(IpamCalls):
     ) -> None:
         """Lease ``value`` to ``lease``'s holder, and write it to the history. A CNI lease
         records its attachment, and the pod the runtime named for it; the history's detail
-        names both."""
+        names both. A lease of a pool that publishes in DNS queues its records."""
+        dns_name = queue_named(ledger, record, value, dns_source(lease, pod))
         ledger.add_lease(
             record.subnet_id,
             value,
@@ -93,6 +96,7 @@ class Addresses(IpamCalls):
             self.host_id,
             cni_attachment=cni_attachment,
             pod=pod,
+            dns_name=dns_name,
         )
         address = str(netaddr.IPAddress(value, record.subnet.version))
         detail = event_detail(cni_attachment, pod) if cni_attachment else None
@@ -159,6 +163,7 @@ class Addresses(IpamCalls):
                     f"pool {record.id} does not hold it, so it cannot release it",
                 )
             return False
+        queue_unnamed(ledger, record, value, lease.dns_name)
         keep = record.policy.parking_seconds(lease)
         if keep and not (record.reservations and ledger.reservation_at(record.subnet_id, value)):
             ledger.park(record.subnet_id, value, record.id, lease, ledger.clock() + keep)
@@ -190,6 +195,16 @@ class Addresses(IpamCalls):
             },
         )
         return True
+
+
+def dns_source(lease: Lease, pod: str | None) -> NameSource:
+    """What a new lease's DNS name comes from: the pod of a CNI lease, the container Docker
+    named for an endpoint's; nothing for gateways and auxiliary addresses."""
+    if pod is not None:
+        return NameSource(pod=pod)
+    if lease.kind == LeaseKind.ENDPOINT and lease.name:
+        return NameSource(container=lease.name)
+    return NameSource()
 
 
 def log_lease(answer: str, pool_id: str, lease: Lease, cni_attachment: str | None = None) -> None:

@@ -19,6 +19,7 @@ from driver.storage.ledger import Ledger
 from driver.storage.rows import PoolRecord
 from driver.storage.store import retrying
 from driver.usecases.calls import IpamCalls
+from driver.usecases.dns_names import queue_unnamed
 from driver.usecases.taking import free
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,11 @@ class Pools(IpamCalls):
                 for address in ledger.leased_addresses_of_pool(
                     record.subnet_id, record.id, self.host_id
                 ):
-                    if address != gateway and ledger.drop_lease(record.subnet_id, address):
+                    if address == gateway:
+                        continue
+                    dropped = ledger.drop_lease(record.subnet_id, address)
+                    if dropped is not None:
+                        queue_unnamed(ledger, record, address, dropped.dns_name)
                         free(ledger, record, address)
                 ledger.write_history(self.host_id, "pool-detach", record.id, record.subnet.cidr)
                 log.info(
@@ -104,6 +109,8 @@ class Pools(IpamCalls):
                     extra={"event": "pool-detach", "pool": record.id},
                 )
                 return
+        for address, name in ledger.named_leases_of_pool(record.subnet_id, record.id):
+            queue_unnamed(ledger, record, address, name)
         ledger.drop_pool(record.owner, record.id)
         if record.refs <= 1:
             ledger.drop_subnet(record.subnet_id)

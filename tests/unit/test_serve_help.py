@@ -27,6 +27,9 @@ EXAMPLES = {
     "IPLEDGER_LOG_FORMAT": "json",
     "IPLEDGER_METRICS_ADDR": "9999",
     "IPLEDGER_CNI_SPOOL": "/srv/ipledger/spool",
+    "IPLEDGER_DNS_SERVER": "192.0.2.53:5300",
+    "IPLEDGER_DNS_TSIG": str(Path(__file__).parents[1] / "data" / "dns-tsig.key"),
+    "IPLEDGER_DNS_TTL": "300",
 }
 
 

@@ -1,0 +1,114 @@
+"""A lease's DNS changes are queued in the lease's own transaction (the outbox), on SQLite and
+PostgreSQL: added when a named lease is made in a pool with a zone, removed when released."""
+
+from __future__ import annotations
+
+import pytest
+
+from driver.domain.cni import Attachment, parse_network
+from driver.domain.dns import DnsAction, DnsChange
+from driver.domain.errors import AddressInUse, InvalidRequest
+from driver.usecases.cni import CniCalls
+
+ZONE = {"ipledger.dns_zone": "apps.example.test"}
+NAMED = {"com.docker.network.endpoint.name": "web1"}
+
+
+def queued(ipam) -> list[DnsChange]:
+    with ipam.store.reading() as ledger:
+        return ledger.queued_dns()
+
+
+def test_a_named_lease_in_a_pool_with_a_zone_queues_its_record_and_its_release_removes_it(ipam):
+    pool = ipam.request_pool("LocalDefault", "192.0.2.0/24", "", ZONE, False).pool_id
+    address = ipam.request_address(pool, "", NAMED).split("/")[0]
+    ipam.release_address(pool, address)
+    assert queued(ipam) == [
+        DnsChange(DnsAction.ADD, "web1.apps.example.test", "apps.example.test", address, False),
+        DnsChange(DnsAction.REMOVE, "web1.apps.example.test", "apps.example.test", address, False),
+    ]
+
+
+def test_a_pool_without_a_zone_and_leases_without_a_name_queue_nothing(ipam):
+    plain = ipam.request_pool("LocalDefault", "192.0.2.0/25", "", {}, False).pool_id
+    ipam.request_address(plain, "", NAMED)
+    zoned = ipam.request_pool("LocalDefault", "198.51.100.0/24", "", ZONE, False).pool_id
+    ipam.request_address(zoned, "", {})  # no endpoint name: an older engine
+    ipam.request_address(
+        zoned, "198.51.100.254", {"RequestAddressType": "com.docker.network.gateway"}
+    )
+    assert queued(ipam) == []
+
+
+def test_a_refused_lease_queues_nothing(ipam):
+    pool = ipam.request_pool("LocalDefault", "192.0.2.0/24", "", ZONE, False).pool_id
+    ipam.request_address(pool, "192.0.2.9", NAMED)
+    with pytest.raises(AddressInUse):
+        ipam.request_address(pool, "192.0.2.9", {"com.docker.network.endpoint.name": "web2"})
+    assert [c.name for c in queued(ipam)] == ["web1.apps.example.test"]
+
+
+def test_a_container_name_that_is_no_dns_label_is_made_one(ipam):
+    pool = ipam.request_pool("LocalDefault", "192.0.2.0/24", "", ZONE, False).pool_id
+    ipam.request_address(pool, "", {"com.docker.network.endpoint.name": "My_App.1"})
+    assert [c.name for c in queued(ipam)] == ["my-app-1.apps.example.test"]
+
+
+def test_a_reverse_pool_queues_its_changes_with_ptr(ipam):
+    options = {**ZONE, "ipledger.dns_reverse": "true"}
+    pool = ipam.request_pool("LocalDefault", "2001:db8:23::/64", "", options, True).pool_id
+    ipam.request_address(pool, "", NAMED)
+    (change,) = queued(ipam)
+    assert (change.reverse, change.rdtype, change.address) == (True, "AAAA", "2001:db8:23::1")
+
+
+@pytest.mark.parametrize(
+    ("options", "wrong"),
+    [
+        ({"ipledger.dns_zone": "apps..example"}, "invalid ipledger.dns_zone 'apps..example'"),
+        ({"ipledger.dns_zone": "a.test", "ipledger.dns_reverse": "maybe"}, "ipledger.dns_reverse"),
+        ({"ipledger.dns_reverse": "true"}, "needs ipledger.dns_zone"),
+    ],
+)
+def test_a_malformed_dns_option_is_refused_naming_it_and_makes_no_pool(ipam, options, wrong):
+    with pytest.raises(InvalidRequest, match=wrong):
+        ipam.request_pool("LocalDefault", "192.0.2.0/24", "", options, False)
+    assert ipam.request_pool("LocalDefault", "192.0.2.0/24", "", {}, False)
+
+
+def test_a_pods_lease_is_published_as_pod_dot_namespace_and_its_del_removes_it(ipam):
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": "pods",
+        "type": "bridge",
+        "ipam": {
+            "type": "ipledger",
+            "ranges": [[{"subnet": "203.0.113.0/26"}], [{"subnet": "2001:db8:23::/64"}]],
+            "ipledger": {"dns_zone": "apps.example.test", "dns_reverse": True},
+        },
+    }
+    cni = CniCalls(ipam.store, (), ipam.host_id)
+    attachment = Attachment("pods", "c1", "eth0")
+    cni.add(parse_network(conf), attachment, "container c1", pod="shop/web-0")
+    cni.delete(attachment)
+    changes = [(c.action, c.name, c.rdtype, c.reverse) for c in queued(ipam)]
+    name = "web-0.shop.apps.example.test"
+    assert sorted(changes) == sorted(
+        [
+            (DnsAction.ADD, name, "A", True),
+            (DnsAction.ADD, name, "AAAA", True),
+            (DnsAction.REMOVE, name, "A", True),
+            (DnsAction.REMOVE, name, "AAAA", True),
+        ]
+    )
+    assert [c[0] for c in changes][:2] == [DnsAction.ADD, DnsAction.ADD]
+
+
+def test_a_released_pool_removes_the_records_of_the_leases_docker_left_in_it(ipam):
+    pool = ipam.request_pool("LocalDefault", "192.0.2.0/24", "", ZONE, False).pool_id
+    address = ipam.request_address(pool, "", NAMED).split("/")[0]
+    ipam.release_pool(pool)
+    assert [(c.action, c.address) for c in queued(ipam)] == [
+        (DnsAction.ADD, address),
+        (DnsAction.REMOVE, address),
+    ]
