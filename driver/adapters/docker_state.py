@@ -113,6 +113,7 @@ def read_docker(
     legacy plugin's names) and the managed ipledger plugins installed.
     """
     from docker.errors import DockerException
+    from requests import RequestException
 
     _probe(base_url)
     try:
@@ -128,7 +129,8 @@ def read_docker(
             if progress is not None:
                 progress(1)
         client.close()
-    except DockerException as e:
+    except (DockerException, RequestException) as e:
+        # a Docker that stops answering mid-way: the SDK leaves requests' timeout unwrapped
         raise DockerUnavailable(
             f"cannot read Docker's networks at {docker_address(base_url)}: {e}"
         ) from None
@@ -151,6 +153,7 @@ def endpoints(
 def network_named(name: str, base_url: str | None = None) -> DockerNetwork | None:
     """The Docker network called ``name`` (or with that id), None when there is none."""
     from docker.errors import DockerException, NotFound
+    from requests import RequestException
 
     _probe(base_url)
     try:
@@ -161,7 +164,7 @@ def network_named(name: str, base_url: str | None = None) -> DockerNetwork | Non
             return None
         finally:
             client.close()
-    except DockerException as e:
+    except (DockerException, RequestException) as e:
         raise DockerUnavailable(
             f"cannot read Docker's networks at {docker_address(base_url)}: {e}"
         ) from None

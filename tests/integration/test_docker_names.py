@@ -239,3 +239,41 @@ def test_two_ledgers_handles_on_one_database_name_a_lease_once(ipam, docker, db_
     finally:
         engine.dispose()
     assert queued(ipam) == [add(address, "web1")]
+
+
+def test_the_publishers_namer_warns_once_of_a_docker_it_cannot_read_and_names_once_it_can(
+    ipam, settings, docker, caplog, monkeypatch
+):
+    from driver.adapters.docker_state import DockerUnavailable
+    from driver.entrypoints import docker_namer
+    from driver.entrypoints.docker_namer import DockerNamer
+
+    down = True
+
+    def look() -> dict[str, dict[str, Endpoint]]:
+        if down:
+            raise DockerUnavailable("cannot reach Docker at unix:///nowhere")
+        return docker()
+
+    monkeypatch.setattr(docker_namer, "INTERVAL_S", 0.0)
+    pool = zoned_pool(ipam)
+    address = ipam.request_address(pool, "", WITH_MAC).split("/")[0]
+    docker.show(pool, address, "web1")
+    namer = DockerNamer(ipam.store, settings, look)
+    assert not namer.tick()
+    assert not namer.tick()
+    assert caplog.text.count("names of Docker's containers cannot be read now") == 1
+    down = False
+    assert namer.tick()
+    assert queued(ipam) == [add(address, "web1")]
+
+
+def test_the_publishers_namer_asks_at_most_once_per_interval(ipam, settings, docker):
+    from driver.entrypoints.docker_namer import DockerNamer
+
+    pool = zoned_pool(ipam)
+    ipam.request_address(pool, "", WITH_MAC)
+    namer = DockerNamer(ipam.store, settings, docker)
+    namer.tick()
+    namer.tick()
+    assert docker.asked == 1

@@ -144,3 +144,60 @@ def test_a_docker_that_does_not_answer_is_an_error_naming_where_it_was_looked_fo
     socket = f"unix://{tmp_path}/none.sock"
     with pytest.raises(DockerUnavailable, match=r"cannot reach Docker at unix://.*none\.sock"):
         endpoints(socket, {"ipledger"}, timeout=2)
+
+
+class HangingDocker:
+    """A unix socket that answers Docker's version negotiation and then nothing: a Docker that
+    hangs on the networks' call."""
+
+    def __init__(self, path) -> None:
+        import socket as sockets
+        import threading
+
+        self.server = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(8)
+        self.held: list[object] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        body = b'{"ApiVersion": "1.41", "Version": "20.10.24"}'
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.held.append(connection)
+            request = connection.recv(65536)
+            if b"/version" in request.split(b"\r\n")[0]:
+                connection.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+
+    def close(self) -> None:
+        self.server.close()
+        for connection in self.held:
+            connection.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("answers_version", [False, True], ids=["silent", "hangs-later"])
+def test_a_docker_that_does_not_answer_is_an_error_within_the_timeout(tmp_path, answers_version):
+    import socket as sockets
+    import time
+
+    path = tmp_path / "docker.sock"
+    if answers_version:
+        docker = HangingDocker(path)
+    else:
+        docker = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+        docker.bind(str(path))
+        docker.listen(8)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DockerUnavailable, match=r"cannot read Docker's networks at unix://"):
+            endpoints(f"unix://{path}", {"ipledger"}, timeout=1)
+        assert time.monotonic() - started < 30, "bounded by the timeout, not the SDK's 60 s"
+    finally:
+        docker.close()
