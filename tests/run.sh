@@ -23,6 +23,8 @@ ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 command -v podman >/dev/null || need+=(podman)
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+command -v named >/dev/null || need+=(bind9)
+command -v dig >/dev/null || need+=(bind9-dnsutils)
 if [ ${#need[@]} -gt 0 ]; then
     echo "tests/run.sh: installing from Debian: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -84,13 +84,22 @@ class DockerNames:
             WantedName(lease.pool_id, lease.address, lease.mac, max(key[2], self.started))
             for key, lease in self._waiting.items()
         ]
-        shown = self.look()  # may raise DockerUnavailable: the leases keep waiting
-        for key, found in zip(
-            keys, resolve(wanted, shown, now=now, patience=self.patience), strict=True
-        ):
-            self._settle(key, found, now, done)
+        try:
+            shown = self.look()
+        except Exception:
+            # Docker cannot be read (it says why): the leases keep waiting, up to the patience
+            self._settle_all(keys, wanted, {}, now, done)
+            raise
+        self._settle_all(keys, wanted, shown, now, done)
         done.waiting = len(self._waiting)
         return done
+
+    def _settle_all(
+        self, keys: list[_Key], wanted: list[WantedName], shown: Shown, now: datetime, done: Pass
+    ) -> None:
+        found = resolve(wanted, shown, now=now, patience=self.patience)
+        for key, one in zip(keys, found, strict=True):
+            self._settle(key, one, now, done)
 
     def _take_in(self, now: datetime) -> None:
         # the first pass takes every waiting lease (made while ipledger was down or before a

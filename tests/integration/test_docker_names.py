@@ -277,3 +277,23 @@ def test_the_publishers_namer_asks_at_most_once_per_interval(ipam, settings, doc
     namer.tick()
     namer.tick()
     assert docker.asked == 1
+
+
+def test_leases_are_given_up_after_the_patience_even_while_docker_cannot_be_read(
+    ipam, clock, caplog
+):
+    from driver.adapters.docker_state import DockerUnavailable
+
+    def down() -> dict[str, dict[str, Endpoint]]:
+        raise DockerUnavailable("cannot reach Docker at unix:///nowhere")
+
+    pool = zoned_pool(ipam)
+    address = ipam.request_address(pool, "", WITH_MAC).split("/")[0]
+    names = DockerNames(ipam.store, ipam.host_id, down, timedelta(seconds=30), clock)
+    with pytest.raises(DockerUnavailable):
+        names.run_once()
+    clock.now += timedelta(seconds=31)
+    with pytest.raises(DockerUnavailable):
+        names.run_once()
+    assert f"lease {address} of pool {pool} is not published in DNS" in caplog.text
+    assert names.run_once().waiting == 0, "nothing waits: Docker is not asked"
