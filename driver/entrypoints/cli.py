@@ -9,6 +9,7 @@ import click
 
 from driver.config import SETTINGS, Settings, setting_help
 from driver.entrypoints.cli_cni import cni
+from driver.entrypoints.cli_dns import dns
 from driver.entrypoints.cli_ops import DB_HELP, Group, register, settings_from_env
 
 
@@ -211,3 +212,4 @@ def bench(quick: bool, postgres_url: str | None, cni: bool, ui: bool) -> None:
 
 register(main)
 main.add_command(cni)
+main.add_command(dns)

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from driver.config import Settings
 from driver.domain.errors import IpamError
 from driver.entrypoints.api import create_app
+from driver.entrypoints.dns_publisher import Publisher
 from driver.entrypoints.worker import worker_class
 from driver.observability.logs import logging_config
 from driver.storage.engine import make_engine, masked_url
@@ -37,14 +38,17 @@ class PluginServer(BaseApplication):  # type: ignore[misc]
         settings: Settings,
         plugin_socket: PluginSocket | None = None,
         metrics: WSGIServer | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self.settings = settings
         self.plugin_socket = plugin_socket
         self.metrics = metrics
+        self.publisher = publisher
         super().__init__()
 
     def run(self) -> None:
         plugin_socket = self.plugin_socket
+        publisher = self.publisher
 
         class _Arbiter(Arbiter):  # type: ignore[misc]
             def stop(self, graceful: bool = True) -> None:
@@ -56,6 +60,8 @@ class PluginServer(BaseApplication):  # type: ignore[misc]
                         listener.close()
                     setattr(self, "LISTENERS", [])  # noqa: B010 (gunicorn's, untyped)
                     plugin_socket.release()
+                if publisher is not None:
+                    publisher.stop()
                 super().stop(graceful)
 
         try:
@@ -92,15 +98,35 @@ class PluginServer(BaseApplication):  # type: ignore[misc]
         for key, value in options.items():
             self.cfg.set(key, value)
 
+        if self.metrics is not None or self.publisher is not None:
+            self.cfg.set("when_ready", _when_ready(self.settings, self.metrics, self.publisher))
         if self.metrics is not None:
-            self.cfg.set("when_ready", _start_metrics_listener(self.settings, self.metrics))
             self.cfg.set("child_exit", _forget_worker_metrics)
 
     def load(self) -> Any:
         return create_app(self.settings)
 
 
-def _start_metrics_listener(settings: Settings, listener: WSGIServer) -> Any:
+def _when_ready(
+    settings: Settings, listener: WSGIServer | None, publisher: Publisher | None
+) -> Any:
+    """What the master process starts once it serves: the DNS publisher, the listener."""
+    start_listener = (
+        _start_metrics_listener(settings, listener, publisher) if listener is not None else None
+    )
+
+    def when_ready(arbiter: Any) -> None:
+        if publisher is not None:
+            publisher.start()
+        if start_listener is not None:
+            start_listener(arbiter)
+
+    return when_ready
+
+
+def _start_metrics_listener(
+    settings: Settings, listener: WSGIServer, publisher: Publisher | None
+) -> Any:
     def when_ready(_arbiter: Any) -> None:
         from driver.entrypoints.listener import metrics_view, serve_in_background
         from driver.entrypoints.ui.app import create_ui_app
@@ -116,7 +142,10 @@ def _start_metrics_listener(settings: Settings, listener: WSGIServer) -> Any:
             synchronous=settings.sqlite_synchronous,
             busy_timeout_ms=settings.busy_timeout_ms,
         )
-        registry = scrape_registry(Admin(store, settings.host_id))
+        registry = scrape_registry(
+            Admin(store, settings.host_id),
+            (lambda: publisher.failures()) if publisher is not None else None,
+        )
         listener.set_app(
             create_ui_app(StatusViews(store, settings.host_id), metrics_view(registry))
         )
@@ -381,8 +410,9 @@ def serve(settings: Settings) -> None:
         # before prometheus-client is imported anywhere: it reads this once, on import
         metrics_dir = tempfile.mkdtemp(prefix="ipledger-metrics.")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    publisher = Publisher(settings) if settings.dns_server is not None else None
     try:
-        PluginServer(settings, plugin_socket, metrics).run()
+        PluginServer(settings, plugin_socket, metrics, publisher).run()
     finally:
         if plugin_socket is not None:
             plugin_socket.release()

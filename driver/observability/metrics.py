@@ -10,15 +10,17 @@ in gunicorn's master process, never in a worker serving Docker.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from driver.domain.errors import IpamError
 from driver.usecases.admin import Admin
+from driver.usecases.dns import DnsStatus
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +149,60 @@ class LedgerCollector(Collector):
         yield up
 
 
-def scrape_registry(admin: Admin) -> CollectorRegistry:
+class DnsCollector(Collector):
+    """The DNS outbox (from the ledger, so every host shows the same) and the failures this
+    host's publisher met (it runs in the same process as the listener)."""
+
+    def __init__(
+        self, status: DnsStatus, failures: Callable[[], dict[tuple[str, str], int]] | None
+    ) -> None:
+        self.status = status
+        self.failures = failures
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        depth = GaugeMetricFamily(
+            "ipledger_dns_queue_changes",
+            "DNS changes waiting in the outbox to be published",
+            labels=["zone"],
+        )
+        age = GaugeMetricFamily(
+            "ipledger_dns_queue_oldest_seconds",
+            "Age of the oldest DNS change waiting in the outbox",
+            labels=["zone"],
+        )
+        failing = GaugeMetricFamily(
+            "ipledger_dns_failing_changes",
+            "Queued DNS changes whose last attempt failed",
+            labels=["zone", "failure"],
+        )
+        failures = CounterMetricFamily(
+            "ipledger_dns_failures",
+            "Attempts to publish a DNS change that failed, by why (this host's publisher)",
+            labels=["zone", "failure"],
+        )
+        try:
+            zones = self.status.zones()
+        except IpamError as e:
+            log.warning("metrics: the DNS outbox cannot be read: %s", e.message)
+            zones = []
+        now = time.time()
+        for zone in zones:
+            depth.add_metric([zone.zone], zone.pending)
+            oldest = now - zone.oldest_at if zone.oldest_at is not None else 0.0
+            age.add_metric([zone.zone], max(0.0, oldest))
+            if zone.failing:
+                failing.add_metric([zone.zone, zone.failure or "other"], zone.failing)
+        for (zone_name, failure), count in sorted((self.failures or dict)().items()):
+            failures.add_metric([zone_name, failure], count)
+        yield from (depth, age, failing, failures)
+
+
+def scrape_registry(
+    admin: Admin, dns_failures: Callable[[], dict[tuple[str, str], int]] | None = None
+) -> CollectorRegistry:
     """What the listener serves: every worker's counters, and the ledger's gauges."""
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     registry.register(LedgerCollector(admin))
+    registry.register(DnsCollector(DnsStatus(admin.store), dns_failures))
     return registry

@@ -12,11 +12,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import netaddr
 from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from driver.domain.dns import DnsAction, DnsChange, DnsFailure
-from driver.storage.models import dns_outbox, dns_records, leases
+from driver.storage.models import dns_outbox, dns_records, leases, pools, subnets
 from driver.storage.prepared import Prepared
 
 _SET_LATER = ("id", "claimed_by", "claimed_until", "failure", "last_error")
@@ -48,6 +49,13 @@ class ZoneQueue:
     failing: int
     failure: str | None
     last_error: str | None
+
+
+@dataclass(frozen=True)
+class NamedLease:
+    name: str
+    address: str
+    options: str  # its pool's recorded options (JSON)
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,18 @@ class DnsStatements:
                 "attempts": 0,
             },
         )
+
+    def dns_due(self, now: float) -> bool:
+        """Whether any change is due and unclaimed: read without the write lock."""
+        row = self.connection.execute(
+            select(dns_outbox.c.id)
+            .where(
+                dns_outbox.c.next_at <= now,
+                or_(dns_outbox.c.claimed_until.is_(None), dns_outbox.c.claimed_until < now),
+            )
+            .limit(1)
+        ).first()
+        return row is not None
 
     def claim_dns(
         self, publisher: str, now: float, hold_s: float, limit: int
@@ -273,11 +293,19 @@ class DnsStatements:
         )
         return [(int.from_bytes(r[0], "big"), r[1]) for r in rows]
 
-    def named_leases(self) -> list[tuple[str, int, str]]:
-        """(DNS name, subnet id, packed address) of every lease published under a name."""
+    def named_leases(self) -> list[NamedLease]:
+        """Every lease published under a name, with its pool's recorded options."""
         rows = self.connection.execute(
-            select(leases.c.dns_name, leases.c.subnet_id, leases.c.address).where(
-                leases.c.dns_name.is_not(None)
+            select(leases.c.dns_name, subnets.c.version, leases.c.address, pools.c.options)
+            .join(subnets, subnets.c.id == leases.c.subnet_id)
+            .join(
+                pools,
+                (pools.c.id == leases.c.pool_id) & (pools.c.subnet_id == leases.c.subnet_id),
             )
+            .where(leases.c.dns_name.is_not(None))
         )
-        return [(r[0], r[1], r[2]) for r in rows]
+        found = {}
+        for name, version, address, options in rows:
+            text = str(netaddr.IPAddress(int.from_bytes(address, "big"), version))
+            found[(name, text)] = NamedLease(name, text, options)
+        return sorted(found.values(), key=lambda n: (n.name, n.address))

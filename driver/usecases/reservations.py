@@ -5,6 +5,7 @@ from __future__ import annotations
 import netaddr
 
 from driver.domain import addresses as allocator
+from driver.domain.dns import NameSource, lease_dns_name, recorded_policy
 from driver.domain.errors import InvalidRequest
 from driver.domain.pools import LOCAL_SPACE, SHARED, PoolId
 from driver.storage.inventory import (
@@ -14,6 +15,7 @@ from driver.storage.inventory import (
 )
 from driver.storage.ledger import Ledger
 from driver.storage.store import retrying
+from driver.usecases.dns_names import queue_named, queue_unnamed
 from driver.usecases.operator import OnLedger, show_range
 
 
@@ -44,6 +46,7 @@ class Reservations(OnLedger):
                     )
             allocator.take_range(ledger.free_ranges(held.id), *bounds)
             ledger.add_reservation(held.id, bounds, label)
+            self._queue_dns(ledger, held, bounds, label, added=True)
             shown = show_range(*bounds, first.version)
             ledger.write_history(
                 self.host_id, "reserve", self._pool_of_subnet(ledger, held), shown, detail=label
@@ -67,6 +70,7 @@ class Reservations(OnLedger):
                 raise InvalidRequest(f"no reservation in {held.subnet.cidr} covers {range_text}")
             r_first, r_last, label = match[0]
             ledger.drop_reservation(held.id, r_first)
+            self._queue_dns(ledger, held, (r_first, r_last), label, added=False)
             free_ranges = ledger.free_ranges(held.id)
             taken = inventory.taken_between(held.id, r_first, r_last)
             for gap in allocator.gaps((r_first, r_last), taken):
@@ -76,6 +80,25 @@ class Reservations(OnLedger):
                 self.host_id, "unreserve", self._pool_of_subnet(ledger, held), shown, detail=label
             )
         return shown
+
+    @staticmethod
+    def _queue_dns(
+        ledger: Ledger, held: SubnetRow, bounds: tuple[int, int], label: str, *, added: bool
+    ) -> None:
+        """A reservation of one address is published under its label, in the zone of the
+        first of its subnet's pools that has one; a range of several is not published."""
+        if bounds[0] != bounds[1]:
+            return
+        for pool_id in sorted(ledger.pools_of_subnet(held.id)):
+            record = ledger.pool(held.owner, pool_id)
+            if record is None or recorded_policy(record.options) is None:
+                continue
+            if added:
+                queue_named(ledger, record, bounds[0], NameSource(label=label))
+            else:
+                name = lease_dns_name(recorded_policy(record.options), NameSource(label=label))
+                queue_unnamed(ledger, record, bounds[0], name)
+            return
 
     @staticmethod
     def _pool_of_subnet(ledger: Ledger, held: SubnetRow) -> str:

@@ -1,0 +1,102 @@
+"""``ipledger dns``: the outbox of DNS changes, and the zones against the leases.
+
+Parses, calls :mod:`driver.usecases.dns`, prints.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from driver.entrypoints.cli_ops import Group, admin, db_option, say, settings_from_env, table
+from driver.usecases.dns import DnsStatus, DnsSync
+
+
+@click.group(cls=Group)
+def dns() -> None:
+    """Leases in DNS: what waits to be published, and the zones against the leases."""
+
+
+@dns.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status(db_url: str | None, as_json: bool) -> None:
+    """Per zone: changes queued, the oldest one's age, and the last error met."""
+    settings = settings_from_env(db_url=db_url)
+    with admin(db_url, reads=True) as a:
+        zones = DnsStatus(a.store).zones()
+    now = time.time()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "zone": z.zone,
+                        "pending": z.pending,
+                        "oldest_seconds": round(now - z.oldest_at, 1) if z.oldest_at else None,
+                        "failing": z.failing,
+                        "failure": z.failure,
+                        "last_error": z.last_error,
+                    }
+                    for z in zones
+                ],
+                indent=2,
+            )
+        )
+        return
+    if settings.dns_server is None:
+        say("IPLEDGER_DNS_SERVER is not set here: this host publishes nothing")
+    if not zones:
+        say("nothing queued: every change was published")
+        return
+    table(
+        ["ZONE", "PENDING", "OLDEST", "FAILING", "LAST ERROR"],
+        [
+            [
+                z.zone,
+                str(z.pending),
+                f"{now - z.oldest_at:.0f}s" if z.oldest_at else "-",
+                str(z.failing),
+                f"{z.failure}: {z.last_error}" if z.failure else "-",
+            ]
+            for z in zones
+        ],
+    )
+
+
+@dns.command()
+@db_option
+@click.option(
+    "--apply", is_flag=True, help="Queue the changes that converge the zones (serve sends them)."
+)
+def sync(db_url: str | None, apply: bool) -> None:
+    """Compare what the zones hold (AXFR) with the leases, for the names ipledger manages.
+
+    Prints each difference: '+' a record a lease wants and the zone lacks, '-' a record of a
+    managed name that no lease holds. Names ipledger never published are not looked at.
+    """
+    from driver.adapters.dns_server import DnsRejected
+    from driver.entrypoints.dns_publisher import dns_server
+
+    settings = settings_from_env(db_url=db_url)
+    if settings.dns_server is None:
+        raise click.ClickException("IPLEDGER_DNS_SERVER is not set: no server to compare with")
+    server = dns_server(settings)
+    with admin(db_url, reads=not apply) as a:
+        sync_ = DnsSync(a.store)
+        try:
+            plan = sync_.plan(server)
+        except DnsRejected as e:
+            raise click.ClickException(e.message) from None
+        for change in plan.changes:
+            sign = "+" if change.action == "add" else "-"
+            ptr = " (and PTR)" if change.reverse else ""
+            say(f"{sign} {change.name} {change.rdtype} {change.address}{ptr}")
+        queued = sync_.apply(plan) if apply and plan.changes else 0
+    say(
+        f"{len(plan.changes)} difference{'' if len(plan.changes) == 1 else 's'} in "
+        f"{', '.join(plan.zones) or 'no zone'} ({plan.managed} names managed)"
+        + (f"; {queued} changes queued for the publisher" if apply else "")
+    )
