@@ -13,7 +13,7 @@ from driver.config import Settings
 from driver.domain.docker_names import Shown
 from driver.domain.errors import IpamError
 from driver.domain.text import shown
-from driver.storage.store import Store
+from driver.usecases.dns import Transactions
 from driver.usecases.docker_names import DockerNames
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 INTERVAL_S = 1.0
 # one call to Docker's API: a Docker that hangs delays only the names, never a request
 DOCKER_TIMEOUT_S = 5.0
+# after Docker could not be read, the next try; the publisher goes on meanwhile
+AFTER_FAILURE_S = 10.0
 # the same failure to reach Docker is logged again after this long, not at every pass
 REPEAT_WARNING_S = 300.0
 
@@ -36,8 +38,14 @@ def docker_look(settings: Settings) -> Callable[[], Shown]:
 class DockerNamer:
     """Runs :class:`DockerNames` at its interval and keeps its failures out of the loop."""
 
-    def __init__(self, store: Store, settings: Settings, look: Callable[[], Shown] | None = None):
-        self.names = DockerNames(store, settings.host_id, look or docker_look(settings))
+    def __init__(
+        self,
+        store: Transactions,
+        settings: Settings,
+        owner: str,
+        look: Callable[[], Shown] | None = None,
+    ) -> None:
+        self.names = DockerNames(store, settings.host_id, owner, look or docker_look(settings))
         self._next = 0.0
         self._warned: tuple[str, float] | None = None
 
@@ -50,6 +58,8 @@ class DockerNamer:
         try:
             return bool(self.names.run_once().named)
         except DockerUnavailable as e:
+            # a Docker that hangs would hold the publisher for the call's bound at every pass
+            self._next = time.monotonic() + AFTER_FAILURE_S
             self._warn(f"DNS: the names of Docker's containers cannot be read now: {e}", now)
         except IpamError as e:
             self._warn(f"DNS: the leases waiting for a name cannot be read now: {e.message}", now)

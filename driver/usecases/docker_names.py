@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from driver.domain.dns import NameSource
 from driver.domain.docker_names import Resolution, Resolved, Shown, WantedName, resolve
-from driver.domain.pools import SHARED, PoolId, own_plan
+from driver.domain.pools import SHARED, PoolId
 from driver.domain.text import printable
 from driver.storage.docker_names import (
     WaitingLease,
@@ -27,7 +27,8 @@ from driver.storage.docker_names import (
     name_lease,
     still_waiting,
 )
-from driver.storage.store import Store, retrying
+from driver.storage.store import retrying
+from driver.usecases.dns import Transactions
 from driver.usecases.dns_names import queue_named
 
 log = logging.getLogger(__name__)
@@ -55,15 +56,16 @@ class DockerNames:
 
     def __init__(
         self,
-        store: Store,
+        store: Transactions,
         host_id: str,
+        owner: str,
         look: Callable[[], Shown],
         patience: timedelta = PATIENCE,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.host_id = host_id
-        self.owner = own_plan(store.shared, host_id)
+        self.owner = owner  # this host's own plan (driver.domain.pools.own_plan)
         self.look = look  # Docker's endpoints by PoolID and address (the adapter's endpoints)
         self.patience = patience
         self.clock = clock

@@ -1,12 +1,13 @@
 """Docker leases made without their container's name (engines before 29) are named from Docker's
 view once the endpoint shows, then queued for DNS like any other; on SQLite and PostgreSQL.
-Docker's view is given here as the adapter returns it (tests/e2e/test_docker_names.py reads a
+Docker's view is given here as the adapter returns it (tests/e2e/test_docker_endpoints.py reads a
 real one)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import netaddr
 import pytest
 
 from driver.domain.dns import DnsAction, DnsChange
@@ -58,7 +59,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def names(ipam, docker, clock) -> DockerNames:
-    return DockerNames(ipam.store, ipam.host_id, docker, timedelta(seconds=30), clock)
+    return DockerNames(ipam.store, ipam.host_id, ipam.owner, docker, timedelta(seconds=30), clock)
 
 
 def queued(ipam) -> list[DnsChange]:
@@ -67,15 +68,17 @@ def queued(ipam) -> list[DnsChange]:
 
 
 def dns_name(ipam, address: str) -> str | None:
+    """The DNS name the lease of ``address`` (IPv4) is published under."""
+    from sqlalchemy import select
+
+    from driver.storage.models import leases
+    from driver.storage.rows import pack
+
+    value = int(netaddr.IPAddress(address))
     with ipam.store.reading() as ledger:
-        return {a: n for _, a, n in _named(ledger)}.get(address)
-
-
-def _named(ledger):
-    import netaddr
-
-    for name, _subnet, packed in ledger.named_leases():
-        yield None, str(netaddr.IPAddress(int.from_bytes(packed, "big"), 4)), name
+        return ledger.connection.execute(
+            select(leases.c.dns_name).where(leases.c.address == pack(value))
+        ).scalar_one()
 
 
 def zoned_pool(ipam, options=None) -> str:
@@ -184,7 +187,7 @@ def test_only_the_host_whose_docker_made_the_lease_names_it(ipam, names, docker,
     pool = zoned_pool(ipam)
     address = ipam.request_address(pool, "", WITH_MAC).split("/")[0]
     docker.show(pool, address, "web1")
-    elsewhere = DockerNames(ipam.store, "host-b", docker, timedelta(seconds=30))
+    elsewhere = DockerNames(ipam.store, "host-b", ipam.owner, docker, timedelta(seconds=30))
     assert elsewhere.run_once().waiting == 0
     assert queued(ipam) == []
     assert names.run_once().named == [(address, f"web1.{ZONE_NAME}")]
@@ -198,7 +201,7 @@ def test_leases_made_while_no_publisher_ran_are_named_by_the_next_one(
     docker.show(pool, address, "web1")
     # a publisher started long after the lease was made still takes it in on its first pass
     clock.now += timedelta(hours=1)
-    later = DockerNames(ipam.store, ipam.host_id, docker, timedelta(seconds=30), clock)
+    later = DockerNames(ipam.store, ipam.host_id, ipam.owner, docker, timedelta(seconds=30), clock)
     assert later.run_once().named == [(address, f"web1.{ZONE_NAME}")]
 
 
@@ -217,7 +220,7 @@ def test_a_docker_that_cannot_be_read_keeps_the_leases_waiting_for_the_next_pass
     pool = zoned_pool(ipam)
     address = ipam.request_address(pool, "", WITH_MAC).split("/")[0]
     docker.show(pool, address, "web1")
-    names = DockerNames(ipam.store, ipam.host_id, look, timedelta(seconds=30), clock)
+    names = DockerNames(ipam.store, ipam.host_id, ipam.owner, look, timedelta(seconds=30), clock)
     with pytest.raises(DockerUnavailable):
         names.run_once()
     down = False
@@ -231,8 +234,12 @@ def test_two_ledgers_handles_on_one_database_name_a_lease_once(ipam, docker, db_
     engine = make_engine(db_url)
     try:
         other = Ipam(Store(engine), ipam.default_pools, ipam.host_id)
-        first = DockerNames(ipam.store, ipam.host_id, docker, timedelta(seconds=30), clock)
-        second = DockerNames(other.store, ipam.host_id, docker, timedelta(seconds=30), clock)
+        first = DockerNames(
+            ipam.store, ipam.host_id, ipam.owner, docker, timedelta(seconds=30), clock
+        )
+        second = DockerNames(
+            other.store, ipam.host_id, ipam.owner, docker, timedelta(seconds=30), clock
+        )
         first._take_in(clock())
         second._take_in(clock())
         assert len(first.run_once().named) + len(second.run_once().named) == 1
@@ -256,10 +263,11 @@ def test_the_publishers_namer_warns_once_of_a_docker_it_cannot_read_and_names_on
         return docker()
 
     monkeypatch.setattr(docker_namer, "INTERVAL_S", 0.0)
+    monkeypatch.setattr(docker_namer, "AFTER_FAILURE_S", 0.0)
     pool = zoned_pool(ipam)
     address = ipam.request_address(pool, "", WITH_MAC).split("/")[0]
     docker.show(pool, address, "web1")
-    namer = DockerNamer(ipam.store, settings, look)
+    namer = DockerNamer(ipam.store, settings, ipam.owner, look)
     assert not namer.tick()
     assert not namer.tick()
     assert caplog.text.count("names of Docker's containers cannot be read now") == 1
@@ -273,10 +281,29 @@ def test_the_publishers_namer_asks_at_most_once_per_interval(ipam, settings, doc
 
     pool = zoned_pool(ipam)
     ipam.request_address(pool, "", WITH_MAC)
-    namer = DockerNamer(ipam.store, settings, docker)
+    namer = DockerNamer(ipam.store, settings, ipam.owner, docker)
     namer.tick()
     namer.tick()
     assert docker.asked == 1
+
+
+def test_the_publishers_namer_waits_longer_after_docker_failed(ipam, settings, monkeypatch):
+    from driver.adapters.docker_state import DockerUnavailable
+    from driver.entrypoints import docker_namer
+    from driver.entrypoints.docker_namer import DockerNamer
+
+    asked = []
+
+    def down() -> dict[str, dict[str, Endpoint]]:
+        asked.append(1)
+        raise DockerUnavailable("cannot read Docker's networks: Read timed out")
+
+    monkeypatch.setattr(docker_namer, "INTERVAL_S", 0.0)
+    ipam.request_address(zoned_pool(ipam), "", WITH_MAC)
+    namer = DockerNamer(ipam.store, settings, ipam.owner, down)
+    namer.tick()
+    namer.tick()
+    assert len(asked) == 1
 
 
 def test_leases_are_given_up_after_the_patience_even_while_docker_cannot_be_read(
@@ -289,7 +316,7 @@ def test_leases_are_given_up_after_the_patience_even_while_docker_cannot_be_read
 
     pool = zoned_pool(ipam)
     address = ipam.request_address(pool, "", WITH_MAC).split("/")[0]
-    names = DockerNames(ipam.store, ipam.host_id, down, timedelta(seconds=30), clock)
+    names = DockerNames(ipam.store, ipam.host_id, ipam.owner, down, timedelta(seconds=30), clock)
     with pytest.raises(DockerUnavailable):
         names.run_once()
     clock.now += timedelta(seconds=31)
