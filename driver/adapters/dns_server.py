@@ -113,10 +113,16 @@ class DnsServer:
             update.present(owner, rdtype, value)
             update.delete(owner, rdtype, value)
         rcode = self._ask(update).rcode()
-        if rcode == dns.rcode.NOERROR or (
-            action == DnsAction.REMOVE and rcode == dns.rcode.NXRRSET
-        ):
-            return  # NXRRSET: the record is not there (any more), as a removal wants
+        if action == DnsAction.REMOVE and rcode == dns.rcode.NXRRSET:
+            # RFC 2136's value-dependent prerequisite wants the whole RRset to be this value:
+            # a name that holds other addresses too (another network's, someone else's) fails
+            # it. The delete of this one value alone cannot touch any other value; NXRRSET
+            # again, or NOERROR, leaves the record gone, as a removal wants.
+            only = dns.update.Update(zone, **self._tsig)
+            only.delete(owner, rdtype, value)
+            rcode = self._ask(only).rcode()
+        if rcode in (dns.rcode.NOERROR, dns.rcode.NXRRSET):
+            return
         failure = _RCODE_FAILURES.get(rcode, DnsFailure.OTHER)
         raise DnsRejected(
             failure,
