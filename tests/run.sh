@@ -25,6 +25,7 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v named >/dev/null || need+=(bind9)
 command -v dig >/dev/null || need+=(bind9-dnsutils)
+command -v knotd >/dev/null || need+=(knot)
 if [ ${#need[@]} -gt 0 ]; then
     echo "tests/run.sh: installing from Debian: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

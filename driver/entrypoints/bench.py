@@ -135,11 +135,15 @@ class Server:
 
 @contextmanager
 def server(
-    workdir: Path, db_url: str, workers: int, host_id: str | None = None
+    workdir: Path,
+    db_url: str,
+    workers: int,
+    host_id: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """``ipledger serve`` on a socket of its own; yields once it has answered."""
     sock = str(workdir / f"bench-{host_id or ''}{workers}.sock")
-    env = dict(os.environ, IPLEDGER_LOG_LEVEL="warning")
+    env = dict(os.environ, IPLEDGER_LOG_LEVEL="warning", **(extra_env or {}))
     if host_id is not None:
         env["IPLEDGER_HOST_ID"] = host_id
     started = time.monotonic()

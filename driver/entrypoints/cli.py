@@ -192,11 +192,41 @@ def install_cni(plugin_dir: Path, name: str, self_contained: bool) -> None:
     help="Instead: CNI ADD and DEL as plugin processes, ipledger beside host-local.",
 )
 @click.option("--ui", is_flag=True, help="Instead: the status page's answer times.")
-def bench(quick: bool, postgres_url: str | None, cni: bool, ui: bool) -> None:
+@click.option(
+    "--dns",
+    is_flag=True,
+    help="Instead: named calls with DNS publishing off and on, side by side, and their ratio.",
+)
+@click.option(
+    "--dns-server",
+    metavar="HOST:PORT",
+    help="With --dns: the DNS server to publish to (else none answers: changes wait queued).",
+)
+@click.option("--dns-tsig", metavar="FILE", help="With --dns: the TSIG key file for it.")
+@click.option(
+    "--dns-zone",
+    default="bench.example.test",
+    show_default=True,
+    help="With --dns: the zone the pool publishes in (the server must take updates to it).",
+)
+def bench(
+    quick: bool,
+    postgres_url: str | None,
+    cni: bool,
+    ui: bool,
+    dns: bool,
+    dns_server: str | None,
+    dns_tsig: str | None,
+    dns_zone: str,
+) -> None:
     """Measure the real server under a Docker-like client and print the tables."""
     from driver.entrypoints.bench import run, run_postgres
 
-    if ui:
+    if dns:
+        from driver.entrypoints.bench_dns import run_dns
+
+        run_dns(quick, dns_server, dns_tsig, zone=dns_zone)
+    elif ui:
         from driver.entrypoints.bench_ui import run_ui
 
         run_ui(quick)

@@ -68,6 +68,18 @@ def status(db_url: str | None, as_json: bool) -> None:
 
 @dns.command()
 @db_option
+def names(db_url: str | None) -> None:
+    """Each lease's DNS name, its address, and whether it is published."""
+    with admin(db_url, reads=True) as a:
+        found = DnsStatus(a.store).names()
+    if not found:
+        say("no lease has a DNS name: no pool has ipledger.dns_zone, or no lease a name")
+        return
+    table(["NAME", "ADDRESS", "DNS"], [list(row) for row in found])
+
+
+@dns.command()
+@db_option
 @click.option(
     "--apply", is_flag=True, help="Queue the changes that converge the zones (serve sends them)."
 )

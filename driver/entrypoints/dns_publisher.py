@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 POLL_S = 0.2
 # after a failure the server's outage gets this long before the outbox is looked at again
 IDLE_AFTER_FAILURE_S = 1.0
+LONGEST_IDLE_S = 30.0
 
 
 def dns_server(settings: Settings) -> DnsServer:
@@ -51,28 +52,25 @@ class ForkSafeStore:
         self.store = store
         self._open = threading.Lock()
         os.register_at_fork(
-            before=self._open.acquire,
+            before=self._before_fork,
             after_in_parent=self._open.release,
             after_in_child=self._open.release,
         )
 
+    def _before_fork(self) -> None:
+        self._open.acquire()
+        # no transaction is open now: its pooled connections are closed, not inherited
+        self.store.engine.dispose()
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Ledger]:
-        with self._open:
-            try:
-                with self.store.transaction() as ledger:
-                    yield ledger
-            finally:
-                self.store.engine.dispose()
+        with self._open, self.store.transaction() as ledger:
+            yield ledger
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Ledger]:
-        with self._open:
-            try:
-                with self.store.reading() as ledger:
-                    yield ledger
-            finally:
-                self.store.engine.dispose()
+        with self._open, self.store.reading() as ledger:
+            yield ledger
 
 
 class Publisher:
@@ -115,25 +113,28 @@ class Publisher:
                 log.info("DNS: %d queued changes are due now", due)
         except IpamError as e:
             log.warning("DNS: the outbox cannot be read now: %s", e.message)
-        wait = POLL_S
+        wait, unreadable = POLL_S, 0
         while not self._stop.wait(wait):
             wait = POLL_S
             try:
                 if self.namer is not None:
                     self.namer.tick()
                 if not publishing.due():
+                    unreadable = 0
                     continue
                 outcome = publishing.publish_due()
+                unreadable = 0
             except IpamError as e:
-                log.warning("DNS: the outbox cannot be read now: %s", e.message)
-                wait = IDLE_AFTER_FAILURE_S
+                # the ledger is down: said once, then looked at less and less often
+                if not unreadable:
+                    log.warning("DNS: the outbox cannot be read now: %s", e.message)
+                unreadable += 1
+                wait = min(LONGEST_IDLE_S, IDLE_AFTER_FAILURE_S * 2 ** min(unreadable, 6))
                 continue
             except Exception:
                 log.exception("DNS: the publisher met an unexpected error; it goes on")
                 wait = IDLE_AFTER_FAILURE_S
                 continue
-            # a full batch sent: more may be due at once
-            wait = 0 if outcome.published and not outcome.failed else wait
             if outcome.failed:
                 wait = IDLE_AFTER_FAILURE_S
 

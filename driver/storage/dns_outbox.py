@@ -10,6 +10,7 @@ order they were made, whichever publisher sends them.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import netaddr
@@ -273,6 +274,23 @@ class DnsStatements:
         )
         return [PublishedRecord(*row) for row in rows]
 
+    def dns_states(self, names: Iterable[str]) -> dict[tuple[str, str], str]:
+        """Per (name, address) of these names: ``published``, or ``pending`` while a change
+        of it waits in the outbox."""
+        wanted = sorted(set(names))
+        states: dict[tuple[str, str], str] = {}
+        if not wanted:
+            return states
+        for name, address in self.connection.execute(
+            select(dns_records.c.name, dns_records.c.address).where(dns_records.c.name.in_(wanted))
+        ):
+            states[(name, address)] = "published"
+        for name, address in self.connection.execute(
+            select(dns_outbox.c.name, dns_outbox.c.address).where(dns_outbox.c.name.in_(wanted))
+        ):
+            states[(name, address)] = "pending"
+        return states
+
     def published_zone(self, name: str) -> tuple[str, bool] | None:
         """The zone (and whether with PTR) a name was published in, if it was."""
         row = self.connection.execute(
@@ -281,6 +299,22 @@ class DnsStatements:
             .limit(1)
         ).first()
         return (row[0], bool(row[1])) if row else None
+
+    def name_lease(self, subnet_id: int, address: int, pool_id: str, name: str) -> bool:
+        """Record the DNS name of a lease of ``pool_id`` that has none yet; False when there is
+        no such lease (released meanwhile, or named already)."""
+        return bool(
+            self.connection.execute(
+                update(leases)
+                .where(
+                    leases.c.subnet_id == subnet_id,
+                    leases.c.address == address.to_bytes(16, "big"),
+                    leases.c.pool_id == pool_id,
+                    leases.c.dns_name.is_(None),
+                )
+                .values(dns_name=name)
+            ).rowcount
+        )
 
     def named_leases_of_pool(self, subnet_id: int, pool_id: str) -> list[tuple[int, str]]:
         """(address, DNS name) of the leases of a pool published under a name."""

@@ -70,6 +70,7 @@ class LeaseRow:
     created_at: datetime
     cni_attachment: str | None = None
     pod: str | None = None  # a CNI lease's pod, "NAMESPACE/NAME", when the runtime named one
+    dns_name: str | None = None  # the full name it is published under in DNS
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,7 @@ class Inventory:
                 row.created_at,
                 row.cni_attachment,
                 row.pod,
+                row.dns_name,
             )
 
     def parked(

@@ -10,7 +10,7 @@ import netaddr
 
 from driver.domain import addresses as allocator
 from driver.domain.cni import event_detail
-from driver.domain.dns import NameSource
+from driver.domain.dns import NameSource, lease_dns_name, recorded_policy
 from driver.domain.errors import (
     AddressInUse,
     AddressOutOfRange,
@@ -123,6 +123,24 @@ class Addresses(IpamCalls):
             if leased is None or leased > leased_before:
                 return False
             return self._release(ledger, record, int(wanted), "gc-release")
+
+    @retrying
+    def name_lease(self, pool_id: str, address: str, container: str) -> str | None:
+        """Publish a lease made without a name (an engine older than Docker 29 sends none)
+        under its container's name, read from Docker's API once the endpoint exists: its DNS
+        name, or None when the pool publishes nothing, the name cannot be one, or the lease is
+        gone or named already."""
+        wanted = allocator.parse_address(address)
+        with self.store.transaction() as ledger:
+            record = self._pool_of(ledger, pool_id, wanted)
+            policy = recorded_policy(record.options)
+            name = lease_dns_name(policy, NameSource(container=container))
+            if name is None or not ledger.name_lease(
+                record.subnet_id, int(wanted), record.id, name
+            ):
+                return None
+            queue_named(ledger, record, int(wanted), NameSource(container=container))
+        return name
 
     def _pool_of(self, ledger: Ledger, pool_id: str, wanted: netaddr.IPAddress) -> PoolRecord:
         record = self._pool(ledger, pool_id)

@@ -1,9 +1,11 @@
 """Publishing the outbox to a DNS server, its status, and ``ipledger dns sync``.
 
 The publisher takes a batch of due changes (a claim, one short transaction), sends each one
-outside any transaction, and records each outcome in a transaction of its own: a change the
-server took leaves the outbox; one it did not take stays, with why and when to try again
-(:func:`driver.domain.dns.retry_delay`). Nothing here runs in a plugin call.
+outside any transaction, and records the outcomes in one more: a change the server took leaves
+the outbox; one it did not take stays, with why and when to try again
+(:func:`driver.domain.dns.retry_delay`). Nothing here runs in a plugin call. The server is
+reached through :class:`DnsUpdates`, whose exceptions of type ``rejected`` carry a
+:class:`~driver.domain.dns.DnsFailure` (``driver.adapters.dns_server`` in ``serve``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from driver.storage.store import Store
 
 log = logging.getLogger(__name__)
 
-BATCH = 10
+BATCH = 50
 # how long a claim keeps other publishers off a batch; a batch stops sending at half of it
 CLAIM_S = 120.0
 
@@ -82,27 +84,35 @@ class DnsPublishing:
             return ledger.dns_due(_clock(ledger))
 
     def publish_due(self) -> Outcome:
-        """Claim a batch of due changes and send them; what became of them."""
+        """Claim a batch of due changes and send them; what became of them. The outcomes are
+        written in one transaction after the batch: two short writes a batch, whatever its
+        size, beside the plugin calls (a change sent again after a crash is sent alike)."""
         with self.store.transaction() as ledger:
             now = _clock(ledger)
             batch = ledger.claim_dns(self.publisher, now, CLAIM_S, BATCH)
         outcome = Outcome()
+        sent: list[QueuedChange] = []
+        failed: tuple[list[QueuedChange], Rejected] | None = None
         stop_at = time.monotonic() + CLAIM_S / 2
         for i, queued in enumerate(batch):
             if time.monotonic() > stop_at:
-                self._give_back()
-                break
+                break  # the rest is given back below
             error = self._send(queued)
             if error is None:
-                outcome.published += 1
-                continue
-            outcome.failed += 1
-            if error.failure.retryable:
+                sent.append(queued)
+            elif error.failure.retryable:
                 # the server is down or failing: the rest of the batch would meet the same
-                self._failed(batch[i:], error)
-                outcome.failed += len(batch) - i - 1
+                failed = (batch[i:], error)
                 break
-            self._failed([queued], error)
+            else:
+                self._failed([queued], error)
+                outcome.failed += 1
+        self._published(sent)
+        outcome.published = len(sent)
+        if failed is not None:
+            self._failed(*failed)
+            outcome.failed += len(failed[0])
+        self._give_back()
         return outcome
 
     def _send(self, queued: QueuedChange) -> Rejected | None:
@@ -110,20 +120,26 @@ class DnsPublishing:
             self.server.publish(queued.change)
         except self.rejected as e:
             return e  # type: ignore[return-value]
-        with self.store.transaction() as ledger:
-            if ledger.published_dns(queued, self.publisher, _clock(ledger)):
-                change = queued.change
-                log.info(
-                    "DNS: %s %s %s %s in zone %s%s",
-                    change.action,
-                    change.name,
-                    change.rdtype,
-                    change.address,
-                    change.zone,
-                    " (and its PTR)" if change.reverse else "",
-                    extra={"event": f"dns-{change.action}", "address": change.address},
-                )
         return None
+
+    def _published(self, sent: list[QueuedChange]) -> None:
+        if not sent:
+            return
+        with self.store.transaction() as ledger:
+            now = _clock(ledger)
+            done = [q for q in sent if ledger.published_dns(q, self.publisher, now)]
+        for queued in done:
+            change = queued.change
+            log.info(
+                "DNS: %s %s %s %s in zone %s%s",
+                change.action,
+                change.name,
+                change.rdtype,
+                change.address,
+                change.zone,
+                " (and its PTR)" if change.reverse else "",
+                extra={"event": f"dns-{change.action}", "address": change.address},
+            )
 
     def _failed(self, batch: Iterable[QueuedChange], error: Rejected) -> None:
         self.last_error = error.message
@@ -166,13 +182,15 @@ class DnsStatus:
         with self.store.reading() as ledger:
             return ledger.dns_queue()
 
-    def lease_names(self) -> dict[tuple[str, str], str]:
-        """Per (DNS name, address): ``published`` or ``pending``, for the status page."""
+    def names(self) -> list[tuple[str, str, str]]:
+        """(DNS name, address, state) of every lease with a name: published, pending (a
+        change waits in the outbox) or not published."""
         with self.store.reading() as ledger:
-            states = {(r.name, r.address): "published" for r in ledger.published_records()}
-            for change in ledger.queued_dns():
-                states[(change.name, change.address)] = "pending"
-        return states
+            named = ledger.named_leases()
+            states = ledger.dns_states(lease.name for lease in named)
+        return [
+            (n.name, n.address, states.get((n.name, n.address), "not published")) for n in named
+        ]
 
 
 def _clock(ledger: Ledger) -> float:

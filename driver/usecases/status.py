@@ -76,6 +76,8 @@ class PoolPage:
     leases: list[LeaseRow]
     more_after: str | None  # the last address shown, when more leases follow
     hours: list[Hour]
+    # per lease shown with a DNS name, by address: published, pending, or not published
+    dns: dict[int, str]
 
 
 SORTS: dict[str, Callable[[PoolReport], Any]] = {
@@ -134,6 +136,7 @@ class StatusViews(OnLedger):
             start = bounds[0] if not after else int(allocator.parse_address(after, "after")) + 1
             page = list(inventory.leases(pool.subnet_id, (start, bounds[1]), LEASES_PER_PAGE + 1))
             activity = Journal(ledger.connection).activity(pool.id, since)
+            dns = _dns_states(ledger, page[:LEASES_PER_PAGE], pool.subnet.version)
         more = None
         if len(page) > LEASES_PER_PAGE:
             more = show(page[LEASES_PER_PAGE - 1].address, pool.subnet.version)
@@ -145,6 +148,7 @@ class StatusViews(OnLedger):
             page[:LEASES_PER_PAGE],
             more,
             _hours(activity, since),
+            dns,
         )
 
     def history(
@@ -249,3 +253,13 @@ def _hours(activity: list[tuple[datetime, str, int]], since: datetime) -> list[H
             releases[hour] = releases.get(hour, 0) + count
     hours = [since + timedelta(hours=i) for i in range(24)]
     return [Hour(h, allocations.get(h, 0), releases.get(h, 0)) for h in hours]
+
+
+def _dns_states(ledger: Ledger, page: list[LeaseRow], version: int) -> dict[int, str]:
+    """Whether each lease of the page that has a DNS name is in DNS yet."""
+    states = ledger.dns_states(lease.dns_name for lease in page if lease.dns_name)
+    return {
+        lease.address: states.get((lease.dns_name, show(lease.address, version)), "not published")
+        for lease in page
+        if lease.dns_name
+    }

@@ -31,7 +31,7 @@ def test_the_alert_rules_file_is_valid(promtool):
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert "SUCCESS: 7 rules found" in result.stdout
 
 
 def test_the_alerts_fire_on_a_filling_pool_churn_leaks_and_a_lost_ledger(promtool):
@@ -49,7 +49,7 @@ def test_the_rules_only_use_metrics_ipledger_exports(ipam):
 
     from prometheus_client import CollectorRegistry
 
-    from driver.observability.metrics import LedgerCollector, Metrics
+    from driver.observability.metrics import DnsCollector, LedgerCollector, Metrics
     from driver.usecases.admin import Admin
 
     ipam.request_pool("LocalDefault", "198.51.100.0/24", "", {}, False)
@@ -73,6 +73,16 @@ def test_the_rules_only_use_metrics_ipledger_exports(ipam):
     metrics.releases.labels("p").inc()
     metrics.errors.labels("e", "StorageUnavailable").inc()
     registry.register(LedgerCollector(Admin(ipam.store, ipam.host_id)))
+    registry.register(DnsCollector(_FailingZone(), lambda: {("z", "bad-key"): 1}))
     exported = {sample.name for family in registry.collect() for sample in family.samples}
     used = set(re.findall(r"\bipledger_[a-z_]+", (RULES / "ipledger.rules.yml").read_text()))
     assert used <= exported
+
+
+class _FailingZone:
+    """The outbox of one zone whose change the server rejected."""
+
+    def zones(self):
+        from driver.storage.dns_outbox import ZoneQueue
+
+        return [ZoneQueue("z", 1, 0.0, 1, "bad-key", "the server does not know the key")]

@@ -112,3 +112,113 @@ def test_a_released_pool_removes_the_records_of_the_leases_docker_left_in_it(ipa
         (DnsAction.ADD, address),
         (DnsAction.REMOVE, address),
     ]
+
+
+def test_a_lease_made_without_a_name_is_published_once_named_from_dockers_api(ipam):
+    pool = ipam.request_pool("LocalDefault", "192.0.2.0/24", "", ZONE, False).pool_id
+    address = ipam.request_address(pool, "", {}).split("/")[0]  # Docker 28: no name sent
+    assert queued(ipam) == []
+    assert ipam.name_lease(pool, address, "web_1") == "web-1.apps.example.test"
+    assert ipam.name_lease(pool, address, "other") is None  # named already
+    ipam.release_address(pool, address)
+    assert [(c.action, c.name) for c in queued(ipam)] == [
+        (DnsAction.ADD, "web-1.apps.example.test"),
+        (DnsAction.REMOVE, "web-1.apps.example.test"),
+    ]
+
+
+def test_a_names_later_change_waits_until_its_earlier_one_is_published_whoever_claims_them(ipam):
+    pool = ipam.request_pool("LocalDefault", "192.0.2.0/24", "", ZONE, False).pool_id
+    web1 = ipam.request_address(pool, "", NAMED).split("/")[0]
+    ipam.request_address(pool, "", {"com.docker.network.endpoint.name": "web2"})
+    ipam.release_address(pool, web1)
+    with ipam.store.transaction() as ledger:
+        a = ledger.claim_dns("a", 100.0, 60, 10)
+    with ipam.store.transaction() as ledger:
+        b = ledger.claim_dns("b", 100.0, 60, 10)
+    # a took the first change of each name; web1's removal waits behind its addition
+    assert [(q.change.action, q.change.name) for q in a] == [
+        (DnsAction.ADD, "web1.apps.example.test"),
+        (DnsAction.ADD, "web2.apps.example.test"),
+    ]
+    assert b == []
+    with ipam.store.transaction() as ledger:
+        assert ledger.published_dns(a[0], "a", 101.0)
+    with ipam.store.transaction() as ledger:
+        (removal,) = ledger.claim_dns("b", 101.0, 60, 10)
+    assert (removal.change.action, removal.change.name) == (DnsAction.REMOVE, a[0].change.name)
+
+
+def test_an_expired_claim_is_taken_over_and_its_late_publisher_records_nothing(ipam):
+    pool = ipam.request_pool("LocalDefault", "192.0.2.0/24", "", ZONE, False).pool_id
+    ipam.request_address(pool, "", NAMED)
+    with ipam.store.transaction() as ledger:
+        (first,) = ledger.claim_dns("a", 100.0, 60, 10)
+    with ipam.store.transaction() as ledger:
+        assert ledger.claim_dns("b", 159.0, 60, 10) == []
+        (taken,) = ledger.claim_dns("b", 161.0, 60, 10)
+    with ipam.store.transaction() as ledger:
+        assert not ledger.published_dns(first, "a", 162.0)
+        assert ledger.published_dns(taken, "b", 162.0)
+    assert queued(ipam) == []
+
+
+class FakeServer:
+    """A DNS server that fails as told: unit tests of the publisher only."""
+
+    where = "fake"
+
+    def __init__(self, failures):
+        self.failures = failures
+        self.sent = []
+
+    def publish(self, change):
+        failure = self.failures.get(change.name)
+        if failure is not None:
+            raise Rejected(failure, f"{failure} for {change.name}")
+        self.sent.append(change)
+
+
+class Rejected(Exception):
+    def __init__(self, failure, message):
+        super().__init__(message)
+        self.failure, self.message = failure, message
+
+
+def test_a_failure_retrying_cannot_fix_keeps_only_that_change_and_the_rest_is_published(ipam):
+    from driver.domain.dns import DnsFailure
+    from driver.usecases.dns import DnsPublishing, DnsStatus
+
+    pool = ipam.request_pool("LocalDefault", "192.0.2.0/24", "", ZONE, False).pool_id
+    for name in ("web1", "web2", "web3"):
+        ipam.request_address(pool, "", {"com.docker.network.endpoint.name": name})
+    server = FakeServer({"web2.apps.example.test": DnsFailure.REFUSED})
+    publishing = DnsPublishing(ipam.store, server, "p", Rejected)
+    outcome = publishing.publish_due()
+    assert (outcome.published, outcome.failed) == (2, 1)
+    (zone,) = DnsStatus(ipam.store).zones()
+    assert (zone.pending, zone.failing, zone.failure) == (1, 1, "refused")
+    assert publishing.failures == {("apps.example.test", "refused"): 1}
+    assert not publishing.due()  # not retried at once: it waits 10 minutes, or a restart
+    assert publishing.start() == 1
+    assert publishing.due()
+
+
+def test_an_unreachable_server_keeps_the_whole_batch_for_a_retry_with_backoff(ipam):
+    from driver.domain.dns import DnsFailure
+    from driver.usecases.dns import DnsPublishing
+
+    pool = ipam.request_pool("LocalDefault", "192.0.2.0/24", "", ZONE, False).pool_id
+    for name in ("web1", "web2", "web3"):
+        ipam.request_address(pool, "", {"com.docker.network.endpoint.name": name})
+    down = FakeServer({f"web{i}.apps.example.test": DnsFailure.UNREACHABLE for i in (1, 2, 3)})
+    publishing = DnsPublishing(ipam.store, down, "p", Rejected)
+    assert publishing.publish_due().failed == 3
+    assert down.sent == []
+    assert len(queued(ipam)) == 3 and not publishing.due()
+    with ipam.store.transaction() as ledger:  # the backoff of 1 s has passed
+        ledger.retry_dns_now()
+    up = FakeServer({})
+    assert DnsPublishing(ipam.store, up, "p", Rejected).publish_due().published == 3
+    assert [c.name for c in up.sent] == [f"web{i}.apps.example.test" for i in (1, 2, 3)]
+    assert queued(ipam) == []
