@@ -1,6 +1,7 @@
 """What Docker itself says is in use, read through the Docker Engine API (the docker SDK).
 
-Only ``ipledger gc`` calls this, never a plugin request: Docker holds its own locks while it
+Only ``ipledger gc`` and the DNS publisher (looking up the names of containers that older
+engines do not send) call this, never a plugin request: Docker holds its own locks while it
 waits for an IPAM answer, and a plugin that called back into Docker then could deadlock it.
 """
 
@@ -11,6 +12,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from driver.domain.docker_names import endpoints_by_pool
 from driver.domain.reconcile import DockerNetwork, Endpoint, IpamConfig, SwarmRole
 
 
@@ -95,20 +97,36 @@ def plugin_names(plugins: list[dict[str, Any]]) -> set[str]:
     return names
 
 
+# the docker SDK's own default: how long one call to Docker's API may take
+API_TIMEOUT = 60.0
+
+
+def _client(base_url: str | None, timeout: float) -> Any:
+    import docker
+
+    if base_url:
+        return docker.APIClient(base_url=base_url, timeout=timeout)
+    return docker.from_env(timeout=timeout).api
+
+
 def read_docker(
-    base_url: str | None, drivers: set[str] | None, served_as: set[str], progress: Any = None
+    base_url: str | None,
+    drivers: set[str] | None,
+    served_as: set[str],
+    progress: Any = None,
+    timeout: float = API_TIMEOUT,
 ) -> DockerView:
     """The networks whose IPAM driver is ipledger, with their endpoints' addresses.
 
     ``drivers`` names them; None means the names ipledger is served under: ``served_as`` (the
     legacy plugin's names) and the managed ipledger plugins installed.
     """
-    import docker
     from docker.errors import DockerException
+    from requests import RequestException
 
     _probe(base_url)
     try:
-        client = docker.APIClient(base_url=base_url) if base_url else docker.from_env().api
+        client = _client(base_url, timeout)
         if drivers is None:
             drivers = served_as | plugin_names(client.plugins())
         role = swarm_role(client.info())
@@ -122,7 +140,8 @@ def read_docker(
             if progress is not None:
                 progress(1)
         client.close()
-    except DockerException as e:
+    except (DockerException, RequestException) as e:
+        # a Docker that stops answering mid-way: the SDK leaves requests' timeout unwrapped
         raise DockerUnavailable(
             f"cannot read Docker's networks at {docker_address(base_url)}: {e}"
         ) from None
@@ -130,21 +149,33 @@ def read_docker(
     return DockerView(frozenset(drivers), networks, in_use, role)
 
 
+def endpoints(
+    base_url: str | None, served_as: set[str], timeout: float
+) -> dict[str, dict[str, Endpoint]]:
+    """Every endpoint Docker shows in ipledger's networks, by the PoolID its address is leased
+    from and by address: where a lease made without its container's name finds the name.
+
+    Runs outside any plugin request and any ledger transaction (see the module's docstring).
+    """
+    view = read_docker(base_url, None, served_as, timeout=timeout)
+    return endpoints_by_pool(view.networks)
+
+
 def network_named(name: str, base_url: str | None = None) -> DockerNetwork | None:
     """The Docker network called ``name`` (or with that id), None when there is none."""
-    import docker
     from docker.errors import DockerException, NotFound
+    from requests import RequestException
 
     _probe(base_url)
     try:
-        client = docker.APIClient(base_url=base_url) if base_url else docker.from_env().api
+        client = _client(base_url, API_TIMEOUT)
         try:
             return _network(client.inspect_network(name))
         except NotFound:
             return None
         finally:
             client.close()
-    except DockerException as e:
+    except (DockerException, RequestException) as e:
         raise DockerUnavailable(
             f"cannot read Docker's networks at {docker_address(base_url)}: {e}"
         ) from None

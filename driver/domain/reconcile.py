@@ -113,16 +113,19 @@ class PoolUse:
     gateway_shown: bool
 
 
+def config_pool(network: DockerNetwork, config: IpamConfig) -> tuple[PoolId, allocator.Subnet]:
+    """The ledger PoolID one IPAM config of a Docker network stands for, with its subnet."""
+    space = LOCAL_SPACE if network.scope == "local" else GLOBAL_SPACE
+    subnet = allocator.Subnet(allocator.parse_cidr(config.subnet, "subnet"))
+    subrange = str(allocator.parse_cidr(config.ip_range, "ip-range")) if config.ip_range else None
+    return PoolId(space, subnet.cidr, subrange, network.ipam_options.get(SHARED_OPTION)), subnet
+
+
 def pool_ids(network: DockerNetwork) -> dict[str, PoolUse]:
     """The ledger PoolIDs a Docker network stands for, each with the addresses it uses."""
-    space = LOCAL_SPACE if network.scope == "local" else GLOBAL_SPACE
-    shared = network.ipam_options.get(SHARED_OPTION)
     found: dict[str, PoolUse] = {}
     for config in network.configs:
-        subnet = allocator.Subnet(allocator.parse_cidr(config.subnet, "subnet"))
-        subrange = (
-            str(allocator.parse_cidr(config.ip_range, "ip-range")) if config.ip_range else None
-        )
+        pool_id, subnet = config_pool(network, config)
         used: Used = {}
         for endpoint in network.endpoints:
             address = allocator.parse_address(endpoint.address.split("/")[0])
@@ -132,9 +135,7 @@ def pool_ids(network: DockerNetwork) -> dict[str, PoolUse]:
             used[str(allocator.parse_address(aux))] = ("aux", None)
         if config.gateway:
             used[str(allocator.parse_address(config.gateway))] = ("gateway", None)
-        found[str(PoolId(space, subnet.cidr, subrange, shared))] = PoolUse(
-            used, bool(config.gateway)
-        )
+        found[str(pool_id)] = PoolUse(used, bool(config.gateway))
     return found
 
 

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from driver.adapters.dns_server import DnsRejected, DnsServer
 from driver.config import Settings
 from driver.domain.errors import IpamError
+from driver.domain.pools import Plans
+from driver.entrypoints.docker_namer import DockerNamer
 from driver.storage.ledger import Ledger
 from driver.storage.store import Store, open_store
 from driver.usecases.dns import DnsPublishing
@@ -79,6 +81,7 @@ class Publisher:
         self.server = dns_server(settings)
         self.name = f"{settings.host_id[:64]}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.publishing: DnsPublishing | None = None
+        self.namer: DockerNamer | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -88,7 +91,11 @@ class Publisher:
             synchronous=self.settings.sqlite_synchronous,
             busy_timeout_ms=self.settings.busy_timeout_ms,
         )
-        self.publishing = DnsPublishing(ForkSafeStore(store), self.server, self.name, DnsRejected)
+        transactions = ForkSafeStore(store)
+        self.publishing = DnsPublishing(transactions, self.server, self.name, DnsRejected)
+        # names of Docker's containers its engines before 29 do not send (docs/dns-docker.md)
+        plans = Plans.of(store.shared, self.settings.host_id)
+        self.namer = DockerNamer(transactions, self.settings, plans)
         self._thread = threading.Thread(target=self._run, name="ipledger-dns", daemon=True)
         self._thread.start()
         log.info(
@@ -110,6 +117,8 @@ class Publisher:
         while not self._stop.wait(wait):
             wait = POLL_S
             try:
+                if self.namer is not None:
+                    self.namer.tick()
                 if not publishing.due():
                     unreadable = 0
                     continue
