@@ -48,7 +48,6 @@ class Housekeeping(OnLedger):
             return ledger.prune_history(before, WRITE_BATCH)
 
     @retrying
-    @retrying
     def record_served(self, driver: str, socket: str) -> None:
         """Remember that this host serves the ledger as ``driver`` (for gc's default)."""
         with self.store.transaction() as ledger:

@@ -1,0 +1,183 @@
+"""Riding through a database outage: which failures are worth a replay on a fresh connection,
+how long to wait between attempts, and how to learn whether a commit whose answer was lost was
+made.
+
+A PostgreSQL restart, a Patroni switchover or failover all look alike to a client for a few
+seconds: connections refused or dropped, ``the database system is starting up`` or ``shutting
+down``, or a pooled connection that now lands on a standby (``read_only_sql_transaction``). A
+transaction that met one of them before its commit did not commit, so its use case is run again
+whole (:class:`Interrupted`). One that met it at COMMIT may have committed: on PostgreSQL each
+writing transaction reads its id and the server's start time first (piggy-backed on its BEGIN),
+and :func:`resolve_commit` asks the server, on a fresh connection, what became of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from driver.domain.errors import StorageUnavailable
+from driver.storage.locking import DEADLINE
+
+log = logging.getLogger(__name__)
+
+# admin_shutdown, crash_shutdown, cannot_connect_now (starting up, shutting down, in recovery),
+# read_only_sql_transaction (a standby, or a leader demoted under a pooled connection), and the
+# connection exceptions of class 08
+INTERRUPTING_SQLSTATES = frozenset(
+    {"57P01", "57P02", "57P03", "25006", "08000", "08001", "08003", "08004", "08006"}
+)
+# how long an operator command (no call bound) waits for the database to come back
+OUTAGE_BOUND = 30.0
+# the pause between two attempts: short, so that a call resumes soon after the database does
+PAUSE_MIN, PAUSE_MAX = 0.05, 0.25
+
+
+class Interrupted(StorageUnavailable):
+    """The database went away before the transaction committed: replay the use case whole."""
+
+
+class OutageObserver(Protocol):
+    """Told of the server a new connection reached, and of the calls that met an outage."""
+
+    def server(self, where: str) -> None: ...
+
+    def waited(self) -> None: ...
+
+    def refused(self) -> None: ...
+
+
+@dataclass
+class CallRecord:
+    """What one plugin call met: how many times the database went away under it."""
+
+    interruptions: int = 0
+
+
+CALL: ContextVar[CallRecord | None] = ContextVar("ipledger_call", default=None)
+
+
+def interrupts(error: DBAPIError) -> bool:
+    """Whether ``error`` means the server is (for now) out of reach, not the statement wrong."""
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in INTERRUPTING_SQLSTATES
+    # refused, reset, timed out, or no host read-write yet: libpq gives no SQLSTATE
+    return error.connection_invalidated or isinstance(error, OperationalError)
+
+
+def ride_deadline() -> float:
+    """Until when a call waits for the database: its deadline, or for an operator command
+    :data:`OUTAGE_BOUND` from now."""
+    deadline = DEADLINE.get()
+    return deadline if deadline is not None else time.monotonic() + OUTAGE_BOUND
+
+
+def pause(until: float, why: StorageUnavailable) -> None:
+    """Sleep a short, jittered while before the next attempt; raise ``why`` as a final 503
+    when that would go past ``until``."""
+    wait = random.uniform(PAUSE_MIN, PAUSE_MAX)
+    if time.monotonic() + wait >= until:
+        raise StorageUnavailable(
+            f"{why.message}; the database stayed unavailable until the call's time ran out"
+        ) from why
+    time.sleep(wait)
+
+
+def pause_before_replay(error: Interrupted, until: float) -> None:
+    pause(until, error)
+
+
+# The transaction's id and the server's start: a commit whose answer was lost is resolved only
+# on the server that ran it (after a restart or a failover, an id not written to the log may be
+# given to another transaction, so the answer would not be about ours).
+_IDENTIFY = select(func.txid_current(), func.pg_postmaster_start_time())
+_STATUS = text("SELECT pg_postmaster_start_time(), txid_status(:xid)")
+
+
+@dataclass
+class CommitOutcome:
+    """A writing transaction's id on PostgreSQL, and whether its COMMIT was sent."""
+
+    xid: int
+    started: datetime
+    sent: bool = False
+
+    @classmethod
+    def read(cls, connection: Connection) -> CommitOutcome:
+        """The transaction's id, read in the same round trip as its BEGIN (a psycopg
+        pipeline), so that a writing transaction costs no extra round trip."""
+        row = _first_pipelined(connection, str(_IDENTIFY.compile(dialect=connection.dialect)))
+        return cls(int(row[0]), row[1])
+
+
+def _first_pipelined(connection: Connection, sql: str) -> tuple[Any, ...]:
+    driver: Any = connection.connection.driver_connection
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        cursor = driver.cursor()
+        try:
+            with driver.pipeline():
+                cursor.execute(sql)
+            return tuple(cursor.fetchone())
+        finally:
+            cursor.close()
+    except dbapi.Error as e:
+        raise DBAPIError.instance(
+            sql,
+            (),
+            e,
+            dbapi.Error,
+            connection_invalidated=connection.dialect.is_disconnect(e, driver, None),
+            dialect=connection.dialect,
+        ) from e
+
+
+def resolve_commit(engine: Engine, commit: CommitOutcome, reason: str) -> bool:
+    """Whether a transaction whose COMMIT was sent but not answered was made: True when the
+    server that ran it says committed; False when it was not (aborted, or the server is another
+    one or restarted since: the use case is then replayed, and a lease it may have made is a
+    leak gc reclaims, never an address handed out twice). Asks again while it is in progress or
+    the database is out of reach; a 503 when still unknown at the call's deadline."""
+    until = ride_deadline()
+    why = StorageUnavailable(
+        f"database unavailable: {reason}, at commit; whether the commit was made "
+        "could not be learnt"
+    )
+    while True:
+        status = _ask(engine, commit)
+        if status in ("committed", "aborted", "elsewhere"):
+            log.warning(
+                "the commit of transaction %d went unanswered (%s): %s%s",
+                commit.xid,
+                reason,
+                status,
+                "" if status == "committed" else "; the call is replayed",
+            )
+            return status == "committed"
+        pause(until, why)
+
+
+def _ask(engine: Engine, commit: CommitOutcome) -> str | None:
+    """txid_status of the commit's transaction; "elsewhere" when this server is not the one
+    that ran it; None when it cannot be learnt now."""
+    try:
+        with engine.connect() as connection:
+            started, status = connection.execute(_STATUS, {"xid": commit.xid}).one()
+    except DBAPIError as e:
+        if interrupts(e):
+            return None
+        if getattr(e.orig, "sqlstate", None) == "22023":
+            return "elsewhere"  # an id in the future: a promoted standby that never saw it
+        raise
+    if started != commit.started:
+        return "elsewhere"
+    return str(status) if status is not None else None
