@@ -67,7 +67,8 @@ def ledger_addresses(url: str) -> list[str]:
 class Load:
     """Clients on every host asking for and giving back addresses until stopped."""
 
-    def __init__(self, hosts, clients_per_host: int = 3) -> None:
+    def __init__(self, hosts, clients_per_host: int = 3, timeout: float = 10) -> None:
+        self.timeout = timeout
         self.held: dict[str, tuple[int, str]] = {}  # address -> (host, MAC), acknowledged
         self.duplicates: list[str] = []
         self.uncertain = 0
@@ -82,7 +83,7 @@ class Load:
         ]
 
     def run(self, h: int, socket: str, n: int) -> None:
-        client = PluginClient(socket, timeout=10)
+        client = PluginClient(socket, timeout=self.timeout)
         mine: list[str] = []
         i = 0
         while not self.stop.is_set():
@@ -111,7 +112,7 @@ class Load:
             except OSError:
                 with self.lock:
                     self.uncertain += 1
-                client = PluginClient(socket, timeout=10)
+                client = PluginClient(socket, timeout=self.timeout)
                 continue
             with self.lock:
                 if status != 200:
