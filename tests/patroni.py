@@ -148,9 +148,11 @@ class PatroniCluster:
         """The members as Patroni's REST API lists them (from any member that answers)."""
         for member in MEMBERS:
             url = f"http://127.0.0.1:{member.rest_port}/cluster"
-            with contextlib.suppress(OSError, ValueError):
-                with urllib.request.urlopen(url, timeout=2) as answer:
-                    return list(json.load(answer)["members"])
+            with (
+                contextlib.suppress(OSError, ValueError),
+                urllib.request.urlopen(url, timeout=2) as answer,
+            ):
+                return list(json.load(answer)["members"])
         return []
 
     def roles(self) -> dict[str, str]:
