@@ -104,7 +104,7 @@ def _start_metrics_listener(settings: Settings, listener: WSGIServer) -> Any:
     def when_ready(_arbiter: Any) -> None:
         from driver.entrypoints.listener import metrics_view, serve_in_background
         from driver.entrypoints.ui.app import create_ui_app
-        from driver.observability.metrics import scrape_registry
+        from driver.observability.metrics import database_state, scrape_registry
         from driver.storage.store import open_store
         from driver.usecases.admin import Admin
         from driver.usecases.status import StatusViews
@@ -118,7 +118,11 @@ def _start_metrics_listener(settings: Settings, listener: WSGIServer) -> Any:
         )
         registry = scrape_registry(Admin(store, settings.host_id))
         listener.set_app(
-            create_ui_app(StatusViews(store, settings.host_id), metrics_view(registry))
+            create_ui_app(
+                StatusViews(store, settings.host_id),
+                metrics_view(registry),
+                database_state,
+            )
         )
         serve_in_background(listener)
         where = f"[{host}]" if ":" in host else host

@@ -140,6 +140,13 @@ class Store:
         if engine.dialect.name == "postgresql":
             event.listen(engine, "connect", self._connected)
 
+    def observe_with(self, observer: OutageObserver) -> None:
+        """Tell ``observer`` of the server, now and on each new connection, and of the calls
+        that meet an outage."""
+        self.observer = observer
+        if self.server is not None:
+            observer.server(self.server)
+
     def _connected(self, dbapi_connection: Any, _record: Any) -> None:
         info = dbapi_connection.info
         self.server = f"{info.host}:{info.port}"
