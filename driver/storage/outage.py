@@ -18,10 +18,9 @@ import random
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from driver.domain.errors import StorageUnavailable
@@ -99,8 +98,8 @@ def pause_before_replay(error: Interrupted, until: float) -> None:
 # The transaction's id and the server's start: a commit whose answer was lost is resolved only
 # on the server that ran it (after a restart or a failover, an id not written to the log may be
 # given to another transaction, so the answer would not be about ours).
-_IDENTIFY = select(func.txid_current(), func.pg_postmaster_start_time())
-_STATUS = text("SELECT pg_postmaster_start_time(), txid_status(:xid)")
+_IDENTIFY = b"SELECT txid_current(), pg_postmaster_start_time()::text"
+_STATUS = text("SELECT pg_postmaster_start_time()::text, txid_status(:xid)")
 
 
 @dataclass
@@ -108,37 +107,40 @@ class CommitOutcome:
     """A writing transaction's id on PostgreSQL, and whether its COMMIT was sent."""
 
     xid: int
-    started: datetime
+    started: str
     sent: bool = False
 
     @classmethod
     def read(cls, connection: Connection) -> CommitOutcome:
-        """The transaction's id, read in the same round trip as its BEGIN (a psycopg
-        pipeline), so that a writing transaction costs no extra round trip."""
-        row = _first_pipelined(connection, str(_IDENTIFY.compile(dialect=connection.dialect)))
-        return cls(int(row[0]), row[1])
-
-
-def _first_pipelined(connection: Connection, sql: str) -> tuple[Any, ...]:
-    driver: Any = connection.connection.driver_connection
-    dbapi = connection.dialect.loaded_dbapi
-    try:
-        cursor = driver.cursor()
+        """The transaction's id, read in the round trip of its BEGIN, so that a writing
+        transaction costs no extra round trip: psycopg sends its BEGIN with the first
+        statement, and not at all once the server says a transaction is open."""
+        driver: Any = connection.connection.driver_connection
+        dbapi = connection.dialect.loaded_dbapi
         try:
-            with driver.pipeline():
-                cursor.execute(sql)
-            return tuple(cursor.fetchone())
-        finally:
-            cursor.close()
-    except dbapi.Error as e:
-        raise DBAPIError.instance(
-            sql,
-            (),
-            e,
-            dbapi.Error,
-            connection_invalidated=connection.dialect.is_disconnect(e, driver, None),
-            dialect=connection.dialect,
-        ) from e
+            if driver.pgconn.transaction_status == dbapi.pq.TransactionStatus.IDLE:
+                result = driver.pgconn.exec_(b"BEGIN; " + _IDENTIFY)
+                if result.status != dbapi.pq.ExecStatus.TUPLES_OK:
+                    raise dbapi.errors.error_from_result(result, driver.info.encoding)
+                row = (result.get_value(0, 0), result.get_value(0, 1))
+            else:
+                with driver.cursor(binary=False) as cursor:
+                    cursor.execute(_IDENTIFY)
+                    row = cursor.fetchone()
+        except dbapi.Error as e:
+            raise DBAPIError.instance(
+                _IDENTIFY.decode(),
+                (),
+                e,
+                dbapi.Error,
+                connection_invalidated=connection.dialect.is_disconnect(e, driver, None),
+                dialect=connection.dialect,
+            ) from e
+        return cls(int(_text(row[0])), _text(row[1]))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def resolve_commit(engine: Engine, commit: CommitOutcome, reason: str) -> bool:

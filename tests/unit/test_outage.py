@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
@@ -16,7 +15,7 @@ from driver.storage.locking import DEADLINE
 from driver.storage.outage import CommitOutcome, Interrupted, interrupts, resolve_commit
 from driver.storage.store import Conflict, Store, retrying
 
-STARTED = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+STARTED = "2026-12-01 09:00:00.123456+00"
 
 
 class DriverError(Exception):
@@ -180,7 +179,7 @@ def test_while_the_server_is_away_the_question_waits_for_it():
 
 def test_on_a_restarted_or_promoted_server_the_answer_is_not_trusted_and_the_call_replayed():
     # a transaction id the log never kept may be given to another transaction there
-    later = datetime(2026, 12, 1, 9, 5, tzinfo=UTC)
+    later = "2026-12-01 09:05:00.654321+00"
     assert resolve([(later, "committed")]) == (False, 1)
 
 
