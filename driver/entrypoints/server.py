@@ -115,6 +115,8 @@ def _start_metrics_listener(settings: Settings, listener: WSGIServer) -> Any:
             settings.db_url,
             synchronous=settings.sqlite_synchronous,
             busy_timeout_ms=settings.busy_timeout_ms,
+            # a scrape or a page during an outage answers soon (ipledger_ledger_up 0)
+            outage_bound=2.0,
         )
         registry = scrape_registry(Admin(store, settings.host_id))
         listener.set_app(

@@ -34,14 +34,19 @@ log = logging.getLogger(__name__)
 INTERRUPTING_SQLSTATES = frozenset(
     {"57P01", "57P02", "57P03", "25006", "08000", "08001", "08003", "08004", "08006"}
 )
-# how long an operator command (no call bound) waits for the database to come back
+# how long an operator command (no call bound) waits for the database to come back, by default
 OUTAGE_BOUND = 30.0
 # the pause between two attempts: short, so that a call resumes soon after the database does
 PAUSE_MIN, PAUSE_MAX = 0.05, 0.25
 
 
 class Interrupted(StorageUnavailable):
-    """The database went away before the transaction committed: replay the use case whole."""
+    """The database went away before the transaction committed: replay the use case whole,
+    until the call's deadline or, for a call without one, for ``bound`` seconds."""
+
+    def __init__(self, message: str, bound: float = OUTAGE_BOUND) -> None:
+        super().__init__(message)
+        self.bound = bound
 
 
 class OutageObserver(Protocol):
@@ -73,11 +78,11 @@ def interrupts(error: DBAPIError) -> bool:
     return error.connection_invalidated or isinstance(error, OperationalError)
 
 
-def ride_deadline() -> float:
-    """Until when a call waits for the database: its deadline, or for an operator command
-    :data:`OUTAGE_BOUND` from now."""
+def ride_deadline(bound: float) -> float:
+    """Until when a call waits for the database: its deadline, or for a call without one (an
+    operator command) ``bound`` seconds from now."""
     deadline = DEADLINE.get()
-    return deadline if deadline is not None else time.monotonic() + OUTAGE_BOUND
+    return deadline if deadline is not None else time.monotonic() + bound
 
 
 def pause(until: float, why: StorageUnavailable) -> None:
@@ -89,10 +94,6 @@ def pause(until: float, why: StorageUnavailable) -> None:
             f"{why.message}; the database stayed unavailable until the call's time ran out"
         ) from why
     time.sleep(wait)
-
-
-def pause_before_replay(error: Interrupted, until: float) -> None:
-    pause(until, error)
 
 
 # The transaction's id and the server's start: a commit whose answer was lost is resolved only
@@ -143,13 +144,16 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def resolve_commit(engine: Engine, commit: CommitOutcome, reason: str) -> bool:
+def resolve_commit(
+    engine: Engine, commit: CommitOutcome, reason: str, bound: float = OUTAGE_BOUND
+) -> bool:
     """Whether a transaction whose COMMIT was sent but not answered was made: True when the
     server that ran it says committed; False when it was not (aborted, or the server is another
     one or restarted since: the use case is then replayed, and a lease it may have made is a
     leak gc reclaims, never an address handed out twice). Asks again while it is in progress or
-    the database is out of reach; a 503 when still unknown at the call's deadline."""
-    until = ride_deadline()
+    the database is out of reach; a 503 when still unknown at the call's deadline (or, without
+    one, after ``bound`` seconds)."""
+    until = ride_deadline(bound)
     why = StorageUnavailable(
         f"database unavailable: {reason}, at commit; whether the commit was made "
         "could not be learnt"

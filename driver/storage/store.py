@@ -26,12 +26,13 @@ from driver.storage.ledger import Ledger
 from driver.storage.locking import DEADLINE, WriteLock
 from driver.storage.outage import (
     CALL,
+    OUTAGE_BOUND,
     CallRecord,
     CommitOutcome,
     Interrupted,
     OutageObserver,
     interrupts,
-    pause_before_replay,
+    pause,
     resolve_commit,
     ride_deadline,
 )
@@ -46,11 +47,13 @@ def open_store(
     busy_timeout_ms: int = 5000,
     call_timeout: float | None = None,
     read_only: bool = False,
+    outage_bound: float = OUTAGE_BOUND,
 ) -> Store:
     """The store for ``url``; on an SQLite file, with its :class:`WriteLock`. ``call_timeout``
     bounds every call made through :meth:`Store.bounded` (the plugin's). ``read_only``: for a
     caller that only reads, an SQLite ledger on a read-only file system is opened as it is
-    (:attr:`Store.read_only`); elsewhere, as usual."""
+    (:attr:`Store.read_only`); elsewhere, as usual. ``outage_bound``: how long a call without a
+    deadline (an operator's) waits for a database that went away."""
     read_only = read_only and read_only_sqlite(url)
     engine = make_engine(
         url,
@@ -76,7 +79,13 @@ def open_store(
                 database,
                 e.strerror,
             )
-    return Store(engine, lock, call_timeout=call_timeout or 5.0, read_only=read_only)
+    return Store(
+        engine,
+        lock,
+        call_timeout=call_timeout or 5.0,
+        read_only=read_only,
+        outage_bound=outage_bound,
+    )
 
 
 class Conflict(Exception):
@@ -112,8 +121,8 @@ def retrying(use_case: Callable[P, T]) -> Callable[P, T]:
                 time.sleep(random.uniform(0, 0.002 * 2**conflicts))
             except Interrupted as e:
                 if ride_until is None:
-                    ride_until = ride_deadline()
-                pause_before_replay(e, ride_until)
+                    ride_until = ride_deadline(e.bound)
+                pause(ride_until, e)
 
     return run
 
@@ -127,8 +136,10 @@ class Store:
         lock: WriteLock | None = None,
         call_timeout: float = 5.0,
         read_only: bool = False,
+        outage_bound: float = OUTAGE_BOUND,
     ) -> None:
         self.engine = engine
+        self.outage_bound = outage_bound
         # an SQLite ledger on a read-only file system, opened as it is: no migration, no write
         self.read_only = read_only
         self.lock = lock
@@ -191,6 +202,21 @@ class Store:
                 self.observer.refused()
             else:
                 self.observer.waited()
+
+    def ride_through(self, step: Callable[[], T]) -> T:
+        """Run ``step``, one that connects by itself (a migration), again while the database
+        is away, for :attr:`outage_bound` at most; then a 503."""
+        until: float | None = None
+        while True:
+            try:
+                return step()
+            except DBAPIError as e:
+                if self.engine.dialect.name == "sqlite" or not interrupts(e):
+                    raise
+                self.engine.dispose()
+                if until is None:
+                    until = ride_deadline(self.outage_bound)
+                pause(until, StorageUnavailable(f"database unavailable: {_reason(e)}"))
 
     @property
     def shared(self) -> bool:
@@ -270,9 +296,13 @@ class Store:
         record = CALL.get()
         if record is not None:
             record.interruptions += 1
-        if commit is not None and commit.sent and resolve_commit(self.engine, commit, reason):
+        if (
+            commit is not None
+            and commit.sent
+            and resolve_commit(self.engine, commit, reason, self.outage_bound)
+        ):
             return None
-        return Interrupted(f"database unavailable: {reason}")
+        return Interrupted(f"database unavailable: {reason}", self.outage_bound)
 
     def dispose(self) -> None:
         if self._executor is not None:

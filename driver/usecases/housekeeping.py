@@ -25,6 +25,7 @@ class HistorySpan:
 class Housekeeping(OnLedger):
     """Upkeep of the ledger itself: pruning history, keeping what gc found for the metrics."""
 
+    @retrying
     def history_before(self, before: datetime) -> HistorySpan:
         """What :meth:`prune_history` would drop, to show before dropping it."""
         with self.store.reading() as ledger:
