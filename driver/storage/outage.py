@@ -17,7 +17,8 @@ import logging
 import random
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, text
@@ -44,9 +45,26 @@ class Interrupted(StorageUnavailable):
     """The database went away before the transaction committed: replay the use case whole,
     until the call's deadline or, for a call without one, for ``bound`` seconds."""
 
-    def __init__(self, message: str, bound: float = OUTAGE_BOUND) -> None:
+    def __init__(
+        self, message: str, bound: float = OUTAGE_BOUND, unsure_since: datetime | None = None
+    ) -> None:
         super().__init__(message)
         self.bound = bound
+        # set when the lost commit may have been made after all: when the attempt began
+        self.unsure_since = unsure_since
+
+
+# Set while a call is replayed although its first commit may have been made (it could not be
+# learnt: another server answers now): when that attempt began. A replayed release must then
+# leave alone a lease made after it, which the first attempt's release let someone else take.
+REPLAYED_SINCE: ContextVar[datetime | None] = ContextVar("ipledger_replayed_since", default=None)
+
+
+def made_since_replayed(created_at: datetime | None) -> bool:
+    """Whether a lease or pool made at ``created_at`` is newer than the first attempt of the
+    call being replayed (see :data:`REPLAYED_SINCE`): not the one the call meant."""
+    since = REPLAYED_SINCE.get()
+    return since is not None and created_at is not None and created_at > since
 
 
 class OutageObserver(Protocol):
@@ -110,6 +128,8 @@ class CommitOutcome:
     xid: int
     started: str
     sent: bool = False
+    # this host's clock when the attempt began, as leases' and pools' created_at are written
+    began: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
     def read(cls, connection: Connection) -> CommitOutcome:
@@ -146,13 +166,14 @@ def _text(value: bytes | str) -> str:
 
 def resolve_commit(
     engine: Engine, commit: CommitOutcome, reason: str, bound: float = OUTAGE_BOUND
-) -> bool:
-    """Whether a transaction whose COMMIT was sent but not answered was made: True when the
-    server that ran it says committed; False when it was not (aborted, or the server is another
-    one or restarted since: the use case is then replayed, and a lease it may have made is a
-    leak gc reclaims, never an address handed out twice). Asks again while it is in progress or
-    the database is out of reach; a 503 when still unknown at the call's deadline (or, without
-    one, after ``bound`` seconds)."""
+) -> str:
+    """What became of a transaction whose COMMIT was sent but not answered: "committed" when
+    the server that ran it says so; "aborted" when it says not; "elsewhere" when the server is
+    another one or restarted since, which cannot tell (the use case is then replayed under
+    :data:`REPLAYED_SINCE`: a lease the lost commit may have made is a leak gc reclaims, and a
+    release it may have made is not made again on what someone took since). Asks again while
+    it is in progress or the database is out of reach; a 503 when still unknown at the call's
+    deadline (or, without one, after ``bound`` seconds)."""
     until = ride_deadline(bound)
     why = StorageUnavailable(
         f"database unavailable: {reason}, at commit; whether the commit was made "
@@ -168,7 +189,7 @@ def resolve_commit(
                 status,
                 "" if status == "committed" else "; the call is replayed",
             )
-            return status == "committed"
+            return status
         pause(until, why)
 
 

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
+from contextvars import Token
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import (
@@ -27,6 +29,7 @@ from driver.storage.locking import DEADLINE, WriteLock
 from driver.storage.outage import (
     CALL,
     OUTAGE_BOUND,
+    REPLAYED_SINCE,
     CallRecord,
     CommitOutcome,
     Interrupted,
@@ -109,20 +112,29 @@ def retrying(use_case: Callable[P, T]) -> Callable[P, T]:
     def run(*args: P.args, **kwargs: P.kwargs) -> T:
         conflicts = 0
         ride_until: float | None = None
-        while True:
-            try:
-                return use_case(*args, **kwargs)
-            except Conflict as e:
-                conflicts += 1
-                if conflicts == CONFLICT_RETRIES:
-                    raise StorageUnavailable(
-                        f"database busy: {CONFLICT_RETRIES} attempts met conflicting updates ({e})"
-                    ) from e
-                time.sleep(random.uniform(0, 0.002 * 2**conflicts))
-            except Interrupted as e:
-                if ride_until is None:
-                    ride_until = ride_deadline(e.bound)
-                pause(ride_until, e)
+        unsure: Token[datetime | None] | None = None
+        try:
+            while True:
+                try:
+                    return use_case(*args, **kwargs)
+                except Conflict as e:
+                    conflicts += 1
+                    if conflicts == CONFLICT_RETRIES:
+                        raise StorageUnavailable(
+                            f"database busy: {CONFLICT_RETRIES} attempts met conflicting "
+                            f"updates ({e})"
+                        ) from e
+                    time.sleep(random.uniform(0, 0.002 * 2**conflicts))
+                except Interrupted as e:
+                    if ride_until is None:
+                        ride_until = ride_deadline(e.bound)
+                    pause(ride_until, e)
+                    if e.unsure_since is not None and unsure is None:
+                        # the attempts that follow, and the use case they run, know it
+                        unsure = REPLAYED_SINCE.set(e.unsure_since)
+        finally:
+            if unsure is not None:
+                REPLAYED_SINCE.reset(unsure)
 
     return run
 
@@ -296,13 +308,13 @@ class Store:
         record = CALL.get()
         if record is not None:
             record.interruptions += 1
-        if (
-            commit is not None
-            and commit.sent
-            and resolve_commit(self.engine, commit, reason, self.outage_bound)
-        ):
+        if commit is None or not commit.sent:
+            return Interrupted(f"database unavailable: {reason}", self.outage_bound)
+        outcome = resolve_commit(self.engine, commit, reason, self.outage_bound)
+        if outcome == "committed":
             return None
-        return Interrupted(f"database unavailable: {reason}", self.outage_bound)
+        unsure = commit.began if outcome == "elsewhere" else None
+        return Interrupted(f"database unavailable: {reason}", self.outage_bound, unsure)
 
     def dispose(self) -> None:
         if self._executor is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
@@ -160,7 +161,7 @@ class FakeConnection:
         return self.row
 
 
-def resolve(answers: list[object], seconds: float = 5) -> tuple[bool, int]:
+def resolve(answers: list[object], seconds: float = 5) -> tuple[str, int]:
     engine = FakeEngine(answers)
     with deadline_in(seconds):
         made = resolve_commit(engine, CommitOutcome(731, STARTED, sent=True), "connection lost")
@@ -168,31 +169,31 @@ def resolve(answers: list[object], seconds: float = 5) -> tuple[bool, int]:
 
 
 def test_a_commit_the_server_that_ran_it_says_committed_stands():
-    assert resolve([(STARTED, "committed")]) == (True, 1)
+    assert resolve([(STARTED, "committed")]) == ("committed", 1)
 
 
 def test_an_aborted_commit_is_replayed():
-    assert resolve([(STARTED, "aborted")]) == (False, 1)
+    assert resolve([(STARTED, "aborted")]) == ("aborted", 1)
 
 
 def test_a_commit_in_progress_is_asked_about_again_until_it_is_decided():
-    assert resolve([(STARTED, "in progress")] * 3 + [(STARTED, "committed")]) == (True, 4)
+    assert resolve([(STARTED, "in progress")] * 3 + [(STARTED, "committed")]) == ("committed", 4)
 
 
 def test_while_the_server_is_away_the_question_waits_for_it():
     refused = failure(None, message="connection refused")
-    assert resolve([refused, refused, (STARTED, "committed")]) == (True, 3)
+    assert resolve([refused, refused, (STARTED, "committed")]) == ("committed", 3)
 
 
 def test_on_a_restarted_or_promoted_server_the_answer_is_not_trusted_and_the_call_replayed():
     # a transaction id the log never kept may be given to another transaction there
     later = "2026-12-01 09:05:00.654321+00"
-    assert resolve([(later, "committed")]) == (False, 1)
+    assert resolve([(later, "committed")]) == ("elsewhere", 1)
 
 
 def test_an_id_in_the_future_on_a_promoted_standby_is_replayed():
     future = failure("22023", ProgrammingError, "transaction ID 731 is in the future")
-    assert resolve([future]) == (False, 1)
+    assert resolve([future]) == ("elsewhere", 1)
 
 
 def test_a_commit_still_unknown_at_the_deadline_is_a_503_never_a_success():
@@ -263,7 +264,7 @@ def lease_use_case(store_: Store):
 
 def test_a_lost_commit_that_was_made_answers_the_result_without_a_replay(fake_store, monkeypatch):
     store_, engine = fake_store
-    monkeypatch.setattr(store, "resolve_commit", lambda *_: True)
+    monkeypatch.setattr(store, "resolve_commit", lambda *_: "committed")
     request_address, bodies = lease_use_case(store_)
     with deadline_in(5):
         assert request_address() == "192.0.2.1"
@@ -273,9 +274,29 @@ def test_a_lost_commit_that_was_made_answers_the_result_without_a_replay(fake_st
 
 def test_a_lost_commit_that_was_not_made_is_replayed_whole(fake_store, monkeypatch):
     store_, engine = fake_store
-    monkeypatch.setattr(store, "resolve_commit", lambda *_: False)
+    monkeypatch.setattr(store, "resolve_commit", lambda *_: "aborted")
     request_address, bodies = lease_use_case(store_)
     with deadline_in(5):
         assert request_address() == "192.0.2.2"
     assert bodies == ["192.0.2.1", "192.0.2.2"]
     assert engine.commits == 2
+
+
+def test_a_replay_after_a_commit_that_may_have_been_made_knows_when_the_first_attempt_began():
+    began = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    seen = []
+
+    @retrying
+    def release() -> str:
+        seen.append(outage.REPLAYED_SINCE.get())
+        if len(seen) == 1:
+            raise Interrupted("database unavailable: gone", unsure_since=began)
+        assert outage.made_since_replayed(began + timedelta(seconds=1))
+        assert not outage.made_since_replayed(began - timedelta(seconds=1))
+        return "released"
+
+    with deadline_in(5):
+        assert release() == "released"
+    assert seen == [None, began]
+    assert outage.REPLAYED_SINCE.get() is None, "only for that call"
+    assert not outage.made_since_replayed(began + timedelta(seconds=1))
