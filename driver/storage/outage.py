@@ -42,8 +42,9 @@ PAUSE_MIN, PAUSE_MAX = 0.05, 0.25
 
 
 class Interrupted(StorageUnavailable):
-    """The database went away before the transaction committed: replay the use case whole,
-    until the call's deadline or, for a call without one, for ``bound`` seconds."""
+    """The database went away before the transaction committed (or at its commit, and the
+    server that answers now cannot tell whether it was made: ``unsure_since``): replay the use
+    case whole, until the call's deadline or, for a call without one, for ``bound`` seconds."""
 
     def __init__(
         self, message: str, bound: float = OUTAGE_BOUND, unsure_since: datetime | None = None
