@@ -57,6 +57,8 @@ def create_app(
         from driver.observability.metrics import Metrics
 
         metrics = Metrics()
+    if metrics is not None:
+        ipam.store.observe_with(metrics)
     app = Flask("ipledger")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     # the paths whose bodies may be larger (read whole by the worker before a thread answers)

@@ -144,7 +144,7 @@ def admin(db_url: str | None, *, create: bool = False, reads: bool = False) -> I
                     "migrates it"
                 )
         else:
-            migrate(store.engine)
+            store.ride_through(lambda: migrate(store.engine))
         yield Admin(store, settings.host_id)
     except DBAPIError as e:
         raise click.ClickException(

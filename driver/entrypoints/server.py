@@ -130,7 +130,7 @@ def _start_metrics_listener(
     def when_ready(_arbiter: Any) -> None:
         from driver.entrypoints.listener import metrics_view, serve_in_background
         from driver.entrypoints.ui.app import create_ui_app
-        from driver.observability.metrics import scrape_registry
+        from driver.observability.metrics import database_state, scrape_registry
         from driver.storage.store import open_store
         from driver.usecases.admin import Admin
         from driver.usecases.status import StatusViews
@@ -141,13 +141,19 @@ def _start_metrics_listener(
             settings.db_url,
             synchronous=settings.sqlite_synchronous,
             busy_timeout_ms=settings.busy_timeout_ms,
+            # a scrape or a page during an outage answers soon (ipledger_ledger_up 0)
+            outage_bound=2.0,
         )
         registry = scrape_registry(
             Admin(store, settings.host_id),
             (lambda: publisher.failures()) if publisher is not None else None,
         )
         listener.set_app(
-            create_ui_app(StatusViews(store, settings.host_id), metrics_view(registry))
+            create_ui_app(
+                StatusViews(store, settings.host_id),
+                metrics_view(registry),
+                database_state,
+            )
         )
         serve_in_background(listener)
         where = f"[{host}]" if ":" in host else host

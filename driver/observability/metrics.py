@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -23,6 +23,7 @@ from driver.domain.text import printable
 from driver.usecases.admin import Admin
 from driver.usecases.dns import DnsStatus
 from driver.usecases.hosts import HostReport
+from driver.usecases.status import DatabaseState
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ ENDPOINTS = frozenset(
         "/IpamDriver.ReleaseAddress",
     }
 )
+DATABASE_SERVER = "ipledger_database_server"
+OUTAGE_WAITS = "ipledger_database_outage_waits"
+OUTAGE_REFUSALS = "ipledger_database_outage_refusals"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
@@ -66,6 +70,38 @@ class Metrics:
         self.errors = Counter(
             "ipledger_errors", "Calls answered with an error", ["endpoint", "error"], **kwargs
         )
+        self.database_server = Gauge(
+            DATABASE_SERVER,
+            "1 for the database server (host:port) this instance's connections reach now",
+            ["server"],
+            multiprocess_mode="livemax",
+            **kwargs,
+        )
+        self.outage_waits = Counter(
+            OUTAGE_WAITS,
+            "Plugin calls that waited for the database through an outage, and were answered",
+            **kwargs,
+        )
+        self.outage_refusals = Counter(
+            OUTAGE_REFUSALS,
+            "Plugin calls refused (503) because the database stayed unavailable for their bound",
+            **kwargs,
+        )
+        self._server: str | None = None
+
+    # the store's OutageObserver
+    def server(self, where: str) -> None:
+        if where != self._server:
+            if self._server is not None:
+                self.database_server.labels(self._server).set(0)
+            self.database_server.labels(where).set(1)
+            self._server = where
+
+    def waited(self) -> None:
+        self.outage_waits.inc()
+
+    def refused(self) -> None:
+        self.outage_refusals.inc()
 
     @staticmethod
     def endpoint(path: str) -> str:
@@ -234,3 +270,22 @@ def scrape_registry(
     registry.register(LedgerCollector(admin))
     registry.register(DnsCollector(DnsStatus(admin.store), dns_failures))
     return registry
+
+
+def database_state(registry: CollectorRegistry | None = None) -> DatabaseState:
+    """The database servers the workers are on and their outage counts, read now from the
+    workers' files (or from ``registry``), not from the ledger."""
+    if registry is None:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    servers: set[str] = set()
+    counts = {OUTAGE_WAITS: 0.0, OUTAGE_REFUSALS: 0.0}
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == DATABASE_SERVER and sample.value >= 1:
+                servers.add(sample.labels["server"])
+            elif sample.name.removesuffix("_total") in counts and sample.name.endswith("_total"):
+                counts[sample.name.removesuffix("_total")] += sample.value
+    return DatabaseState(
+        tuple(sorted(servers)), int(counts[OUTAGE_WAITS]), int(counts[OUTAGE_REFUSALS])
+    )

@@ -26,6 +26,7 @@ from driver.domain.pools import (
     restores,
 )
 from driver.storage.ledger import Ledger
+from driver.storage.outage import REPLAYED_SINCE, made_since_replayed
 from driver.storage.rows import PoolRecord
 from driver.storage.store import retrying
 from driver.usecases.calls import IpamCalls
@@ -173,6 +174,16 @@ class Addresses(IpamCalls):
     ) -> bool:
         """Drop a lease; park the address or free it. False when it was not leased. A CNI
         lease's attachment is written to the history's detail, as its allocation's is."""
+        if REPLAYED_SINCE.get() is not None and made_since_replayed(
+            ledger.lease_created_at(record.subnet_id, value)
+        ):
+            log.warning(
+                "address %s of pool %s was leased again since this release's first attempt, "
+                "whose commit was lost and may have been made: left to its new holder",
+                netaddr.IPAddress(value, record.subnet.version),
+                record.id,
+            )
+            return False
         if (
             record.shared
             and ledger.gateway_of(record.subnet_id, record.id) == value

@@ -9,6 +9,7 @@ from driver.domain import invariants
 from driver.domain.pools import LOCAL_OWNER
 from driver.storage.inventory import Inventory, SubnetRow
 from driver.storage.rows import PoolRecord
+from driver.storage.store import retrying
 from driver.usecases.operator import OnLedger
 
 
@@ -22,6 +23,7 @@ class CheckReport:
 class Checks(OnLedger):
     """Every invariant the allocator relies on: the import's checker, on the ledger."""
 
+    @retrying
     def check(self, progress: Callable[[int], None] = lambda _n: None) -> CheckReport:
         """Every invariant of :mod:`driver.domain.invariants`, subnet by subnet, then across
         subnets (overlaps, and the addresses two overlapping subnets both hold); problems in

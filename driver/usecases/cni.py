@@ -400,6 +400,7 @@ class CniCalls(Addresses, Pools):
                     released += 1
         return released
 
+    @retrying
     def check(self, network: CniNetwork, attachment: Attachment) -> list[CniAddress]:
         """The attachment's addresses; AttachmentNotFound when a range set has none."""
         with self.store.reading() as ledger:
@@ -417,6 +418,7 @@ class CniCalls(Addresses, Pools):
             answers.append(found[0])
         return answers
 
+    @retrying
     def status(self) -> None:
         """Whether an ADD could be served now: the ledger answers (StorageUnavailable if not)."""
         with self.store.reading() as ledger:

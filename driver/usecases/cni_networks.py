@@ -33,6 +33,7 @@ class CniNetworkReport:
 class CniNetworks(Pools):
     """The CNI networks with pools in this host's plan or the shared one."""
 
+    @retrying
     def networks(self) -> list[CniNetworkReport]:
         with self.store.reading() as ledger:
             by_network: dict[str, list[str]] = {}

@@ -25,6 +25,7 @@ class HistorySpan:
 class Housekeeping(OnLedger):
     """Upkeep of the ledger itself: pruning history, keeping what gc found for the metrics."""
 
+    @retrying
     def history_before(self, before: datetime) -> HistorySpan:
         """What :meth:`prune_history` would drop, to show before dropping it."""
         with self.store.reading() as ledger:
@@ -47,7 +48,6 @@ class Housekeeping(OnLedger):
         with self.store.transaction() as ledger:
             return ledger.prune_history(before, WRITE_BATCH)
 
-    @retrying
     @retrying
     def record_served(self, driver: str, socket: str) -> None:
         """Remember that this host serves the ledger as ``driver`` (for gc's default)."""

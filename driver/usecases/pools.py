@@ -16,6 +16,7 @@ from driver.domain.pools import (
     describe,
 )
 from driver.storage.ledger import Ledger
+from driver.storage.outage import made_since_replayed
 from driver.storage.rows import PoolRecord
 from driver.storage.store import retrying
 from driver.usecases.calls import IpamCalls
@@ -75,6 +76,10 @@ class Pools(IpamCalls):
             record = self._pool(ledger, pool_id)
             if record is None:
                 raise PoolNotFound(pool_id)
+            if made_since_replayed(record.created_at):
+                # this release's first attempt, whose commit was lost, released the pool; this
+                # one was made since, by another network
+                return
             self._release_pool(ledger, record, "pool-release")
 
     @retrying

@@ -23,6 +23,7 @@ from driver.storage.inventory import (
     Usage,
 )
 from driver.storage.rows import PoolRecord
+from driver.storage.store import retrying
 from driver.usecases.operator import OnLedger, show, show_range
 
 
@@ -59,6 +60,7 @@ class AddressLine:
 class Reports(OnLedger):
     """What the ledger holds: pools, subnets, addresses, history, what gc left alone."""
 
+    @retrying
     def pools(self) -> list[PoolReport]:
         with self.store.reading() as ledger:
             inventory, at = Inventory(ledger.connection), ledger.clock()
@@ -69,6 +71,7 @@ class Reports(OnLedger):
                 for p in inventory.pools()
             ]
 
+    @retrying
     def subnets(self) -> list[tuple[str, Subnet, int, Usage]]:
         """(space, subnet, pools sharing it, usage over the whole subnet) for every subnet."""
         with self.store.reading() as ledger:
@@ -83,6 +86,7 @@ class Reports(OnLedger):
                 for s in inventory.subnets()
             ]
 
+    @retrying
     def count_subnets(self) -> int:
         """How many subnets the ledger holds (what export and check go through)."""
         with self.store.reading() as ledger:
@@ -129,6 +133,7 @@ class Reports(OnLedger):
             "name ('ipledger pools' lists the pools)"
         )
 
+    @retrying
     def addresses(self, pool_id: str) -> list[AddressLine]:
         """What a pool's subnet holds: leases, reservations and parked addresses, in order."""
         with self.store.reading() as ledger:
@@ -192,6 +197,7 @@ class Reports(OnLedger):
                 )
             return [line for _, line in sorted(lines, key=lambda item: item[0])]
 
+    @retrying
     def history(
         self, *, address: str | None = None, pool_id: str | None = None, limit: int = 50
     ) -> list[HistoryEvent]:
@@ -200,15 +206,18 @@ class Reports(OnLedger):
         with self.store.reading() as ledger:
             return Journal(ledger.connection).history(address=address, pool_id=pool_id, limit=limit)
 
+    @retrying
     def findings(self) -> list[FindingRow]:
         with self.store.reading() as ledger:
             return Journal(ledger.connection).findings()
 
+    @retrying
     def served_drivers(self) -> list[str]:
         """The driver names this host's ``ipledger serve`` has served the ledger under."""
         with self.store.reading() as ledger:
             return Journal(ledger.connection).served_drivers(self.host_id)
 
+    @retrying
     def gc_inputs(self) -> tuple[list[LedgerPool], list[LedgerLease]]:
         """This host's, the shared and the swarm's pools with their leases, as
         :func:`driver.gc.reconcile` compares them (other hosts' pools may have the same

@@ -24,6 +24,16 @@ RELEASES = ("release", "gc-release", "spool-release", "host-retire")
 
 
 @dataclass(frozen=True)
+class DatabaseState:
+    """The database servers this instance's workers are on now (host:port, never a password),
+    and how many plugin calls waited through an outage and how many it made refuse (503)."""
+
+    servers: tuple[str, ...]
+    waited: int
+    refused: int
+
+
+@dataclass(frozen=True)
 class SpaceTotal:
     """An address space's pools of one family, added up."""
 

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 class Transfer(OnLedger):
     """A whole ledger out as JSON, and into an empty one."""
 
+    @retrying
     def export(self, progress: Callable[[int], None] = lambda _n: None) -> dict[str, Any]:
         """The whole state as JSON-ready data; free ranges are implied, not exported."""
         with self.store.reading() as ledger:

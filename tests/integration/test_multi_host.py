@@ -67,11 +67,13 @@ def ledger_addresses(url: str) -> list[str]:
 class Load:
     """Clients on every host asking for and giving back addresses until stopped."""
 
-    def __init__(self, hosts, clients_per_host: int = 3) -> None:
+    def __init__(self, hosts, clients_per_host: int = 3, timeout: float = 10) -> None:
+        self.timeout = timeout
         self.held: dict[str, tuple[int, str]] = {}  # address -> (host, MAC), acknowledged
         self.duplicates: list[str] = []
         self.uncertain = 0
         self.errors: list[str] = []
+        self.durations: list[float] = []  # of every call answered, in seconds
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.threads = [
@@ -81,7 +83,7 @@ class Load:
         ]
 
     def run(self, h: int, socket: str, n: int) -> None:
-        client = PluginClient(socket, timeout=10)
+        client = PluginClient(socket, timeout=self.timeout)
         mine: list[str] = []
         i = 0
         while not self.stop.is_set():
@@ -94,22 +96,23 @@ class Load:
                     # done, another client may get the address
                     with self.lock:
                         del self.held[address]
-                    status, body = client.call(
-                        "ReleaseAddress", {"PoolID": POOL_ID, "Address": address}
+                    status, body = self.timed(
+                        client, "ReleaseAddress", {"PoolID": POOL_ID, "Address": address}
                     )
                     if status != 200:
                         with self.lock:
                             self.uncertain += 1
                             self.errors.append(body.get("Err", ""))
                     continue
-                status, body = client.call(
+                status, body = self.timed(
+                    client,
                     "RequestAddress",
                     {"PoolID": POOL_ID, "Options": {"com.docker.network.endpoint.macaddress": mac}},
                 )
             except OSError:
                 with self.lock:
                     self.uncertain += 1
-                client = PluginClient(socket, timeout=10)
+                client = PluginClient(socket, timeout=self.timeout)
                 continue
             with self.lock:
                 if status != 200:
@@ -121,6 +124,25 @@ class Load:
                     self.duplicates.append(address)
                 self.held[address] = (h, mac)
                 mine.append(address)
+
+    def timed(self, client: PluginClient, call: str, body: dict) -> tuple[int, dict]:
+        started = time.monotonic()
+        answer = client.call(call, body)
+        with self.lock:
+            self.durations.append(time.monotonic() - started)
+        return answer
+
+    def summary(self) -> str:
+        """The calls made, how long the slowest and the median waited, and the failures."""
+        ordered = sorted(self.durations)
+        if not ordered:
+            return "no call answered"
+        return (
+            f"{len(ordered)} calls, waited max {ordered[-1]:.2f} s, "
+            f"p50 {ordered[len(ordered) // 2] * 1000:.1f} ms, "
+            f"p99 {ordered[int(len(ordered) * 0.99)]:.2f} s, {len(self.errors)} failed "
+            f"({self.uncertain} unanswered or failed), {len(self.duplicates)} addresses twice"
+        )
 
     def __enter__(self):
         for t in self.threads:
@@ -162,35 +184,39 @@ def test_three_hosts_on_one_shared_pool_never_hand_out_an_address_twice(hosts, p
     assert len(load.held) > 300
 
 
-def test_a_postgresql_restart_under_load_loses_no_acknowledged_lease_and_service_resumes(
-    hosts, pg_url, postgres
+def test_two_postgresql_restarts_under_load_fail_no_call_and_lose_no_acknowledged_lease(
+    hosts, pg_url, postgres, capsys
 ):
     attach_all(hosts)
     with Load(hosts) as load:
+        for _ in range(2):
+            time.sleep(2)
+            postgres.restart()  # a second or two: shorter than the call bound (5 s)
         time.sleep(2)
-        postgres.restart()
-        time.sleep(3)
+    with capsys.disabled():
+        print(f"\nride through two PostgreSQL restarts, 3 hosts x 3 clients: {load.summary()}")
     assert load.duplicates == []
-    assert all(e.startswith("database unavailable") for e in load.errors), load.errors[:3]
-    in_ledger = set(ledger_addresses(pg_url))
-    # every acknowledged lease is there; the extra ones are calls whose answer was lost
-    assert set(load.held) <= in_ledger
-    assert len(in_ledger) - len(load.held) - 1 <= load.uncertain
-    # and after the restart every host serves again, without being restarted itself
-    for host in hosts:
-        status, body = host.client.call("RequestAddress", {"PoolID": POOL_ID})
-        assert status == 200, body
+    assert load.errors == []
+    assert load.uncertain == 0
+    in_ledger = ledger_addresses(pg_url)
+    assert len(in_ledger) == len(set(in_ledger))
+    # every acknowledged lease is there; an extra one would be a leak gc reclaims
+    assert set(load.held) <= set(in_ledger)
+    assert max(load.durations) < 5.5, "every call answered within its bound"
 
 
-def test_while_postgresql_is_down_calls_fail_fast_with_a_clear_error(hosts, postgres):
+def test_while_postgresql_stays_down_calls_are_refused_within_their_bound_with_a_clear_error(
+    hosts, postgres
+):
     attach_all(hosts)
     postgres.stop()
     try:
         started = time.monotonic()
         status, body = hosts[0].client.call("RequestAddress", {"PoolID": POOL_ID})
-        assert time.monotonic() - started < 5
+        waited = time.monotonic() - started
         assert status == 503
         assert body["Err"].startswith("database unavailable: ")
+        assert 4 < waited < 6, "it waited for the database for its bound (5 s), not longer"
     finally:
         postgres.start()
     assert hosts[0].client.call("RequestAddress", {"PoolID": POOL_ID})[0] == 200

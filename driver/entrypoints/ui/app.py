@@ -25,7 +25,7 @@ from driver.storage.inventory import HistoryEvent, LeaseRow
 from driver.usecases.hosts import HostReport
 from driver.usecases.operator import show
 from driver.usecases.reports import PoolReport
-from driver.usecases.status import SORTS, Overview, PoolPage, StatusViews
+from driver.usecases.status import SORTS, DatabaseState, Overview, PoolPage, StatusViews
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -49,8 +49,13 @@ COLUMNS = [
 MAX_HISTORY = 1000
 
 
-def create_ui_app(views: StatusViews, metrics: Callable[[], Response] | None = None) -> Flask:
-    """The page's app; with ``metrics``, also ``/metrics`` (the scrape, answered beside it)."""
+def create_ui_app(
+    views: StatusViews,
+    metrics: Callable[[], Response] | None = None,
+    database: Callable[[], DatabaseState] | None = None,
+) -> Flask:
+    """The page's app; with ``metrics``, also ``/metrics`` (the scrape, answered beside it);
+    with ``database``, the overview shows the server the instance is on and its outage counts."""
     app = Flask("ipledger.ui", root_path=__file__.rsplit("/", 1)[0])
     app.jinja_env.globals.update(
         lease_holder=_lease_holder,
@@ -79,10 +84,19 @@ def create_ui_app(views: StatusViews, metrics: Callable[[], Response] | None = N
         sort = sort if sort in SORTS else "utilisation"
         descending = request.args.get("order", "desc") != "asc"
         found = views.overview(sort, descending)
+        state = database() if database is not None else None
         if _wants_json():
-            return jsonify(_overview_json(found))
+            answer = _overview_json(found)
+            if state is not None:
+                answer["database"] = state.__dict__
+            return jsonify(answer)
         return render_template(
-            "overview.html", overview=found, sort=sort, descending=descending, columns=COLUMNS
+            "overview.html",
+            overview=found,
+            sort=sort,
+            descending=descending,
+            columns=COLUMNS,
+            database=state,
         )
 
     @app.get("/pool/<path:pool_id>")
