@@ -37,10 +37,16 @@ class Heartbeat:
             busy_timeout_ms=settings.busy_timeout_ms,
             call_timeout=settings.call_timeout,
         )
-        # gunicorn forks its workers from this process: a worker must neither use nor close
-        # (on its exit) the connections of this pool, which are the master's
-        engine = self._store.engine
-        os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+        # gunicorn forks its workers from this process at any time: a fork waits for a beat
+        # under way, and no connection of the heartbeat stays open between beats. An SQLite
+        # connection a worker inherited and closed made the master's later commits (the DNS
+        # publisher's) land where no other connection saw them.
+        self._no_fork = threading.Lock()
+        os.register_at_fork(
+            before=self._no_fork.acquire,
+            after_in_parent=self._no_fork.release,
+            after_in_child=self._no_fork.release,
+        )
 
     def start(self) -> None:
         self.beat()
@@ -62,9 +68,13 @@ class Heartbeat:
         tries again."""
         hosts = Hosts(self._store, self.settings.host_id)
         try:
-            state = self._store.bounded(
-                lambda: hosts.beat(self.settings.host_name, str(__version__))
-            )
+            with self._no_fork:
+                try:
+                    state = self._store.bounded(
+                        lambda: hosts.beat(self.settings.host_name, str(__version__))
+                    )
+                finally:
+                    self._store.engine.dispose()
         except IpamError as e:
             log.warning("heartbeat not recorded in the ledger: %s", e.message)
             return

@@ -104,7 +104,14 @@ def prepare_sqlite_file(url: str, read_only: bool = False) -> None:
     directory = os.path.dirname(os.path.abspath(database))
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd = os.open(database, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    if os.path.exists(database):
+        # never open and close a ledger this process may hold open: closing any descriptor of
+        # a file drops every POSIX lock the process holds on it, SQLite's too
+        return
+    try:
+        fd = os.open(database, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return  # another process created it meanwhile
     os.close(fd)
 
 
