@@ -23,8 +23,8 @@ from typing import Any
 import netaddr
 from sqlalchemy import Engine, delete, insert, select
 
+from driver.bench.ipam import server
 from driver.domain.cni import Attachment, parse_network
-from driver.entrypoints.bench import server
 from driver.entrypoints.install import install_cni_plugin
 from driver.storage.engine import make_engine
 from driver.storage.models import free_ranges, leases, pools

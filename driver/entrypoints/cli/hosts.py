@@ -13,22 +13,15 @@ from datetime import UTC, datetime
 import click
 
 from driver.domain.hosts import STALE_AFTER_S, age_shown
-from driver.entrypoints.cli_ops import (
-    Group,
-    admin,
-    count,
-    db_option,
-    say,
-    settings_from_env,
-    table,
-    when,
-)
+from driver.entrypoints.cli.ledger import admin
+from driver.entrypoints.cli.options import Group, db_option, json_option, settings_from_env
+from driver.entrypoints.cli.render import count, say, table, when
 from driver.usecases.hosts import HostReport
 
 
 @click.group(cls=Group, invoke_without_command=True)
 @db_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 @click.pass_context
 def hosts(context: click.Context, db_url: str | None, as_json: bool) -> None:
     """The hosts whose ipledger serve uses the ledger: name, version, last heartbeat, state,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from driver.adapters.plugin_client import PluginClient
-from driver.entrypoints.bench import percentile, server
+from driver.bench.ipam import percentile, server
 from driver.storage.engine import make_engine
 from driver.storage.schema import migrate
 from driver.storage.store import Store

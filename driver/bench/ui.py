@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from driver.entrypoints.bench import prefill
+from driver.bench.ipam import prefill
 from driver.storage.engine import make_engine
 from driver.storage.schema import migrate
 
