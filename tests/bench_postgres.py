@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from driver.entrypoints.bench import run_postgres
+from driver.bench.ipam import run_postgres
 from tests.pg import PostgresCluster
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from driver.entrypoints.bench import run
+from driver.bench.ipam import run
 
 pytestmark = [pytest.mark.slow, pytest.mark.full]
 
@@ -24,7 +24,7 @@ def test_the_quick_benchmark_prints_every_table_and_finds_no_duplicate():
 
 
 def test_the_quick_postgresql_benchmark_runs_three_instances_and_finds_no_duplicate(postgres):
-    from driver.entrypoints.bench import run_postgres
+    from driver.bench.ipam import run_postgres
 
     url = postgres.new_database(template=None)
     lines: list[str] = []

@@ -394,7 +394,7 @@ def test_sync_shows_the_difference_and_converges_only_the_names_ipledger_manages
 
 def test_the_dns_benchmark_runs_both_sides_and_prints_their_ratio(bind):
     """`ipledger bench --dns` against a real BIND: the numbers are printed, not asserted."""
-    from driver.entrypoints.bench_dns import run_dns
+    from driver.bench.dns import run_dns
 
     lines: list[str] = []
     ratios = run_dns(True, bind.address, str(bind.key_path), out=lines.append, zone=ZONE)

@@ -19,7 +19,7 @@ import netaddr
 import pytest
 
 from driver.adapters.plugin_client import PluginClient
-from driver.entrypoints.bench import server
+from driver.bench.server import server
 from tests.e2e.harness import PluginProcess
 
 pytestmark = pytest.mark.full  # real servers for seconds to minutes: the full lane

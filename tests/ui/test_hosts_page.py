@@ -83,8 +83,10 @@ def test_the_hosts_view_lists_each_host_with_its_heartbeat_state_and_leases(
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_hosts_name_shows_wherever_its_id_did(browser, ledger, ui_server, settings, backend):
     browser.get(ui_server.url + f"/pool/{ledger['pool']}")
+    headers = [th.text for th in browser.find_elements("css selector", "#leases thead th")]
+    host_column = headers.index("host")
     by_address = {
-        cells[0].text: cells[4]
+        cells[0].text: cells[host_column]
         for cells in (
             row.find_elements("css selector", "td")
             for row in browser.find_elements("css selector", "#leases tbody tr")

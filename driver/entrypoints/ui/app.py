@@ -21,8 +21,8 @@ from driver.domain.errors import IpamError
 from driver.domain.hosts import age_shown
 from driver.domain.status import ALMOST_FULL_FREE_RATIO
 from driver.domain.text import printable
+from driver.entrypoints.host_json import host_json
 from driver.storage.inventory import HistoryEvent, LeaseRow
-from driver.usecases.hosts import HostReport
 from driver.usecases.operator import show
 from driver.usecases.reports import PoolReport
 from driver.usecases.status import SORTS, DatabaseState, Overview, PoolPage, StatusViews
@@ -125,7 +125,7 @@ def create_ui_app(
         reports = views.hosts()
         now = datetime.now(UTC)
         if _wants_json():
-            return jsonify({"hosts": [_host_json(r, now) for r in reports]})
+            return jsonify({"hosts": [host_json(r, now) for r in reports]})
         return render_template("hosts.html", reports=reports, now=now)
 
     if metrics is not None:
@@ -154,25 +154,6 @@ def _host(views: StatusViews, host_id: str | None) -> Markup:
     return Markup('<span class="host" title="{}">{}</span>').format(
         printable(host_id), printable(name)
     )
-
-
-def _host_json(report: HostReport, now: datetime) -> dict[str, Any]:
-    host = report.host
-    age = host.age(now)
-    return {
-        "host": host.id,
-        "name": host.name,
-        "version": host.version,
-        "last_seen": host.last_seen.isoformat() if host.last_seen else None,
-        "last_seen_age_s": round(age.total_seconds(), 3) if age is not None else None,
-        "seen_recently": host.seen_recently(now),
-        "state": host.state.value,
-        "retired_at": host.retired_at.isoformat() if host.retired_at else None,
-        "retired_by": host.retired_by,
-        "leases": report.leases,
-        "drivers": list(report.drivers),
-        "cni_networks": list(report.cni_networks),
-    }
 
 
 def _error(status: int, message: str) -> Any:

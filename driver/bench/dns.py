@@ -4,8 +4,8 @@ Two runs of the same real server (gunicorn, unix socket, SQLite) and the same ca
 RequestAddress with the container's name and its ReleaseAddress: one on a pool without a zone
 and no DNS server, one on a pool with ``ipledger.dns_zone`` whose publisher sends each change to
 the DNS server given (or, without one, to a port where none listens: the changes then wait in
-the outbox, retried, as while a DNS server is down). Prints both and their ratio; asserts
-nothing.
+the outbox, retried, as while a DNS server is down). Measured into :class:`DnsRuns`, printed
+by :mod:`driver.bench.render` with their ratio; asserts nothing.
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from driver.adapters.plugin_client import PluginClient
-from driver.entrypoints.bench import percentile, server
+from driver.bench import render
+from driver.bench.server import server
+from driver.bench.stats import percentile
 from driver.storage.engine import make_engine
 from driver.storage.schema import migrate
 from driver.storage.store import Store
@@ -82,6 +85,52 @@ def _drained(db_url: str, within: float = 60) -> float | None:
     return None
 
 
+@dataclass(frozen=True)
+class DnsRun:
+    """One side's latencies (ms), and the seconds the outbox took to empty after them."""
+
+    requests: list[float]
+    releases: list[float]
+    drained: float | None
+
+
+@dataclass(frozen=True)
+class DnsRuns:
+    """Both sides of ``ipledger bench --dns``: DNS publishing off and on."""
+
+    rounds: int
+    zone: str
+    server: str | None  # None: a port where no DNS server listens
+    off: DnsRun
+    on: DnsRun
+
+    def percentiles(self) -> list[tuple[str, float, float]]:
+        """(what, off, on) for each call's p50 and p99."""
+        return [
+            (
+                f"{label} p{q}",
+                percentile(getattr(self.off, part), q),
+                percentile(getattr(self.on, part), q),
+            )
+            for label, part in (("RequestAddress", "requests"), ("ReleaseAddress", "releases"))
+            for q in (50, 99)
+        ]
+
+    def means(self) -> tuple[float, float]:
+        """The mean per call, off and on."""
+        return (
+            statistics.mean(self.off.requests + self.off.releases),
+            statistics.mean(self.on.requests + self.on.releases),
+        )
+
+    def ratios(self) -> dict[str, float]:
+        """On over off, for each percentile and for the mean."""
+        mean_off, mean_on = self.means()
+        return {what: on / off for what, off, on in self.percentiles()} | {
+            "mean": mean_on / mean_off
+        }
+
+
 def run_dns(
     quick: bool,
     dns_server: str | None,
@@ -89,6 +138,7 @@ def run_dns(
     out: Callable[[str], None] = print,
     zone: str = ZONE,
 ) -> dict[str, float]:
+    """Both sides measured, then printed; returns the ratios on/off."""
     rounds = 200 if quick else 2000
     dns = {"IPLEDGER_DNS_SERVER": dns_server or NOWHERE}
     if dns_tsig:
@@ -96,30 +146,8 @@ def run_dns(
     with tempfile.TemporaryDirectory(prefix="ipledger-bench-dns.") as tmp:
         (Path(tmp) / "off").mkdir()
         (Path(tmp) / "on").mkdir()
-        off = _one_run(Path(tmp) / "off", None, rounds)
-        on = _one_run(Path(tmp) / "on", dns, rounds, zone)
-    where = dns_server or f"{NOWHERE} (no DNS server: changes wait in the outbox)"
-    out(f"DNS publishing: {rounds} named RequestAddress + ReleaseAddress, 2 workers, SQLite")
-    out(f"  DNS on: pool with ipledger.dns_zone={zone}, IPLEDGER_DNS_SERVER={where}")
-    out(f"  {'':24}{'DNS off':>12}{'DNS on':>12}{'on/off':>9}")
-    ratios: dict[str, float] = {}
-    for label, off_ms, on_ms in (
-        ("RequestAddress", off[0], on[0]),
-        ("ReleaseAddress", off[1], on[1]),
-    ):
-        for q in (50, 99):
-            a, b = percentile(off_ms, q), percentile(on_ms, q)
-            ratios[f"{label} p{q}"] = b / a
-            out(f"  {label + f' p{q} (ms)':24}{a:12.2f}{b:12.2f}{b / a:9.2f}")
-    mean_off = statistics.mean(off[0] + off[1])
-    mean_on = statistics.mean(on[0] + on[1])
-    ratios["mean"] = mean_on / mean_off
-    out(f"  {'mean per call (ms)':24}{mean_off:12.2f}{mean_on:12.2f}{mean_on / mean_off:9.2f}")
-    if dns_server:
-        drained = on[2]
-        out(
-            f"  outbox emptied {drained:.2f} s after the last call"
-            if drained is not None
-            else "  outbox not emptied within 60 s of the last call"
-        )
-    return ratios
+        off = DnsRun(*_one_run(Path(tmp) / "off", None, rounds))
+        on = DnsRun(*_one_run(Path(tmp) / "on", dns, rounds, zone))
+    runs = DnsRuns(rounds, zone, dns_server, off, on)
+    render.emit(out, render.dns_runs(runs, NOWHERE))
+    return runs.ratios()

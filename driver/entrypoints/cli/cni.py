@@ -9,7 +9,9 @@ import json
 
 import click
 
-from driver.entrypoints.cli_ops import Group, admin, db_option, say, table, when
+from driver.entrypoints.cli.ledger import admin
+from driver.entrypoints.cli.options import Group, db_option, json_option
+from driver.entrypoints.cli.render import say, table, when
 from driver.usecases.cni_networks import CniNetworks
 
 
@@ -20,7 +22,7 @@ def cni() -> None:
 
 @cni.command()
 @db_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 def networks(db_url: str | None, as_json: bool) -> None:
     """Each CNI network: its attachments, its last ADD (as the history holds it), its pools."""
     with admin(db_url, reads=True) as a:

@@ -13,22 +13,16 @@ from datetime import UTC, datetime
 import click
 
 from driver.domain.hosts import STALE_AFTER_S, age_shown
-from driver.entrypoints.cli_ops import (
-    Group,
-    admin,
-    count,
-    db_option,
-    say,
-    settings_from_env,
-    table,
-    when,
-)
+from driver.entrypoints.cli.ledger import admin
+from driver.entrypoints.cli.options import Group, db_option, json_option, settings_from_env
+from driver.entrypoints.cli.render import count, say, table, when
+from driver.entrypoints.host_json import host_json
 from driver.usecases.hosts import HostReport
 
 
 @click.group(cls=Group, invoke_without_command=True)
 @db_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 @click.pass_context
 def hosts(context: click.Context, db_url: str | None, as_json: bool) -> None:
     """The hosts whose ipledger serve uses the ledger: name, version, last heartbeat, state,
@@ -39,7 +33,7 @@ def hosts(context: click.Context, db_url: str | None, as_json: bool) -> None:
         reports = a.hosts.reports()
     now = datetime.now(UTC)
     if as_json:
-        click.echo(json.dumps([_as_json(r, now) for r in reports], indent=2))
+        click.echo(json.dumps([host_json(r, now) for r in reports], indent=2))
         return
     if not reports:
         click.echo("no hosts: no ipledger serve has used this ledger yet")
@@ -72,26 +66,6 @@ def _state(report: HostReport) -> str:
     if host.retired:
         return f"retired {when(host.retired_at)} by {host.retired_by or '-'}"
     return "active" if report.host.seen_recently(datetime.now(UTC)) else "active, silent"
-
-
-def _as_json(report: HostReport, now: datetime) -> dict[str, object]:
-    host = report.host
-    age = host.age(now)
-    return {
-        "host": host.id,
-        "name": host.name,
-        "version": host.version,
-        "first_seen": host.first_seen.isoformat(),
-        "last_seen": host.last_seen.isoformat() if host.last_seen else None,
-        "last_seen_age_s": round(age.total_seconds(), 3) if age is not None else None,
-        "seen_recently": host.seen_recently(now),
-        "state": host.state.value,
-        "retired_at": host.retired_at.isoformat() if host.retired_at else None,
-        "retired_by": host.retired_by,
-        "leases": report.leases,
-        "drivers": list(report.drivers),
-        "cni_networks": list(report.cni_networks),
-    }
 
 
 def _operator() -> str:

@@ -10,7 +10,9 @@ import time
 
 import click
 
-from driver.entrypoints.cli_ops import Group, admin, db_option, say, settings_from_env, table
+from driver.entrypoints.cli.ledger import admin
+from driver.entrypoints.cli.options import Group, db_option, json_option, settings_from_env
+from driver.entrypoints.cli.render import say, table
 from driver.usecases.dns import DnsStatus, DnsSync
 
 
@@ -21,7 +23,7 @@ def dns() -> None:
 
 @dns.command()
 @db_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 def status(db_url: str | None, as_json: bool) -> None:
     """Per zone: changes queued, the oldest one's age, and the last error met."""
     settings = settings_from_env(db_url=db_url)

@@ -1,4 +1,5 @@
-"""The ``ipledger`` command: a thin click layer over the library."""
+"""``ipledger serve``, ``ui``, ``install-service`` and ``install-cni``: running ipledger and
+putting it in place."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ from pathlib import Path
 import click
 
 from driver.config import SETTINGS, Settings, setting_help
-from driver.entrypoints.cli_cni import cni
-from driver.entrypoints.cli_dns import dns
-from driver.entrypoints.cli_hosts import hosts
-from driver.entrypoints.cli_ops import DB_HELP, Group, register, settings_from_env
+from driver.entrypoints.cli.ledger import admin
+from driver.entrypoints.cli.options import DB_HELP, settings_from_env
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -20,15 +19,6 @@ def _configure_logging(settings: Settings) -> None:
     from driver.observability.logs import logging_config
 
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
-
-
-@click.group(cls=Group)
-@click.version_option(package_name="ipledger", prog_name="ipledger", message="%(prog)s %(version)s")
-@click.option("--db", "db_url", help=DB_HELP + " (also accepted after the subcommand)")
-@click.pass_context
-def main(context: click.Context, db_url: str | None) -> None:
-    """ipledger: a Docker IPAM driver that keeps every lease in a database."""
-    context.obj = {"db_url": db_url}
 
 
 def _flag_help(field_name: str) -> str:
@@ -46,7 +36,7 @@ def _settings_epilog() -> str:
     return "\n".join(lines)
 
 
-@main.command(epilog=_settings_epilog())
+@click.command(epilog=_settings_epilog())
 @click.option("--socket", help=_flag_help("socket"))
 @click.option("--db", "db_url", help=_flag_help("db_url"))
 @click.option("--workers", type=click.IntRange(min=1), help=_flag_help("workers"))
@@ -73,7 +63,7 @@ def serve(
     run(settings)
 
 
-@main.command("install-service")
+@click.command("install-service")
 @click.option(
     "--unit-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -113,7 +103,7 @@ def install_service(unit_dir: Path, start: bool) -> None:
         click.echo(" ".join(command))
 
 
-@main.command()
+@click.command()
 @click.option(
     "--listen",
     default="127.0.0.1:9466",
@@ -124,7 +114,6 @@ def install_service(unit_dir: Path, start: bool) -> None:
 def ui(listen: str, db_url: str | None) -> None:
     """Serve the status page alone, read-only, against a ledger."""
     from driver.config import SettingsError, parse_listen_addr
-    from driver.entrypoints.cli_ops import admin
     from driver.entrypoints.listener import listen as make_listener
     from driver.entrypoints.ui.app import create_ui_app
     from driver.usecases.status import StatusViews
@@ -145,7 +134,7 @@ def ui(listen: str, db_url: str | None) -> None:
             server.server_close()
 
 
-@main.command("install-cni")
+@click.command("install-cni")
 @click.argument("plugin_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--name",
@@ -175,73 +164,3 @@ def install_cni(plugin_dir: Path, name: str, self_contained: bool) -> None:
 
         path = install_cni_plugin(plugin_dir, name)
     click.echo(f"wrote {path}")
-
-
-@main.command()
-@click.option(
-    "--quick", is_flag=True, help="Small counts (1,000 and 10,000 leases), as CI runs it."
-)
-@click.option(
-    "--postgres",
-    "postgres_url",
-    metavar="URL",
-    help="Instead: three instances on this (empty) PostgreSQL database.",
-)
-@click.option(
-    "--cni",
-    is_flag=True,
-    help="Instead: CNI ADD and DEL as plugin processes, ipledger beside host-local.",
-)
-@click.option("--ui", is_flag=True, help="Instead: the status page's answer times.")
-@click.option(
-    "--dns",
-    is_flag=True,
-    help="Instead: named calls with DNS publishing off and on, side by side, and their ratio.",
-)
-@click.option(
-    "--dns-server",
-    metavar="HOST:PORT",
-    help="With --dns: the DNS server to publish to (else none answers: changes wait queued).",
-)
-@click.option("--dns-tsig", metavar="FILE", help="With --dns: the TSIG key file for it.")
-@click.option(
-    "--dns-zone",
-    default="bench.example.test",
-    show_default=True,
-    help="With --dns: the zone the pool publishes in (the server must take updates to it).",
-)
-def bench(
-    quick: bool,
-    postgres_url: str | None,
-    cni: bool,
-    ui: bool,
-    dns: bool,
-    dns_server: str | None,
-    dns_tsig: str | None,
-    dns_zone: str,
-) -> None:
-    """Measure the real server under a Docker-like client and print the tables."""
-    from driver.entrypoints.bench import run, run_postgres
-
-    if dns:
-        from driver.entrypoints.bench_dns import run_dns
-
-        run_dns(quick, dns_server, dns_tsig, zone=dns_zone)
-    elif ui:
-        from driver.entrypoints.bench_ui import run_ui
-
-        run_ui(quick)
-    elif cni:
-        from driver.entrypoints.bench_cni import run_cni
-
-        run_cni(quick)
-    elif postgres_url:
-        run_postgres(postgres_url, quick)
-    else:
-        run(quick)
-
-
-register(main)
-main.add_command(cni)
-main.add_command(hosts)
-main.add_command(dns)

@@ -2,12 +2,12 @@
 
 ``ipledger ui`` is started on a ledger pre-filled through its own tables with a pool of N leases
 (an IPv6 /64, so that a million fit), and each page is fetched over HTTP, whole, a number of
-times. Nothing here asserts a time: the numbers are for the docs.
+times, into rows that :mod:`driver.bench.render` prints. Nothing here asserts a time: the
+numbers are for the docs.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import statistics
 import subprocess
@@ -16,9 +16,11 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from driver.entrypoints.bench import prefill
+from driver.bench import render
+from driver.bench.prefill import prefill
 from driver.storage.engine import make_engine
 from driver.storage.schema import migrate
 
@@ -62,38 +64,53 @@ def _serve(db_url: str, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("ipledger ui did not start")
 
 
+@dataclass(frozen=True)
+class UiRow:
+    """p50 ms of each page at one number of leases, and the pool map's size."""
+
+    leases: int
+    overview: float
+    pool: float
+    json: float
+    history: float
+    map_bytes: int
+
+
+def _row(workdir: Path, count: int, rounds: int) -> UiRow:
+    """Every page of ``ipledger ui`` on a ledger whose pool holds ``count`` leases."""
+    db = workdir / f"ui-{count}.db"
+    engine = make_engine(f"sqlite:///{db}")
+    migrate(engine)
+    pool_id = prefill(engine, CIDR, count)
+    engine.dispose()
+    port = _free_port()
+    process = _serve(f"sqlite:///{db}", port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        overview, _ = _fetch_ms(f"{base}/", rounds)
+        pool, size = _fetch_ms(f"{base}/pool/{pool_id}", rounds)
+        twin, _ = _fetch_ms(f"{base}/pool/{pool_id}?format=json", rounds)
+        history, _ = _fetch_ms(f"{base}/history", rounds)
+    finally:
+        process.terminate()
+        process.wait(10)
+    return UiRow(count, overview, pool, twin, history, size)
+
+
 def run_ui(quick: bool, out: Callable[[str], None] = print) -> dict[int, dict[str, float]]:
+    """Measure every page as the pool fills, print the table as rows come, return them."""
     counts = QUICK_COUNTS if quick else FULL_COUNTS
     rounds = 5 if quick else 15
-    out(f"# ipledger bench --ui ({'quick' if quick else 'full'}): {os.cpu_count()} CPUs, SQLite")
-    out("")
-    out(f"## Each page fetched whole over HTTP from ipledger ui, p50 ms ({rounds} rounds)")
-    out(
-        f"{'leases in pool':>15}{'overview':>10}{'pool map':>10}{'pool JSON':>11}"
-        f"{'history':>9}{'map KB':>8}"
-    )
+    render.emit(out, render.ui_head(quick, rounds))
     results: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="ipledger-bench-ui-") as tmp:
         for count in counts:
-            db = Path(tmp) / f"ui-{count}.db"
-            engine = make_engine(f"sqlite:///{db}")
-            migrate(engine)
-            pool_id = prefill(engine, CIDR, count)
-            engine.dispose()
-            port = _free_port()
-            process = _serve(f"sqlite:///{db}", port)
-            try:
-                base = f"http://127.0.0.1:{port}"
-                overview, _ = _fetch_ms(f"{base}/", rounds)
-                pool, size = _fetch_ms(f"{base}/pool/{pool_id}", rounds)
-                twin, _ = _fetch_ms(f"{base}/pool/{pool_id}?format=json", rounds)
-                history, _ = _fetch_ms(f"{base}/history", rounds)
-            finally:
-                process.terminate()
-                process.wait(10)
-            results[count] = {"overview": overview, "pool": pool, "json": twin, "history": history}
-            out(
-                f"{count:>15,}{overview:>10.1f}{pool:>10.1f}{twin:>11.1f}{history:>9.1f}"
-                f"{size / 1024:>8.0f}"
-            )
+            row = _row(Path(tmp), count, rounds)
+            out(render.ui_row(row))
+            results[count] = {
+                "overview": row.overview,
+                "pool": row.pool,
+                "json": row.json,
+                "history": row.history,
+            }
     return results

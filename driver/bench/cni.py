@@ -4,7 +4,8 @@ DEL), for ipledger and for the reference host-local side by side, as the range f
 Both are pre-filled with the same number of leases in one IPv6 /64 range: ipledger's ledger
 through its own tables, host-local's data directory with a file per address as host-local writes
 it. Each round is a new container: ADD, then DEL, each a process run with the CNI environment.
-Nothing here asserts a time: the numbers are for the docs.
+Measured into rows that :mod:`driver.bench.render` prints; nothing here asserts a time: the
+numbers are for the docs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,9 @@ from typing import Any
 import netaddr
 from sqlalchemy import Engine, delete, insert, select
 
+from driver.bench import render
+from driver.bench.server import server
 from driver.domain.cni import Attachment, parse_network
-from driver.entrypoints.bench import server
 from driver.entrypoints.install import install_cni_plugin
 from driver.storage.engine import make_engine
 from driver.storage.models import free_ranges, leases, pools
@@ -122,47 +125,54 @@ def timed_calls(plugin: Path, config: dict[str, Any], rounds: int) -> tuple[floa
     return statistics.median(adds), statistics.median(dels)
 
 
+@dataclass(frozen=True)
+class CniRow:
+    """p50 ms of ADD and DEL, ipledger's and host-local's, at one number of leases."""
+
+    leases: int
+    ipledger_add: float
+    ipledger_del: float
+    host_local_add: float
+    host_local_del: float
+
+
+def _row(workdir: Path, plugin: Path, count: int, rounds: int) -> CniRow:
+    """Both plugins on a range holding ``count`` leases."""
+    db = workdir / f"cni-{count}.db"
+    engine = make_engine(f"sqlite:///{db}")
+    migrate(engine)
+    prefill_ledger(engine, count)
+    engine.dispose()
+    with server(workdir, f"sqlite:///{db}", 1) as s:
+        ours = timed_calls(
+            plugin, network_config("ipledger", ipledger={"socket": s.socket}), rounds
+        )
+    data_dir = workdir / f"host-local-{count}"
+    prefill_host_local(data_dir, count)
+    theirs = timed_calls(HOST_LOCAL, network_config("host-local", dataDir=str(data_dir)), rounds)
+    return CniRow(count, *ours, *theirs)
+
+
 def run_cni(quick: bool, out: Callable[[str], None] = print) -> dict[int, dict[str, float]]:
+    """Measure both plugins as the range fills, print the table as rows come, return them."""
     counts = QUICK_COUNTS if quick else FULL_COUNTS
     rounds = 20 if quick else 60
     if not HOST_LOCAL.exists():
         raise RuntimeError(f"{HOST_LOCAL} not found: apt-get install containernetworking-plugins")
-    results: dict[int, dict[str, float]] = {}
-    out(f"# ipledger bench --cni ({'quick' if quick else 'full'}): {os.cpu_count()} CPUs")
-    out("")
-    out(f"## ADD and DEL, each a plugin process as the runtime runs it, p50 ms ({rounds} rounds)")
-    out(
-        f"{'leases in range':>16}{'ipledger ADD':>14}{'ipledger DEL':>14}"
-        f"{'host-local ADD':>16}{'host-local DEL':>16}{'ADD host-local/ipledger':>25}"
-    )
+    rows: list[CniRow] = []
+    render.emit(out, render.cni_head(quick, rounds))
     with tempfile.TemporaryDirectory(prefix="ipledger-bench-cni-") as tmp:
-        workdir = Path(tmp)
-        plugin = install_cni_plugin(workdir / "bin")
+        plugin = install_cni_plugin(Path(tmp) / "bin")
         for count in counts:
-            db = workdir / f"cni-{count}.db"
-            engine = make_engine(f"sqlite:///{db}")
-            migrate(engine)
-            prefill_ledger(engine, count)
-            engine.dispose()
-            with server(workdir, f"sqlite:///{db}", 1) as s:
-                config = network_config("ipledger", ipledger={"socket": s.socket})
-                ours = timed_calls(plugin, config, rounds)
-            data_dir = workdir / f"host-local-{count}"
-            prefill_host_local(data_dir, count)
-            theirs = timed_calls(
-                HOST_LOCAL, network_config("host-local", dataDir=str(data_dir)), rounds
-            )
-            results[count] = {
-                "ipledger_add": ours[0],
-                "ipledger_del": ours[1],
-                "host_local_add": theirs[0],
-                "host_local_del": theirs[1],
-            }
-            out(
-                f"{count:>16,}{ours[0]:>14.1f}{ours[1]:>14.1f}{theirs[0]:>16.1f}"
-                f"{theirs[1]:>16.1f}{theirs[0] / ours[0]:>25.2f}"
-            )
-    out("")
-    flat = results[counts[-1]]["ipledger_add"] / results[counts[0]]["ipledger_add"]
-    out(f"ipledger ADD p50 at {counts[-1]:,} leases / at {counts[0]:,}: {flat:.2f}")
-    return results
+            rows.append(_row(Path(tmp), plugin, count, rounds))
+            out(render.cni_row(rows[-1]))
+    render.emit(out, render.cni_flatness(rows))
+    return {
+        r.leases: {
+            "ipledger_add": r.ipledger_add,
+            "ipledger_del": r.ipledger_del,
+            "host_local_add": r.host_local_add,
+            "host_local_del": r.host_local_del,
+        }
+        for r in rows
+    }

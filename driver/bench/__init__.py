@@ -1,0 +1,1 @@
+"""``ipledger bench``: the benchmarks, each measuring into data that a renderer prints."""
