@@ -2,8 +2,9 @@
 
 Docker sends no Content-Type, so bodies are parsed as JSON whatever the headers say, and an
 empty body is an empty request; a value of the wrong type is refused, naming the field.
-Docker's bodies are declared structs (:mod:`driver.entrypoints.wire`) that msgspec decodes and
-validates in one pass; only a refused body is read again, to word the refusal.
+Every body is a declared struct (Docker's in :mod:`driver.entrypoints.wire`, CNI's in
+:mod:`driver.entrypoints.wire_cni`) that msgspec decodes and validates in one pass; only a
+refused body is read again, to word the refusal.
 """
 
 from __future__ import annotations
@@ -125,40 +126,6 @@ def _not_null(declared: msgspec.inspect.Type) -> msgspec.inspect.Type:
         types = [t for t in declared.types if not isinstance(t, msgspec.inspect.NoneType)]
         return types[0]
     return declared
-
-
-def json_body(*, required: bool) -> dict[str, Any]:
-    raw = request.get_data(cache=False)
-    if not raw.strip():
-        if required:
-            raise InvalidRequest("empty request body: expected a JSON object")
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as e:
-        raise InvalidRequest(f"request body is not valid JSON: {str(e)[:120]}") from None
-    if body is None and not required:
-        return {}
-    if not isinstance(body, dict):
-        raise InvalidRequest(f"request body must be a JSON object, not {type(body).__name__}")
-    return body
-
-
-def text_field(body: dict[str, Any], key: str, *, required: bool = False, limit: int = 255) -> str:
-    if key not in body or body[key] is None:
-        if required:
-            raise InvalidRequest(f"missing {key} in request body")
-        return ""
-    value = body[key]
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{key} must be a string, not {_show(value)}")
-    if required and not value:
-        raise InvalidRequest(f"{key} must not be empty")
-    if not _is_unicode(value):
-        raise InvalidRequest(f"{key} is not Unicode text: {value!r:.80}")
-    if len(value) > limit:
-        raise InvalidRequest(f"{key} is too long ({len(value)} characters, at most {limit})")
-    return value
 
 
 def _show(value: Any) -> str:

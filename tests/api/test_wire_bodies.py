@@ -1,8 +1,12 @@
 """Docker's bodies as declared structs: Docker's quirks kept, every refusal naming the field."""
 
+import json
+
 import pytest
 
+from tests.api.test_cni_api import Cni, cni_config
 from tests.api.test_protocol import POOL, err
+from tests.integration.test_ledger import snapshot
 
 POOL_ID = "LocalDefault/192.0.2.0/24"
 
@@ -94,3 +98,37 @@ def test_deep_nesting_in_any_field_is_refused_as_json_not_a_crash(plugin, field)
     status, answer = plugin.raw("/IpamDriver.RequestPool", body)
     assert status == 400
     assert answer["Err"].startswith("request body is not valid JSON: maximum recursion depth")
+
+
+@pytest.fixture
+def cni(plugin):
+    return Cni(plugin)
+
+
+@pytest.mark.parametrize(
+    ("command", "more", "message"),
+    [
+        ("Add", {"containerId": None}, "missing containerId in request body"),
+        ("Del", {"ifname": ""}, "ifname must not be empty"),
+        ("Check", {"containerId": 7}, "containerId must be a string, not int 7"),
+        (
+            "Add",
+            {"args": ["K8S_POD_NAME=web"]},
+            'args must be a string, not list ["K8S_POD_NAME=web"]',
+        ),
+        ("Add", {"args": "x" * 4097}, "args is too long (4097 characters, at most 4096)"),
+    ],
+)
+def test_a_cni_call_that_does_not_fit_its_struct_is_refused_with_code_7(
+    cni, engine, command, more, message
+):
+    before = snapshot(engine)
+    status, answer = cni.call(command, cni_config(), **more)
+    assert (status, answer) == (400, {**err(message), "CniCode": 7})
+    assert snapshot(engine) == before
+
+
+def test_gc_and_status_need_no_attachment_and_ignore_fields_they_do_not_read(cni):
+    body = {"config": {**cni_config(), "cni.dev/valid-attachments": []}, "Future": [1]}
+    assert cni.plugin.raw("/Cni.Gc", json.dumps(body)) == (200, {})
+    assert cni.plugin.raw("/Cni.Status", json.dumps({"config": cni_config()})) == (200, {})
