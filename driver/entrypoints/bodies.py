@@ -89,10 +89,30 @@ def _refusal(kind: type[msgspec.Struct], raw: bytes, message: str) -> str:
         return f"request body must be a JSON object, not {_PYTHON_NAMES.get(found, found)}"
     name = at[1]
     try:
-        value = json.loads(raw).get(name)
+        body = json.loads(raw, object_pairs_hook=_Object.of)
     except (ValueError, RecursionError) as e:
         return f"request body is not valid JSON: {str(e)[:120]}"
+    value = body.get(name)
+    # msgspec refused one of a key's values, Python's json keeps the last: say which is unknown
+    if name in body.twice:
+        return f"{name} is given twice"
+    if isinstance(value, _Object) and value.twice:
+        return f"{name}[{min(value.twice)!r:.80}] is given twice"
     return _field_refusal(name, _declared(kind)[name], value)
+
+
+class _Object(dict[str, Any]):
+    """A JSON object read to word a refusal, with the keys it names more than once."""
+
+    twice: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, Any]]) -> _Object:
+        found = cls(pairs)
+        if len(found) < len(pairs):
+            keys = [key for key, _ in pairs]
+            found.twice = frozenset(key for key in found if keys.count(key) > 1)
+        return found
 
 
 def _field_refusal(name: str, declared: msgspec.inspect.Type, value: Any) -> str:
@@ -103,7 +123,7 @@ def _field_refusal(name: str, declared: msgspec.inspect.Type, value: Any) -> str
     if isinstance(declared, msgspec.inspect.DictType):
         if not isinstance(value, dict):
             return f"{name} must be an object of strings or null, not {_show(value)}"
-        key, item = next((k, v) for k, v in value.items() if not isinstance(v, str))
+        key, item = next(((k, v) for k, v in value.items() if not isinstance(v, str)), ("", None))
         return f"{name}[{key!r:.80}] must be a string, not {_show(item)}"
     assert isinstance(declared, msgspec.inspect.StrType)
     if not isinstance(value, str):

@@ -132,3 +132,18 @@ def test_gc_and_status_need_no_attachment_and_ignore_fields_they_do_not_read(cni
     body = {"config": {**cni_config(), "cni.dev/valid-attachments": []}, "Future": [1]}
     assert cni.plugin.raw("/Cni.Gc", json.dumps(body)) == (200, {})
     assert cni.plugin.raw("/Cni.Status", json.dumps({"config": cni_config()})) == (200, {})
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"AddressSpace": 4, "AddressSpace": "LocalDefault"}', "AddressSpace is given twice"),
+        (b'{"AddressSpace": "LocalDefault", "V6": true, "V6": "x"}', "V6 is given twice"),
+        (
+            b'{"AddressSpace": "LocalDefault", "Options": {"a": 1, "a": "b"}}',
+            "Options['a'] is given twice",
+        ),
+    ],
+)
+def test_a_refused_body_that_names_a_field_twice_says_so_rather_than_guess(plugin, body, message):
+    assert plugin.raw("/IpamDriver.RequestPool", body) == (400, err(message))
