@@ -21,13 +21,19 @@ from driver.domain.cni_spec import INVALID_CONFIG, MAX_GC_BODY
 from driver.domain.errors import IpamError
 from driver.domain.pools import GLOBAL_SPACE, LOCAL_SPACE
 from driver.entrypoints.api_cni import CNI_PREFIX, cni_routes
-from driver.entrypoints.bodies import (
-    MAX_BODY,
-    flag_field,
-    json_body,
-    options_field,
-    reply,
-    text_field,
+from driver.entrypoints.bodies import MAX_BODY, decode, reply
+from driver.entrypoints.wire import (
+    AddressGrant,
+    AddressRelease,
+    AddressRequest,
+    AddressSpaces,
+    Capabilities,
+    Done,
+    Implements,
+    NoFields,
+    PoolGrant,
+    PoolRelease,
+    PoolRequest,
 )
 from driver.storage.store import open_store
 from driver.usecases.cni import CniCalls
@@ -64,6 +70,7 @@ def create_app(
     # the paths whose bodies may be larger (read whole by the worker before a thread answers)
     app.config["IPLEDGER_BODY_LIMITS"] = {"/Cni.Gc": MAX_GC_BODY}
     app.extensions["ipledger"] = ipam
+    _handshake_routes(app)
     _routes(app, ipam, metrics)
     cni = CniCalls(ipam.store, ipam.default_pools, ipam.host_id)
     cni_routes(app, cni, metrics, settings.cni_spool)
@@ -86,64 +93,64 @@ def _timing(app: Flask, metrics: Metrics) -> None:
         return response
 
 
+def _handshake_routes(app: Flask) -> None:
+    """The calls that carry no fields: a body, if any, must still be an object."""
+
+    @app.post("/Plugin.Activate")
+    def activate() -> Response:
+        decode(NoFields, required=False)
+        return reply(Implements(["IpamDriver"]))
+
+    @app.post("/IpamDriver.GetCapabilities")
+    def capabilities() -> Response:
+        decode(NoFields, required=False)
+        return reply(Capabilities(requires_mac_address=True, requires_request_replay=False))
+
+    @app.post("/IpamDriver.GetDefaultAddressSpaces")
+    def default_address_spaces() -> Response:
+        decode(NoFields, required=False)
+        return reply(AddressSpaces(LOCAL_SPACE, GLOBAL_SPACE))
+
+
 def _routes(app: Flask, ipam: Ipam, metrics: Metrics | None) -> None:
     # every use case is answered within the call's bound (IPLEDGER_CALL_TIMEOUT)
     bounded = ipam.store.bounded
 
-    @app.post("/Plugin.Activate")
-    def activate() -> Response:
-        json_body(required=False)
-        return reply({"Implements": ["IpamDriver"]})
-
-    @app.post("/IpamDriver.GetCapabilities")
-    def capabilities() -> Response:
-        json_body(required=False)
-        return reply({"RequiresMACAddress": True, "RequiresRequestReplay": False})
-
-    @app.post("/IpamDriver.GetDefaultAddressSpaces")
-    def default_address_spaces() -> Response:
-        json_body(required=False)
-        return reply(
-            {"LocalDefaultAddressSpace": LOCAL_SPACE, "GlobalDefaultAddressSpace": GLOBAL_SPACE}
-        )
-
     @app.post("/IpamDriver.RequestPool")
     def request_pool() -> Response:
-        body = json_body(required=True)
-        space, pool = text_field(body, "AddressSpace", required=True), text_field(body, "Pool")
-        subpool, options, v6 = (
-            text_field(body, "SubPool"),
-            options_field(body),
-            flag_field(body, "V6"),
+        body = decode(PoolRequest)
+        grant = bounded(
+            lambda: ipam.request_pool(
+                body.address_space,
+                body.pool or "",
+                body.sub_pool or "",
+                body.options or {},
+                bool(body.v6),
+            )
         )
-        grant = bounded(lambda: ipam.request_pool(space, pool, subpool, options, v6))
-        return reply({"PoolID": grant.pool_id, "Pool": grant.pool, "Data": {}})
+        return reply(PoolGrant(grant.pool_id, grant.pool))
 
     @app.post("/IpamDriver.ReleasePool")
     def release_pool() -> Response:
-        body = json_body(required=True)
-        pool_id = text_field(body, "PoolID", required=True)
-        bounded(lambda: ipam.release_pool(pool_id))
-        return reply({})
+        body = decode(PoolRelease)
+        bounded(lambda: ipam.release_pool(body.pool_id))
+        return reply(Done())
 
     @app.post("/IpamDriver.RequestAddress")
     def request_address() -> Response:
-        body = json_body(required=True)
-        pool_id = text_field(body, "PoolID", required=True)
-        wanted, options = text_field(body, "Address"), options_field(body)
-        address = bounded(lambda: ipam.request_address(pool_id, wanted, options))
+        body = decode(AddressRequest)
+        wanted, options = body.address or "", body.options or {}
+        address = bounded(lambda: ipam.request_address(body.pool_id, wanted, options))
         if metrics is not None:
-            metrics.allocations.labels(pool_id).inc()
-        return reply({"Address": address, "Data": {}})
+            metrics.allocations.labels(body.pool_id).inc()
+        return reply(AddressGrant(address))
 
     @app.post("/IpamDriver.ReleaseAddress")
     def release_address() -> Response:
-        body = json_body(required=True)
-        pool_id = text_field(body, "PoolID", required=True)
-        address = text_field(body, "Address", required=True)
-        if bounded(lambda: ipam.release_address(pool_id, address)) and metrics:
-            metrics.releases.labels(pool_id).inc()
-        return reply({})
+        body = decode(AddressRelease)
+        if bounded(lambda: ipam.release_address(body.pool_id, body.address)) and metrics:
+            metrics.releases.labels(body.pool_id).inc()
+        return reply(Done())
 
 
 def _error_handlers(app: Flask, metrics: Metrics | None) -> None:

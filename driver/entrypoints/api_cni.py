@@ -25,7 +25,8 @@ from driver.domain.cni import (
 )
 from driver.domain.cni_spec import MAX_GC_BODY
 from driver.domain.errors import InvalidRequest, Unfinished
-from driver.entrypoints.bodies import json_body, reply, text_field
+from driver.entrypoints.bodies import decode, reply
+from driver.entrypoints.wire_cni import AddCall, AttachmentCall, NetworkCall
 from driver.usecases.cni import CniAddress, CniCalls
 
 if TYPE_CHECKING:
@@ -38,23 +39,26 @@ CNI_PREFIX = "/Cni."
 # the spooled releases a call applies at most (the server's start applies all): some 0.6 s of
 # its bound, at 3 ms a release measured on a 2-core machine with SQLite
 SPOOL_BATCH = 200
-# CNI_ARGS: Kubernetes alone gives some 500 characters (a pod name may have 253)
-MAX_ARGS = 4096
 
 
 def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None, spool: str) -> None:
+    _attachment_routes(app, cni, metrics, spool)
+    _network_routes(app, cni, metrics)
+
+
+def _attachment_routes(app: Flask, cni: CniCalls, metrics: Metrics | None, spool: str) -> None:
+    """ADD, DEL and CHECK: one attachment of one network."""
     bounded = cni.store.bounded
 
     @app.post("/Cni.Add")
     def add() -> Response:
-        body = json_body(required=True)
+        body = decode(AddCall)
         network, attachment = _network(body), _attachment(body)
-        args = text_field(body, "args", limit=MAX_ARGS)
-        cni_args = parse_args(args)
+        cni_args = parse_args(body.args or "")
         holder, pod = hold_key(network, attachment.container_id, cni_args), pod_of(cni_args)
         # DELs of this network spooled while the server was down: applied first, in the ADD's
         # transaction; their files removed once it committed (claimed ones stay until then)
-        directory, spooled = _claim(body["config"], spool, network.name, str(attachment))
+        directory, spooled = _claim(body.config, spool, network.name, str(attachment))
         releases = [(r.attachment, r.deleted_at) for r in spooled]
         addresses = bounded(lambda: cni.add(network, attachment, holder, releases, pod))
         _applied(directory, spooled, network.name, metrics)
@@ -65,9 +69,9 @@ def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None, spool: str) -
 
     @app.post("/Cni.Del")
     def delete() -> Response:
-        body = json_body(required=True)
+        body = decode(AttachmentCall)
         network, attachment = _network(body), _attachment(body)
-        directory, spooled = _claim(body["config"], spool, network.name, str(attachment))
+        directory, spooled = _claim(body.config, spool, network.name, str(attachment))
         releases = [(r.attachment, r.deleted_at) for r in spooled]
         released = bounded(lambda: cni.delete(attachment, releases))
         _applied(directory, spooled, network.name, metrics)
@@ -77,18 +81,23 @@ def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None, spool: str) -
 
     @app.post("/Cni.Check")
     def check() -> Response:
-        body = json_body(required=True)
+        body = decode(AttachmentCall)
         network, attachment = _network(body), _attachment(body)
         bounded(lambda: cni.check(network, attachment))
         return reply({})
+
+
+def _network_routes(app: Flask, cni: CniCalls, metrics: Metrics | None) -> None:
+    """GC and STATUS: a whole network, no attachment."""
+    bounded = cni.store.bounded
 
     @app.post("/Cni.Gc")
     def collect() -> Response:
         # the one large body: the runtime's valid attachments, some 100 bytes each
         request.max_content_length = MAX_GC_BODY
-        body = json_body(required=True)
+        body = decode(NetworkCall)
         network = _network(body)
-        valid = _valid_attachments(body["config"])
+        valid = _valid_attachments(body.config)
         released, left = bounded(lambda: cni.collect(network.name, valid))
         if metrics is not None and released:
             metrics.releases.labels(f"cni/{network.name}").inc(released)
@@ -101,8 +110,7 @@ def cni_routes(app: Flask, cni: CniCalls, metrics: Metrics | None, spool: str) -
 
     @app.post("/Cni.Status")
     def status() -> Response:
-        body = json_body(required=True)
-        _network(body)
+        _network(decode(NetworkCall))
         bounded(cni.status)
         return reply({})
 
@@ -154,18 +162,16 @@ def _spool_of(config: dict[str, Any], default: str) -> str:
     return spool
 
 
-def _network(body: dict[str, Any]) -> CniNetwork:
-    return parse_network(body.get("config"))
+def _network(body: NetworkCall) -> CniNetwork:
+    return parse_network(body.config)
 
 
-def _attachment(body: dict[str, Any]) -> Attachment:
-    network = body["config"]["name"]
-    container_id = text_field(body, "containerId", required=True)
-    ifname = text_field(body, "ifname", required=True)
-    for name, value in (("CNI_CONTAINERID", container_id), ("CNI_IFNAME", ifname)):
+def _attachment(body: AttachmentCall) -> Attachment:
+    network = body.config["name"]
+    for name, value in (("CNI_CONTAINERID", body.container_id), ("CNI_IFNAME", body.ifname)):
         if "/" in value:
             raise InvalidRequest(f"{name}: {value!r:.80} may not contain '/'")
-    return Attachment(network, container_id, ifname)
+    return Attachment(network, body.container_id, body.ifname)
 
 
 def _valid_attachments(config: dict[str, Any]) -> set[tuple[str, str]]:
