@@ -16,7 +16,7 @@ from sqlalchemy import Connection, func, select, text
 
 from driver.domain.addresses import Range, Subnet
 from driver.domain.hosts import Host
-from driver.domain.pools import CNI_NETWORK_OPTION
+from driver.domain.pools import CNI_NETWORK_OPTION, LeaseKind
 from driver.storage.ledger import HOST_COLUMNS, POOL_QUERY, host_record, pool_record
 from driver.storage.models import (
     attachments,
@@ -68,7 +68,7 @@ class Usage:
 class LeaseRow:
     address: int
     pool_id: str
-    kind: str
+    kind: LeaseKind
     mac: str | None
     name: str | None
     host_id: str | None
@@ -235,7 +235,7 @@ class Inventory:
             yield LeaseRow(
                 unpack(row.address),
                 row.pool_id,
-                row.kind,
+                LeaseKind(row.kind),
                 row.mac,
                 row.name,
                 row.host_id,

@@ -21,6 +21,7 @@ from sqlalchemy import (
 
 from driver.domain.addresses import Range, Subnet
 from driver.domain.errors import HostRetired
+from driver.domain.history import HistoryAction
 from driver.domain.hosts import Host, HostState
 from driver.domain.moments import as_utc
 from driver.domain.pools import SHARED, SWARM, Holding, Lease, LeaseKind, Reuse, ReusePolicy
@@ -96,20 +97,15 @@ _GATEWAY_OF = Prepared(
     select(leases.c.address)
     .where(
         leases.c.pool_id == bindparam("pool_id"),
-        leases.c.kind == "gateway",
+        leases.c.kind == LeaseKind.GATEWAY.value,
         leases.c.subnet_id == bindparam("subnet_id"),
     )
     .limit(1)
 )
 _LEASE = Prepared(
-    select(leases.c.kind, leases.c.mac, leases.c.name).where(
-        leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
-    )
-)
-_LEASE_KIND = Prepared(
-    select(leases.c.kind, leases.c.cni_attachment).where(
-        leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
-    )
+    select(
+        leases.c.kind, leases.c.mac, leases.c.name, leases.c.dns_name, leases.c.cni_attachment
+    ).where(leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address"))
 )
 # a new lease is never restoring: the column's default
 _ADD_LEASE = Prepared(
@@ -513,7 +509,7 @@ class LeaseStatements(_Statements):
         subnet_id: int,
         address: int,
         pool_id: str,
-        kind: str,
+        kind: LeaseKind,
         mac: str | None,
         name: str | None,
         host_id: str | None = None,
@@ -530,7 +526,7 @@ class LeaseStatements(_Statements):
                 "subnet_id": subnet_id,
                 "address": pack(address),
                 "pool_id": pool_id,
-                "kind": kind,
+                "kind": kind.value,
                 "mac": mac,
                 "name": name,
                 "created_at": now(),
@@ -601,12 +597,12 @@ class LeaseStatements(_Statements):
         ).first()
         return int(count), ((row[0], unpack(row[1])) if row else ("", 0))
 
-    def last_allocation(self, pool_ids: Sequence[str], kind: str) -> datetime | None:
+    def last_allocation(self, pool_ids: Sequence[str], kind: LeaseKind) -> datetime | None:
         """When the history last recorded an allocation of ``kind`` in these pools."""
         at = self.connection.execute(
             select(func.max(history.c.at)).where(
-                history.c.action == "allocate",
-                history.c.kind == kind,
+                history.c.action == HistoryAction.ALLOCATE.value,
+                history.c.kind == kind.value,
                 history.c.pool_id.in_(pool_ids),
             )
         ).scalar()
@@ -615,7 +611,7 @@ class LeaseStatements(_Statements):
     def drop_lease(self, subnet_id: int, address: int) -> Lease | None:
         """Delete a lease and say what it was; None when there was none."""
         row = _DROP_LEASE.first(self.connection, {"subnet_id": subnet_id, "address": pack(address)})
-        return Lease(*row) if row else None
+        return _lease(row) if row else None
 
     def drop_pool_lease(self, subnet_id: int, address: int, pool_id: str) -> Lease | None:
         """Delete a lease that ``pool_id`` holds and say what it was; None when it holds none
@@ -623,7 +619,7 @@ class LeaseStatements(_Statements):
         row = _DROP_POOL_LEASE.first(
             self.connection, {"subnet_id": subnet_id, "address": pack(address), "pool_id": pool_id}
         )
-        return Lease(*row) if row else None
+        return _lease(row) if row else None
 
     def lease_pool(self, subnet_id: int, address: int) -> str | None:
         """The pool an address is leased through; None when it is not leased."""
@@ -673,7 +669,7 @@ class LeaseStatements(_Statements):
     def write_history(
         self,
         host_id: str,
-        action: str,
+        action: HistoryAction,
         pool_id: str,
         address: str,
         lease: Lease | None = None,
@@ -685,10 +681,10 @@ class LeaseStatements(_Statements):
             {
                 "at": now(),
                 "host_id": host_id,
-                "action": action,
+                "action": action.value,
                 "pool_id": pool_id,
                 "address": address,
-                "kind": lease.kind if lease else None,
+                "kind": lease.kind.value if lease else None,
                 "mac": lease.mac if lease else None,
                 "name": lease.name if lease else None,
                 "detail": detail,
@@ -766,24 +762,10 @@ class ParkedStatements(_Statements):
         row = _GATEWAY_OF.first(self.connection, {"subnet_id": subnet_id, "pool_id": pool_id})
         return unpack(row[0]) if row else None
 
-    def lease_holder(self, subnet_id: int, address: int) -> str | None:
-        """Who holds a leased address, in words for an error message; None when nobody does."""
+    def lease_at(self, subnet_id: int, address: int) -> Lease | None:
+        """The lease of an address, with its CNI attachment; None when nobody holds it."""
         row = _LEASE.first(self.connection, {"subnet_id": subnet_id, "address": pack(address)})
-        if row is None:
-            return None
-        kind, mac, name = row
-        who = {
-            "gateway": "the gateway",
-            "aux": "an auxiliary address",
-            "endpoint": "an endpoint",
-        }.get(kind, "an earlier request")
-        details = ", ".join(f"{k} {v}" for k, v in (("name", name), ("mac", mac)) if v)
-        return f"{who} ({details})" if details else who
-
-    def lease_kind(self, subnet_id: int, address: int) -> tuple[str, str | None] | None:
-        """A leased address's kind and CNI attachment (None for Docker's); None when free."""
-        row = _LEASE_KIND.first(self.connection, {"subnet_id": subnet_id, "address": pack(address)})
-        return (row[0], row[1]) if row else None
+        return _lease(row) if row else None
 
     def leased_addresses_of_pool(
         self, subnet_id: int, pool_id: str, host_id: str | None = None
@@ -869,6 +851,11 @@ class OperatorStatements(_Statements):
             insert(subnets).values(**values).returning(subnets.c.id)
         ).scalar_one()
         return subnet_id
+
+
+def _lease(row: Sequence[Any]) -> Lease:
+    """(kind, mac, name, dns_name[, cni_attachment]) as a :class:`Lease`."""
+    return Lease(LeaseKind(row[0]), *row[1:])
 
 
 # Read FOR SHARE at the start of every write of a serving host: an operator's retire (which

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from driver.domain.errors import AddressInUse, IpamError
-from driver.domain.pools import GATEWAY_TYPE, MAC_OPTION, REQUEST_ADDRESS_TYPE
+from driver.domain.pools import GATEWAY_TYPE, MAC_OPTION, REQUEST_ADDRESS_TYPE, LeaseKind
 from driver.domain.reconcile import Finding
 from driver.usecases.ipam import Ipam
 
@@ -68,7 +68,7 @@ def apply(
             elif finding.what == "missing" and finding.address:
                 options = (
                     {REQUEST_ADDRESS_TYPE: GATEWAY_TYPE}
-                    if finding.kind == "gateway"
+                    if finding.kind == LeaseKind.GATEWAY
                     else {MAC_OPTION: finding.mac}
                     if finding.mac
                     else {}
