@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -36,3 +38,12 @@ RELEASES = frozenset(
         HistoryAction.HOST_RETIRE,
     }
 )
+
+
+@dataclass(frozen=True)
+class HistorySpan:
+    """The history events older than a moment: how many, the oldest and the newest."""
+
+    count: int
+    oldest: datetime | None
+    newest: datetime | None

@@ -26,6 +26,7 @@ from driver.entrypoints.worker import worker_class
 from driver.observability.logs import logging_config
 from driver.storage.engine import make_engine, masked_url
 from driver.storage.schema import migrate
+from driver.storage.units import StoreUnits
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +325,7 @@ def _record_served(settings: Settings, driver: str, path: str) -> None:
         busy_timeout_ms=settings.busy_timeout_ms,
     )
     try:
-        Housekeeping(store, settings.host_id).record_served(driver, path)
+        Housekeeping(StoreUnits(store), settings.host_id).record_served(driver, path)
     except IpamError as e:
         log.warning("could not record the driver name %r in the ledger: %s", driver, e.message)
     finally:

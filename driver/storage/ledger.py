@@ -28,7 +28,6 @@ from driver.domain.pools import SHARED, SWARM, Holding, Lease, LeaseKind, Reuse,
 from driver.storage.dns_outbox import DnsStatements
 from driver.storage.models import (
     attachments,
-    findings,
     free_ranges,
     history,
     hosts,
@@ -36,11 +35,11 @@ from driver.storage.models import (
     parked,
     pools,
     reservations,
-    served,
     subnets,
 )
 from driver.storage.prepared import Prepared
 from driver.storage.rows import PoolRecord, SubnetRecord, now, pack, parsed_subnet, unpack
+from driver.storage.upkeep import HistoryRows
 
 # Every column of a pool, with its subnet's state: read by calls and by reports alike.
 POOL_QUERY = select(
@@ -134,9 +133,6 @@ _LEASE_POOL = Prepared(
     select(leases.c.pool_id).where(
         leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
     )
-)
-_WRITE_HISTORY = Prepared(
-    insert(history).values({c.name: bindparam(c.name) for c in history.c if c.name != "id"})
 )
 _RESERVATION = Prepared(
     select(reservations.c.first, reservations.c.last, reservations.c.label)
@@ -675,21 +671,8 @@ class LeaseStatements(_Statements):
         lease: Lease | None = None,
         detail: str | None = None,
     ) -> None:
-        """One line of the audit history."""
-        _WRITE_HISTORY.count(
-            self.connection,
-            {
-                "at": now(),
-                "host_id": host_id,
-                "action": action.value,
-                "pool_id": pool_id,
-                "address": address,
-                "kind": lease.kind.value if lease else None,
-                "mac": lease.mac if lease else None,
-                "name": lease.name if lease else None,
-                "detail": detail,
-            },
-        )
+        """One line of the audit history, in this transaction."""
+        HistoryRows(self.connection).write(host_id, action, pool_id, address, lease, detail)
 
 
 class ParkedStatements(_Statements):
@@ -817,28 +800,6 @@ class OperatorStatements(_Statements):
             update(subnets)
             .where(subnets.c.id == subnet_id)
             .values(reservations=subnets.c.reservations + delta)
-        )
-
-    def prune_history(self, before: datetime, limit: int) -> int:
-        """Drop up to ``limit`` of the oldest events before ``before``; how many were dropped."""
-        oldest = (
-            select(history.c.id).where(history.c.at < before).order_by(history.c.id).limit(limit)
-        )
-        result = self.connection.execute(delete(history).where(history.c.id.in_(oldest)))
-        return int(result.rowcount)
-
-    def replace_findings(self, rows: list[dict[str, Any]]) -> None:
-        self.connection.execute(delete(findings))
-        if rows:
-            self.connection.execute(insert(findings), [{**r, "found_at": now()} for r in rows])
-
-    def record_served(self, host_id: str, driver: str, socket: str) -> None:
-        """``ipledger serve`` on ``host_id`` serves the ledger as ``driver`` on ``socket``."""
-        self.connection.execute(
-            delete(served).where(served.c.host_id == host_id, served.c.driver == driver)
-        )
-        self.connection.execute(
-            insert(served).values(host_id=host_id, driver=driver, socket=socket, started_at=now())
         )
 
     def insert_rows(self, table: Any, rows: list[dict[str, Any]]) -> None:
