@@ -16,7 +16,7 @@ from driver.adapters.dns_server import DnsRejected, DnsServer
 from driver.config import Settings
 from driver.domain.errors import IpamError
 from driver.storage.ledger import Ledger
-from driver.storage.store import Store, open_store
+from driver.storage.store import Store, open_configured
 from driver.usecases.dns import DnsPublishing
 
 log = logging.getLogger(__name__)
@@ -83,11 +83,7 @@ class Publisher:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        store = open_store(
-            self.settings.db_url,
-            synchronous=self.settings.sqlite_synchronous,
-            busy_timeout_ms=self.settings.busy_timeout_ms,
-        )
+        store = open_configured(self.settings)
         self.publishing = DnsPublishing(ForkSafeStore(store), self.server, self.name, DnsRejected)
         self._thread = threading.Thread(target=self._run, name="ipledger-dns", daemon=True)
         self._thread.start()

@@ -16,7 +16,7 @@ from driver import __version__
 from driver.config import Settings
 from driver.domain.errors import IpamError
 from driver.domain.hosts import HEARTBEAT_S, HostState
-from driver.storage.store import Store, open_store
+from driver.storage.store import Store, open_configured
 from driver.usecases.hosts import Hosts
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,7 @@ class Heartbeat:
         self.state: HostState | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._store: Store = open_store(
-            settings.db_url,
-            synchronous=settings.sqlite_synchronous,
-            busy_timeout_ms=settings.busy_timeout_ms,
-            call_timeout=settings.call_timeout,
-        )
+        self._store: Store = open_configured(settings, bounded=True)
         # gunicorn forks its workers from this process: a worker must neither use nor close
         # (on its exit) the connections of this pool, which are the master's
         engine = self._store.engine

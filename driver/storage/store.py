@@ -11,18 +11,26 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager, nullcontext
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from sqlalchemy import (
     Engine,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from driver.domain.errors import StorageUnavailable
-from driver.storage.engine import READ_ONLY, make_engine, masked_url, read_only_sqlite
+from driver.storage.engine import (
+    READ_ONLY,
+    make_engine,
+    masked_url,
+    read_only_sqlite,
+    sqlite_path,
+)
 from driver.storage.ledger import Ledger
 from driver.storage.locking import DEADLINE, WriteLock
+
+if TYPE_CHECKING:
+    from driver.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +57,9 @@ def open_store(
         call_timeout=call_timeout,
         read_only=read_only,
     )
-    database = make_url(url).database
+    database = sqlite_path(url)
     lock = None
-    if (
-        not read_only
-        and engine.dialect.name == "sqlite"
-        and database
-        and not database.startswith(":memory:")
-    ):
+    if not read_only and database is not None:
         try:
             lock = WriteLock(f"{database}.lock", busy_timeout_ms / 1000)
         except OSError as e:
@@ -72,6 +75,22 @@ def open_store(
         call_timeout=call_timeout or 5.0,
         read_only=read_only,
         serving_host=serving_host,
+    )
+
+
+def open_configured(
+    settings: Settings, *, bounded: bool = False, serving: bool = False, read_only: bool = False
+) -> Store:
+    """The store of the configured ledger: each call bounded by the settings' call timeout
+    (``bounded``), refusing this host's writes while it is retired (``serving``), and opened
+    as it is on a read-only file system for a caller that only reads (``read_only``)."""
+    return open_store(
+        settings.db_url,
+        synchronous=settings.sqlite_synchronous,
+        busy_timeout_ms=settings.busy_timeout_ms,
+        call_timeout=settings.call_timeout if bounded else None,
+        read_only=read_only,
+        serving_host=settings.host_id if serving else None,
     )
 
 
@@ -176,7 +195,7 @@ class Store:
         try:
             connection = self.engine.connect()
         except DBAPIError as e:
-            raise StorageUnavailable(f"database unavailable: {_reason(e)}") from e
+            raise StorageUnavailable(f"database unavailable: {first_line(e)}") from e
         if read_only:
             connection.execution_options(**{READ_ONLY: True})
         try:
@@ -191,13 +210,13 @@ class Store:
                     )
         except DBAPIError as e:
             if getattr(e.orig, "sqlstate", None) in RETRIABLE_SQLSTATES:
-                raise Conflict(_reason(e)) from e
+                raise Conflict(first_line(e)) from e
             if not (isinstance(e, OperationalError) or e.connection_invalidated):
                 raise
             # A connection that met a storage fault (disk full or read-only, the server gone)
             # may keep a stale state: drop it, so that the next call starts afresh.
             connection.invalidate()
-            raise StorageUnavailable(f"database unavailable: {_reason(e)}") from e
+            raise StorageUnavailable(f"database unavailable: {first_line(e)}") from e
         finally:
             connection.close()
 
@@ -219,8 +238,10 @@ def _until(deadline: float, call: Callable[[], T]) -> T:
         DEADLINE.reset(token)
 
 
-def _reason(error: DBAPIError) -> str:
-    return str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+def first_line(error: DBAPIError) -> str:
+    """What the database said, on one line: the first of its message (the rest is SQL)."""
+    text = str(error.orig).strip() if error.orig else ""
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 # The hot path's statements are built once, here: building a statement costs more than running
