@@ -65,16 +65,28 @@ class LeaseKind(StrEnum):
 class Lease:
     """The holder of a lease: its kind, and the endpoint's MAC and name when Docker sent them."""
 
-    kind: str
+    kind: LeaseKind
     mac: str | None
     name: str | None
     # the full DNS name it was published under (a lease being released); None when none
     dns_name: str | None = None
+    # a CNI lease's attachment (NETWORK/CONTAINER-ID/IFNAME), as read back; None for Docker's
+    attachment: str | None = None
 
     @property
     def known(self) -> bool:
         """Whether the holder can be known again (a hold keeps its address for it)."""
         return bool(self.mac or self.name)
+
+    def in_words(self) -> str:
+        """Who holds it, for an operator's error message: "an endpoint (name web, mac ...)"."""
+        who = {
+            LeaseKind.GATEWAY: "the gateway",
+            LeaseKind.AUX: "an auxiliary address",
+            LeaseKind.ENDPOINT: "an endpoint",
+        }.get(self.kind, "an earlier request")
+        details = ", ".join(f"{k} {v}" for k, v in (("name", self.name), ("mac", self.mac)) if v)
+        return f"{who} ({details})" if details else who
 
 
 def requested_lease(options: Mapping[str, str], *, static: bool) -> Lease:
@@ -96,7 +108,7 @@ def asks_serial(options: Mapping[str, str]) -> bool:
 
 
 def answers_shared_gateway(
-    shared: bool, kind: str, wanted: netaddr.IPAddress | None, gateway: int | None
+    shared: bool, kind: LeaseKind, wanted: netaddr.IPAddress | None, gateway: int | None
 ) -> bool:
     """Whether a request is answered with the shared pool's existing ``gateway`` lease.
 

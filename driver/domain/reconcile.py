@@ -82,7 +82,7 @@ class LedgerPool:
 class LedgerLease:
     pool_id: str
     address: str
-    kind: str
+    kind: LeaseKind
     created_at: datetime
     host_id: str | None = None
 
@@ -97,11 +97,11 @@ class Finding:
     address: str | None
     detail: str
     due: bool  # old enough to repair (leaks) or always (missing)
-    kind: str | None = None
+    kind: LeaseKind | None = None
     mac: str | None = None
 
 
-Used = dict[str, tuple[str, str | None]]  # address -> (kind, MAC)
+Used = dict[str, tuple[LeaseKind, str | None]]  # address -> (kind, MAC)
 
 
 @dataclass(frozen=True)
@@ -130,11 +130,11 @@ def pool_ids(network: DockerNetwork) -> dict[str, PoolUse]:
         for endpoint in network.endpoints:
             address = allocator.parse_address(endpoint.address.split("/")[0])
             if address.version == subnet.version and subnet.contains(int(address)):
-                used[str(address)] = ("endpoint", endpoint.mac)
+                used[str(address)] = (LeaseKind.ENDPOINT, endpoint.mac)
         for aux in config.aux.values():
-            used[str(allocator.parse_address(aux))] = ("aux", None)
+            used[str(allocator.parse_address(aux))] = (LeaseKind.AUX, None)
         if config.gateway:
-            used[str(allocator.parse_address(config.gateway))] = ("gateway", None)
+            used[str(allocator.parse_address(config.gateway))] = (LeaseKind.GATEWAY, None)
         found[str(pool_id)] = PoolUse(used, bool(config.gateway))
     return found
 
@@ -189,7 +189,7 @@ def reconcile(
             continue
         held.setdefault(lease.pool_id, set()).add(lease.address)
         use = in_docker.get(lease.pool_id)
-        if use is None or (lease.kind == "gateway" and not use.gateway_shown):
+        if use is None or (lease.kind == LeaseKind.GATEWAY and not use.gateway_shown):
             continue
         if lease.address not in use.addresses:
             findings.append(

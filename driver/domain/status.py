@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+from driver.domain.pools import LeaseKind
+
 # As the example alert IpledgerPoolAlmostFull (plugin/prometheus/ipledger.rules.yml): a pool with
 # less than this share of its addresses free is almost full; one with none free is exhausted.
 ALMOST_FULL_FREE_RATIO = 0.10
@@ -32,11 +34,11 @@ def fill_level(size: int, free: int) -> FillLevel:
 class CellState(StrEnum):
     """What an address is, on the map: a lease's kind, reserved, parked, or free."""
 
-    GATEWAY = "gateway"
-    ENDPOINT = "endpoint"
-    AUX = "aux"
-    CNI = "cni"
-    OTHER = "other"
+    GATEWAY = LeaseKind.GATEWAY.value
+    ENDPOINT = LeaseKind.ENDPOINT.value
+    AUX = LeaseKind.AUX.value
+    CNI = LeaseKind.CNI.value
+    OTHER = LeaseKind.OTHER.value
     RESERVED = "reserved"
     PARKED = "parked"
     FREE = "free"

@@ -35,7 +35,7 @@ from driver.entrypoints.wire import (
     PoolRelease,
     PoolRequest,
 )
-from driver.storage.store import open_store
+from driver.storage.store import open_configured
 from driver.usecases.cni import CniCalls
 from driver.usecases.ipam import Ipam
 
@@ -50,13 +50,7 @@ def create_app(
 ) -> Flask:
     """Build the WSGI app; the engine is made here, never at import time."""
     if ipam is None:
-        store = open_store(
-            settings.db_url,
-            synchronous=settings.sqlite_synchronous,
-            busy_timeout_ms=settings.busy_timeout_ms,
-            call_timeout=settings.call_timeout,
-            serving_host=settings.host_id,
-        )
+        store = open_configured(settings, bounded=True, serving=True)
         ipam = Ipam(store, settings.default_pools, settings.host_id)
     if metrics is None and settings.metrics_addr is not None:
         # imported here: prometheus-client reads PROMETHEUS_MULTIPROC_DIR when first imported

@@ -18,7 +18,7 @@ from driver.domain.errors import IpamError
 from driver.domain.pools import Plans
 from driver.entrypoints.docker_namer import DockerNamer
 from driver.storage.ledger import Ledger
-from driver.storage.store import Store, open_store
+from driver.storage.store import Store, open_configured
 from driver.usecases.dns import DnsPublishing
 
 log = logging.getLogger(__name__)
@@ -86,14 +86,10 @@ class Publisher:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        store = open_store(
-            self.settings.db_url,
-            synchronous=self.settings.sqlite_synchronous,
-            busy_timeout_ms=self.settings.busy_timeout_ms,
-        )
+        store = open_configured(self.settings)
         transactions = ForkSafeStore(store)
         self.publishing = DnsPublishing(transactions, self.server, self.name, DnsRejected)
-        # names of Docker's containers its engines before 29 do not send (docs/dns-docker.md)
+        # names of Docker's containers its engines before 29 do not send (docs/dns.md)
         plans = Plans.of(store.shared, self.settings.host_id)
         self.namer = DockerNamer(transactions, self.settings, plans)
         self._thread = threading.Thread(target=self._run, name="ipledger-dns", daemon=True)

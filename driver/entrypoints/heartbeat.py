@@ -16,7 +16,7 @@ from driver import __version__
 from driver.config import Settings
 from driver.domain.errors import IpamError
 from driver.domain.hosts import HEARTBEAT_S, HostState
-from driver.storage.store import Store, open_store
+from driver.storage.store import Store, open_configured
 from driver.usecases.hosts import Hosts
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,7 @@ class Heartbeat:
         self.state: HostState | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._store: Store = open_store(
-            settings.db_url,
-            synchronous=settings.sqlite_synchronous,
-            busy_timeout_ms=settings.busy_timeout_ms,
-            call_timeout=settings.call_timeout,
-        )
+        self._store: Store = open_configured(settings, bounded=True)
         # gunicorn forks its workers from this process at any time: a fork waits for a beat
         # under way, and no connection of the heartbeat stays open between beats. An SQLite
         # connection a worker inherited and closed made the master's later commits (the DNS

@@ -26,6 +26,8 @@ from driver.entrypoints.worker import worker_class
 from driver.observability.logs import logging_config
 from driver.storage.engine import make_engine, masked_url
 from driver.storage.schema import migrate
+from driver.storage.store import first_line
+from driver.storage.units import StoreUnits
 
 log = logging.getLogger(__name__)
 
@@ -131,19 +133,14 @@ def _start_metrics_listener(
         from driver.entrypoints.listener import metrics_view, serve_in_background
         from driver.entrypoints.ui.app import create_ui_app
         from driver.observability.metrics import database_state, scrape_registry
-        from driver.storage.store import open_store
+        from driver.storage.store import open_configured
         from driver.usecases.admin import Admin
         from driver.usecases.status import StatusViews
 
         assert settings.metrics_addr is not None
         host, port = settings.metrics_addr
-        store = open_store(
-            settings.db_url,
-            synchronous=settings.sqlite_synchronous,
-            busy_timeout_ms=settings.busy_timeout_ms,
-            # a scrape or a page during an outage answers soon (ipledger_ledger_up 0)
-            outage_bound=2.0,
-        )
+        # a scrape or a page during an outage answers soon (ipledger_ledger_up 0)
+        store = open_configured(settings, outage_bound=2.0)
         registry = scrape_registry(
             Admin(store, settings.host_id),
             (lambda: publisher.failures()) if publisher is not None else None,
@@ -292,7 +289,7 @@ def _open_ledger(settings: Settings) -> None:
     try:
         migrate(engine)
     except DBAPIError as e:
-        detail = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+        detail = first_line(e)
         if "readonly" in detail.replace("-", "").replace(" ", ""):
             detail += " (ipledger serve writes to the ledger: mount it read-write)"
         raise SystemExit(
@@ -321,16 +318,12 @@ def _record_served(settings: Settings, driver: str, path: str) -> None:
     """Record in the ledger that this host serves it as ``driver``: ``ipledger gc`` judges the
     networks of that driver when it is not told which."""
     from driver.domain.errors import IpamError
-    from driver.storage.store import open_store
+    from driver.storage.store import open_configured
     from driver.usecases.housekeeping import Housekeeping
 
-    store = open_store(
-        settings.db_url,
-        synchronous=settings.sqlite_synchronous,
-        busy_timeout_ms=settings.busy_timeout_ms,
-    )
+    store = open_configured(settings)
     try:
-        Housekeeping(store, settings.host_id).record_served(driver, path)
+        Housekeeping(StoreUnits(store), settings.host_id).record_served(driver, path)
     except IpamError as e:
         log.warning("could not record the driver name %r in the ledger: %s", driver, e.message)
     finally:
@@ -354,7 +347,7 @@ def _apply_spool(settings: Settings) -> None:
     leaves them for the next ADD of their network (or the next start): never a refusal to
     serve."""
     from driver.adapters.spool import Spool
-    from driver.storage.store import open_store
+    from driver.storage.store import open_configured
     from driver.usecases.cni import CniCalls
 
     spool = Spool(settings.cni_spool)
@@ -367,12 +360,7 @@ def _apply_spool(settings: Settings) -> None:
         log.warning("spooled CNI release %s", line)
     if not spooled:
         return
-    store = open_store(
-        settings.db_url,
-        synchronous=settings.sqlite_synchronous,
-        busy_timeout_ms=settings.busy_timeout_ms,
-        serving_host=settings.host_id,
-    )
+    store = open_configured(settings, serving=True)
     try:
         released = CniCalls(store, settings.default_pools, settings.host_id).apply_spooled(
             [(r.attachment, r.deleted_at) for r in spooled]

@@ -16,11 +16,10 @@ from sqlalchemy import Connection, func, select, text
 
 from driver.domain.addresses import Range, Subnet
 from driver.domain.hosts import Host
-from driver.domain.pools import CNI_NETWORK_OPTION
+from driver.domain.pools import CNI_NETWORK_OPTION, LeaseKind
 from driver.storage.ledger import HOST_COLUMNS, POOL_QUERY, host_record, pool_record
 from driver.storage.models import (
     attachments,
-    findings,
     free_ranges,
     history,
     hosts,
@@ -32,6 +31,7 @@ from driver.storage.models import (
 )
 from driver.storage.models import subnets as subnets_table
 from driver.storage.rows import PoolRecord, pack, parsed_subnet, unpack
+from driver.storage.upkeep import FindingRows, ServedRows
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Usage:
 class LeaseRow:
     address: int
     pool_id: str
-    kind: str
+    kind: LeaseKind
     mac: str | None
     name: str | None
     host_id: str | None
@@ -235,7 +235,7 @@ class Inventory:
             yield LeaseRow(
                 unpack(row.address),
                 row.pool_id,
-                row.kind,
+                LeaseKind(row.kind),
                 row.mac,
                 row.name,
                 row.host_id,
@@ -360,15 +360,6 @@ class Journal:
             query = query.where(history.c.pool_id == pool_id)
         return [_event(row) for row in reversed(self.connection.execute(query).all())]
 
-    def span_before(self, before: datetime) -> tuple[int, datetime | None, datetime | None]:
-        """How many events are older than ``before``, and the oldest and newest of them."""
-        count, oldest, newest = self.connection.execute(
-            select(func.count(), func.min(history.c.at), func.max(history.c.at)).where(
-                history.c.at < before
-            )
-        ).one()
-        return int(count), oldest, newest
-
     def all_history(self) -> list[HistoryEvent]:
         return [
             _event(row) for row in self.connection.execute(select(history).order_by(history.c.id))
@@ -391,15 +382,11 @@ class Journal:
         ]
 
     def findings(self) -> list[FindingRow]:
-        rows = self.connection.execute(select(findings).order_by(findings.c.id))
-        return [FindingRow(r.what, r.pool_id, r.address, r.detail) for r in rows]
+        return [FindingRow(*kept) for kept in FindingRows(self.connection).kept()]
 
     def served_drivers(self, host_id: str) -> list[str]:
         """The driver names ``ipledger serve`` on ``host_id`` has served the ledger under."""
-        rows = self.connection.execute(
-            select(served.c.driver).where(served.c.host_id == host_id).order_by(served.c.driver)
-        )
-        return [driver for (driver,) in rows]
+        return ServedRows(self.connection).drivers(host_id)
 
 
 class Roster:

@@ -21,13 +21,13 @@ from sqlalchemy import (
 
 from driver.domain.addresses import Range, Subnet
 from driver.domain.errors import HostRetired
+from driver.domain.history import HistoryAction
 from driver.domain.hosts import Host, HostState
 from driver.domain.moments import as_utc
 from driver.domain.pools import SHARED, SWARM, Holding, Lease, LeaseKind, Reuse, ReusePolicy
 from driver.storage.dns_outbox import DnsStatements
 from driver.storage.models import (
     attachments,
-    findings,
     free_ranges,
     history,
     hosts,
@@ -35,11 +35,11 @@ from driver.storage.models import (
     parked,
     pools,
     reservations,
-    served,
     subnets,
 )
 from driver.storage.prepared import Prepared
 from driver.storage.rows import PoolRecord, SubnetRecord, now, pack, parsed_subnet, unpack
+from driver.storage.upkeep import HistoryRows
 
 # Every column of a pool, with its subnet's state: read by calls and by reports alike.
 POOL_QUERY = select(
@@ -96,20 +96,15 @@ _GATEWAY_OF = Prepared(
     select(leases.c.address)
     .where(
         leases.c.pool_id == bindparam("pool_id"),
-        leases.c.kind == "gateway",
+        leases.c.kind == LeaseKind.GATEWAY.value,
         leases.c.subnet_id == bindparam("subnet_id"),
     )
     .limit(1)
 )
 _LEASE = Prepared(
-    select(leases.c.kind, leases.c.mac, leases.c.name).where(
-        leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
-    )
-)
-_LEASE_KIND = Prepared(
-    select(leases.c.kind, leases.c.cni_attachment).where(
-        leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
-    )
+    select(
+        leases.c.kind, leases.c.mac, leases.c.name, leases.c.dns_name, leases.c.cni_attachment
+    ).where(leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address"))
 )
 # a new lease is never restoring: the column's default
 _ADD_LEASE = Prepared(
@@ -138,9 +133,6 @@ _LEASE_POOL = Prepared(
     select(leases.c.pool_id).where(
         leases.c.subnet_id == bindparam("subnet_id"), leases.c.address == bindparam("address")
     )
-)
-_WRITE_HISTORY = Prepared(
-    insert(history).values({c.name: bindparam(c.name) for c in history.c if c.name != "id"})
 )
 _RESERVATION = Prepared(
     select(reservations.c.first, reservations.c.last, reservations.c.label)
@@ -513,7 +505,7 @@ class LeaseStatements(_Statements):
         subnet_id: int,
         address: int,
         pool_id: str,
-        kind: str,
+        kind: LeaseKind,
         mac: str | None,
         name: str | None,
         host_id: str | None = None,
@@ -530,7 +522,7 @@ class LeaseStatements(_Statements):
                 "subnet_id": subnet_id,
                 "address": pack(address),
                 "pool_id": pool_id,
-                "kind": kind,
+                "kind": kind.value,
                 "mac": mac,
                 "name": name,
                 "created_at": now(),
@@ -601,12 +593,12 @@ class LeaseStatements(_Statements):
         ).first()
         return int(count), ((row[0], unpack(row[1])) if row else ("", 0))
 
-    def last_allocation(self, pool_ids: Sequence[str], kind: str) -> datetime | None:
+    def last_allocation(self, pool_ids: Sequence[str], kind: LeaseKind) -> datetime | None:
         """When the history last recorded an allocation of ``kind`` in these pools."""
         at = self.connection.execute(
             select(func.max(history.c.at)).where(
-                history.c.action == "allocate",
-                history.c.kind == kind,
+                history.c.action == HistoryAction.ALLOCATE.value,
+                history.c.kind == kind.value,
                 history.c.pool_id.in_(pool_ids),
             )
         ).scalar()
@@ -615,7 +607,7 @@ class LeaseStatements(_Statements):
     def drop_lease(self, subnet_id: int, address: int) -> Lease | None:
         """Delete a lease and say what it was; None when there was none."""
         row = _DROP_LEASE.first(self.connection, {"subnet_id": subnet_id, "address": pack(address)})
-        return Lease(*row) if row else None
+        return _lease(row) if row else None
 
     def drop_pool_lease(self, subnet_id: int, address: int, pool_id: str) -> Lease | None:
         """Delete a lease that ``pool_id`` holds and say what it was; None when it holds none
@@ -623,7 +615,7 @@ class LeaseStatements(_Statements):
         row = _DROP_POOL_LEASE.first(
             self.connection, {"subnet_id": subnet_id, "address": pack(address), "pool_id": pool_id}
         )
-        return Lease(*row) if row else None
+        return _lease(row) if row else None
 
     def lease_pool(self, subnet_id: int, address: int) -> str | None:
         """The pool an address is leased through; None when it is not leased."""
@@ -673,27 +665,14 @@ class LeaseStatements(_Statements):
     def write_history(
         self,
         host_id: str,
-        action: str,
+        action: HistoryAction,
         pool_id: str,
         address: str,
         lease: Lease | None = None,
         detail: str | None = None,
     ) -> None:
-        """One line of the audit history."""
-        _WRITE_HISTORY.count(
-            self.connection,
-            {
-                "at": now(),
-                "host_id": host_id,
-                "action": action,
-                "pool_id": pool_id,
-                "address": address,
-                "kind": lease.kind if lease else None,
-                "mac": lease.mac if lease else None,
-                "name": lease.name if lease else None,
-                "detail": detail,
-            },
-        )
+        """One line of the audit history, in this transaction."""
+        HistoryRows(self.connection).write(host_id, action, pool_id, address, lease, detail)
 
 
 class ParkedStatements(_Statements):
@@ -766,24 +745,10 @@ class ParkedStatements(_Statements):
         row = _GATEWAY_OF.first(self.connection, {"subnet_id": subnet_id, "pool_id": pool_id})
         return unpack(row[0]) if row else None
 
-    def lease_holder(self, subnet_id: int, address: int) -> str | None:
-        """Who holds a leased address, in words for an error message; None when nobody does."""
+    def lease_at(self, subnet_id: int, address: int) -> Lease | None:
+        """The lease of an address, with its CNI attachment; None when nobody holds it."""
         row = _LEASE.first(self.connection, {"subnet_id": subnet_id, "address": pack(address)})
-        if row is None:
-            return None
-        kind, mac, name = row
-        who = {
-            "gateway": "the gateway",
-            "aux": "an auxiliary address",
-            "endpoint": "an endpoint",
-        }.get(kind, "an earlier request")
-        details = ", ".join(f"{k} {v}" for k, v in (("name", name), ("mac", mac)) if v)
-        return f"{who} ({details})" if details else who
-
-    def lease_kind(self, subnet_id: int, address: int) -> tuple[str, str | None] | None:
-        """A leased address's kind and CNI attachment (None for Docker's); None when free."""
-        row = _LEASE_KIND.first(self.connection, {"subnet_id": subnet_id, "address": pack(address)})
-        return (row[0], row[1]) if row else None
+        return _lease(row) if row else None
 
     def leased_addresses_of_pool(
         self, subnet_id: int, pool_id: str, host_id: str | None = None
@@ -837,28 +802,6 @@ class OperatorStatements(_Statements):
             .values(reservations=subnets.c.reservations + delta)
         )
 
-    def prune_history(self, before: datetime, limit: int) -> int:
-        """Drop up to ``limit`` of the oldest events before ``before``; how many were dropped."""
-        oldest = (
-            select(history.c.id).where(history.c.at < before).order_by(history.c.id).limit(limit)
-        )
-        result = self.connection.execute(delete(history).where(history.c.id.in_(oldest)))
-        return int(result.rowcount)
-
-    def replace_findings(self, rows: list[dict[str, Any]]) -> None:
-        self.connection.execute(delete(findings))
-        if rows:
-            self.connection.execute(insert(findings), [{**r, "found_at": now()} for r in rows])
-
-    def record_served(self, host_id: str, driver: str, socket: str) -> None:
-        """``ipledger serve`` on ``host_id`` serves the ledger as ``driver`` on ``socket``."""
-        self.connection.execute(
-            delete(served).where(served.c.host_id == host_id, served.c.driver == driver)
-        )
-        self.connection.execute(
-            insert(served).values(host_id=host_id, driver=driver, socket=socket, started_at=now())
-        )
-
     def insert_rows(self, table: Any, rows: list[dict[str, Any]]) -> None:
         """A bulk insert (one executemany); used by import."""
         if rows:
@@ -869,6 +812,11 @@ class OperatorStatements(_Statements):
             insert(subnets).values(**values).returning(subnets.c.id)
         ).scalar_one()
         return subnet_id
+
+
+def _lease(row: Sequence[Any]) -> Lease:
+    """(kind, mac, name, dns_name[, cni_attachment]) as a :class:`Lease`."""
+    return Lease(LeaseKind(row[0]), *row[1:])
 
 
 # Read FOR SHARE at the start of every write of a serving host: an operator's retire (which

@@ -13,17 +13,22 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager, nullcontext
 from contextvars import Token
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from sqlalchemy import (
     Engine,
     event,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from driver.domain.errors import StorageUnavailable
-from driver.storage.engine import READ_ONLY, make_engine, masked_url, read_only_sqlite
+from driver.storage.engine import (
+    READ_ONLY,
+    make_engine,
+    masked_url,
+    read_only_sqlite,
+    sqlite_path,
+)
 from driver.storage.ledger import Ledger
 from driver.storage.locking import DEADLINE, WriteLock
 from driver.storage.outage import (
@@ -39,6 +44,9 @@ from driver.storage.outage import (
     resolve_commit,
     ride_deadline,
 )
+
+if TYPE_CHECKING:
+    from driver.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +75,9 @@ def open_store(
         call_timeout=call_timeout,
         read_only=read_only,
     )
-    database = make_url(url).database
+    database = sqlite_path(url)
     lock = None
-    if (
-        not read_only
-        and engine.dialect.name == "sqlite"
-        and database
-        and not database.startswith(":memory:")
-    ):
+    if not read_only and database is not None:
         try:
             lock = WriteLock(f"{database}.lock", busy_timeout_ms / 1000)
         except OSError as e:
@@ -90,6 +93,29 @@ def open_store(
         call_timeout=call_timeout or 5.0,
         read_only=read_only,
         serving_host=serving_host,
+        outage_bound=outage_bound,
+    )
+
+
+def open_configured(
+    settings: Settings,
+    *,
+    bounded: bool = False,
+    serving: bool = False,
+    read_only: bool = False,
+    outage_bound: float = OUTAGE_BOUND,
+) -> Store:
+    """The store of the configured ledger: each call bounded by the settings' call timeout
+    (``bounded``), refusing this host's writes while it is retired (``serving``), opened as it
+    is on a read-only file system for a caller that only reads (``read_only``), and waiting at
+    most ``outage_bound`` for a database that went away in a call without a deadline."""
+    return open_store(
+        settings.db_url,
+        synchronous=settings.sqlite_synchronous,
+        busy_timeout_ms=settings.busy_timeout_ms,
+        call_timeout=settings.call_timeout if bounded else None,
+        read_only=read_only,
+        serving_host=settings.host_id if serving else None,
         outage_bound=outage_bound,
     )
 
@@ -234,7 +260,7 @@ class Store:
                 self.engine.dispose()
                 if until is None:
                     until = ride_deadline(self.outage_bound)
-                pause(until, StorageUnavailable(f"database unavailable: {_reason(e)}"))
+                pause(until, StorageUnavailable(f"database unavailable: {first_line(e)}"))
 
     @property
     def shared(self) -> bool:
@@ -288,7 +314,7 @@ class Store:
                     commit.sent = True
         except DBAPIError as e:
             if getattr(e.orig, "sqlstate", None) in RETRIABLE_SQLSTATES:
-                raise Conflict(_reason(e)) from e
+                raise Conflict(first_line(e)) from e
             if not (isinstance(e, OperationalError) or e.connection_invalidated or interrupts(e)):
                 raise
             # A connection that met a storage fault (disk full or read-only, the server gone)
@@ -304,7 +330,7 @@ class Store:
         """What a transaction that met ``error`` raises: a 503; :class:`Interrupted` when the
         database went away and the use case may be replayed; None when its commit, sent before
         the connection dropped, turns out to have been made."""
-        reason = _reason(error)
+        reason = first_line(error)
         if self.engine.dialect.name == "sqlite" or not interrupts(error):
             return StorageUnavailable(f"database unavailable: {reason}")
         # the pooled connections are likely as broken as this one (a restart, or a promoted
@@ -341,8 +367,10 @@ def _until(deadline: float, call: Callable[[], T], record: CallRecord | None) ->
         DEADLINE.reset(token)
 
 
-def _reason(error: DBAPIError) -> str:
-    return str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+def first_line(error: DBAPIError) -> str:
+    """What the database said, on one line: the first of its message (the rest is SQL)."""
+    text = str(error.orig).strip() if error.orig else ""
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 # The hot path's statements are built once, here: building a statement costs more than running

@@ -16,6 +16,7 @@ from driver.domain.errors import (
     AddressOutOfRange,
     PoolNotFound,
 )
+from driver.domain.history import HistoryAction
 from driver.domain.pools import (
     Lease,
     LeaseKind,
@@ -109,7 +110,9 @@ class Addresses(IpamCalls):
         )
         address = str(netaddr.IPAddress(value, record.subnet.version))
         detail = event_detail(cni_attachment, pod) if cni_attachment else None
-        ledger.write_history(self.host_id, "allocate", record.id, address, lease, detail=detail)
+        ledger.write_history(
+            self.host_id, HistoryAction.ALLOCATE, record.id, address, lease, detail=detail
+        )
 
     @retrying
     def release_address(self, pool_id: str, address: str) -> bool:
@@ -117,7 +120,7 @@ class Addresses(IpamCalls):
         wanted = allocator.parse_address(address)
         with self.store.transaction() as ledger:
             record = self._pool_of(ledger, pool_id, wanted)
-            released = self._release(ledger, record, int(wanted), "release")
+            released = self._release(ledger, record, int(wanted), HistoryAction.RELEASE)
         if not released:
             log.info("address %s was not leased in pool %s: nothing to release", wanted, pool_id)
         return released
@@ -131,7 +134,7 @@ class Addresses(IpamCalls):
             leased = ledger.lease_created_at(record.subnet_id, int(wanted))
             if leased is None or leased > leased_before:
                 return False
-            return self._release(ledger, record, int(wanted), "gc-release")
+            return self._release(ledger, record, int(wanted), HistoryAction.GC_RELEASE)
 
     @retrying
     def name_lease(self, pool_id: str, address: str, container: str) -> str | None:
@@ -159,7 +162,9 @@ class Addresses(IpamCalls):
             raise AddressOutOfRange(str(wanted), record.subnet.cidr)
         return record
 
-    def release_lease(self, ledger: Ledger, record: PoolRecord, value: int, action: str) -> bool:
+    def release_lease(
+        self, ledger: Ledger, record: PoolRecord, value: int, action: HistoryAction
+    ) -> bool:
         """Release a lease as this host, within the caller's transaction; the pool's reuse
         policy applies (see :meth:`_release`)."""
         return self._release(ledger, record, value, action)
@@ -169,7 +174,7 @@ class Addresses(IpamCalls):
         ledger: Ledger,
         record: PoolRecord,
         value: int,
-        action: str,
+        action: HistoryAction,
         cni_attachment: str | None = None,
     ) -> bool:
         """Drop a lease; park the address or free it. False when it was not leased. A CNI
@@ -195,13 +200,14 @@ class Addresses(IpamCalls):
         lease = ledger.drop_pool_lease(record.subnet_id, value, record.id)
         if lease is None:
             holder = ledger.lease_pool(record.subnet_id, value)
-            if holder is not None:
+            held = ledger.lease_at(record.subnet_id, value)
+            if holder is not None and held is not None:
                 # Networks that share a subnet with different ip-ranges share its addresses,
                 # not their leases: Docker releases a lease through the pool that made it, so
                 # a release through another must not free a lease another network holds.
                 raise AddressInUse(
                     str(netaddr.IPAddress(value, record.subnet.version)),
-                    f"held by {ledger.lease_holder(record.subnet_id, value)} in pool {holder}; "
+                    f"held by {held.in_words()} in pool {holder}; "
                     f"pool {record.id} does not hold it, so it cannot release it",
                 )
             return False
@@ -261,7 +267,7 @@ def log_lease(answer: str, pool_id: str, lease: Lease, cni_attachment: str | Non
         f", name {lease.name}" if lease.name else "",
         f", CNI attachment {cni_attachment}" if cni_attachment else "",
         extra={
-            "event": "allocate",
+            "event": HistoryAction.ALLOCATE,
             "pool": pool_id,
             "address": address,
             "kind": lease.kind,

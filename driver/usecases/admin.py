@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from driver.storage.store import Store
+from driver.storage.units import StoreUnits
 from driver.usecases.check import Checks
 from driver.usecases.hosts import Hosts
 from driver.usecases.housekeeping import Housekeeping
@@ -21,5 +22,5 @@ class Admin(OnLedger):
         self.reservations = Reservations(store, host_id)
         self.transfer = Transfer(store, host_id)
         self.checks = Checks(store, host_id)
-        self.housekeeping = Housekeeping(store, host_id)
+        self.housekeeping = Housekeeping(StoreUnits(store), host_id)
         self.hosts = Hosts(store, host_id)

@@ -33,6 +33,7 @@ from driver.domain.errors import (
     NoAvailableAddress,
     PoolOverlap,
 )
+from driver.domain.history import HistoryAction
 from driver.domain.pools import (
     CNI_NETWORK_OPTION,
     LOCAL_SPACE,
@@ -53,8 +54,6 @@ from driver.usecases.taking import free, take_dynamic, take_static
 log = logging.getLogger(__name__)
 
 # the history's actions: an option the conflist changed; a pool of a CNI network retired
-OPTION_EVENT = "cni-option"
-RETIRE_EVENT = "cni-retire"
 
 # GC releases stale leases this many to a transaction, and starts no batch it has not time left
 # for (twice the slowest batch, and this margin) within the call's bound
@@ -177,7 +176,9 @@ class CniCalls(Addresses, Pools):
             network.shared,
             attach=False,
         )
-        ledger.write_history(self.host_id, "pool-create", str(pool_id), cni_range.subnet.cidr)
+        ledger.write_history(
+            self.host_id, HistoryAction.POOL_CREATE, str(pool_id), cni_range.subnet.cidr
+        )
         record = ledger.pool(owner, str(pool_id), for_update=True)
         assert record is not None
         gateway = cni_range.gateway
@@ -215,7 +216,7 @@ class CniCalls(Addresses, Pools):
         for change in changes:
             ledger.write_history(
                 self.host_id,
-                OPTION_EVENT,
+                HistoryAction.CNI_OPTION,
                 record.id,
                 record.subnet.cidr,
                 detail=f"{network.name}: {change}"[:255],
@@ -227,7 +228,11 @@ class CniCalls(Addresses, Pools):
                 change.new,
                 change.old,
                 record.id,
-                extra={"event": OPTION_EVENT, "pool": record.id, "option": change.option},
+                extra={
+                    "event": HistoryAction.CNI_OPTION,
+                    "pool": record.id,
+                    "option": change.option,
+                },
             )
         followed = ledger.pool(record.owner, record.id, for_update=True)
         assert followed is not None
@@ -253,10 +258,11 @@ class CniCalls(Addresses, Pools):
         if gateway is None:
             return
         gateway_lease = Lease(LeaseKind.GATEWAY, None, f"CNI network {network.name}")
-        if ledger.lease_kind(record.subnet_id, gateway) is None:
+        held = ledger.lease_at(record.subnet_id, gateway)
+        if held is None:
             take_static(ledger, record, netaddr.IPAddress(gateway, record.subnet.version))
             self._lease(ledger, record, gateway, gateway_lease)
-        elif (ledger.lease_holder(record.subnet_id, gateway) or "").endswith(f"name {former})"):
+        elif held.name == former and not held.mac:
             # back to a gateway it had before
             ledger.drop_lease(record.subnet_id, gateway)
             self._lease(ledger, record, gateway, gateway_lease)
@@ -336,7 +342,7 @@ class CniCalls(Addresses, Pools):
             )
             ledger.write_history(
                 self.host_id,
-                OPTION_EVENT,
+                HistoryAction.CNI_OPTION,
                 str(pool_id),
                 same_subnet.subnet.cidr,
                 detail=f"{network.name}: ranges[{family}] {old} -> {new}"[:255],
@@ -357,12 +363,12 @@ class CniCalls(Addresses, Pools):
         for record in stale:
             ledger.write_history(
                 self.host_id,
-                OPTION_EVENT,
+                HistoryAction.CNI_OPTION,
                 record.id,
                 record.subnet.cidr,
                 detail=f"{network.name}: ranges[{family}] {pool_text(record)} -> {new}"[:255],
             )
-            self._release_pool(ledger, record, RETIRE_EVENT)
+            self._release_pool(ledger, record, HistoryAction.CNI_RETIRE)
         return moved
 
     @retrying
@@ -373,7 +379,7 @@ class CniCalls(Addresses, Pools):
         with self.store.transaction() as ledger:
             self._apply_spooled(ledger, spooled)
             key = str(attachment)
-            return self._release_all(ledger, key, ledger.cni_leases(key), "release")
+            return self._release_all(ledger, key, ledger.cni_leases(key), HistoryAction.RELEASE)
 
     @retrying
     def apply_spooled(self, spooled: Sequence[tuple[str, float]]) -> int:
@@ -396,7 +402,7 @@ class CniCalls(Addresses, Pools):
                 if made is None or not released_by_spooled_del(made.timestamp(), deleted_at):
                     log.info("spooled DEL of %s keeps %s: leased after the DEL", key, address)
                     continue
-                if self._release(ledger, record, address, "spool-release", key):
+                if self._release(ledger, record, address, HistoryAction.SPOOL_RELEASE, key):
                     released += 1
         return released
 
@@ -456,17 +462,17 @@ class CniCalls(Addresses, Pools):
             released = 0
             for key, pool_id, address in stale:
                 record = self._pool(ledger, pool_id)
-                if record is None or ledger.lease_kind(record.subnet_id, address) != (
-                    LeaseKind.CNI,
-                    key,
-                ):
+                if record is None:
                     continue
-                if self._release(ledger, record, address, "gc-release", key):
+                held = ledger.lease_at(record.subnet_id, address)
+                if held is None or (held.kind, held.attachment) != (LeaseKind.CNI, key):
+                    continue
+                if self._release(ledger, record, address, HistoryAction.GC_RELEASE, key):
                     released += 1
             return released
 
     def _release_all(
-        self, ledger: Ledger, key: str, leases: list[tuple[str, int]], action: str
+        self, ledger: Ledger, key: str, leases: list[tuple[str, int]], action: HistoryAction
     ) -> int:
         released = 0
         for pool_id, address in leases:
@@ -491,16 +497,14 @@ def _check_gateway(
     gateway = cni_range.gateway
     if gateway is None:
         return
-    leased = ledger.lease_kind(record.subnet_id, gateway)
-    if leased is None or leased[0] not in CONTAINERS:
+    leased = ledger.lease_at(record.subnet_id, gateway)
+    if leased is None or leased.kind not in CONTAINERS:
         return
-    attachment = leased[1]
     address = str(netaddr.IPAddress(gateway, record.subnet.version))
     holder = (
-        f"CNI attachment {attachment}"
-        if attachment is not None
-        else "a Docker "
-        + (ledger.lease_holder(record.subnet_id, gateway) or "").removeprefix("an ")
+        f"CNI attachment {leased.attachment}"
+        if leased.attachment is not None
+        else "a Docker " + leased.in_words().removeprefix("an ")
     )
     raise GatewayInUse(
         address,

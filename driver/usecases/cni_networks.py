@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from driver.domain.errors import InvalidRequest, NetworkInUse
+from driver.domain.history import HistoryAction
 from driver.domain.pools import CNI_NETWORK_OPTION, LOCAL_SPACE, SHARED, LeaseKind
 from driver.storage.store import retrying
-from driver.usecases.cni import RETIRE_EVENT, network_pools
+from driver.usecases.cni import network_pools
 from driver.usecases.pools import Pools
 
 log = logging.getLogger(__name__)
@@ -75,11 +76,11 @@ class CniNetworks(Pools):
                     f"no CNI network {name} in the ledger (`ipledger cni networks` lists them)"
                 )
             for record in records:
-                self._release_pool(ledger, record, RETIRE_EVENT)
+                self._release_pool(ledger, record, HistoryAction.CNI_RETIRE)
         log.info(
             "CNI network %s retired: %s",
             name,
             ", ".join(r.id for r in records),
-            extra={"event": RETIRE_EVENT, "network": name},
+            extra={"event": HistoryAction.CNI_RETIRE, "network": name},
         )
         return [record.id for record in records]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from driver.domain import reconcile as reconciler
 from driver.domain.errors import AddressInUse, IpamError
-from driver.domain.pools import GATEWAY_TYPE, MAC_OPTION, REQUEST_ADDRESS_TYPE
+from driver.domain.pools import GATEWAY_TYPE, MAC_OPTION, REQUEST_ADDRESS_TYPE, LeaseKind
 from driver.domain.reconcile import DockerNetwork, Finding, SwarmRole
 from driver.usecases.ipam import Ipam
 
@@ -74,7 +74,7 @@ def apply(
             elif finding.what == "missing" and finding.address:
                 options = (
                     {REQUEST_ADDRESS_TYPE: GATEWAY_TYPE}
-                    if finding.kind == "gateway"
+                    if finding.kind == LeaseKind.GATEWAY
                     else {MAC_OPTION: finding.mac}
                     if finding.mac
                     else {}

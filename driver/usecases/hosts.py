@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from driver.domain.errors import HostNotFound, InvalidRequest
+from driver.domain.history import HistoryAction
 from driver.domain.hosts import Host, HostState
 from driver.storage.inventory import Roster
 from driver.storage.ledger import Ledger
@@ -16,9 +17,6 @@ from driver.usecases.addresses import Addresses
 from driver.usecases.operator import OnLedger
 
 log = logging.getLogger(__name__)
-
-# the history's action for a lease released, and a shared pool left, by a host's retiring
-RETIRE_ACTION = "host-retire"
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,9 @@ class Hosts(OnLedger):
             detached = ledger.attachments_of_host(host.id)
             for pool_id in detached:
                 ledger.detach(pool_id, host.id)
-                ledger.write_history(host.id, RETIRE_ACTION, pool_id, "", detail=_by(by))
+                ledger.write_history(
+                    host.id, HistoryAction.HOST_RETIRE, pool_id, "", detail=_by(by)
+                )
             retired = ledger.host(host.id)
         assert retired is not None
         log.info(
@@ -107,7 +107,7 @@ class Hosts(OnLedger):
             by,
             released,
             len(detached),
-            extra={"event": RETIRE_ACTION, "host": host.id},
+            extra={"event": HistoryAction.HOST_RETIRE, "host": host.id},
         )
         return Retirement(retired, released, kept, tuple(detached))
 
@@ -154,7 +154,7 @@ def _release_leases(addresses: Addresses, ledger: Ledger, host: Host) -> tuple[i
         record = ledger.pool(owner, pool_id, for_update=True)
         if record is None:  # a lease outlives no pool; nothing to release through
             continue
-        if addresses.release_lease(ledger, record, address, RETIRE_ACTION):
+        if addresses.release_lease(ledger, record, address, HistoryAction.HOST_RETIRE):
             released += 1
         else:
             kept += 1

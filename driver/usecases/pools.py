@@ -9,6 +9,7 @@ from datetime import datetime
 from driver.domain.errors import (
     PoolNotFound,
 )
+from driver.domain.history import HistoryAction
 from driver.domain.pools import (
     SHARED,
     PoolGrant,
@@ -57,7 +58,7 @@ class Pools(IpamCalls):
                 )
             ledger.write_history(
                 self.host_id,
-                "pool-create",
+                HistoryAction.POOL_CREATE,
                 grant.pool_id,
                 grant.pool,
                 detail=describe(request.policy, request.shared),
@@ -66,7 +67,7 @@ class Pools(IpamCalls):
             "pool %s granted (%s)",
             grant.pool_id,
             grant.pool,
-            extra={"event": "pool-create", "pool": grant.pool_id, "subnet": grant.pool},
+            extra={"event": HistoryAction.POOL_CREATE, "pool": grant.pool_id, "subnet": grant.pool},
         )
         return grant
 
@@ -80,7 +81,7 @@ class Pools(IpamCalls):
                 # this release's first attempt, whose commit was lost, released the pool; this
                 # one was made since, by another network
                 return
-            self._release_pool(ledger, record, "pool-release")
+            self._release_pool(ledger, record, HistoryAction.POOL_RELEASE)
 
     @retrying
     def reclaim_pool(self, pool_id: str, created_before: datetime) -> bool:
@@ -89,10 +90,10 @@ class Pools(IpamCalls):
             record = self._pool(ledger, pool_id)
             if record is None or record.created_at > created_before:
                 return False
-            self._release_pool(ledger, record, "gc-pool-release")
+            self._release_pool(ledger, record, HistoryAction.GC_POOL_RELEASE)
         return True
 
-    def _release_pool(self, ledger: Ledger, record: PoolRecord, action: str) -> None:
+    def _release_pool(self, ledger: Ledger, record: PoolRecord, action: HistoryAction) -> None:
         if record.shared:
             ledger.detach(record.id, self.host_id)
             if ledger.attached_hosts(record.id) or ledger.holds_cni_leases(record.id):
@@ -108,12 +109,14 @@ class Pools(IpamCalls):
                     if dropped is not None:
                         queue_unnamed(ledger, record, address, dropped.dns_name)
                         free(ledger, record, address)
-                ledger.write_history(self.host_id, "pool-detach", record.id, record.subnet.cidr)
+                ledger.write_history(
+                    self.host_id, HistoryAction.POOL_DETACH, record.id, record.subnet.cidr
+                )
                 log.info(
                     "host %s no longer uses shared pool %s",
                     self.host_id,
                     record.id,
-                    extra={"event": "pool-detach", "pool": record.id},
+                    extra={"event": HistoryAction.POOL_DETACH, "pool": record.id},
                 )
                 return
         for address, name in ledger.named_leases_of_pool(record.subnet_id, record.id):
@@ -135,6 +138,6 @@ class Pools(IpamCalls):
         log.info(
             "pool %s released%s",
             record.id,
-            " by gc" if action.startswith("gc") else "",
+            " by gc" if action.by_gc else "",
             extra={"event": action, "pool": record.id, "subnet": record.subnet.cidr},
         )

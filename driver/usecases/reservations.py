@@ -7,6 +7,7 @@ import netaddr
 from driver.domain import addresses as allocator
 from driver.domain.dns import NameSource, lease_dns_name, recorded_policy
 from driver.domain.errors import InvalidRequest
+from driver.domain.history import HistoryAction
 from driver.domain.pools import LOCAL_SPACE, SHARED, PoolId
 from driver.storage.inventory import (
     Inventory,
@@ -49,7 +50,11 @@ class Reservations(OnLedger):
             self._queue_dns(ledger, held, bounds, label, added=True)
             shown = show_range(*bounds, first.version)
             ledger.write_history(
-                self.host_id, "reserve", self._pool_of_subnet(ledger, held), shown, detail=label
+                self.host_id,
+                HistoryAction.RESERVE,
+                self._pool_of_subnet(ledger, held),
+                shown,
+                detail=label,
             )
         return shown
 
@@ -77,7 +82,11 @@ class Reservations(OnLedger):
                 allocator.give_back_range(free_ranges, *gap)
             shown = show_range(r_first, r_last, first.version)
             ledger.write_history(
-                self.host_id, "unreserve", self._pool_of_subnet(ledger, held), shown, detail=label
+                self.host_id,
+                HistoryAction.UNRESERVE,
+                self._pool_of_subnet(ledger, held),
+                shown,
+                detail=label,
             )
         return shown
 

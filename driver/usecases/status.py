@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from driver.domain import addresses as allocator
+from driver.domain.history import RELEASES, HistoryAction
 from driver.domain.moments import as_utc
 from driver.domain.status import CellState, MapLayout, map_layout
 from driver.storage.address_map import AddressMap
@@ -20,7 +21,6 @@ from driver.usecases.operator import OnLedger, show
 from driver.usecases.reports import PoolReport, Reports
 
 LEASES_PER_PAGE = 200
-RELEASES = ("release", "gc-release", "spool-release", "host-retire")
 
 
 @dataclass(frozen=True)
@@ -266,7 +266,7 @@ def _hours(activity: list[tuple[datetime, str, int]], since: datetime) -> list[H
     releases: dict[datetime, int] = {}
     for at, action, count in activity:
         hour = as_utc(at).replace(minute=0, second=0, microsecond=0)
-        if action == "allocate":
+        if action == HistoryAction.ALLOCATE:
             allocations[hour] = allocations.get(hour, 0) + count
         elif action in RELEASES:
             releases[hour] = releases.get(hour, 0) + count

@@ -37,7 +37,8 @@ def take_static(ledger: Ledger, record: PoolRecord, wanted: netaddr.IPAddress) -
         raise AddressInUse(str(wanted), f"{why} of {subnet.cidr} is reserved")
     if allocator.take(ledger.free_ranges(record.subnet_id), value):
         return value
-    holder = ledger.lease_holder(record.subnet_id, value)
+    leased = ledger.lease_at(record.subnet_id, value)
+    holder = leased.in_words() if leased is not None else None
     if holder is None and ledger.unpark(record.subnet_id, value):
         return value
     if holder is None and record.reservations and ledger.reservation_at(record.subnet_id, value):

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from driver.domain.history import HistoryAction
 from driver.entrypoints.cli import main
 from driver.storage.engine import make_engine
 from driver.storage.schema import migrate
@@ -296,7 +297,9 @@ def test_reports_read_beside_a_writer_instead_of_waiting_for_it(ipam, busy):
     admin = Admin(ipam.store, ipam.host_id)
     done: list[int] = []
     with ipam.store.transaction() as ledger:
-        ledger.write_history("host-a", "test", busy, "198.51.100.99")  # a writer holds the database
+        ledger.write_history(
+            "host-a", HistoryAction.RESERVE, busy, "198.51.100.99"
+        )  # a writer holds the database
         reader = threading.Thread(target=lambda: done.append(len(admin.reports.pools())))
         reader.start()
         reader.join(2)

@@ -1,11 +1,8 @@
-import itertools
 import subprocess
 import sys
 
 import netaddr
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from driver.domain import addresses as allocator
 from driver.domain.addresses import DefaultPool, Subnet
@@ -137,36 +134,6 @@ def test_serial_allocation_moves_on_from_the_cursor_and_wraps_round():
     assert allocator.take_next(free_ranges, lo, hi, ip("192.0.2.2")) is None
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(
-        st.tuples(st.sampled_from(["dyn", "static", "release"]), st.integers(0, 15)), max_size=60
-    )
-)
-def test_the_free_ranges_always_agree_with_a_naive_set_of_free_addresses(steps):
-    s = subnet("192.0.2.0/28")
-    free_ranges = free_ranges_for("192.0.2.0/28")
-    free = set(range(s.first + 1, s.last))
-    for op, offset in steps:
-        address = s.first + offset
-        if op == "dyn":
-            got = allocator.take_lowest(free_ranges, s.first, s.last)
-            assert got == (min(free) if free else None)
-            free.discard(got)
-        elif op == "static":
-            assert allocator.take(free_ranges, address) == (address in free)
-            free.discard(address)
-        elif address not in free and s.reserved(address) is None:
-            allocator.give_back(free_ranges, address)
-            free.add(address)
-        assert free_ranges.addresses() == free
-        # ranges stay disjoint and never touch: the free_ranges is canonical
-        for (_, a_last), (b_first, _) in zip(
-            free_ranges.ranges, free_ranges.ranges[1:], strict=False
-        ):
-            assert a_last + 1 < b_first
-
-
 def test_the_default_subnet_is_the_lowest_one_that_overlaps_nothing_held():
     defaults = [DefaultPool(netaddr.IPNetwork("10.128.0.0/9"), 24)]
     held = MemoryHeld(
@@ -219,27 +186,6 @@ def test_addresses_format_with_the_pools_prefix_length():
 def test_prefix_lengths_must_be_ascii_digits():
     with pytest.raises(InvalidRequest, match="bad prefix length"):
         allocator.parse_cidr("192.0.2.0/\u0662\u0664", "pool")
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    free=st.sets(st.integers(0, 40), max_size=30), first=st.integers(0, 40), span=st.integers(0, 10)
-)
-def test_taking_a_range_takes_exactly_its_free_addresses_and_giving_the_taken_back_restores_them(
-    free, first, span
-):
-    last = first + span
-    free_ranges = MemoryFreeRanges(
-        *allocator.gaps((0, 40), allocator.merge((a, a) for a in set(range(41)) - free))
-    )
-    assert free_ranges.addresses() == free
-    allocator.take_range(free_ranges, first, last)
-    assert free_ranges.addresses() == free - set(range(first, last + 1))
-    for gap_first, gap_last in allocator.merge((a, a) for a in free & set(range(first, last + 1))):
-        allocator.give_back_range(free_ranges, gap_first, gap_last)
-    assert free_ranges.addresses() == free
-    # the free_ranges stays disjoint and never holds two adjacent ranges
-    assert all(a[1] + 1 < b[0] for a, b in itertools.pairwise(free_ranges.ranges))
 
 
 def test_gaps_are_what_the_taken_ranges_leave_of_the_bounds():

@@ -58,12 +58,12 @@ def test_a_requests_lease_carries_the_mac_and_name_docker_sent():
 @pytest.mark.parametrize(
     ("policy", "lease", "seconds"),
     [
-        (ReusePolicy(), Lease("endpoint", "m", None), 0),
-        (ReusePolicy(quarantine_s=60), Lease("other", None, None), 60),
-        (ReusePolicy(hold_s=600), Lease("other", None, None), 0),
-        (ReusePolicy(hold_s=600), Lease("endpoint", "m", None), 600),
-        (ReusePolicy(quarantine_s=60, hold_s=600), Lease("endpoint", None, "db"), 600),
-        (ReusePolicy(quarantine_s=900, hold_s=600), Lease("endpoint", "m", None), 900),
+        (ReusePolicy(), Lease(LeaseKind.ENDPOINT, "m", None), 0),
+        (ReusePolicy(quarantine_s=60), Lease(LeaseKind.OTHER, None, None), 60),
+        (ReusePolicy(hold_s=600), Lease(LeaseKind.OTHER, None, None), 0),
+        (ReusePolicy(hold_s=600), Lease(LeaseKind.ENDPOINT, "m", None), 600),
+        (ReusePolicy(quarantine_s=60, hold_s=600), Lease(LeaseKind.ENDPOINT, None, "db"), 600),
+        (ReusePolicy(quarantine_s=900, hold_s=600), Lease(LeaseKind.ENDPOINT, "m", None), 900),
     ],
 )
 def test_a_released_address_is_parked_for_the_longer_of_quarantine_and_a_known_holders_hold(

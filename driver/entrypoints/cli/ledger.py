@@ -22,11 +22,10 @@ if TYPE_CHECKING:
 
 def require_ledger(settings: Settings) -> None:
     """Refuse an SQLite ledger that does not exist: a mistyped --db must not make an empty one."""
-    from sqlalchemy.engine import make_url
+    from driver.storage.engine import sqlite_path
 
-    url = make_url(settings.db_url)
-    path = url.database
-    if url.get_backend_name() != "sqlite" or not path or path.startswith((":memory:", "file:")):
+    path = sqlite_path(settings.db_url)
+    if path is None:
         return
     if not os.path.lexists(path):  # a symbolic link is refused, saying so, when opened
         raise click.ClickException(
@@ -36,15 +35,10 @@ def require_ledger(settings: Settings) -> None:
 
 
 def _open(settings: Settings, reads: bool) -> Store:
-    from driver.storage.store import open_store
+    from driver.storage.store import open_configured
 
     try:
-        return open_store(
-            settings.db_url,
-            synchronous=settings.sqlite_synchronous,
-            busy_timeout_ms=settings.busy_timeout_ms,
-            read_only=reads,
-        )
+        return open_configured(settings, read_only=reads)
     except IpamError as e:
         raise click.ClickException(e.message) from None
 
@@ -75,7 +69,7 @@ def admin(db_url: str | None, *, create: bool = False, reads: bool = False) -> I
     from sqlalchemy.exc import DBAPIError
 
     from driver.storage.engine import masked_url
-    from driver.storage.store import Conflict
+    from driver.storage.store import Conflict, first_line
     from driver.usecases.admin import Admin
 
     settings = settings_from_env(db_url=db_url)
@@ -87,8 +81,7 @@ def admin(db_url: str | None, *, create: bool = False, reads: bool = False) -> I
         yield Admin(store, settings.host_id)
     except DBAPIError as e:
         raise click.ClickException(
-            f"database unavailable at {masked_url(settings.db_url)}: "
-            f"{str(e.orig).strip().splitlines()[0]}"
+            f"database unavailable at {masked_url(settings.db_url)}: {first_line(e)}"
         ) from None
     except IpamError as e:
         raise click.ClickException(e.message) from None
