@@ -14,6 +14,7 @@ from driver.storage.schema import migrate
 from driver.storage.store import Store
 from driver.usecases.ipam import Ipam
 from tests.e2e.harness import need
+from tests.examples import FULL_LANE
 from tests.pg import NetworkedPostgres, PostgresCluster, binaries
 
 Cluster = TypeVar("Cluster", bound=PostgresCluster)
@@ -23,7 +24,6 @@ BACKENDS = ("sqlite", "postgresql")
 # minutes. `bash tests/run.sh` sets IPLEDGER_REQUIRE_E2E=1 and runs everything: PostgreSQL, real
 # dockerd, root-only faults, systemd and promtool, the stress and timing-heavy tests; there a
 # missing part fails a test instead of skipping it.
-FULL_LANE = bool(os.environ.get("IPLEDGER_REQUIRE_E2E"))
 FULL_LANE_FIXTURES = {
     "postgres",
     "networked_postgres",

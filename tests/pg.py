@@ -7,6 +7,7 @@ as the `postgres` user, trusts local connections, and is removed when the tests 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import os
 import shutil
@@ -15,12 +16,16 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import IO
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from driver.storage.engine import make_engine
 from driver.storage.schema import migrate
+
+# where the test processes of one machine lock what they share (see NetworkedPostgres)
+LOCKS = Path("/run/lock/ipledger-tests")
 
 
 def binaries() -> Path | None:
@@ -142,23 +147,29 @@ class PostgresCluster:
 
 
 class NetworkedPostgres(PostgresCluster):
-    """A cluster in a network namespace of its own, reached over a veth pair (192.0.2.252/30, a
-    documentation range) as a remote ledger is; its unix socket, which no namespace cuts, serves
-    the tests' own sessions. Faults are made with iptables in that namespace or by taking the
-    link down, and healed again."""
+    """A cluster in a network namespace of its own, reached over a veth pair (a /30 of
+    192.0.2.224/27, a documentation range) as a remote ledger is; its unix socket, which no
+    namespace cuts, serves the tests' own sessions. Faults are made with iptables in that
+    namespace or by taking the link down, and healed again.
 
-    HOST = "192.0.2.253"
-    SERVER = "192.0.2.254"
+    Several test processes (the lanes of tests/run.sh) may each run one at once: each takes a
+    /30 of its own, held by a file lock for as long as the cluster lives."""
+
+    SLOTS = 8  # /30s from 192.0.2.252/30 down
 
     def __init__(self) -> None:
         super().__init__()
+        self._slot_lock, slot = _network_slot(self.SLOTS)
+        base = 252 - 4 * slot
+        self.HOST, self.SERVER = f"192.0.2.{base + 1}", f"192.0.2.{base + 2}"
         tag = f"{os.getpid() % 100000}"
         self.netns = f"iplpg{tag}"
         self.IN_NETWORK = ("ip", "netns", "exec", self.netns)
         self.LISTEN = self.SERVER
         self.veth = f"iplv{tag}"
         peer = f"{self.veth}n"
-        # a run that was killed leaves its veth with these addresses behind: remove it
+        # a run that was killed leaves its veth with these addresses behind (the lock, which is
+        # ours now, tells that no live cluster has them): remove it
         stale = subprocess.run(
             ["ip", "-o", "addr", "show", "to", f"{self.HOST}/30"], capture_output=True, text=True
         ).stdout.split()
@@ -215,6 +226,7 @@ class NetworkedPostgres(PostgresCluster):
                 "exec",
                 self.netns,
                 "iptables",
+                "-w",
                 action,
                 "INPUT",
                 "-p",
@@ -239,3 +251,18 @@ class NetworkedPostgres(PostgresCluster):
         super().destroy()
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
         subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
+        self._slot_lock.close()
+
+
+def _network_slot(slots: int) -> tuple[IO[str], int]:
+    """The first of `slots` network slots no other process holds, and its held lock."""
+    LOCKS.mkdir(parents=True, exist_ok=True)
+    for slot in range(slots):
+        lock = open(LOCKS / f"networked-postgres-{slot}.lock", "w")  # noqa: SIM115 (held on)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        return lock, slot
+    raise RuntimeError(f"all {slots} networked PostgreSQL slots are taken ({LOCKS})")

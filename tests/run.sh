@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install everything the tests need (Debian packages, the package with its test extras),
 # then run the linters and the whole test suite, end-to-end tests against a real dockerd included.
-# Usage: bash tests/run.sh [pytest arguments...]
+# Usage: bash tests/run.sh                 every test, in parallel lanes (below)
+#        bash tests/run.sh --lane NAME     one lane's tests only
+#        bash tests/run.sh PYTEST_ARGS...  one pytest with these arguments, as `pytest` would
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,4 +71,13 @@ export IPLEDGER_REQUIRE_E2E=1
 ruff format --check .
 ruff check .
 mypy
-python -m pytest -ra "$@"
+
+# The Debian packages the tests unpack (tests/debian_cache.py), fetched once here rather than by
+# the first lane wanting them; a failure is the tests' to report, as they name what is missing.
+python -m tests.debian_cache >/dev/null ||
+    echo "tests/run.sh: fetching the tests' Debian packages failed; the tests needing them will say so" >&2
+
+if [ $# -gt 0 ] && [ "$1" != --lane ]; then
+    exec python -m pytest -ra "$@"
+fi
+exec bash tests/lanes.sh "$@"

@@ -7,6 +7,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.examples import examples
 from tests.integration.test_ledger import snapshot
 
 ENDPOINTS = ["RequestPool", "ReleasePool", "RequestAddress", "ReleaseAddress"]
@@ -79,7 +80,9 @@ def setup_pool(plugin):
 
 
 @settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(400),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(endpoint=st.sampled_from(ENDPOINTS), body=bodies)
 def test_structured_but_hostile_bodies_never_crash_the_driver(plugin, engine, endpoint, body):
@@ -95,7 +98,9 @@ def test_structured_but_hostile_bodies_never_crash_the_driver(plugin, engine, en
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(300),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     endpoint=st.sampled_from([*ENDPOINTS, "GetCapabilities"]),

@@ -2,19 +2,18 @@
 
 1.6 is Debian bookworm's `containerd` (pulled in by docker.io, installed by tests/run.sh). 1.7
 and 2.1 are the `containerd` packages of Debian trixie and sid, unpacked with `dpkg -x` into
-the tests' cache (never installed) and put first in PATH, so that their own
+the tests' cache (tests/debian_cache.py; never installed) and put first in PATH, so that their own
 `containerd-shim-runc-v2` and `ctr` are used; runc is bookworm's.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-CACHE = Path(os.environ.get("IPLEDGER_TEST_CACHE", "/var/cache/ipledger-tests"))
+from tests import debian_cache
+
 SUITES = {"1.7": "trixie", "2.1": "sid"}
 VERSIONS = ("1.6", "1.7", "2.1")
 
@@ -28,36 +27,7 @@ class Release:
 
 def unpacked(suite: str) -> Path:
     """Download and unpack Debian `suite`'s containerd package into the cache, once."""
-    directory = CACHE / f"containerd-{suite}"
-    root = directory / "root"
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not list(directory.glob("containerd_*.deb")):
-            (directory / "lists" / "partial").mkdir(parents=True, exist_ok=True)
-            sources = directory / "sources.list"
-            sources.write_text(f"deb http://deb.debian.org/debian {suite} main\n")
-            options = [
-                "-o",
-                f"Dir::Etc::SourceList={sources}",
-                "-o",
-                "Dir::Etc::SourceParts=/dev/null",
-                "-o",
-                f"Dir::State::Lists={directory / 'lists'}",
-            ]
-            subprocess.run(["apt-get", *options, "-qq", "update"], check=True, capture_output=True)
-            subprocess.run(
-                ["apt-get", *options, "-qq", "download", "containerd"],
-                cwd=directory,
-                check=True,
-                capture_output=True,
-            )
-        marker = directory / ".unpacked"
-        if not marker.exists():
-            deb = sorted(directory.glob("containerd_*.deb"))[-1]
-            subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
-            marker.touch()
-    return root / "usr" / "bin"
+    return debian_cache.unpacked(f"containerd-{suite}", suite, ("containerd",)) / "usr" / "bin"
 
 
 def version_of(containerd: Path) -> str:

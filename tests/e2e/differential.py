@@ -14,6 +14,7 @@ from typing import Any
 
 import netaddr
 
+from tests.e2e.engines import compose
 from tests.e2e.harness import DockerDaemon
 
 IMAGE = "busybox-local:latest"
@@ -190,7 +191,7 @@ class Scenario:
         path = self.workdir / f"{self.prefix}-compose.json"
         path.write_text(json.dumps(project))
         result = subprocess.run(
-            [compose_binary(), "-p", self._name("p"), "-f", str(path), *args],
+            [compose(), "-p", self._name("p"), "-f", str(path), *args],
             env=self.daemon.env,
             capture_output=True,
             text=True,
@@ -226,17 +227,3 @@ class Scenario:
             seen = self.daemon.container_addresses(name).get(self._name(net), ("", ""))
             found.append((state, self._offset(net, seen[0])))
         return sorted(found, key=str)
-
-
-def compose_binary() -> str:
-    """Compose v2 from Debian trixie's docker-compose package, unpacked like dockerd."""
-    from tests.e2e.engines import unpacked
-
-    return str(
-        unpacked("trixie", ("docker-compose",))
-        / "usr"
-        / "libexec"
-        / "docker"
-        / "cli-plugins"
-        / "docker-compose"
-    )

@@ -2,21 +2,19 @@
 
 20.10.24 is Debian bookworm's `docker.io` (installed by tests/run.sh). 26.1.5 and 28.5.2 are the
 `dockerd` binaries from Debian trixie's and sid's `docker.io` packages, unpacked with `dpkg -x`
-into a cache and run on bookworm's containerd and runc; the CLI for all of them is sid's
-`docker-cli` (28.5.2), which negotiates the API version down for older daemons. Nothing is
-installed into the system's package state.
+into the tests' cache (tests/debian_cache.py) and run on bookworm's containerd and runc; the CLI
+for all of them is sid's `docker-cli` (28.5.2), which negotiates the API version down for older
+daemons. Nothing is installed into the system's package state.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-CACHE = Path(os.environ.get("IPLEDGER_TEST_CACHE", "/var/cache/ipledger-tests"))
+from tests import debian_cache
 
 
 @dataclass(frozen=True)
@@ -32,42 +30,17 @@ class Engine:
 
 def unpacked(suite: str, packages: tuple[str, ...]) -> Path:
     """Download and unpack `packages` from Debian `suite` into the cache, once."""
-    directory = CACHE / f"docker-{suite}"
-    root = directory / "root"
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        missing = [p for p in packages if not list(directory.glob(f"{p}_*.deb"))]
-        if missing:
-            (directory / "lists" / "partial").mkdir(parents=True, exist_ok=True)
-            sources = directory / "sources.list"
-            sources.write_text(f"deb http://deb.debian.org/debian {suite} main\n")
-            options = [
-                "-o",
-                f"Dir::Etc::SourceList={sources}",
-                "-o",
-                "Dir::Etc::SourceParts=/dev/null",
-                "-o",
-                f"Dir::State::Lists={directory / 'lists'}",
-            ]
-            subprocess.run(["apt-get", *options, "-qq", "update"], check=True, capture_output=True)
-            subprocess.run(
-                ["apt-get", *options, "-qq", "download", *missing],
-                cwd=directory,
-                check=True,
-                capture_output=True,
-            )
-        for package in packages:
-            marker = directory / f".unpacked-{package}"
-            if not marker.exists():
-                deb = sorted(directory.glob(f"{package}_*.deb"))[-1]
-                subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
-                marker.touch()
-    return root
+    return debian_cache.unpacked(f"docker-{suite}", suite, packages)
 
 
 def cli() -> str:
     return str(unpacked("sid", ("docker.io", "docker-cli")) / "usr" / "bin" / "docker")
+
+
+def compose() -> str:
+    """Compose v2 from Debian trixie's docker-compose package, unpacked like dockerd."""
+    plugins = unpacked("trixie", ("docker-compose",)) / "usr" / "libexec" / "docker"
+    return str(plugins / "cli-plugins" / "docker-compose")
 
 
 def _version_of(dockerd: str) -> str:

@@ -34,6 +34,7 @@ from driver.storage.store import Store
 from driver.usecases.admin import Admin
 from driver.usecases.cni import CniCalls
 from driver.usecases.ipam import Ipam
+from tests.examples import examples
 
 MAC = "com.docker.network.endpoint.macaddress"
 HOST = "host-a"
@@ -454,7 +455,7 @@ ALSO_BREAKS = {"owner_unlike_the_pool_ids": ("subnet-sharing",)}
 
 
 @settings(
-    max_examples=int(os.environ.get("IPLEDGER_IMPORT_EXAMPLES", "30")),
+    max_examples=int(os.environ.get("IPLEDGER_IMPORT_EXAMPLES", examples(30))),
     deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     suppress_health_check=[HealthCheck.function_scoped_fixture],

@@ -21,6 +21,7 @@ from driver.storage.engine import make_engine
 from driver.storage.schema import migrate
 from driver.storage.store import Store
 from driver.usecases.ipam import Ipam
+from tests.examples import examples
 
 GW = {"RequestAddressType": "com.docker.network.gateway"}
 MAC = "com.docker.network.endpoint.macaddress"
@@ -167,7 +168,9 @@ def conflicting(a: Answer, b: Answer) -> bool:
 
 
 @hyp_settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(100),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 # the two ways ipledger once gave an address twice, besides whatever hypothesis comes up with
 @example(

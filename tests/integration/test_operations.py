@@ -17,6 +17,7 @@ from driver.storage.engine import make_engine
 from driver.storage.schema import migrate
 from driver.storage.store import Store
 from driver.usecases.ipam import Ipam
+from tests.examples import examples
 
 MAC = "com.docker.network.endpoint.macaddress"
 
@@ -198,7 +199,9 @@ OPS = st.lists(
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(25),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(ops=OPS)
 def test_any_history_of_operations_leaves_a_ledger_that_checks_clean_and_survives_export(
