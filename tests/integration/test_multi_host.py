@@ -13,6 +13,7 @@ from driver.adapters.plugin_client import PluginClient
 from driver.storage.models import leases
 from driver.storage.rows import unpack
 from tests.e2e.harness import PluginProcess
+from tests.waiting import wait_until
 
 SHARED_POOL = {
     "AddressSpace": "LocalDefault",
@@ -72,6 +73,7 @@ class Load:
         self.duplicates: list[str] = []
         self.uncertain = 0
         self.errors: list[str] = []
+        self.granted = [0] * len(hosts)  # acknowledged allocations, per host
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.threads = [
@@ -120,7 +122,18 @@ class Load:
                 if address in self.held:
                     self.duplicates.append(address)
                 self.held[address] = (h, mac)
+                self.granted[h] += 1
                 mine.append(address)
+
+    def granted_by_each(self, count: int, what: str) -> None:
+        """Wait until every host has acknowledged ``count`` more allocations from now."""
+        with self.lock:
+            target = [g + count for g in self.granted]
+        wait_until(
+            lambda: all(g >= t for g, t in zip(self.granted, target, strict=True)),
+            60,
+            f"every host to grant {count} more addresses {what}",
+        )
 
     def __enter__(self):
         for t in self.threads:
@@ -152,7 +165,7 @@ def attach_all(hosts) -> str:
 def test_three_hosts_on_one_shared_pool_never_hand_out_an_address_twice(hosts, pg_url):
     gateway = attach_all(hosts)
     with Load(hosts) as load:
-        time.sleep(6)
+        load.granted_by_each(200, "under load")
     assert load.duplicates == []
     assert load.errors == []
     held = set(load.held) | {gateway.split("/")[0]}
@@ -167,9 +180,9 @@ def test_a_postgresql_restart_under_load_loses_no_acknowledged_lease_and_service
 ):
     attach_all(hosts)
     with Load(hosts) as load:
-        time.sleep(2)
+        load.granted_by_each(50, "before the restart")
         postgres.restart()
-        time.sleep(3)
+        load.granted_by_each(20, "after the restart")
     assert load.duplicates == []
     assert all(e.startswith("database unavailable") for e in load.errors), load.errors[:3]
     in_ledger = set(ledger_addresses(pg_url))
