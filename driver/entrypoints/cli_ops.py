@@ -1,8 +1,8 @@
 """The operator commands of ``ipledger``: see, reserve, move and reclaim addresses.
 
-A thin click layer: each command calls :mod:`driver.admin` or :mod:`driver.gc` and renders what
-comes back. They work on the database the plugin uses (``--db`` or ``IPLEDGER_DB``), also while it
-serves Docker.
+A thin click layer: each command calls :mod:`driver.usecases.admin` or :mod:`driver.usecases.gc`
+and renders what comes back. They work on the database the plugin uses (``--db`` or
+``IPLEDGER_DB``), also while it serves Docker.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 class PluginServer(BaseApplication):  # type: ignore[misc]
-    """gunicorn's arbiter and workers around :func:`driver.api.create_app`."""
+    """gunicorn's arbiter and workers around :func:`driver.entrypoints.api.create_app`."""
 
     def __init__(
         self,

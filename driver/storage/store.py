@@ -221,7 +221,3 @@ def _until(deadline: float, call: Callable[[], T]) -> T:
 
 def _reason(error: DBAPIError) -> str:
     return str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
-
-
-# The hot path's statements are built once, here: building a statement costs more than running
-# it on SQLite, while running a prebuilt one hits SQLAlchemy's compiled cache.
