@@ -209,7 +209,11 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits_within_seconds(tmp_pat
     create_shared_pools(plugin.socket)
     with multiprocessing.get_context("fork").Pool(4) as pool:
         pending = pool.map_async(load, [(plugin.socket, i, 1.5, 0) for i in range(4)])
-        wait_until(lambda: leases_in(tmp_path / "l.db") > 0, 30, "the clients' calls to be served")
+        try:
+            wait_until(lambda: leases_in(tmp_path / "l.db") > 0, 30, "the clients' calls served")
+        except AssertionError:
+            plugin.stop()  # not left serving after the test
+            raise
         started = time.monotonic()
         os.killpg(plugin.process.pid, signal.SIGTERM)
         plugin.process.wait(15)
