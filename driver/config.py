@@ -399,6 +399,12 @@ def check_db_url(url: str) -> None:
         ) from None
 
 
+def socket_passed_by_systemd(env: Mapping[str, str] | None = None) -> bool:
+    """Whether systemd passed the listening socket (socket activation: ``LISTEN_FDS``); not a
+    setting, so not in :class:`Settings`: systemd tells it, an operator does not."""
+    return "LISTEN_FDS" in (os.environ if env is None else env)
+
+
 def default_host_id() -> str:
     """The machine id (as systemd keeps it), else the host name."""
     for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):

@@ -43,7 +43,10 @@ pytest_of() {
     shift
     local args
     mapfile -t args < <(lane_args "$lane")
+    # a temporary directory of the lane's own: pytest removes all but the three newest under
+    # /tmp/pytest-of-USER when a session starts, which may be another lane's, still in use
     python -m pytest -ra --durations=15 -o "cache_dir=.pytest_cache/lane-$lane" \
+        --basetemp="/tmp/ipl-lane-$lane-$$" \
         --junitxml="$RESULTS/$lane.xml" "${args[@]}" "$@"
 }
 

@@ -140,6 +140,8 @@ class PostgresCluster:
     def destroy(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
             self.stop("immediate")
+        # best effort, not a wait that fails: a server that crashed leaves its pid file behind,
+        # and the directory goes either way
         deadline = time.monotonic() + 10
         while (self.data / "postmaster.pid").exists() and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -18,7 +18,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from sqlalchemy.exc import DBAPIError
 
-from driver.config import Settings
+from driver.config import Settings, socket_passed_by_systemd
 from driver.domain.errors import IpamError
 from driver.entrypoints.api import create_app
 from driver.entrypoints.dns_publisher import Publisher
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class PluginServer(BaseApplication):  # type: ignore[misc]
-    """gunicorn's arbiter and workers around :func:`driver.api.create_app`."""
+    """gunicorn's arbiter and workers around :func:`driver.entrypoints.api.create_app`."""
 
     def __init__(
         self,
@@ -391,7 +391,7 @@ def _read_only(e: OSError) -> bool:
 
 def serve(settings: Settings) -> None:
     """Check the socket path, open the ledger, bind, then serve until SIGTERM/SIGINT."""
-    systemd = "LISTEN_FDS" in os.environ
+    systemd = socket_passed_by_systemd()
     if not systemd:
         # refused before the ledger is touched: the path is another server's
         with contextlib.suppress(FileNotFoundError):

@@ -1,7 +1,7 @@
 """Prometheus metrics: what the workers count, and what the ledger holds, on one listener.
 
 Counters and latencies come from every gunicorn worker through prometheus-client's multiprocess
-mode (``PROMETHEUS_MULTIPROC_DIR``, set by ``driver.server`` before this module is first
+mode (``PROMETHEUS_MULTIPROC_DIR``, set by ``driver.entrypoints.server`` before this module is first
 imported); pool usage and leak candidates are read from the database at scrape time, so they are
 right whichever worker changed them, and on every host that shares the ledger. The listener runs
 in gunicorn's master process, never in a worker serving Docker.

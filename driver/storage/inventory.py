@@ -1,7 +1,7 @@
 """Storage for operators: the ledger read whole, counted, exported and imported.
 
 Nothing here is on Docker's request path; queries are built inline. Addresses come back as ints,
-as in :mod:`driver.store`.
+as in :mod:`driver.storage.ledger`.
 """
 
 from __future__ import annotations
@@ -155,7 +155,8 @@ def allocatable_in(subnet: Subnet, lo: int, hi: int) -> Range | None:
 
 
 class Inventory:
-    """Operator queries over one connection (inside a :class:`driver.store.Store` transaction)."""
+    """Operator queries over one connection, inside a
+    :class:`driver.storage.store.Store` transaction."""
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection

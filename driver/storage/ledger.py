@@ -982,7 +982,7 @@ class FreeRangeRows:
 
 
 class HeldSubnets:
-    """The :class:`driver.allocator.HeldSubnets` of some address plans, in one address space
+    """The :class:`driver.domain.addresses.HeldSubnets` of some address plans, in one address space
     and family."""
 
     def __init__(

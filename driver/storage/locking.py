@@ -12,6 +12,7 @@ from contextvars import ContextVar
 
 from driver.domain.errors import StorageUnavailable
 
+# When the plugin call under way must be answered by (time.monotonic()); None outside one.
 DEADLINE: ContextVar[float | None] = ContextVar("ipledger_deadline", default=None)
 
 

@@ -66,6 +66,3 @@ class SubnetRecord:
     id: int
     cidr: str
     refs: int
-
-
-# When the plugin call under way must be answered by (time.monotonic()); None outside one.

@@ -371,7 +371,3 @@ def first_line(error: DBAPIError) -> str:
     """What the database said, on one line: the first of its message (the rest is SQL)."""
     text = str(error.orig).strip() if error.orig else ""
     return text.splitlines()[0] if text else type(error).__name__
-
-
-# The hot path's statements are built once, here: building a statement costs more than running
-# it on SQLite, while running a prebuilt one hits SQLAlchemy's compiled cache.

@@ -220,8 +220,8 @@ class Reports(OnLedger):
     @retrying
     def gc_inputs(self) -> tuple[list[LedgerPool], list[LedgerLease]]:
         """This host's, the shared and the swarm's pools with their leases, as
-        :func:`driver.gc.reconcile` compares them (other hosts' pools may have the same
-        PoolIDs)."""
+        :func:`driver.domain.reconcile.reconcile` compares them (other hosts' pools may have the
+        same PoolIDs)."""
         with self.store.reading() as ledger:
             inventory = Inventory(ledger.connection)
             all_pools = [p for p in inventory.pools() if p.owner in self.plans.seen]

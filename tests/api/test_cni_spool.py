@@ -12,6 +12,7 @@ from driver.domain.cni import Attachment, parse_network
 from driver.usecases.admin import Admin
 from driver.usecases.cni import CniCalls
 from tests.api.test_cni_api import NETWORK, Cni, cni_config, leases_of
+from tests.waiting import wait_until
 
 POOL = "LocalDefault/203.0.113.0/24"
 
@@ -42,7 +43,7 @@ def test_a_spooled_del_applied_after_the_attachment_came_back_keeps_its_new_leas
     attachment = Attachment(NETWORK, "c1", "eth0")
     cni.add(network, attachment, "c1")
     deleted_at = time.time()
-    time.sleep(0.01)
+    wait_until(lambda: time.time() > deleted_at, 1, "the clock to pass the DEL's time", 0.001)
     spooled = [(str(attachment), deleted_at)]
     # the ADD that comes back applies it first, then leases anew
     [again] = cni.add(network, attachment, "c1", spooled)

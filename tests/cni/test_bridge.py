@@ -3,10 +3,10 @@ runs it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +18,7 @@ from driver.storage.store import open_store
 from driver.usecases.admin import Admin
 from tests.cni.harness import Runtime, bridge_config
 from tests.e2e.harness import PluginProcess
+from tests.waiting import wait_until
 
 V4 = [{"subnet": "203.0.113.0/24", "rangeStart": "203.0.113.10", "rangeEnd": "203.0.113.40"}]
 V6 = [{"subnet": "2001:db8:c1::/64"}]
@@ -38,6 +39,22 @@ def leased(server: PluginProcess, pool_id: str) -> list[tuple[str, str | None, s
     finally:
         store.dispose()
     return [(line.address, line.kind, line.detail) for line in lines if line.state == "leased"]
+
+
+def sent_and_waiting(plugin: Path) -> bool:
+    """Whether a process running ``plugin`` has a connected unix socket whose sent bytes no one
+    has read yet: it has sent its call and waits for the answer."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            if str(plugin).encode() in cmdline.read_bytes():
+                pids.append(cmdline.parent.name)
+    # with a state filter, ss leaves out the State column: Netid Recv-Q Send-Q ...
+    sockets = subprocess.run(["ss", "-xpH", "state", "established"], capture_output=True, text=True)
+    return any(
+        int(line.split()[2]) > 0 and any(f"pid={pid}," in line for pid in pids)
+        for line in sockets.stdout.splitlines()
+    )
 
 
 def added(cni: Runtime, config: dict[str, Any], container: str, netns: str) -> dict[str, Any]:
@@ -138,8 +155,14 @@ def test_a_server_killed_in_the_middle_of_an_add_gets_try_again_later_and_leaks_
     os.killpg(ipledger_server.process.pid, signal.SIGSTOP)  # it accepts nothing more
     with ThreadPoolExecutor(1) as background:
         pending = background.submit(cni.run, "bridge", "ADD", config, "ctr-1", netns)
-        time.sleep(1.0)  # the plugin has connected and sent its ADD, and waits
-        ipledger_server.kill(signal.SIGKILL)
+        try:
+            wait_until(
+                lambda: sent_and_waiting(cni.plugin_dirs[0] / "ipledger"),
+                30,
+                "ipledger's CNI plugin to send its ADD to the stopped server",
+            )
+        finally:  # a stopped server would outlive a failed wait
+            ipledger_server.kill(signal.SIGKILL)
         outcome = pending.result(timeout=30)
     assert outcome.code != 0 and outcome.error_code == 11, outcome.answer
     ipledger_server.start()

@@ -4,11 +4,12 @@ driven over gRPC as kubelet drives it (Debian's containerd 1.6, trixie's 1.7, si
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.full, pytest.mark.slow]
 
@@ -162,9 +163,6 @@ def test_a_pod_stopped_while_ipledger_serve_is_down_stops_and_its_lease_is_relea
         node.cri.stop(sandbox)  # kubelet's call must succeed
     finally:
         node.server.start()
-    deadline = time.monotonic() + 10
-    while node.leases() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert node.leases() == {}
+    wait_until(lambda: node.leases() == {}, 10, "the stopped pod's lease to be released", 0.2)
     assert node.nat_rules() == []
     node.cri.remove(sandbox)

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from tests.waiting import wait_until
+
 pytestmark = pytest.mark.docker
 
 IMAGE = "busybox-local:latest"
@@ -46,9 +48,12 @@ def test_a_dockerd_restart_keeps_every_address_consistent(dockerd, plugin, names
     assert len(before) == 3
 
     dockerd.restart()
-    deadline = time.monotonic() + 30
-    while len(dockerd.running_addresses(net)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_until(
+        lambda: len(dockerd.running_addresses(net)) >= 2,
+        30,
+        "the --restart always containers to run again",
+        0.5,
+    )
     after = agree(dockerd, plugin, net, "198.51.100.0/24", "198.51.100.1")
     # the --restart always containers came back; the other one stopped and gave its address back
     assert set(after) == {f"{names}-a", f"{names}-b"}
@@ -84,10 +89,9 @@ def test_a_sigkill_during_a_loop_of_docker_run_leaves_docker_and_the_ledger_agre
 
     runner = threading.Thread(target=loop)
     runner.start()
-    while len(results) < 3:
-        time.sleep(0.05)
+    wait_until(lambda: len(results) >= 3, 300, "the first three docker runs", 0.05)
     plugin.kill(signal.SIGKILL)
-    time.sleep(0.5)
+    time.sleep(0.5)  # not a wait: docker run keeps calling while ipledger is down a moment
     plugin.start()
     runner.join(300)
     assert not runner.is_alive()

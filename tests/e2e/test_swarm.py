@@ -26,6 +26,7 @@ from driver.adapters.plugin_client import PluginClient
 from tests.e2e.engines import engine
 from tests.e2e.harness import DockerDaemon, need
 from tests.pg import PostgresCluster, binaries
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.full]
 
@@ -105,13 +106,7 @@ class HubPostgres(PostgresCluster):
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    return wait_until(check, timeout, what, 0.5)
 
 
 class Ledger:

@@ -10,7 +10,6 @@ acknowledged lease is lost or doubled, and a call that got 503 left nothing behi
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from driver.adapters.plugin_client import PluginClient
 from tests.e2e.harness import PluginProcess, bounded_plugin, timed
+from tests.waiting import wait_until
 
 BOUND = 3.0
 SLACK = 0.75
@@ -60,14 +60,32 @@ def call(client: PluginClient) -> tuple[float, int, dict]:
     return timed(client, "RequestAddress", {"PoolID": POOL_ID})
 
 
+def others_in_a_transaction(local_url: str, waiting_on_a_lock: bool = False) -> int:
+    """How many sessions of the ledger's database besides this one are inside a transaction
+    (only those waiting for a lock, with ``waiting_on_a_lock``)."""
+    engine = create_engine(local_url)
+    try:
+        with engine.connect() as c:
+            return int(
+                c.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+                        " AND (wait_event_type = 'Lock' OR NOT :locked)"
+                    ),
+                    {"locked": waiting_on_a_lock},
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
 def resumes(client: PluginClient, within: float = 30) -> str:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+    def served() -> str | None:
         _, status, answer = call(client)
-        if status == 200:
-            return str(answer["Address"]).split("/")[0]
-        time.sleep(0.5)
-    raise AssertionError("service did not resume once the network was back")
+        return str(answer["Address"]).split("/")[0] if status == 200 else None
+
+    return wait_until(served, within, "service to resume once the network was back", 0.5)
 
 
 def test_calls_during_a_partition_are_answered_503_within_the_bound_and_service_resumes(
@@ -104,7 +122,11 @@ def test_a_call_waiting_on_a_row_lock_when_the_network_goes_is_answered_within_t
     )
     try:
         waiting.start()
-        time.sleep(0.5)
+        wait_until(
+            lambda: others_in_a_transaction(ledger[1], waiting_on_a_lock=True),
+            30,
+            "ipledger's allocation to wait on the row lock",
+        )
         remote.drop_packets()
         waiting.join(BOUND * 4)
         assert outcome, "the call was not answered"
@@ -118,9 +140,13 @@ def test_a_call_waiting_on_a_row_lock_when_the_network_goes_is_answered_within_t
         holder.engine.dispose()
         remote.heal()
     acked.append(resumes(client))
-    # the server drops the abandoned transaction (idle_in_transaction_session_timeout): by then
+    # the server drops the abandoned transaction (idle_in_transaction_session_timeout): then
     # the ledger holds exactly what was acknowledged
-    time.sleep(2 * BOUND)
+    wait_until(
+        lambda: others_in_a_transaction(ledger[1]) == 0,
+        10 * BOUND,
+        "PostgreSQL to drop the abandoned transaction",
+    )
     assert leased(ledger[1]) == sorted(acked)
 
 

@@ -19,6 +19,7 @@ import requests
 
 from tests.dns_servers import REVERSE4, REVERSE6, ZONE, DnsServer, free_port, write_key
 from tests.e2e.harness import PluginProcess
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.full
 
@@ -56,12 +57,7 @@ def bind() -> Iterator[DnsServer]:
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout:g} s: {what}")
+    wait_until(check, timeout, what)
 
 
 def serve(

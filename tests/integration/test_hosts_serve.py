@@ -3,7 +3,6 @@ retired host's serve hands out nothing until it is admitted again; SQLite and Po
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 
@@ -15,6 +14,7 @@ from driver.domain.hosts import HEARTBEAT_S
 from driver.entrypoints.cli import main
 from driver.storage.models import hosts, leases
 from tests.e2e.harness import PluginProcess
+from tests.waiting import wait_until
 
 HOST = "iplhost-serve"
 POOL = {"AddressSpace": "LocalDefault", "Pool": "198.51.100.0/24"}
@@ -96,9 +96,12 @@ def test_serve_records_its_host_and_a_retired_host_hands_out_nothing_until_admit
 def test_the_heartbeat_advances_and_notices_a_retiring_while_serve_runs(server, db_url):
     first = host_row(db_url).last_seen
     hosts_cli(db_url, "retire", HOST, "--apply", "--force")
-    deadline = time.monotonic() + 2 * HEARTBEAT_S
-    while time.monotonic() < deadline and "is retired from the ledger" not in server.log_tail(200):
-        time.sleep(0.2)
+    wait_until(
+        lambda: "is retired from the ledger" in server.log_tail(200),
+        2 * HEARTBEAT_S,
+        "the heartbeat to log that its host is retired",
+        0.2,
+    )
     assert f"calls are refused until an operator runs: ipledger hosts admit {HOST}" in (
         server.log_tail(200)
     )

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from driver.adapters.plugin_client import PluginClient
 from tests.e2e.harness import PluginProcess, free_port
+from tests.waiting import wait_until
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
@@ -129,14 +129,14 @@ def test_counts_of_a_killed_worker_stay_counted_after_gunicorn_replaces_it(serve
         ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True, check=True
     ).stdout.split()
     os.kill(int(workers[0]), signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+
+    def replaced() -> bool:
         now = subprocess.run(
             ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True
         ).stdout.split()
-        if len(now) == 2 and workers[0] not in now:
-            break
-        time.sleep(0.1)
+        return len(now) == len(workers) and workers[0] not in now
+
+    wait_until(replaced, 15, f"gunicorn to replace the killed worker {workers[0]}")
     with PluginClient(server.socket) as client:
         assert client.call("RequestAddress", {"PoolID": "LocalDefault/198.51.100.0/24"})[0] == 200
     samples = scrape(server.port)

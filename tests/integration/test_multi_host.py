@@ -13,6 +13,7 @@ from driver.adapters.plugin_client import PluginClient
 from driver.storage.models import leases
 from driver.storage.rows import unpack
 from tests.e2e.harness import PluginProcess
+from tests.waiting import wait_until
 
 SHARED_POOL = {
     "AddressSpace": "LocalDefault",
@@ -74,6 +75,7 @@ class Load:
         self.uncertain = 0
         self.errors: list[str] = []
         self.durations: list[float] = []  # of every call answered, in seconds
+        self.granted = [0] * len(hosts)  # acknowledged allocations, per host
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.threads = [
@@ -123,6 +125,7 @@ class Load:
                 if address in self.held:
                     self.duplicates.append(address)
                 self.held[address] = (h, mac)
+                self.granted[h] += 1
                 mine.append(address)
 
     def timed(self, client: PluginClient, call: str, body: dict) -> tuple[int, dict]:
@@ -142,6 +145,16 @@ class Load:
             f"p50 {ordered[len(ordered) // 2] * 1000:.1f} ms, "
             f"p99 {ordered[int(len(ordered) * 0.99)]:.2f} s, {len(self.errors)} failed "
             f"({self.uncertain} unanswered or failed), {len(self.duplicates)} addresses twice"
+        )
+
+    def granted_by_each(self, count: int, what: str) -> None:
+        """Wait until every host has acknowledged ``count`` more allocations from now."""
+        with self.lock:
+            target = [g + count for g in self.granted]
+        wait_until(
+            lambda: all(g >= t for g, t in zip(self.granted, target, strict=True)),
+            60,
+            f"every host to grant {count} more addresses {what}",
         )
 
     def __enter__(self):
@@ -174,7 +187,7 @@ def attach_all(hosts) -> str:
 def test_three_hosts_on_one_shared_pool_never_hand_out_an_address_twice(hosts, pg_url):
     gateway = attach_all(hosts)
     with Load(hosts) as load:
-        time.sleep(6)
+        load.granted_by_each(200, "under load")
     assert load.duplicates == []
     assert load.errors == []
     held = set(load.held) | {gateway.split("/")[0]}
@@ -190,9 +203,9 @@ def test_two_postgresql_restarts_under_load_fail_no_call_and_lose_no_acknowledge
     attach_all(hosts)
     with Load(hosts) as load:
         for _ in range(2):
-            time.sleep(2)
+            load.granted_by_each(50, "before a restart")
             postgres.restart()  # a second or two: shorter than the call bound (5 s)
-        time.sleep(2)
+        load.granted_by_each(50, "after the restarts")
     with capsys.disabled():
         print(f"\nride through two PostgreSQL restarts, 3 hosts x 3 clients: {load.summary()}")
     assert load.duplicates == []

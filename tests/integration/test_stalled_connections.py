@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -19,6 +20,7 @@ import pytest
 
 from driver.adapters.plugin_client import PluginClient
 from tests.e2e.harness import PluginProcess, bounded_plugin, timed
+from tests.waiting import wait_until
 
 BOUND = 2.0
 # what an answer may take beyond the bound: scheduling on a shared machine, never another wait
@@ -72,6 +74,12 @@ def stall(path: str, n: int) -> list[socket.socket]:
     return stalled
 
 
+def unaccepted(path: str) -> int:
+    """How many connections wait in the accept queue of the socket listening on ``path``."""
+    listening = subprocess.run(["ss", "-xlH", "src", path], capture_output=True, text=True)
+    return int(listening.stdout.split()[2])  # Netid State Recv-Q: the queue's length
+
+
 def read_answer(sock: socket.socket) -> bytes:
     """Everything the server sends until it closes the connection."""
     data = b""
@@ -86,7 +94,9 @@ def test_fifty_connections_stalled_in_headers_or_body_delay_no_call_and_are_clos
     opened = time.monotonic()
     stalled = stall(server.socket, STALLED)
     try:
-        time.sleep(0.2)  # every stalled connection has reached a worker
+        wait_until(
+            lambda: unaccepted(server.socket) == 0, 30, "the workers to accept every connection"
+        )
         for method, body in (
             ("GetCapabilities", None),
             ("RequestPool", {"AddressSpace": "LocalDefault", "Pool": "203.0.113.0/24"}),
@@ -127,7 +137,7 @@ def test_new_stalled_connections_keep_coming_and_calls_still_pass(server):
             elapsed, status, _ = timed(client, "GetCapabilities", {})
             assert status == 200
             slowest = max(slowest, elapsed)
-            time.sleep(0.1)
+            time.sleep(0.1)  # not a wait: it paces new stalled connections over the bound
         print(
             f"{len(stalled)} stalled connections over {2 * BOUND:.0f} s: slowest call {slowest * 1000:.1f} ms"
         )

@@ -6,6 +6,7 @@ rounds): `IPLEDGER_TEST_FULL=1 bash tests/run.sh tests/integration/test_stress.p
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import multiprocessing
 import os
@@ -21,6 +22,7 @@ import pytest
 from driver.adapters.plugin_client import PluginClient
 from driver.bench.server import server
 from tests.e2e.harness import PluginProcess
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.full  # real servers for seconds to minutes: the full lane
 
@@ -118,6 +120,11 @@ def ledger_state(db: Path) -> tuple[set[tuple[str, str]], set[str], str]:
     return held, pools, integrity
 
 
+def leases_in(db: Path) -> int:
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        return int(c.execute("SELECT count(*) FROM leases").fetchone()[0])
+
+
 def create_shared_pools(sock: str) -> None:
     client = PluginClient(sock)
     for cidr in SHARED.values():
@@ -167,6 +174,7 @@ def test_sigkill_of_the_whole_server_at_random_moments_loses_nothing(tmp_path):
             pending = pool.map_async(
                 load, [(plugin.socket, round_ * 10 + i, 5.0, 0) for i in range(4)]
             )
+            # not a wait: a random moment of the load to crash at is what this test is about
             time.sleep(rng.uniform(0.05, 0.6))
             plugin.kill(signal.SIGKILL)
             results = pending.get(60)
@@ -201,7 +209,11 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits_within_seconds(tmp_pat
     create_shared_pools(plugin.socket)
     with multiprocessing.get_context("fork").Pool(4) as pool:
         pending = pool.map_async(load, [(plugin.socket, i, 1.5, 0) for i in range(4)])
-        time.sleep(0.5)
+        try:
+            wait_until(lambda: leases_in(tmp_path / "l.db") > 0, 30, "the clients' calls served")
+        except AssertionError:
+            plugin.stop()  # not left serving after the test
+            raise
         started = time.monotonic()
         os.killpg(plugin.process.pid, signal.SIGTERM)
         plugin.process.wait(15)

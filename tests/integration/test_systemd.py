@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from importlib import resources
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 from driver.adapters.plugin_client import PluginClient
 from driver.entrypoints.cli import main
 from driver.entrypoints.install import UNITS, installation_paths, render_units
+from tests.waiting import wait_until
 
 
 def need(tool: str) -> str:
@@ -118,9 +118,7 @@ def test_serve_takes_the_listening_socket_systemd_passes(tmp_path):
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 10
-        while not sock.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(sock.exists, 10, f"systemd-socket-activate to create {sock}", 0.02)
         inode = sock.stat().st_ino
         # the first call reaches the socket before ipledger runs: systemd holds it meanwhile
         client = PluginClient(str(sock), timeout=15)
@@ -236,9 +234,7 @@ def test_serve_records_the_driver_name_of_the_socket_systemd_passes(tmp_path):
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 10
-        while not sock.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(sock.exists, 10, f"systemd-socket-activate to create {sock}", 0.02)
         client = PluginClient(str(sock), timeout=15)
         assert client.call("/Plugin.Activate") == (200, {"Implements": ["IpamDriver"]})
     finally:

@@ -1,6 +1,6 @@
 import pytest
 
-from driver.config import Settings, SettingsError
+from driver.config import Settings, SettingsError, socket_passed_by_systemd
 
 
 def test_defaults_are_the_documented_ones():
@@ -87,3 +87,8 @@ def test_the_host_id_is_the_machine_id_unless_set():
 def test_a_cni_spool_that_is_no_absolute_path_is_refused_naming_the_variable(value):
     with pytest.raises(SettingsError, match="IPLEDGER_CNI_SPOOL"):
         Settings.from_env({"IPLEDGER_CNI_SPOOL": value})
+
+
+def test_a_socket_passed_by_systemd_is_told_by_listen_fds():
+    assert socket_passed_by_systemd({}) is False
+    assert socket_passed_by_systemd({"LISTEN_FDS": "1", "LISTEN_PID": "7"}) is True

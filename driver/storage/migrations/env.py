@@ -1,4 +1,4 @@
-"""Alembic environment: migrations run on the connection that driver.schema hands over."""
+"""Alembic environment: migrations run on the connection that driver.storage.schema hands over."""
 
 from __future__ import annotations
 
