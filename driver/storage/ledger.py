@@ -965,6 +965,27 @@ class HostStatements(_Statements):
         )
         return [(owner, pool_id, unpack(address)) for owner, pool_id, address in rows]
 
+    def shared_leases_of_host(self, host_id: str) -> list[tuple[str, str, int]]:
+        """(owner, PoolID, address) of the leases ``host_id`` made in the shared pools."""
+        return [lease for lease in self.leases_of_host(host_id) if lease[0] == SHARED]
+
+    def pools_left_since(self, host_id: str, action: str, since: datetime) -> list[str]:
+        """The shared pools that still exist and that ``host_id`` left by ``action`` (a pool's
+        history line has no address) since ``since``."""
+        rows = self.connection.execute(
+            select(history.c.pool_id)
+            .distinct()
+            .join(pools, (pools.c.owner == SHARED) & (pools.c.id == history.c.pool_id))
+            .where(
+                history.c.host_id == host_id,
+                history.c.action == action,
+                history.c.address == "",
+                history.c.at >= since,
+            )
+            .order_by(history.c.pool_id)
+        )
+        return list(rows.scalars())
+
     def attachments_of_host(self, host_id: str) -> list[str]:
         """The shared pools ``host_id`` uses."""
         rows = self.connection.execute(

@@ -279,3 +279,57 @@ def test_retiring_a_swarm_manager_leaves_the_swarms_leases_which_serve_container
     assert "0 leases released" in out
     with engine.connect() as c:
         assert sorted(c.execute(select(leases.c.kind)).scalars().all()) == ["aux", "gateway"]
+
+
+def test_retire_keeps_the_leases_of_the_hosts_own_pools_so_admitting_it_hands_out_no_double(
+    engine, settings, two_hosts
+):
+    store = Store(engine)
+    dead = Ipam(store, settings.default_pools, DEAD)
+    own = dead.request_pool("LocalDefault", "203.0.113.0/24", "", {}, False).pool_id
+    assert dead.request_address(own, "", GATEWAY) == "203.0.113.1/24"
+    assert dead.request_address(own, "", {}) == "203.0.113.2/24"
+    out = hosts_cli(settings.db_url, "retire", DEAD, "--apply")
+    assert "2 leases released" in out
+    assert "2 leases in its own pools kept: no other host draws from them" in out
+    hosts_cli(settings.db_url, "admit", DEAD)
+    # the network's gateway and its container's address are still held: not answered again
+    assert dead.request_address(own, "", {}) == "203.0.113.3/24"
+    with engine.connect() as c:
+        own_leases = c.execute(
+            select(leases.c.host_id, leases.c.kind).where(leases.c.pool_id == own)
+        ).all()
+    assert sorted(own_leases) == [(DEAD, "gateway"), (DEAD, "other"), (DEAD, "other")]
+
+
+def test_admit_attaches_the_host_again_to_the_shared_pools_retire_took_it_off(
+    engine, settings, two_hosts
+):
+    store = Store(engine)
+    dead = Ipam(store, settings.default_pools, DEAD)
+    alive = Ipam(store, settings.default_pools, ALIVE)
+    hosts_cli(settings.db_url, "retire", DEAD, "--apply")
+    out = hosts_cli(settings.db_url, "admit", DEAD)
+    assert "attached again to 1 shared pools" in out
+    alive.release_address(two_hosts, "198.51.100.20")
+    alive.release_pool(two_hosts)
+    with engine.connect() as c:  # the admitted host still uses the pool: it stays
+        assert c.execute(select(attachments.c.host_id)).scalars().all() == [DEAD]
+        held = c.execute(select(leases.c.host_id, leases.c.kind)).all()
+    assert held == [(DEAD, "gateway")]
+    mine = dead.request_address(two_hosts, "", {})
+    pool = alive.request_pool("LocalDefault", "198.51.100.0/24", "", SHARED, False).pool_id
+    assert pool == two_hosts
+    taken = {alive.request_address(pool, "", {}) for _ in range(3)}
+    assert mine not in taken and "198.51.100.1/24" not in taken
+
+
+def test_a_request_in_a_shared_pool_attaches_a_host_that_is_not_attached(
+    engine, settings, two_hosts
+):
+    store = Store(engine)
+    with engine.begin() as c:  # its attachment lost (retired and admitted before this fix)
+        c.execute(attachments.delete().where(attachments.c.host_id == DEAD))
+    Ipam(store, settings.default_pools, DEAD).request_address(two_hosts, "", {})
+    with engine.connect() as c:
+        assert sorted(c.execute(select(attachments.c.host_id)).scalars().all()) == [ALIVE, DEAD]
