@@ -21,7 +21,7 @@ from sqlalchemy import (
 
 from driver.domain.addresses import Range, Subnet
 from driver.domain.errors import HostRetired
-from driver.domain.hosts import Host, HostState
+from driver.domain.hosts import STALE_AFTER_S, Beat, Host, HostState
 from driver.domain.moments import as_utc
 from driver.domain.pools import SHARED, SWARM, Holding, Lease, LeaseKind, Reuse, ReusePolicy
 from driver.storage.dns_outbox import DnsStatements
@@ -915,23 +915,30 @@ class HostStatements(_Statements):
         if row is not None and row[0] == HostState.RETIRED:
             raise HostRetired(host_id, row[1])
 
-    def beat(self, host_id: str, name: str, version: str) -> HostState:
-        """Record that ``host_id`` is alive now, as ``name`` running ``version``; its state."""
+    def beat(self, host_id: str, name: str, version: str) -> Beat:
+        """Record that ``host_id`` is alive now, as ``name`` running ``version``; its state,
+        and the other name a live serve with this id beat under."""
+        at = now()
+        before = self.connection.execute(
+            select(hosts.c.name, hosts.c.last_seen).where(hosts.c.id == host_id)
+        ).first()
         state = self.connection.execute(
             update(hosts)
             .where(hosts.c.id == host_id)
-            .values(name=name, version=version, last_seen=now())
+            .values(name=name, version=version, last_seen=at)
             .returning(hosts.c.state)
         ).scalar()
         if state is not None:
-            return HostState(state)
-        at = now()
+            assert before is not None
+            other, seen = before
+            live = seen is not None and (at - as_utc(seen)).total_seconds() <= STALE_AFTER_S
+            return Beat(HostState(state), other if live and other != name else None)
         self.connection.execute(
             insert(hosts).values(
                 id=host_id, name=name, version=version, first_seen=at, last_seen=at, state="active"
             )
         )
-        return HostState.ACTIVE
+        return Beat(HostState.ACTIVE)
 
     def host(self, host_id: str, *, for_update: bool = False) -> Host | None:
         query = select(*HOST_COLUMNS).where(hosts.c.id == host_id)

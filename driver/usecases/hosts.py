@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from driver.domain.errors import HostNotFound, InvalidRequest
-from driver.domain.hosts import Host, HostState
+from driver.domain.hosts import Beat, Host, HostState
 from driver.domain.pools import SHARED
 from driver.storage.inventory import Roster
 from driver.storage.ledger import Ledger
@@ -61,8 +61,9 @@ class Hosts(OnLedger):
     """The hosts of the ledger, as serve, operators and the status page see them."""
 
     @retrying
-    def beat(self, name: str, version: str) -> HostState:
-        """This host is alive (``ipledger serve``'s heartbeat); the state operators gave it."""
+    def beat(self, name: str, version: str) -> Beat:
+        """This host is alive (``ipledger serve``'s heartbeat); the state operators gave it,
+        and the name of another live serve with this host id."""
         with self.store.transaction() as ledger:
             return ledger.beat(self.host_id, name, version)
 

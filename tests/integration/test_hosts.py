@@ -150,7 +150,7 @@ def test_a_retired_host_hands_out_nothing_until_admitted(engine, settings, two_h
     with engine.connect() as c:  # the live host's lease is untouched
         assert c.execute(select(leases.c.host_id).where(leases.c.kind == "aux")).all() == [(ALIVE,)]
     # its heartbeat goes on (so that operators see it is back), and does not admit it
-    assert Hosts(Store(engine), DEAD).beat("web-1", "0.2.0") == HostState.RETIRED
+    assert Hosts(Store(engine), DEAD).beat("web-1", "0.2.0").state == HostState.RETIRED
     out = hosts_cli(settings.db_url, "admit", DEAD)
     assert "admitted host web-1 (host-dead)" in out
     assert serving.request_address(two_hosts, "", {}).startswith("198.51.100.")
@@ -333,3 +333,45 @@ def test_a_request_in_a_shared_pool_attaches_a_host_that_is_not_attached(
     Ipam(store, settings.default_pools, DEAD).request_address(two_hosts, "", {})
     with engine.connect() as c:
         assert sorted(c.execute(select(attachments.c.host_id)).scalars().all()) == [ALIVE, DEAD]
+
+
+def test_a_host_id_with_control_characters_is_escaped_in_the_metrics(engine):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from driver.observability.metrics import LedgerCollector
+    from driver.usecases.admin import Admin
+
+    store = Store(engine)
+    Hosts(store, "evil\x1b[2J").beat("web-9", "0.2.0")  # written before the id was checked
+    registry = CollectorRegistry()
+    registry.register(LedgerCollector(Admin(store, ALIVE)))
+    text = generate_latest(registry).decode()
+    assert "\x1b" not in text
+    assert 'ipledger_host_retired{host="evil\\\\x1b[2J",name="web-9"} 0.0' in text
+
+
+def test_a_second_serve_with_the_same_host_id_is_warned_about_once_per_name(
+    engine, settings, caplog
+):
+    from dataclasses import replace
+
+    from driver.entrypoints.heartbeat import Heartbeat
+
+    other = Hosts(Store(engine), "twin")
+    ours = Heartbeat(replace(settings, host_id="twin", host_name="machine-b"))
+    try:
+        other.beat("machine-a", "0.2.0")
+        last_seen_ago(engine, "twin", STALE_AFTER_S + 60)
+        ours.beat()  # a host renamed after a long silence: no other serve
+        other.beat("machine-a", "0.2.0")
+        ours.beat()
+        other.beat("machine-a", "0.2.0")
+        ours.beat()  # the same other serve again: said once already
+        other.beat("machine-c", "0.2.0")
+        ours.beat()
+    finally:
+        ours.stop()
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 2, warned
+    assert "'machine-a'" in warned[0] and "'machine-c'" in warned[1]
+    assert "another ipledger serve" in warned[0] and "IPLEDGER_HOST_ID" in warned[0]
