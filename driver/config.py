@@ -15,6 +15,7 @@ import netaddr
 from driver.domain.addresses import DefaultPool, parse_cidr
 from driver.domain.errors import InvalidRequest
 from driver.domain.hosts import HOST_NAME_LENGTH, check_host_name
+from driver.domain.text import printable
 from driver.paths import DEFAULT_CNI_SPOOL, DEFAULT_SOCKET
 
 DEFAULT_DB = "sqlite:////var/lib/ipledger/ipledger.db"
@@ -242,6 +243,11 @@ class Settings:
             raise SettingsError(f"IPLEDGER_LOG_FORMAT {self.log_format!r} must be text or json")
         if not self.host_id or len(self.host_id) > 64:
             raise SettingsError("IPLEDGER_HOST_ID must be 1 to 64 characters")
+        if printable(self.host_id) != self.host_id:
+            # it is a label of the metrics, a column of every listing and a line of the logs
+            raise SettingsError(
+                f"IPLEDGER_HOST_ID '{printable(self.host_id)}' must not hold control characters"
+            )
         if not os.path.isabs(self.cni_spool) or "\0" in self.cni_spool:
             raise SettingsError(
                 f"IPLEDGER_CNI_SPOOL {self.cni_spool!r:.80} must be the absolute path of a "

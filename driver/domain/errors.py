@@ -148,6 +148,7 @@ class HostRetired(IpamError):
     def __init__(self, host_id: str, name: str) -> None:
         label = host_id if name == host_id else f"{name} ({host_id})"
         super().__init__(
-            f"host {label} was retired from the ledger, its leases released: it may not change "
-            f"the ledger until an operator re-admits it with: ipledger hosts admit {host_id}"
+            f"host {label} was retired from the ledger, its leases in shared pools released: "
+            "it may not change the ledger until an operator re-admits it with: "
+            f"ipledger hosts admit {host_id}"
         )

@@ -15,6 +15,7 @@ class HistoryAction(StrEnum):
     GC_RELEASE = "gc-release"  # ipledger gc, or CNI's GC, reclaimed a lease
     SPOOL_RELEASE = "spool-release"  # a CNI DEL spooled while the server was down
     HOST_RETIRE = "host-retire"  # a lease released, or a shared pool left, by a host's retiring
+    HOST_ADMIT = "host-admit"  # a shared pool a host is attached to again by its admitting
     POOL_CREATE = "pool-create"
     POOL_RELEASE = "pool-release"
     POOL_DETACH = "pool-detach"  # a host no longer uses a shared pool others still use

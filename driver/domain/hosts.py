@@ -29,6 +29,15 @@ class HostState(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Beat:
+    """What a heartbeat found: the host's state, and the name another live serve with this
+    host id beat under (its row named otherwise, seen within :data:`STALE_AFTER_S`), if any."""
+
+    state: HostState
+    rival: str | None = None
+
+
+@dataclass(frozen=True)
 class Host:
     """A host as the ledger knows it."""
 

@@ -16,6 +16,7 @@ from driver import __version__
 from driver.config import Settings
 from driver.domain.errors import IpamError
 from driver.domain.hosts import HEARTBEAT_S, HostState
+from driver.domain.text import printable
 from driver.storage.store import Store, open_configured
 from driver.usecases.hosts import Hosts
 
@@ -29,6 +30,8 @@ class Heartbeat:
         self.settings = settings
         self.interval = interval
         self.state: HostState | None = None
+        # the name of another serve with this host id, warned about once per name
+        self.rival: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._store: Store = open_configured(settings, bounded=True)
@@ -76,7 +79,20 @@ class Heartbeat:
         except Exception:  # a heartbeat must never end the thread
             log.exception("heartbeat failed")
             return
-        self._noticed(state)
+        self._noticed(state.state)
+        self._rival(state.rival)
+
+    def _rival(self, rival: str | None) -> None:
+        if rival is not None and rival != self.rival:
+            log.warning(
+                "another ipledger serve beats with this host id (%s) as %r, while this one is "
+                "%r: the hosts list flips between them; give each machine its own "
+                "IPLEDGER_HOST_ID (a copied /etc/machine-id?)",
+                printable(self.settings.host_id),
+                printable(rival),
+                printable(self.settings.host_name),
+            )
+        self.rival = rival
 
     def _noticed(self, state: HostState) -> None:
         if state == self.state:

@@ -205,7 +205,8 @@ def _host_families(reports: list[HostReport]) -> Iterator[GaugeMetricFamily]:
         "ipledger_host_retired", "1 when an operator retired the host", labels=labels
     )
     for report in reports:
-        values = [report.host.id, printable(report.host.name)]
+        # a host id written before the settings refused control characters is escaped too
+        values = [printable(report.host.id), printable(report.host.name)]
         if report.host.last_seen is not None:
             seen.add_metric(values, report.host.last_seen.timestamp())
         held.add_metric(values, report.leases)

@@ -22,7 +22,7 @@ from sqlalchemy import (
 from driver.domain.addresses import Range, Subnet
 from driver.domain.errors import HostRetired
 from driver.domain.history import HistoryAction
-from driver.domain.hosts import Host, HostState
+from driver.domain.hosts import STALE_AFTER_S, Beat, Host, HostState
 from driver.domain.moments import as_utc
 from driver.domain.pools import SHARED, SWARM, Holding, Lease, LeaseKind, Reuse, ReusePolicy
 from driver.storage.dns_outbox import DnsStatements
@@ -863,23 +863,30 @@ class HostStatements(_Statements):
         if row is not None and row[0] == HostState.RETIRED:
             raise HostRetired(host_id, row[1])
 
-    def beat(self, host_id: str, name: str, version: str) -> HostState:
-        """Record that ``host_id`` is alive now, as ``name`` running ``version``; its state."""
+    def beat(self, host_id: str, name: str, version: str) -> Beat:
+        """Record that ``host_id`` is alive now, as ``name`` running ``version``; its state,
+        and the other name a live serve with this id beat under."""
+        at = now()
+        before = self.connection.execute(
+            select(hosts.c.name, hosts.c.last_seen).where(hosts.c.id == host_id)
+        ).first()
         state = self.connection.execute(
             update(hosts)
             .where(hosts.c.id == host_id)
-            .values(name=name, version=version, last_seen=now())
+            .values(name=name, version=version, last_seen=at)
             .returning(hosts.c.state)
         ).scalar()
         if state is not None:
-            return HostState(state)
-        at = now()
+            assert before is not None
+            other, seen = before
+            live = seen is not None and (at - as_utc(seen)).total_seconds() <= STALE_AFTER_S
+            return Beat(HostState(state), other if live and other != name else None)
         self.connection.execute(
             insert(hosts).values(
                 id=host_id, name=name, version=version, first_seen=at, last_seen=at, state="active"
             )
         )
-        return HostState.ACTIVE
+        return Beat(HostState.ACTIVE)
 
     def host(self, host_id: str, *, for_update: bool = False) -> Host | None:
         query = select(*HOST_COLUMNS).where(hosts.c.id == host_id)
@@ -912,6 +919,27 @@ class HostStatements(_Statements):
             .order_by(leases.c.subnet_id, leases.c.address)
         )
         return [(owner, pool_id, unpack(address)) for owner, pool_id, address in rows]
+
+    def shared_leases_of_host(self, host_id: str) -> list[tuple[str, str, int]]:
+        """(owner, PoolID, address) of the leases ``host_id`` made in the shared pools."""
+        return [lease for lease in self.leases_of_host(host_id) if lease[0] == SHARED]
+
+    def pools_left_since(self, host_id: str, action: str, since: datetime) -> list[str]:
+        """The shared pools that still exist and that ``host_id`` left by ``action`` (a pool's
+        history line has no address) since ``since``."""
+        rows = self.connection.execute(
+            select(history.c.pool_id)
+            .distinct()
+            .join(pools, (pools.c.owner == SHARED) & (pools.c.id == history.c.pool_id))
+            .where(
+                history.c.host_id == host_id,
+                history.c.action == action,
+                history.c.address == "",
+                history.c.at >= since,
+            )
+            .order_by(history.c.pool_id)
+        )
+        return list(rows.scalars())
 
     def attachments_of_host(self, host_id: str) -> list[str]:
         """The shared pools ``host_id`` uses."""

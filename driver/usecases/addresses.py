@@ -50,6 +50,10 @@ class Addresses(IpamCalls):
             record = self._pool(ledger, pool_id)
             if record is None:
                 raise PoolNotFound(pool_id)
+            if record.shared:
+                # a host using a shared pool is attached to it, so that another host's
+                # ReleasePool leaves it (a read; a write only when the attachment was missing)
+                ledger.attach(record.id, self.host_id)
             subnet = record.subnet
             gateway = (
                 ledger.gateway_of(record.subnet_id, record.id)

@@ -1,5 +1,5 @@
 """The hosts of a ledger: the heartbeat of ``ipledger serve``, the list operators read, and the
-retiring of a dead host (its leases released) and admitting it back."""
+retiring of a dead host (its leases in shared pools released) and admitting it back."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 from driver.domain.errors import HostNotFound, InvalidRequest
 from driver.domain.history import HistoryAction
-from driver.domain.hosts import Host, HostState
+from driver.domain.hosts import Beat, Host, HostState
+from driver.domain.pools import SHARED
 from driver.storage.inventory import Roster
 from driver.storage.ledger import Ledger
 from driver.storage.store import retrying
@@ -38,14 +39,27 @@ class Retirement:
     # leases left in place: a shared pool's gateway that other hosts still use
     kept: int
     detached: tuple[str, ...]
+    # the leases of its own pools: in its own address plan, which no other host draws from,
+    # so releasing them frees nothing for anyone and hands them out twice if it comes back
+    own_kept: int = 0
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What admitting a host again did."""
+
+    host: Host
+    # the shared pools its retiring took it off, which still exist: it uses them again
+    attached: tuple[str, ...]
 
 
 class Hosts(OnLedger):
     """The hosts of the ledger, as serve, operators and the status page see them."""
 
     @retrying
-    def beat(self, name: str, version: str) -> HostState:
-        """This host is alive (``ipledger serve``'s heartbeat); the state operators gave it."""
+    def beat(self, name: str, version: str) -> Beat:
+        """This host is alive (``ipledger serve``'s heartbeat); the state operators gave it,
+        and the name of another live serve with this host id."""
         with self.store.transaction() as ledger:
             return ledger.beat(self.host_id, name, version)
 
@@ -86,6 +100,7 @@ class Hosts(OnLedger):
         """Retire a dead host in one transaction: mark it retired first (its calls under way
         finish before, its later calls are refused), then release every lease it made, each
         as its pool's reuse policy says, and detach it from the shared pools it used.
+        Only the leases of shared pools are released: a host's own pools are in its own plan.
         Refused while it beat within the staleness bound, unless ``force``."""
         now = datetime.now(UTC)
         with self.store.transaction() as ledger:
@@ -93,6 +108,7 @@ class Hosts(OnLedger):
             host.check_retirable(now, force)
             ledger.set_host_state(host.id, HostState.RETIRED, now, by)
             released, kept = _release_leases(self._as(host), ledger, host)
+            own_kept = sum(1 for lease in ledger.leases_of_host(host.id) if lease[0] != SHARED)
             detached = ledger.attachments_of_host(host.id)
             for pool_id in detached:
                 ledger.detach(pool_id, host.id)
@@ -102,27 +118,40 @@ class Hosts(OnLedger):
             retired = ledger.host(host.id)
         assert retired is not None
         log.info(
-            "host %s retired by %s: %d leases released, %d shared pools left",
+            "host %s retired by %s: %d leases released, %d shared pools left, "
+            "%d leases in its own pools kept",
             host.label,
             by,
             released,
             len(detached),
+            own_kept,
             extra={"event": HistoryAction.HOST_RETIRE, "host": host.id},
         )
-        return Retirement(retired, released, kept, tuple(detached))
+        return Retirement(retired, released, kept, tuple(detached), own_kept)
 
     @retrying
-    def admit(self, wanted: str) -> Host:
-        """Admit a retired host again: its calls are served from now on."""
+    def admit(self, wanted: str) -> Admission:
+        """Admit a retired host again: its calls are served from now on, and it is attached
+        again to the shared pools its retiring took it off (its containers may still use them:
+        another host's ReleasePool must not release them)."""
         with self.store.transaction() as ledger:
             host = self._host(ledger, wanted, for_update=True)
-            if not host.retired:
+            if not host.retired or host.retired_at is None:
                 raise InvalidRequest(f"host {host.label} is not retired")
+            left = ledger.pools_left_since(host.id, HistoryAction.HOST_RETIRE, host.retired_at)
+            attached = tuple(pool_id for pool_id in left if ledger.attach(pool_id, host.id))
+            for pool_id in attached:
+                ledger.write_history(host.id, HistoryAction.HOST_ADMIT, pool_id, "")
             ledger.set_host_state(host.id, HostState.ACTIVE, None, None)
             admitted = ledger.host(host.id)
         assert admitted is not None
-        log.info("host %s admitted again", host.label, extra={"event": "host-admit"})
-        return admitted
+        log.info(
+            "host %s admitted again, attached again to %d shared pools",
+            host.label,
+            len(attached),
+            extra={"event": HistoryAction.HOST_ADMIT},
+        )
+        return Admission(admitted, attached)
 
     def _as(self, host: Host) -> Addresses:
         """The address use cases as ``host`` runs them: its leases released in its name."""
@@ -148,9 +177,9 @@ class Hosts(OnLedger):
 
 
 def _release_leases(addresses: Addresses, ledger: Ledger, host: Host) -> tuple[int, int]:
-    """Release every lease ``host`` made; (released, kept)."""
+    """Release the leases ``host`` made in the shared pools; (released, kept)."""
     released = kept = 0
-    for owner, pool_id, address in ledger.leases_of_host(host.id):
+    for owner, pool_id, address in ledger.shared_leases_of_host(host.id):
         record = ledger.pool(owner, pool_id, for_update=True)
         if record is None:  # a lease outlives no pool; nothing to release through
             continue

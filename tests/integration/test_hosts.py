@@ -150,7 +150,7 @@ def test_a_retired_host_hands_out_nothing_until_admitted(engine, settings, two_h
     with engine.connect() as c:  # the live host's lease is untouched
         assert c.execute(select(leases.c.host_id).where(leases.c.kind == "aux")).all() == [(ALIVE,)]
     # its heartbeat goes on (so that operators see it is back), and does not admit it
-    assert Hosts(Store(engine), DEAD).beat("web-1", "0.2.0") == HostState.RETIRED
+    assert Hosts(Store(engine), DEAD).beat("web-1", "0.2.0").state == HostState.RETIRED
     out = hosts_cli(settings.db_url, "admit", DEAD)
     assert "admitted host web-1 (host-dead)" in out
     assert serving.request_address(two_hosts, "", {}).startswith("198.51.100.")
@@ -279,3 +279,99 @@ def test_retiring_a_swarm_manager_leaves_the_swarms_leases_which_serve_container
     assert "0 leases released" in out
     with engine.connect() as c:
         assert sorted(c.execute(select(leases.c.kind)).scalars().all()) == ["aux", "gateway"]
+
+
+def test_retire_keeps_the_leases_of_the_hosts_own_pools_so_admitting_it_hands_out_no_double(
+    engine, settings, two_hosts
+):
+    store = Store(engine)
+    dead = Ipam(store, settings.default_pools, DEAD)
+    own = dead.request_pool("LocalDefault", "203.0.113.0/24", "", {}, False).pool_id
+    assert dead.request_address(own, "", GATEWAY) == "203.0.113.1/24"
+    assert dead.request_address(own, "", {}) == "203.0.113.2/24"
+    out = hosts_cli(settings.db_url, "retire", DEAD, "--apply")
+    assert "2 leases released" in out
+    assert "2 leases in its own pools kept: no other host draws from them" in out
+    hosts_cli(settings.db_url, "admit", DEAD)
+    # the network's gateway and its container's address are still held: not answered again
+    assert dead.request_address(own, "", {}) == "203.0.113.3/24"
+    with engine.connect() as c:
+        own_leases = c.execute(
+            select(leases.c.host_id, leases.c.kind).where(leases.c.pool_id == own)
+        ).all()
+    assert sorted(own_leases) == [(DEAD, "gateway"), (DEAD, "other"), (DEAD, "other")]
+
+
+def test_admit_attaches_the_host_again_to_the_shared_pools_retire_took_it_off(
+    engine, settings, two_hosts
+):
+    store = Store(engine)
+    dead = Ipam(store, settings.default_pools, DEAD)
+    alive = Ipam(store, settings.default_pools, ALIVE)
+    hosts_cli(settings.db_url, "retire", DEAD, "--apply")
+    out = hosts_cli(settings.db_url, "admit", DEAD)
+    assert "attached again to 1 shared pools" in out
+    alive.release_address(two_hosts, "198.51.100.20")
+    alive.release_pool(two_hosts)
+    with engine.connect() as c:  # the admitted host still uses the pool: it stays
+        assert c.execute(select(attachments.c.host_id)).scalars().all() == [DEAD]
+        held = c.execute(select(leases.c.host_id, leases.c.kind)).all()
+    assert held == [(DEAD, "gateway")]
+    mine = dead.request_address(two_hosts, "", {})
+    pool = alive.request_pool("LocalDefault", "198.51.100.0/24", "", SHARED, False).pool_id
+    assert pool == two_hosts
+    taken = {alive.request_address(pool, "", {}) for _ in range(3)}
+    assert mine not in taken and "198.51.100.1/24" not in taken
+
+
+def test_a_request_in_a_shared_pool_attaches_a_host_that_is_not_attached(
+    engine, settings, two_hosts
+):
+    store = Store(engine)
+    with engine.begin() as c:  # its attachment lost (retired and admitted before this fix)
+        c.execute(attachments.delete().where(attachments.c.host_id == DEAD))
+    Ipam(store, settings.default_pools, DEAD).request_address(two_hosts, "", {})
+    with engine.connect() as c:
+        assert sorted(c.execute(select(attachments.c.host_id)).scalars().all()) == [ALIVE, DEAD]
+
+
+def test_a_host_id_with_control_characters_is_escaped_in_the_metrics(engine):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from driver.observability.metrics import LedgerCollector
+    from driver.usecases.admin import Admin
+
+    store = Store(engine)
+    Hosts(store, "evil\x1b[2J").beat("web-9", "0.2.0")  # written before the id was checked
+    registry = CollectorRegistry()
+    registry.register(LedgerCollector(Admin(store, ALIVE)))
+    text = generate_latest(registry).decode()
+    assert "\x1b" not in text
+    assert 'ipledger_host_retired{host="evil\\\\x1b[2J",name="web-9"} 0.0' in text
+
+
+def test_a_second_serve_with_the_same_host_id_is_warned_about_once_per_name(
+    engine, settings, caplog
+):
+    from dataclasses import replace
+
+    from driver.entrypoints.heartbeat import Heartbeat
+
+    other = Hosts(Store(engine), "twin")
+    ours = Heartbeat(replace(settings, host_id="twin", host_name="machine-b"))
+    try:
+        other.beat("machine-a", "0.2.0")
+        last_seen_ago(engine, "twin", STALE_AFTER_S + 60)
+        ours.beat()  # a host renamed after a long silence: no other serve
+        other.beat("machine-a", "0.2.0")
+        ours.beat()
+        other.beat("machine-a", "0.2.0")
+        ours.beat()  # the same other serve again: said once already
+        other.beat("machine-c", "0.2.0")
+        ours.beat()
+    finally:
+        ours.stop()
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 2, warned
+    assert "'machine-a'" in warned[0] and "'machine-c'" in warned[1]
+    assert "another ipledger serve" in warned[0] and "IPLEDGER_HOST_ID" in warned[0]

@@ -54,6 +54,10 @@ def test_flags_override_the_environment():
         ),
         ({"IPLEDGER_METRICS_ADDR": "70000"}, "with a port 1-65535"),
         ({"IPLEDGER_HOST_ID": "h" * 65}, "IPLEDGER_HOST_ID must be 1 to 64 characters"),
+        (
+            {"IPLEDGER_HOST_ID": "web\x1b[31m\n"},
+            "IPLEDGER_HOST_ID 'web\\x1b[31m\\n' must not hold control characters",
+        ),
     ],
 )
 def test_a_bad_setting_is_named_in_the_error(env, message):

@@ -87,10 +87,11 @@ def _operator() -> str:
     help=f"Retire it even though its heartbeat is recent (within {STALE_AFTER_S:.0f} s).",
 )
 def retire(db_url: str | None, host: str, apply: bool, force: bool) -> None:
-    """Release every lease of HOST (an id, or a name), a host that is gone for good.
+    """Release the leases of HOST (an id, or a name), a host that is gone for good.
 
-    Its leases are released as their pools' reuse policies say, it leaves the shared pools it
-    used, and it is marked retired: its ipledger serve, if it comes back, changes nothing until
+    Its leases in the shared pools are released as their pools' reuse policies say, it leaves
+    the shared pools it used, and it is marked retired; the leases of its own pools stay (no
+    other host draws from them): its ipledger serve, if it comes back, changes nothing until
     'ipledger hosts admit HOST'. Refused while HOST was seen within the last
     three heartbeats, unless --force. Without --apply, only says what would be done.
     """
@@ -100,7 +101,8 @@ def retire(db_url: str | None, host: str, apply: bool, force: bool) -> None:
             report.host.check_retirable(now, force)
             say(
                 f"would retire host {report.host.label}, last seen {_seen(report, now)}"
-                f", and release its {count(report.leases)} leases"
+                f", and release those of its {count(report.leases)} leases in shared pools"
+                " (the leases of its own pools are kept)"
             )
             say("report only: run with --apply to retire it")
             return
@@ -109,6 +111,11 @@ def retire(db_url: str | None, host: str, apply: bool, force: bool) -> None:
         f"retired host {done.host.label}: {count(done.released)} leases released, "
         f"{len(done.detached)} shared pools left"
         + (f", {done.kept} shared gateways kept for the other hosts" if done.kept else "")
+        + (
+            f"; {count(done.own_kept)} leases in its own pools kept: no other host draws from them"
+            if done.own_kept
+            else ""
+        )
     )
 
 
@@ -118,9 +125,13 @@ def retire(db_url: str | None, host: str, apply: bool, force: bool) -> None:
 def admit(db_url: str | None, host: str) -> None:
     """Admit HOST (an id, or a name) again after 'ipledger hosts retire': its calls are served.
 
-    Its leases were released: containers it still runs hold addresses the ledger may have
-    given to others. Restart them (or run 'ipledger gc' on it) once it is admitted.
+    It is attached again to the shared pools its retiring took it off. Its leases in them were
+    released: containers it still runs hold addresses the ledger may have given to others.
+    Restart them (or run 'ipledger gc' on it) once it is admitted.
     """
     with admin(db_url) as a:
         done = a.hosts.admit(host)
-    say(f"admitted host {done.label}: its ipledger serve hands out addresses again")
+    say(
+        f"admitted host {done.host.label}: its ipledger serve hands out addresses again"
+        + (f", attached again to {len(done.attached)} shared pools" if done.attached else "")
+    )
