@@ -332,8 +332,9 @@ class DnsStatements:
         return [PublishedRecord(*row) for row in rows]
 
     def dns_states(self, names: Iterable[str]) -> dict[tuple[str, str], str]:
-        """Per (name, address) of these names: ``published``, or ``pending`` while a change
-        of it waits in the outbox."""
+        """Per (name, address) of these names: ``published``, ``pending`` while a change of
+        its A/AAAA record waits in the outbox, or ``published, PTR pending`` while only a
+        change of its PTR does."""
         wanted = sorted(set(names))
         states: dict[tuple[str, str], str] = {}
         if not wanted:
@@ -342,10 +343,20 @@ class DnsStatements:
             select(dns_records.c.name, dns_records.c.address).where(dns_records.c.name.in_(wanted))
         ):
             states[(name, address)] = "published"
-        for name, address in self.connection.execute(
-            select(dns_outbox.c.name, dns_outbox.c.address).where(dns_outbox.c.name.in_(wanted))
-        ):
-            states[(name, address)] = "pending"
+        waiting = self.connection.execute(
+            select(dns_outbox.c.name, dns_outbox.c.address, dns_outbox.c.action).where(
+                dns_outbox.c.name.in_(wanted)
+            )
+        )
+        ptr_only: set[tuple[str, str]] = set()
+        for name, address, action in waiting:
+            if action in _PTR_TEXTS:
+                ptr_only.add((name, address))
+            else:
+                states[(name, address)] = "pending"
+        for key in ptr_only:
+            # its A/AAAA record is out: only its PTR waits (e.g. for a reverse zone)
+            states[key] = "published, PTR pending" if states.get(key) == "published" else "pending"
         return states
 
     def published_zone(self, name: str) -> tuple[str, bool] | None:
