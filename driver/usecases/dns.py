@@ -318,7 +318,10 @@ def _read(
 ) -> _Held:
     """The managed names' records the zones hold, forward and reverse."""
     failed: dict[str, str] = {}
-    forward = _transfer(server, rejected, sorted(set(zone_of_name.values())), failed, ("A", "AAAA"))
+    zones = sorted(set(zone_of_name.values()))
+    forward = {
+        r for r in _transfer(server, rejected, zones, failed, ("A", "AAAA")) if r[0] in zone_of_name
+    }
     addresses = {c.address for c in wanted.values() if c.reverse}
     addresses |= {r.address for r in published if r.reverse}
     addresses |= {address for _, address in forward}
@@ -328,7 +331,7 @@ def _read(
             reverse_zone[address] = server.reverse_zone_of(address)
     pointers = _transfer(server, rejected, sorted(set(reverse_zone.values())), failed, ("PTR",))
     return _Held(
-        {r for r in forward if r[0] in zone_of_name},
+        forward,
         {r for r in pointers if r[0] in zone_of_name},
         reverse_zone,
         failed,
