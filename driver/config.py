@@ -101,7 +101,8 @@ def read_tsig_key(path: str) -> TsigKey:
             f"IPLEDGER_DNS_TSIG: the key file {path!r} is readable by every user of this host "
             f"(mode {stat.S_IMODE(mode):04o}): chmod 600 {path} (or 640 for a group)"
         )
-    text = re.sub(r"(#|//)[^\n]*", "", text)
+    # comments dropped, not what is quoted: a base64 secret may hold "//"
+    text = re.sub(r'("[^"\n]*")|(?:#|//)[^\n]*', lambda m: m.group(1) or "", text)
     blocks = _KEY_BLOCK.findall(text)
     if len(blocks) != 1:
         raise SettingsError(

@@ -135,6 +135,12 @@ def test_a_malformed_key_file_is_refused_naming_the_file_and_the_fault(tmp_path,
     assert str(path) in str(refused.value)
 
 
+def test_a_secret_holding_two_slashes_is_not_taken_for_a_comment(tmp_path):
+    path = tmp_path / "key.conf"
+    write_private(path, KEY.replace("c2VjcmV0c2VjcmV0c2VjcmV0", "c2Vj//8a") + "// note\n")
+    assert read_tsig_key(str(path)).secret == "c2Vj//8a"
+
+
 def test_a_key_file_every_user_may_read_is_refused_with_the_fix_and_one_of_its_group_is_taken(
     tmp_path,
 ):
