@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -87,6 +88,7 @@ def read_tsig_key(path: str) -> TsigKey:
     what is wrong with it otherwise."""
     try:
         with open(path) as f:
+            mode = os.fstat(f.fileno()).st_mode
             text = f.read(65536)
     except OSError as e:
         raise SettingsError(
@@ -94,7 +96,14 @@ def read_tsig_key(path: str) -> TsigKey:
         ) from None
     except UnicodeDecodeError:
         raise SettingsError(f"IPLEDGER_DNS_TSIG: {path!r} is not a text key file") from None
-    text = re.sub(r"(#|//)[^\n]*", "", text)
+    if mode & stat.S_IROTH:
+        # as ssh with a private key: the secret signs every change of the zones
+        raise SettingsError(
+            f"IPLEDGER_DNS_TSIG: the key file {path!r} is readable by every user of this host "
+            f"(mode {stat.S_IMODE(mode):04o}): chmod 600 {path} (or 640 for a group)"
+        )
+    # comments dropped, not what is quoted: a base64 secret may hold "//"
+    text = re.sub(r'("[^"\n]*")|(?:#|//)[^\n]*', lambda m: m.group(1) or "", text)
     blocks = _KEY_BLOCK.findall(text)
     if len(blocks) != 1:
         raise SettingsError(
@@ -136,19 +145,32 @@ def _dns_settings(env: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\.?$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?"
+)
+
+
 def parse_dns_server(text: str) -> tuple[str, int]:
-    """``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address; port 53 by default."""
+    """``HOST``, ``HOST:PORT``, ``[V6]:PORT`` or a bare IPv6 address; port 53 by default. A
+    host is an address or a name (resolved at each connection, docs/dns.md)."""
     text = text.strip()
-    host, port = text, "53"
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest:
-            port = rest.removeprefix(":")
+    host, port, bracketed = text, "53", text.startswith("[")
+    if bracketed:
+        host, closed, rest = text[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            host = ""
+        port = rest.removeprefix(":") if rest else port
     elif text.count(":") == 1:
         host, port = text.split(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if ":" in host or bracketed:
+        valid = netaddr.valid_ipv6(host)
+    else:
+        valid = bool(_HOST_NAME.fullmatch(host))
+    if not valid or not port.isdigit() or not 0 < int(port) < 65536:
         raise SettingsError(
-            f"IPLEDGER_DNS_SERVER {text!r:.80} must be HOST or HOST:PORT with a port 1-65535"
+            f"IPLEDGER_DNS_SERVER {text!r:.80} must be HOST, HOST:PORT or [IPV6]:PORT (HOST a "
+            "name or an address, PORT 1-65535)"
         )
     return host, int(port)
 

@@ -50,11 +50,13 @@ def write_key(path: Path, name: str = KEY_NAME, secret: bytes | None = None) -> 
             ["tsig-keygen", "-a", "hmac-sha256", name], check=True, capture_output=True, text=True
         ).stdout
         path.write_text(text)
+        path.chmod(0o600)  # ipledger refuses a key every user may read
         found = re.search(r'secret "([^"]+)"', text)
         assert found
         return found.group(1)
     encoded = base64.b64encode(secret).decode()
     path.write_text(f'key "{name}" {{\n\talgorithm hmac-sha256;\n\tsecret "{encoded}";\n}};\n')
+    path.chmod(0o600)
     return encoded
 
 

@@ -26,6 +26,7 @@ import dns.tsigkeyring
 import dns.update
 import dns.xfr
 import dns.zone
+import netaddr
 
 from driver.domain.dns import DnsAction, DnsChange, DnsFailure
 
@@ -99,7 +100,8 @@ class DnsServer:
     def publish(self, change: DnsChange) -> None:
         """Send one change: its A/AAAA record, then its PTR; raises :class:`DnsRejected`."""
         target = f"{change.name}."
-        self._update(change.zone, change.action, target, change.rdtype, change.address)
+        if change.forward:
+            self._update(change.zone, change.action, target, change.rdtype, change.address)
         if change.reverse:
             owner = dns.reversename.from_address(change.address).to_text()
             self._update(self.zone_of(owner), change.action, owner, "PTR", target)
@@ -131,14 +133,48 @@ class DnsServer:
         )
 
     def _ask(self, message: dns.message.Message) -> dns.message.Message:
-        try:
-            return dns.query.tcp(message, self.host, port=self.port, timeout=self.timeout)
-        except Exception as e:
-            failure = failure_of(e)
-            raise DnsRejected(
-                failure,
-                f"{self.where}: {type(e).__name__}: {e or 'no answer'}{_hint(failure)}",
-            ) from None
+        """The server's answer, from the first of its addresses that answers."""
+        addresses = self.addresses()
+        for i, address in enumerate(addresses):
+            try:
+                return dns.query.tcp(message, address, port=self.port, timeout=self.timeout)
+            except Exception as e:
+                failure = failure_of(e)
+                if failure == DnsFailure.UNREACHABLE and i + 1 < len(addresses):
+                    continue  # e.g. localhost's ::1 while the server listens on 127.0.0.1
+                raise DnsRejected(
+                    failure, f"{self.where}: {_described(e)}{_hint(failure)}"
+                ) from None
+        raise AssertionError("addresses() returns at least one")
+
+    def addresses(self) -> list[str]:
+        """The server's addresses: its host's, resolved now (a name may move), within the
+        timeout; a name that does not resolve is a failure retried with backoff."""
+        if netaddr.valid_ipv4(self.host) or netaddr.valid_ipv6(self.host):
+            return [self.host]
+        found: dict[str, Any] = {}
+
+        def resolve() -> None:
+            try:
+                found["infos"] = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            except (OSError, UnicodeError) as e:
+                found["error"] = e
+
+        # getaddrinfo takes no timeout: a resolver that does not answer is waited for no longer
+        # than a server (the thread ends when the resolver gives up)
+        thread = threading.Thread(target=resolve, name="ipledger-dns-resolve", daemon=True)
+        thread.start()
+        thread.join(self.timeout)
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in found.get("infos", ())))
+        if addresses:
+            return addresses
+        error = found.get("error")
+        why = (getattr(error, "strerror", None) or _described(error)) if error else None
+        raise DnsRejected(
+            DnsFailure.UNREACHABLE,
+            f"{self.where}: {self.host} does not resolve: "
+            f"{why or f'no answer within {self.timeout:g} s'}{_hint(DnsFailure.UNREACHABLE)}",
+        )
 
     def zone_of(self, owner: str) -> str:
         """The zone the server holds ``owner`` in (its SOA's owner), e.g. a reverse zone."""
@@ -173,7 +209,7 @@ class DnsServer:
         try:
             held = dns.zone.from_xfr(
                 dns.query.xfr(
-                    self.host,
+                    self.addresses()[0],
                     zone,
                     port=self.port,
                     timeout=self.timeout,
@@ -183,12 +219,15 @@ class DnsServer:
                 ),
                 relativize=False,
             )
+        except DnsRejected:
+            raise
         except Exception as e:
             failure = failure_of(e)
             if isinstance(e, dns.xfr.TransferError):
                 failure = _RCODE_FAILURES.get(e.rcode, DnsFailure.OTHER)
             raise DnsRejected(
-                failure, f"{self.where}: the transfer of {zone} failed: {e}{_hint(failure)}"
+                failure,
+                f"{self.where}: the transfer of {zone} failed: {_described(e)}{_hint(failure)}",
             ) from None
         for name, rdataset in held.iterate_rdatasets():
             kind = dns.rdatatype.to_text(rdataset.rdtype)
@@ -202,6 +241,13 @@ class DnsServer:
 
     def reverse_zone_of(self, address: str) -> str:
         return self.zone_of(dns.reversename.from_address(address).to_text())
+
+
+def _described(error: BaseException) -> str:
+    """An exception in words: its type, and its text without a final full stop (a hint
+    follows it)."""
+    text = str(error).strip().rstrip(".")
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _hint(failure: DnsFailure) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from driver.domain.errors import InvalidRequest
@@ -127,17 +127,36 @@ class DnsAction(StrEnum):
 
 @dataclass(frozen=True)
 class DnsChange:
-    """One change the outbox holds: a name's address added or removed (and its PTR)."""
+    """One change the outbox holds: a name's address added or removed (its A/AAAA record when
+    ``forward``, its PTR when ``reverse``).
+
+    A lease's change is queued as two (:meth:`parts`), each ordered only after the earlier
+    changes of the same name and part: a PTR the server cannot take (no reverse zone) never
+    holds back the name's A record, nor its removal.
+    """
 
     action: DnsAction
     name: str
     zone: str
     address: str
     reverse: bool
+    forward: bool = True
 
     @property
     def rdtype(self) -> str:
         return "AAAA" if ":" in self.address else "A"
+
+    @property
+    def records(self) -> str:
+        """What it changes, as printed: ``A``, ``PTR`` or ``A and PTR``."""
+        kinds = [self.rdtype] * self.forward + ["PTR"] * self.reverse
+        return " and ".join(kinds)
+
+    def parts(self) -> tuple[DnsChange, ...]:
+        """The forward change and the PTR change (when ``reverse``), to be queued apart."""
+        if not (self.forward and self.reverse):
+            return (self,)
+        return (replace(self, reverse=False), replace(self, forward=False))
 
 
 class DnsFailure(StrEnum):

@@ -14,7 +14,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import netaddr
-from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import aliased
 
 from driver.domain.dns import DnsAction, DnsChange, DnsFailure
@@ -67,11 +77,37 @@ class PublishedRecord:
     reverse: bool
 
 
+# a change of a PTR alone (DnsChange.forward False) is kept under its own action's text; a row
+# of a plain action changes the A/AAAA record, and its PTR too when ``reverse`` (queued so
+# before changes were split in two)
+_PTR_ACTIONS = {DnsAction.ADD: "add-ptr", DnsAction.REMOVE: "rm-ptr"}
+_PTR_TEXTS = {text: action for action, text in _PTR_ACTIONS.items()}
+
+
+def _action_text(change: DnsChange) -> str:
+    return str(change.action) if change.forward else _PTR_ACTIONS[change.action]
+
+
+def _change(action: str, name: str, zone: str, address: str, reverse: bool) -> DnsChange:
+    if action in _PTR_TEXTS:
+        return DnsChange(_PTR_TEXTS[action], name, zone, address, True, forward=False)
+    return DnsChange(DnsAction(action), name, zone, address, bool(reverse))
+
+
 def _earlier_same_name() -> object:
+    """An earlier change of the same name and of the same record (A/AAAA, or PTR) is queued:
+    a name's PTR that fails never holds back its A record (nor the other way round)."""
     earlier = aliased(dns_outbox)
+    ptr = list(_PTR_TEXTS)
+    both_forward = and_(earlier.c.action.not_in(ptr), dns_outbox.c.action.not_in(ptr))
+    both_ptr = and_(earlier.c.reverse.is_(True), dns_outbox.c.reverse.is_(True))
     return (
         select(earlier.c.id)
-        .where(earlier.c.name == dns_outbox.c.name, earlier.c.id < dns_outbox.c.id)
+        .where(
+            earlier.c.name == dns_outbox.c.name,
+            earlier.c.id < dns_outbox.c.id,
+            or_(both_forward, both_ptr),
+        )
         .exists()
     )
 
@@ -82,20 +118,22 @@ class DnsStatements:
     connection: Connection
 
     def queue_dns(self, change: DnsChange) -> None:
-        """Queue a change, to be published after this transaction commits."""
-        _QUEUE.count(
-            self.connection,
-            {
-                "name": change.name,
-                "zone": change.zone,
-                "action": str(change.action),
-                "address": change.address,
-                "reverse": change.reverse,
-                "created_at": time.time(),
-                "next_at": 0.0,
-                "attempts": 0,
-            },
-        )
+        """Queue a change (its A/AAAA and its PTR apart), to be published after this
+        transaction commits."""
+        for part in change.parts():
+            _QUEUE.count(
+                self.connection,
+                {
+                    "name": part.name,
+                    "zone": part.zone,
+                    "action": _action_text(part),
+                    "address": part.address,
+                    "reverse": part.reverse,
+                    "created_at": time.time(),
+                    "next_at": 0.0,
+                    "attempts": 0,
+                },
+            )
 
     def dns_due(self, now: float) -> bool:
         """Whether any change is due and unclaimed: read without the write lock."""
@@ -155,7 +193,7 @@ class DnsStatements:
         return [
             QueuedChange(
                 row.id,
-                DnsChange(DnsAction(row.action), row.name, row.zone, row.address, row.reverse),
+                _change(row.action, row.name, row.zone, row.address, row.reverse),
                 row.attempts,
             )
             for row in rows
@@ -171,23 +209,33 @@ class DnsStatements:
         ).rowcount
         if not gone:
             return False
-        change = queued.change
-        self.connection.execute(
-            delete(dns_records).where(
-                dns_records.c.name == change.name, dns_records.c.address == change.address
-            )
-        )
-        if change.action == DnsAction.ADD:
+        self._record(queued.change, now)
+        return True
+
+    def _record(self, change: DnsChange, now: float) -> None:
+        """The published records after ``change``: a row per name and address while its A/AAAA
+        record is published, ``reverse`` while its PTR is."""
+        key = (dns_records.c.name == change.name, dns_records.c.address == change.address)
+        held = self.connection.execute(select(dns_records.c.reverse).where(*key)).first()
+        if change.forward and change.action == DnsAction.REMOVE:
+            self.connection.execute(delete(dns_records).where(*key))
+            return
+        if change.forward:
+            reverse = change.reverse or bool(held and held[0])
+        else:
+            reverse = change.action == DnsAction.ADD
+        if held is not None:
+            self.connection.execute(update(dns_records).where(*key).values(reverse=reverse))
+        elif change.action == DnsAction.ADD:
             self.connection.execute(
                 insert(dns_records).values(
                     name=change.name,
                     address=change.address,
                     zone=change.zone,
-                    reverse=change.reverse,
+                    reverse=reverse,
                     published_at=now,
                 )
             )
-        return True
 
     def failed_dns(
         self, queued: QueuedChange, publisher: str, failure: DnsFailure, error: str, next_at: float
@@ -213,6 +261,15 @@ class DnsStatements:
             .where(dns_outbox.c.claimed_by == publisher)
             .values(claimed_by=None, claimed_until=None)
         )
+
+    def release_dns_of(self, prefix: str) -> int:
+        """Give back the claims of every publisher named ``prefix...`` (an earlier process of
+        this host, killed before it could give them back)."""
+        return self.connection.execute(
+            update(dns_outbox)
+            .where(dns_outbox.c.claimed_by.startswith(prefix, autoescape=True))
+            .values(claimed_by=None, claimed_until=None)
+        ).rowcount
 
     def retry_dns_now(self) -> int:
         """Make every queued change due now (new settings: errors may be fixed)."""
@@ -261,7 +318,7 @@ class DnsStatements:
                 dns_outbox.c.reverse,
             ).order_by(dns_outbox.c.id)
         )
-        return [DnsChange(DnsAction(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+        return [_change(*r) for r in rows]
 
     def published_records(self) -> list[PublishedRecord]:
         rows = self.connection.execute(
@@ -275,8 +332,9 @@ class DnsStatements:
         return [PublishedRecord(*row) for row in rows]
 
     def dns_states(self, names: Iterable[str]) -> dict[tuple[str, str], str]:
-        """Per (name, address) of these names: ``published``, or ``pending`` while a change
-        of it waits in the outbox."""
+        """Per (name, address) of these names: ``published``, ``pending`` while a change of
+        its A/AAAA record waits in the outbox, or ``published, PTR pending`` while only a
+        change of its PTR does."""
         wanted = sorted(set(names))
         states: dict[tuple[str, str], str] = {}
         if not wanted:
@@ -285,10 +343,20 @@ class DnsStatements:
             select(dns_records.c.name, dns_records.c.address).where(dns_records.c.name.in_(wanted))
         ):
             states[(name, address)] = "published"
-        for name, address in self.connection.execute(
-            select(dns_outbox.c.name, dns_outbox.c.address).where(dns_outbox.c.name.in_(wanted))
-        ):
-            states[(name, address)] = "pending"
+        waiting = self.connection.execute(
+            select(dns_outbox.c.name, dns_outbox.c.address, dns_outbox.c.action).where(
+                dns_outbox.c.name.in_(wanted)
+            )
+        )
+        ptr_only: set[tuple[str, str]] = set()
+        for name, address, action in waiting:
+            if action in _PTR_TEXTS:
+                ptr_only.add((name, address))
+            else:
+                states[(name, address)] = "pending"
+        for key in ptr_only:
+            # its A/AAAA record is out: only its PTR waits (e.g. for a reverse zone)
+            states[key] = "published, PTR pending" if states.get(key) == "published" else "pending"
         return states
 
     def published_zone(self, name: str) -> tuple[str, bool] | None:

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from driver.domain.dns import DnsAction, DnsChange, DnsFailure, recorded_policy, retry_delay
@@ -75,9 +75,13 @@ class DnsPublishing:
         self.last_error: str | None = None
 
     def start(self) -> int:
-        """At start: changes that waited for a configuration change are due again now."""
+        """At start: changes that waited for a configuration change are due again now, and
+        those an earlier process of this host claimed (``HOST/PID/...``; one serve a host,
+        killed before it gave them back) are taken back at once, not when their claim ends."""
+        host = self.publisher.rsplit("/", 2)[0]
         with self.store.transaction() as ledger:
-            return ledger.retry_dns_now()
+            taken = ledger.release_dns_of(f"{host}/")
+            return ledger.retry_dns_now() + taken
 
     def due(self) -> bool:
         with self.store.reading() as ledger:
@@ -131,13 +135,12 @@ class DnsPublishing:
         for queued in done:
             change = queued.change
             log.info(
-                "DNS: %s %s %s %s in zone %s%s",
+                "DNS: %s %s %s %s in zone %s",
                 change.action,
                 change.name,
-                change.rdtype,
+                change.records,
                 change.address,
                 change.zone,
-                " (and its PTR)" if change.reverse else "",
                 extra={"event": f"dns-{change.action}", "address": change.address},
             )
 
@@ -215,15 +218,35 @@ class SyncPlan:
     changes: tuple[DnsChange, ...]  # what converges them (already queued ones left out)
     zones: tuple[str, ...]  # the zones transferred
     managed: int  # names ipledger manages (leased now, or published earlier)
+    # (name, type, value) held at a managed name that ipledger never published: left alone
+    foreign: tuple[tuple[str, str, str], ...] = ()
+    # (zone, why) of the zones that could not be read: their names are not compared
+    failed: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class _Held:
+    """What the transfers found, and the zones they could not read."""
+
+    forward: set[tuple[str, str]]
+    pointers: set[tuple[str, str]]
+    reverse_zone: dict[str, str]  # address -> the zone its PTR is in
+    failed: dict[str, str]
 
 
 class DnsSync:
-    """``ipledger dns sync``: the zones against the leases, for the names ipledger manages."""
+    """``ipledger dns sync``: the zones against the leases, for the names ipledger manages.
+
+    A record is added for a lease that lacks it, and removed only when ipledger published it
+    (``dns_records``) and no lease holds it any more: a record someone else put at a managed
+    name is shown as not ipledger's and left alone. A zone that cannot be transferred is
+    reported, and the others compared still.
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def plan(self, server: ZoneTransfers) -> SyncPlan:
+    def plan(self, server: ZoneTransfers, rejected: type[Exception] = Exception) -> SyncPlan:
         with self.store.reading() as ledger:
             named = ledger.named_leases()
             published = ledger.published_records()
@@ -237,62 +260,31 @@ class DnsSync:
                 )
         zone_of_name = {c.name: c.zone for c in wanted.values()}
         zone_of_name.update({r.name: r.zone for r in published if r.name not in zone_of_name})
-        forward, reverse_zones = self._forward(server, zone_of_name, wanted, published)
-        pointers = self._pointers(server, reverse_zones, zone_of_name)
-        changes = [
-            c
-            for key, c in wanted.items()
-            if key not in forward or (c.reverse and key not in pointers)
-        ]
-        for name, address in sorted((forward | pointers) - set(wanted)):
-            changes.append(
-                DnsChange(
-                    DnsAction.REMOVE,
-                    name,
-                    zone_of_name[name],
-                    address,
-                    (name, address) in pointers,
+        held = _read(server, rejected, zone_of_name, wanted, published)
+        changes = _adds(wanted, held)
+        foreign: list[tuple[str, str, str]] = []
+        mine = {(r.name, r.address) for r in published}
+        mine_ptr = {(r.name, r.address) for r in published if r.reverse}
+        wanted_ptr = {key for key, c in wanted.items() if c.reverse}
+        for keys, owned, forward in (
+            (held.forward - set(wanted), mine, True),
+            (held.pointers - wanted_ptr, mine_ptr, False),
+        ):
+            for name, address in sorted(keys):
+                change = DnsChange(
+                    DnsAction.REMOVE, name, zone_of_name[name], address, not forward, forward
                 )
-            )
+                if (name, address) in owned or change in queued:
+                    changes.append(change)
+                else:
+                    foreign.append((name, change.rdtype if forward else "PTR", address))
         return SyncPlan(
             tuple(c for c in changes if c not in queued),
-            tuple(sorted({*zone_of_name.values(), *reverse_zones})),
+            tuple(sorted({*zone_of_name.values(), *held.reverse_zone.values()})),
             len(zone_of_name),
+            tuple(foreign),
+            tuple(sorted(held.failed.items())),
         )
-
-    @staticmethod
-    def _forward(
-        server: ZoneTransfers,
-        zone_of_name: dict[str, str],
-        wanted: dict[tuple[str, str], DnsChange],
-        published: Iterable[PublishedRecord],
-    ) -> tuple[set[tuple[str, str]], set[str]]:
-        """The managed names' addresses the forward zones hold; the reverse zones to read."""
-        held: set[tuple[str, str]] = set()
-        for zone in sorted(set(zone_of_name.values())):
-            for record in server.transfer(zone):
-                if record.rdtype in ("A", "AAAA") and record.name in zone_of_name:
-                    held.add((record.name, record.value))
-        reverse = {c.address for c in wanted.values() if c.reverse}
-        reverse |= {r.address for r in published if r.reverse}
-        reverse |= {address for _, address in held}
-        zones = set()
-        for address in sorted(reverse):
-            with contextlib.suppress(Exception):
-                zones.add(server.reverse_zone_of(address))
-        return held, zones
-
-    @staticmethod
-    def _pointers(
-        server: ZoneTransfers, zones: Iterable[str], zone_of_name: dict[str, str]
-    ) -> set[tuple[str, str]]:
-        """(name, address) of the PTR records that point at a managed name."""
-        found = set()
-        for zone in sorted(zones):
-            for record in server.transfer(zone):
-                if record.rdtype == "PTR" and record.name in zone_of_name:
-                    found.add((record.name, record.value))
-        return found
 
     def apply(self, plan: SyncPlan) -> int:
         """Queue the plan's changes, after what is queued already (the publisher sends them)."""
@@ -300,3 +292,67 @@ class DnsSync:
             for change in plan.changes:
                 ledger.queue_dns(change)
         return len(plan.changes)
+
+
+def _adds(wanted: dict[tuple[str, str], DnsChange], held: _Held) -> list[DnsChange]:
+    """The A/AAAA and PTR records leases want and the zones (those read) lack."""
+    changes = []
+    for key, change in wanted.items():
+        if change.zone not in held.failed and key not in held.forward:
+            changes.append(replace(change, reverse=False))
+        zone = held.reverse_zone.get(change.address)
+        if change.reverse and zone not in held.failed and key not in held.pointers:
+            if zone is None:
+                held.failed[f"PTR of {change.address}"] = "the server holds no zone for it"
+            else:
+                changes.append(replace(change, forward=False))
+    return changes
+
+
+def _read(
+    server: ZoneTransfers,
+    rejected: type[Exception],
+    zone_of_name: dict[str, str],
+    wanted: dict[tuple[str, str], DnsChange],
+    published: Iterable[PublishedRecord],
+) -> _Held:
+    """The managed names' records the zones hold, forward and reverse."""
+    failed: dict[str, str] = {}
+    zones = sorted(set(zone_of_name.values()))
+    forward = {
+        r for r in _transfer(server, rejected, zones, failed, ("A", "AAAA")) if r[0] in zone_of_name
+    }
+    addresses = {c.address for c in wanted.values() if c.reverse}
+    addresses |= {r.address for r in published if r.reverse}
+    addresses |= {address for _, address in forward}
+    reverse_zone = {}
+    for address in sorted(addresses):
+        with contextlib.suppress(Exception):
+            reverse_zone[address] = server.reverse_zone_of(address)
+    pointers = _transfer(server, rejected, sorted(set(reverse_zone.values())), failed, ("PTR",))
+    return _Held(
+        forward,
+        {r for r in pointers if r[0] in zone_of_name},
+        reverse_zone,
+        failed,
+    )
+
+
+def _transfer(
+    server: ZoneTransfers,
+    rejected: type[Exception],
+    zones: Iterable[str],
+    failed: dict[str, str],
+    kinds: tuple[str, ...],
+) -> set[tuple[str, str]]:
+    """(name, value) of the records of these kinds the zones hold; a zone that cannot be read
+    is noted in ``failed`` and the others are read still."""
+    found: set[tuple[str, str]] = set()
+    for zone in zones:
+        try:
+            records = list(server.transfer(zone))
+        except rejected as e:
+            failed[zone] = str(getattr(e, "message", e))
+            continue
+        found |= {(r.name, r.value) for r in records if r.rdtype in kinds}
+    return found

@@ -252,11 +252,12 @@ def test_calls_while_the_dns_server_is_down_are_answered_as_fast_and_the_zone_ca
         print(f"\nDNS server up:   {summary(up)}\nDNS server down: {summary(down)}")
         # bounded, not timed: every call answered well within the call bound (5 s)
         assert max(down) < 5
-        assert queue_depth(plugin.db_url) == 300  # 200 allocations, 100 releases
+        # 200 allocations, 100 releases: an AAAA change and a PTR change each
+        assert queue_depth(plugin.db_url) == 600
         bind.start()
         leased = {(f"{n}.{ZONE}", a) for n, a in {**up_leased, **down_leased}.items()}
         wait_for("the zone equals the leases", lambda: forward(bind) == leased, timeout=120)
-        assert queue_depth(plugin.db_url) == 0
+        wait_for("their PTRs published", lambda: queue_depth(plugin.db_url) == 0)
         pointers = sorted(target for _, _, target in bind.records(REVERSE6))
         assert pointers == sorted(name for name, _ in leased)
     finally:
@@ -270,7 +271,7 @@ def test_changes_queued_when_ipledger_is_killed_are_published_after_its_restart(
     plugin = serve(tmp_path, any_server)
     pool_id = docker_pool(plugin, "192.0.2.0/24")
     addresses = {container(plugin, pool_id, f"k{i}"): f"k{i}.{ZONE}" for i in range(10)}
-    assert queue_depth(plugin.db_url) == 10
+    assert queue_depth(plugin.db_url) == 20  # an A and a PTR each
     plugin.kill()  # SIGKILL, master and workers: no chance to send anything
     any_server.start()
     plugin.start()
@@ -279,7 +280,7 @@ def test_changes_queued_when_ipledger_is_killed_are_published_after_its_restart(
             "the queued changes published",
             lambda: forward(any_server) == {(n, a) for a, n in addresses.items()},
         )
-        assert queue_depth(plugin.db_url) == 0
+        wait_for("their PTRs published", lambda: queue_depth(plugin.db_url) == 0)
     finally:
         plugin.stop()
 
@@ -312,8 +313,9 @@ def test_a_wrong_key_is_reported_in_dns_status_the_log_and_the_metrics_and_the_q
         assert "PeerBadSignature" in plugin.log_tail(50)
         metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
         assert f'ipledger_dns_failures_total{{failure="bad-signature",zone="{ZONE}"}}' in metrics
-        assert f'ipledger_dns_queue_changes{{zone="{ZONE}"}} 1.0' in metrics
-        assert queue_depth(plugin.db_url) == 1
+        # its A record and its PTR, each a change
+        assert f'ipledger_dns_queue_changes{{zone="{ZONE}"}} 2.0' in metrics
+        assert queue_depth(plugin.db_url) == 2
         assert bind.dig("web1.apps.example.test") == []
     finally:
         plugin.stop()
@@ -376,11 +378,15 @@ def test_sync_shows_the_difference_and_converges_only_the_names_ipledger_manages
         )
         shown = cli("dns", "sync", db_url=plugin.db_url, env=env)
         print(shown)
-        assert f"+ app.{ZONE} A {address} (and PTR)" in shown
-        assert f"- app.{ZONE} A 192.0.2.99" in shown
+        assert f"+ app.{ZONE} A {address}\n" in shown
+        # a record ipledger never published, even at a name it manages, is not its to delete
+        assert f"  app.{ZONE} A 192.0.2.99: not ipledger's, left alone" in shown
         assert "foreign" not in shown
         cli("dns", "sync", "--apply", db_url=plugin.db_url, env=env)
-        wait_for("converged", lambda: any_server.dig(f"app.{ZONE}") == [address])
+        wait_for(
+            "converged",
+            lambda: sorted(any_server.dig(f"app.{ZONE}")) == sorted([address, "192.0.2.99"]),
+        )
         assert any_server.dig(f"foreign.{ZONE}") == ["192.0.2.98"]
         assert any_server.dig(address, "PTR") == [f"app.{ZONE}"]
         assert "0 differences" in cli("dns", "sync", db_url=plugin.db_url, env=env)
@@ -403,3 +409,108 @@ def test_the_dns_benchmark_runs_both_sides_and_prints_their_ratio(bind):
         "mean",
     }
     assert any(line.startswith("  outbox emptied") for line in lines), lines
+
+
+def cli_run(*args: str, db_url: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "driver", *args, "--db", db_url],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **env),
+        timeout=60,
+    )
+
+
+def test_a_dns_server_given_by_name_is_resolved_and_published_to(tmp_path, bind):
+    plugin = serve(tmp_path, bind, IPLEDGER_DNS_SERVER=f"localhost:{bind.port}")
+    try:
+        pool_id = docker_pool(plugin, "192.0.2.0/24")
+        address = container(plugin, pool_id, "byname")
+        wait_for("published", lambda: bind.dig(f"byname.{ZONE}") == [address])
+    finally:
+        plugin.stop()
+
+
+def test_a_ptr_the_server_cannot_take_never_holds_back_the_a_record_nor_its_removal(tmp_path, bind):
+    """198.51.100.0/24's reverse zone is not served: its PTRs fail, its A records do not wait."""
+    plugin = serve(tmp_path, bind)
+    try:
+        pool_id = docker_pool(plugin, "198.51.100.0/24")
+        first = container(plugin, pool_id, "web1")
+        wait_for("the A record added", lambda: bind.dig(f"web1.{ZONE}") == [first])
+        release(plugin, pool_id, first)
+        wait_for("the A record removed", lambda: bind.dig(f"web1.{ZONE}") == [])
+        second = container(plugin, pool_id, "web1")
+        wait_for("the name added again", lambda: bind.dig(f"web1.{ZONE}") == [second])
+        names = cli("dns", "names", db_url=plugin.db_url)
+        assert re.search(rf"web1\.{ZONE}\s+{second}\s+published, PTR pending", names), names
+        status = json.loads(cli("dns", "status", "--json", db_url=plugin.db_url))
+        print(status)
+        assert [z["failure"] for z in status] == ["no-reverse-zone"]
+        assert "100.51.198.in-addr.arpa" in status[0]["last_error"]
+    finally:
+        plugin.stop()
+
+
+def test_sync_reports_a_zone_it_cannot_transfer_and_compares_the_others(tmp_path, bind):
+    plugin = serve(tmp_path, bind)
+    env = {"IPLEDGER_DNS_SERVER": bind.address, "IPLEDGER_DNS_TSIG": str(bind.key_path)}
+    try:
+        pool_id = docker_pool(plugin, "192.0.2.0/24", {"ipledger.dns_zone": ZONE})
+        address = container(plugin, pool_id, "app")
+        wait_for("app published", lambda: bind.dig(f"app.{ZONE}") == [address])
+        lost = docker_pool(plugin, "198.51.100.0/24", {"ipledger.dns_zone": "lost.example.test"})
+        container(plugin, lost, "nowhere")
+        subprocess.run(
+            ["nsupdate", "-k", str(bind.key_path)],
+            input=f"server 127.0.0.1 {bind.port}\nzone {ZONE}\nupdate delete app.{ZONE} A\nsend\n",
+            text=True,
+            check=True,
+        )
+        shown = cli_run("dns", "sync", db_url=plugin.db_url, env=env)
+        print(shown.stdout, shown.stderr)
+        assert shown.returncode != 0
+        assert f"+ app.{ZONE} A {address}" in shown.stdout
+        assert "lost.example.test" in shown.stderr
+        assert "NOTAUTH" in shown.stderr or "REFUSED" in shown.stderr
+        assert "Traceback" not in shown.stderr
+    finally:
+        plugin.stop()
+
+
+def claimed(db_url: str) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db_url.removeprefix("sqlite:///"), timeout=10) as db:
+        query = "select count(*) from dns_outbox where claimed_until is not null"
+        return int(db.execute(query).fetchone()[0])
+
+
+def test_changes_claimed_when_ipledger_is_killed_are_sent_at_once_after_its_restart(tmp_path, bind):
+    """A server that takes the connection and never answers: each batch is claimed while the
+    publisher waits for it; killed then, the restarted serve (same host) takes them back."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", free_port()))
+    silent.listen(64)
+    silent_at = f"127.0.0.1:{silent.getsockname()[1]}"
+    plugin = serve(tmp_path, bind, IPLEDGER_DNS_SERVER=silent_at)
+    try:
+        pool_id = docker_pool(plugin, "192.0.2.0/24", {"ipledger.dns_zone": ZONE})
+        addresses = {container(plugin, pool_id, f"c{i}"): f"c{i}.{ZONE}" for i in range(5)}
+        wait_for("a batch claimed", lambda: claimed(plugin.db_url) > 0)
+        plugin.kill()
+        assert claimed(plugin.db_url) > 0
+    finally:
+        silent.close()
+    plugin.env["IPLEDGER_DNS_SERVER"] = bind.address
+    plugin.start()
+    try:
+        # a claim is kept 120 s: sent within 30 s only when taken back at start
+        wait_for(
+            "the claimed changes published",
+            lambda: forward(bind) == {(n, a) for a, n in addresses.items()},
+        )
+    finally:
+        plugin.stop()

@@ -116,9 +116,9 @@ def test_the_release_of_a_lease_named_later_removes_the_name_it_was_published_un
     docker.show(pool, address, "my.app")
     names.run_once()
     ipam.release_address(pool, address)
-    assert queued(ipam) == [
-        add(address, "my-app", reverse=True),
-        DnsChange(DnsAction.REMOVE, f"my-app.{ZONE_NAME}", ZONE_NAME, address, True),
+    assert queued(ipam) == [  # the A record and the PTR, each a change
+        *add(address, "my-app", reverse=True).parts(),
+        *DnsChange(DnsAction.REMOVE, f"my-app.{ZONE_NAME}", ZONE_NAME, address, True).parts(),
     ]
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from driver.domain.cni import Attachment, parse_network
-from driver.domain.dns import DnsAction, DnsChange
+from driver.domain.dns import DnsAction, DnsChange, DnsFailure
 from driver.domain.errors import AddressInUse, InvalidRequest
 from driver.usecases.cni import CniCalls
+from driver.usecases.dns import DnsPublishing
 
 ZONE = {"ipledger.dns_zone": "apps.example.test"}
 NAMED = {"com.docker.network.endpoint.name": "web1"}
@@ -54,12 +55,49 @@ def test_a_container_name_that_is_no_dns_label_is_made_one(ipam):
     assert [c.name for c in queued(ipam)] == ["my-app-1.apps.example.test"]
 
 
-def test_a_reverse_pool_queues_its_changes_with_ptr(ipam):
+def test_a_reverse_pool_queues_its_ptr_as_a_change_of_its_own(ipam):
     options = {**ZONE, "ipledger.dns_reverse": "true"}
     pool = ipam.request_pool("LocalDefault", "2001:db8:23::/64", "", options, True).pool_id
     ipam.request_address(pool, "", NAMED)
-    (change,) = queued(ipam)
-    assert (change.reverse, change.rdtype, change.address) == (True, "AAAA", "2001:db8:23::1")
+    forward, ptr = queued(ipam)
+    assert (forward.records, forward.forward, forward.reverse) == ("AAAA", True, False)
+    assert (ptr.records, ptr.forward, ptr.reverse) == ("PTR", False, True)
+    assert {forward.address, ptr.address} == {"2001:db8:23::1"}
+
+
+def test_a_failing_ptr_holds_back_the_names_later_ptr_only_and_never_its_a_record(ipam):
+    options = {**ZONE, "ipledger.dns_reverse": "true"}
+    pool = ipam.request_pool("LocalDefault", "192.0.2.0/24", "", options, False).pool_id
+    address = ipam.request_address(pool, "", NAMED).split("/")[0]
+    ipam.release_address(pool, address)
+    server = FakeServer({"PTR": DnsFailure.NO_ZONE})
+    publishing = DnsPublishing(ipam.store, server, "host/1/a", Rejected)
+    publishing.publish_due()
+    publishing.publish_due()
+    assert [(c.action, c.records) for c in server.sent if c.forward] == [
+        (DnsAction.ADD, "A"),
+        (DnsAction.REMOVE, "A"),
+    ]
+    # the PTR's removal waits behind its failed add, as a name's changes are ordered
+    assert [(c.action, c.records) for c in queued(ipam)] == [
+        (DnsAction.ADD, "PTR"),
+        (DnsAction.REMOVE, "PTR"),
+    ]
+    with ipam.store.reading() as ledger:
+        assert ledger.published_records() == []
+
+
+def test_a_restarted_publisher_takes_back_the_claims_of_its_hosts_earlier_process(ipam):
+    pool = ipam.request_pool("LocalDefault", "192.0.2.0/24", "", ZONE, False).pool_id
+    ipam.request_address(pool, "", NAMED)
+    with ipam.store.transaction() as ledger:
+        assert len(ledger.claim_dns("host-a/41/old", ledger.clock(), 120, 10)) == 1
+    other = DnsPublishing(ipam.store, FakeServer({}), "host-b/7/x", Rejected)
+    other.start()
+    assert not other.due()  # another host's claim is its own until it ends
+    again = DnsPublishing(ipam.store, FakeServer({}), "host-a/42/new", Rejected)
+    again.start()
+    assert again.publish_due().published == 1
 
 
 @pytest.mark.parametrize(
@@ -95,13 +133,17 @@ def test_a_pods_lease_is_published_as_pod_dot_namespace_and_its_del_removes_it(i
     name = "web-0.shop.apps.example.test"
     assert sorted(changes) == sorted(
         [
-            (DnsAction.ADD, name, "A", True),
+            (DnsAction.ADD, name, "A", False),
+            (DnsAction.ADD, name, "AAAA", False),
+            (DnsAction.REMOVE, name, "A", False),
+            (DnsAction.REMOVE, name, "AAAA", False),
+            (DnsAction.ADD, name, "A", True),  # their PTRs
             (DnsAction.ADD, name, "AAAA", True),
             (DnsAction.REMOVE, name, "A", True),
             (DnsAction.REMOVE, name, "AAAA", True),
         ]
     )
-    assert [c[0] for c in changes][:2] == [DnsAction.ADD, DnsAction.ADD]
+    assert [c[0] for c in changes][:4] == [DnsAction.ADD] * 4
 
 
 def test_a_released_pool_removes_the_records_of_the_leases_docker_left_in_it(ipam):
@@ -174,6 +216,8 @@ class FakeServer:
 
     def publish(self, change):
         failure = self.failures.get(change.name)
+        if not change.forward:
+            failure = failure or self.failures.get("PTR")
         if failure is not None:
             raise Rejected(failure, f"{failure} for {change.name}")
         self.sent.append(change)

@@ -101,9 +101,14 @@ def test_failures_the_server_may_get_over_are_retried_with_backoff_others_every_
 KEY = 'key "ipledger-key" {\n\talgorithm hmac-sha256;\n\tsecret "c2VjcmV0c2VjcmV0c2VjcmV0";\n};\n'
 
 
+def write_private(path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o600)
+
+
 def test_a_key_file_as_tsig_keygen_writes_it_is_read(tmp_path):
     path = tmp_path / "key.conf"
-    path.write_text("# made by tsig-keygen\n" + KEY)
+    write_private(path, "# made by tsig-keygen\n" + KEY)
     key = read_tsig_key(str(path))
     assert (key.name, key.algorithm, key.secret) == (
         "ipledger-key",
@@ -124,10 +129,30 @@ def test_a_key_file_as_tsig_keygen_writes_it_is_read(tmp_path):
 )
 def test_a_malformed_key_file_is_refused_naming_the_file_and_the_fault(tmp_path, text, message):
     path = tmp_path / "key.conf"
-    path.write_text(text)
+    write_private(path, text)
     with pytest.raises(SettingsError, match=message) as refused:
         Settings.from_env({"IPLEDGER_DNS_TSIG": str(path)})
     assert str(path) in str(refused.value)
+
+
+def test_a_secret_holding_two_slashes_is_not_taken_for_a_comment(tmp_path):
+    path = tmp_path / "key.conf"
+    write_private(path, KEY.replace("c2VjcmV0c2VjcmV0c2VjcmV0", "c2Vj//8a") + "// note\n")
+    assert read_tsig_key(str(path)).secret == "c2Vj//8a"
+
+
+def test_a_key_file_every_user_may_read_is_refused_with_the_fix_and_one_of_its_group_is_taken(
+    tmp_path,
+):
+    path = tmp_path / "key.conf"
+    write_private(path, KEY)
+    path.chmod(0o644)
+    with pytest.raises(SettingsError, match="readable by every user") as refused:
+        Settings.from_env({"IPLEDGER_DNS_TSIG": str(path)})
+    assert f"chmod 600 {path}" in str(refused.value)
+    assert "IPLEDGER_DNS_TSIG" in str(refused.value)
+    path.chmod(0o640)  # root:bind 0640, as Debian's /etc/bind keys
+    assert read_tsig_key(str(path)).name == "ipledger-key"
 
 
 def test_an_unreadable_key_file_is_refused_naming_it(tmp_path):
@@ -142,13 +167,20 @@ def test_an_unreadable_key_file_is_refused_naming_it(tmp_path):
         ("192.0.2.53:5353", ("192.0.2.53", 5353)),
         ("[2001:db8::53]:5300", ("2001:db8::53", 5300)),
         ("2001:db8::53", ("2001:db8::53", 53)),
+        ("localhost:25553", ("localhost", 25553)),
+        ("ns1.example.test", ("ns1.example.test", 53)),
+        ("[::1]:53", ("::1", 53)),
+        ("NS1.Example.Test.", ("NS1.Example.Test.", 53)),
     ],
 )
 def test_the_dns_server_is_host_and_port_53_by_default(text, parsed):
     assert parse_dns_server(text) == parsed
 
 
-@pytest.mark.parametrize("text", ["host:0", "host:99999", "host:x", ":53"])
+@pytest.mark.parametrize(
+    "text",
+    ["host:0", "host:99999", "host:x", ":53", "bad host", "[::1", "[::1]x", "[ns1]:53", "a:b:c"],
+)
 def test_a_malformed_dns_server_is_refused(text):
     with pytest.raises(SettingsError, match="IPLEDGER_DNS_SERVER"):
         parse_dns_server(text)

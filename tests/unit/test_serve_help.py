@@ -34,6 +34,15 @@ EXAMPLES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def private_key(tmp_path, monkeypatch):
+    """The example key, readable by its owner only (git keeps it 0644; such a key is refused)."""
+    path = tmp_path / "dns-tsig.key"
+    path.write_text(Path(EXAMPLES["IPLEDGER_DNS_TSIG"]).read_text())
+    path.chmod(0o600)
+    monkeypatch.setitem(EXAMPLES, "IPLEDGER_DNS_TSIG", str(path))
+
+
 def help_text() -> str:
     result = CliRunner().invoke(main, ["serve", "--help"], terminal_width=100)
     assert result.exit_code == 0, result.output

@@ -10,6 +10,7 @@ import time
 
 import click
 
+from driver.domain.text import printable
 from driver.entrypoints.cli.ledger import admin
 from driver.entrypoints.cli.options import Group, db_option, json_option, settings_from_env
 from driver.entrypoints.cli.render import say, table
@@ -88,8 +89,11 @@ def names(db_url: str | None) -> None:
 def sync(db_url: str | None, apply: bool) -> None:
     """Compare what the zones hold (AXFR) with the leases, for the names ipledger manages.
 
-    Prints each difference: '+' a record a lease wants and the zone lacks, '-' a record of a
-    managed name that no lease holds. Names ipledger never published are not looked at.
+    Prints each difference: '+' a record a lease wants and the zone lacks, '-' a record
+    ipledger published that no lease holds any more. A record someone else put at a managed
+    name is shown as not ipledger's and left alone; names ipledger never published are not
+    looked at. A zone that cannot be transferred is reported (exit status 1) and the others
+    are compared still.
     """
     from driver.adapters.dns_server import DnsRejected
     from driver.entrypoints.dns_publisher import dns_server
@@ -100,17 +104,19 @@ def sync(db_url: str | None, apply: bool) -> None:
     server = dns_server(settings)
     with admin(db_url, reads=not apply) as a:
         sync_ = DnsSync(a.store)
-        try:
-            plan = sync_.plan(server)
-        except DnsRejected as e:
-            raise click.ClickException(e.message) from None
+        plan = sync_.plan(server, DnsRejected)
         for change in plan.changes:
             sign = "+" if change.action == "add" else "-"
-            ptr = " (and PTR)" if change.reverse else ""
-            say(f"{sign} {change.name} {change.rdtype} {change.address}{ptr}")
+            say(f"{sign} {change.name} {change.records} {change.address}")
+        for name, rdtype, value in plan.foreign:
+            say(f"  {name} {rdtype} {value}: not ipledger's, left alone")
         queued = sync_.apply(plan) if apply and plan.changes else 0
     say(
         f"{len(plan.changes)} difference{'' if len(plan.changes) == 1 else 's'} in "
         f"{', '.join(plan.zones) or 'no zone'} ({plan.managed} names managed)"
         + (f"; {queued} changes queued for the publisher" if apply else "")
     )
+    for zone, why in plan.failed:
+        click.echo(printable(f"ipledger: {zone} not compared: {why}"), err=True)
+    if plan.failed:
+        raise SystemExit(1)
