@@ -272,6 +272,13 @@ class SubnetStatements(_Statements):
         ).first()
         return SubnetRecord(row.id, row.cidr, row.refs) if row else None
 
+    def plan_owners(self, space: str) -> tuple[str, ...]:
+        """Every owner with a subnet in ``space``: each host's own plan, the shared one."""
+        rows = self.connection.execute(
+            select(subnets.c.owner).where(subnets.c.space == space).distinct()
+        )
+        return tuple(sorted(rows.scalars()))
+
     def held_subnets(self, owners: tuple[str, ...], space: str, version: int) -> HeldSubnets:
         """The subnets of these address plans (a host's own and the shared one, say)."""
         return HeldSubnets(self.connection, owners, space, version)

@@ -145,7 +145,9 @@ class NewPools:
             ledger.change_refs(existing.id, +1)
             subnet_id = existing.id
         else:
-            self._refuse_overlap(ledger, (owner, other_plan), space, subnet)
+            # a new shared pool is in every host's plan: no host's own pool may overlap it
+            plans = ledger.plan_owners(space) if shared is not None else (owner, other_plan)
+            self._refuse_overlap(ledger, (owner, other_plan, *plans), space, subnet)
             subnet_id = ledger.add_subnet(owner, space, subnet)
         self._add(ledger, owner, pool_id, subnet_id, space, subnet, subrange, options, policy)
         if shared is not None and attach:
