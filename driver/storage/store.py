@@ -103,12 +103,13 @@ def open_configured(
     bounded: bool = False,
     serving: bool = False,
     read_only: bool = False,
-    outage_bound: float = OUTAGE_BOUND,
+    outage_bound: float | None = None,
 ) -> Store:
     """The store of the configured ledger: each call bounded by the settings' call timeout
     (``bounded``), refusing this host's writes while it is retired (``serving``), opened as it
     is on a read-only file system for a caller that only reads (``read_only``), and waiting at
-    most ``outage_bound`` for a database that went away in a call without a deadline."""
+    most ``outage_bound`` (the call timeout unless given) for a database that went away in a
+    call without a deadline (an operator's command, say)."""
     return open_store(
         settings.db_url,
         synchronous=settings.sqlite_synchronous,
@@ -116,7 +117,7 @@ def open_configured(
         call_timeout=settings.call_timeout if bounded else None,
         read_only=read_only,
         serving_host=settings.host_id if serving else None,
-        outage_bound=outage_bound,
+        outage_bound=settings.call_timeout if outage_bound is None else outage_bound,
     )
 
 

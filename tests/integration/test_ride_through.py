@@ -99,7 +99,8 @@ def test_the_metrics_and_the_page_show_the_server_and_count_calls_that_waited_or
 def test_an_operator_command_waits_for_postgresql_to_come_back(tmp_path, postgres, command):
     url = postgres.new_database()
     try:
-        engine_env = dict(os.environ, IPLEDGER_HOST_ID="host-0")
+        # an operator's command waits for the database up to the call bound
+        engine_env = dict(os.environ, IPLEDGER_HOST_ID="host-0", IPLEDGER_CALL_TIMEOUT="30")
         store = open_store(url)
         try:
             Ipam(store, (), "host-0").request_pool("LocalDefault", POOL["Pool"], "", {}, True)

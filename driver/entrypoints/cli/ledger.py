@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from driver.config import Settings
-from driver.domain.errors import IpamError
+from driver.domain.errors import IpamError, StorageUnavailable
 from driver.entrypoints.cli.options import settings_from_env
 
 if TYPE_CHECKING:
@@ -83,6 +83,9 @@ def admin(db_url: str | None, *, create: bool = False, reads: bool = False) -> I
         raise click.ClickException(
             f"database unavailable at {masked_url(settings.db_url)}: {first_line(e)}"
         ) from None
+    except StorageUnavailable as e:
+        # the store's words say what failed; the operator also needs which ledger it was
+        raise click.ClickException(f"{e.message} (ledger {masked_url(settings.db_url)})") from None
     except IpamError as e:
         raise click.ClickException(e.message) from None
     except Conflict as e:
